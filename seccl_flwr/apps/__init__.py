@@ -1,0 +1,1 @@
+"""Ready Flower apps built on SecCL (used by the CLI, the tests and the benchmark)."""

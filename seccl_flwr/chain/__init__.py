@@ -1,0 +1,1 @@
+"""Chain layer: connections, the embedded chain endpoint and the CSC contract client."""

@@ -1,0 +1,309 @@
+"""Typed Python client of the candidate selection contract (CSC).
+
+One :class:`CandidateSelection` wraps one deployed contract, i.e. one SecCL run.
+Transactions are signed locally by the ``sender`` account (the server, who owns the
+run and pays gas), their receipts are awaited, and every revert is raised as a
+:class:`~seccl_flwr.chain.errors.ContractRevertError` that names the contract's
+custom error and its arguments. Views need no sender.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from ..protocol.eip712 import Kind, RunBinding
+from .artifact import load_artifact
+from .errors import (
+    ChainUnreachableError,
+    ContractCodeMismatchError,
+    ContractRevertError,
+    NoContractError,
+)
+
+T = TypeVar("T")
+
+BALLOT_CHUNK = 25
+"""Ballots per ``submitBallots`` transaction (keeps each well under the gas limit)."""
+
+
+@dataclass(frozen=True)
+class TxInfo:
+    """What a mined transaction cost."""
+
+    function: str
+    tx_hash: str
+    gas_used: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class SignedBallot:
+    """One evaluator's signed score vector, as the contract takes it."""
+
+    evaluator: str
+    peers: tuple[str, ...]
+    scores: tuple[int, ...]
+    signature: bytes
+
+    def as_tuple(self) -> tuple:
+        """Return the ABI tuple ``(evaluator, peers, scores, signature)``."""
+        return (self.evaluator, list(self.peers), list(self.scores), self.signature)
+
+
+def _error_table(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[str]]]:
+    table = {}
+    for entry in abi:
+        if entry.get("type") != "error":
+            continue
+        types = [_abi_type(i) for i in entry["inputs"]]
+        selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
+        table[selector] = (entry["name"], [i["name"] for i in entry["inputs"]], types)
+    return table
+
+
+def _abi_type(item: dict) -> str:
+    if item["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){item['type'][5:]}"
+    return item["type"]
+
+
+class CandidateSelection:
+    """Client of one deployed candidate selection contract.
+
+    Parameters
+    ----------
+    w3 : Web3
+        Connection to the chain.
+    address : str
+        Address of the contract.
+    sender : LocalAccount | None
+        Account that signs transactions (the run's owner). Views work without it.
+    """
+
+    def __init__(self, w3: Web3, address: str, sender: LocalAccount | None = None):
+        artifact = load_artifact()
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.sender = sender
+        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
+        self._errors = _error_table(artifact["abi"])
+        self._binding: RunBinding | None = None
+
+    # ------------------------------------------------------------------ set-up
+    @classmethod
+    def deploy(
+        cls,
+        w3: Web3,
+        sender: LocalAccount,
+        run_id: bytes,
+        participants: Sequence[str],
+        num_candidates: int,
+    ) -> tuple["CandidateSelection", TxInfo]:
+        """Deploy a new contract, which opens a run; return its client and the tx.
+
+        Raises
+        ------
+        ContractRevertError
+            If the run parameters are rejected (e.g. ``DuplicateParticipant``).
+        """
+        artifact = load_artifact()
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        probe = cls.__new__(cls)
+        probe.w3, probe.sender = w3, sender
+        probe._errors = _error_table(artifact["abi"])
+        receipt, info = probe._transact(
+            "constructor",
+            factory.constructor(
+                run_id, [to_checksum_address(p) for p in participants], num_candidates
+            ),
+        )
+        return cls(w3, receipt["contractAddress"], sender), info
+
+    @classmethod
+    def attach(
+        cls, w3: Web3, address: str, sender: LocalAccount | None = None
+    ) -> "CandidateSelection":
+        """Attach to an existing contract after checking its code.
+
+        Raises
+        ------
+        NoContractError
+            If there is no code at ``address``.
+        ContractCodeMismatchError
+            If the code is not the packaged artifact's runtime code.
+        """
+        address = to_checksum_address(address)
+        code = _rpc(lambda: bytes(w3.eth.get_code(address)))
+        if not code:
+            raise NoContractError(f"no contract code at {address}")
+        expected = bytes.fromhex(load_artifact()["deployedBytecode"].removeprefix("0x"))
+        if code != expected:
+            raise ContractCodeMismatchError(
+                f"code at {address} ({len(code)} bytes) is not the CandidateSelection "
+                f"artifact's runtime code ({len(expected)} bytes)"
+            )
+        return cls(w3, address, sender)
+
+    @property
+    def binding(self) -> RunBinding:
+        """The run binding (chain id, contract, run id) of every digest of this run."""
+        if self._binding is None:
+            self._binding = RunBinding(
+                chain_id=_rpc(lambda: int(self.w3.eth.chain_id)),
+                contract=self.address,
+                run_id=bytes(self._view("runId")),
+            )
+        return self._binding
+
+    # ------------------------------------------------------------ transactions
+    def anchor(
+        self, round_: int, kind: Kind, authors: Sequence[str], digests: Sequence[bytes]
+    ) -> TxInfo:
+        """Anchor the digests of one phase of a round in one transaction."""
+        fn = self.contract.functions.anchor(
+            round_, int(kind), [to_checksum_address(a) for a in authors], list(digests)
+        )
+        return self._transact("anchor", fn)[1]
+
+    def submit_ballots(
+        self, round_: int, ballots: Sequence[SignedBallot], chunk: int = BALLOT_CHUNK
+    ) -> list[TxInfo]:
+        """Submit signed ballots, ``chunk`` per transaction."""
+        infos = []
+        for start in range(0, len(ballots), chunk):
+            part = [b.as_tuple() for b in ballots[start : start + chunk]]
+            fn = self.contract.functions.submitBallots(round_, part)
+            infos.append(self._transact("submitBallots", fn)[1])
+        return infos
+
+    def elect(self, round_: int) -> TxInfo:
+        """Close the round's vote and store its candidates."""
+        return self._transact("elect", self.contract.functions.elect(round_))[1]
+
+    # ------------------------------------------------------------------- views
+    def anchor_of(self, round_: int, kind: Kind, author: str) -> bytes:
+        """Return the digest anchored for (round, kind, author); 32 zero bytes if none."""
+        return bytes(self._view("anchorOf", round_, int(kind), to_checksum_address(author)))
+
+    def update_authors(self, round_: int) -> list[str]:
+        """Return the round's update authors in anchoring order."""
+        return list(self._view("updateAuthors", round_))
+
+    def candidates_of(self, round_: int) -> list[str]:
+        """Return the round's elected candidates, best first."""
+        return list(self._view("candidatesOf", round_))
+
+    def totals_of(self, round_: int) -> dict[str, int]:
+        """Return every update author's Borda total for the round."""
+        authors, points = self._view("totalsOf", round_)
+        return dict(zip(authors, points, strict=True))
+
+    def is_elected(self, round_: int) -> bool:
+        """Return whether the round's election has run."""
+        return bool(self._view("isElected", round_))
+
+    def evaluators_of(self, round_: int) -> list[str]:
+        """Return who cast a ballot in the round, in submission order."""
+        return list(self._view("evaluatorsOf", round_))
+
+    def participants(self) -> list[str]:
+        """Return the run's participants in registration order."""
+        return list(self._view("participants"))
+
+    def num_candidates(self) -> int:
+        """Return the number of candidates ``M`` per round."""
+        return int(self._view("numCandidates"))
+
+    def owner(self) -> str:
+        """Return the run's owner (the server)."""
+        return str(self._view("owner"))
+
+    def last_completed_round(self) -> int:
+        """Return the last round whose new global model is anchored."""
+        return int(self._view("lastCompletedRound"))
+
+    def current_round(self) -> int:
+        """Return the round that is open (``lastCompletedRound + 1``)."""
+        return int(self._view("currentRound"))
+
+    def events(self, name: str, from_block: int = 0) -> list[Any]:
+        """Return all logs of event ``name`` since ``from_block``."""
+        event = getattr(self.contract.events, name)
+        return _rpc(lambda: list(event.get_logs(from_block=from_block)))
+
+    # --------------------------------------------------------------- internals
+    def _view(self, name: str, *args: Any) -> Any:
+        fn = getattr(self.contract.functions, name)(*args)
+        return self._decoded(name, lambda: fn.call())
+
+    def _transact(self, name: str, fn: Any) -> tuple[Any, TxInfo]:
+        if self.sender is None:
+            raise PermissionError(f"{name} sends a transaction; give the client a sender")
+        address = self.sender.address
+
+        def build() -> dict:
+            return fn.build_transaction(
+                {
+                    "from": address,
+                    "nonce": self.w3.eth.get_transaction_count(address, "pending"),
+                }
+            )
+
+        tx = self._decoded(name, build)
+        signed = self.sender.sign_transaction(tx)
+        tx_hash = _rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        receipt = _rpc(lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, 120))
+        if receipt["status"] != 1:
+            raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash.hex()})
+        info = TxInfo(
+            name,
+            "0x" + bytes(tx_hash).hex().removeprefix("0x"),
+            int(receipt["gasUsed"]),
+            int(receipt["blockNumber"]),
+        )
+        return receipt, info
+
+    def _decoded(self, name: str, call: Callable[[], T]) -> T:
+        try:
+            return _rpc(call)
+        except ContractCustomError as exc:
+            raise self._revert_error(name, exc.data) from None
+        except ContractLogicError as exc:
+            if isinstance(exc.data, str) and exc.data.startswith("0x") and len(exc.data) >= 10:
+                raise self._revert_error(name, exc.data) from None
+            raise ContractRevertError(name, "Revert", {"message": str(exc)}) from None
+
+    def _revert_error(self, name: str, data: Any) -> ContractRevertError:
+        raw = bytes.fromhex(str(data).removeprefix("0x"))
+        entry = self._errors.get(raw[:4])
+        if entry is None:
+            return ContractRevertError(name, "UnknownError", {"data": "0x" + raw.hex()})
+        error_name, arg_names, types = entry
+        values = abi_decode(types, raw[4:])
+        return ContractRevertError(name, error_name, dict(zip(arg_names, values, strict=True)))
+
+
+def num_candidates_for(candidate_fraction: float, num_participants: int) -> int:
+    """Return ``M = ceil(λ·n)``, at least 1 and at most ``n``."""
+    if not 0.0 < candidate_fraction <= 1.0:
+        raise ValueError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
+    return max(
+        1,
+        min(num_participants, math.ceil(candidate_fraction * num_participants - 1e-9)),
+    )
+
+
+def _rpc(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise ChainUnreachableError(f"chain endpoint does not answer: {exc}") from exc

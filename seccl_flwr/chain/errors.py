@@ -1,0 +1,48 @@
+"""Exceptions of the chain layer; each names the endpoint, address or error at fault."""
+
+from typing import Any
+
+
+class ChainError(RuntimeError):
+    """Base class of every chain-layer error."""
+
+
+class ChainUnreachableError(ChainError):
+    """The JSON-RPC endpoint does not answer."""
+
+
+class WrongChainError(ChainError):
+    """The endpoint serves another chain id than the one expected."""
+
+
+class NoContractError(ChainError):
+    """There is no contract code at the given address."""
+
+
+class ContractCodeMismatchError(ChainError):
+    """The code at the address is not the runtime code of the packaged artifact."""
+
+
+class InsufficientFundsError(ChainError):
+    """The account that sends transactions cannot pay for gas."""
+
+
+class ContractRevertError(ChainError):
+    """A contract call reverted with a custom error of the CSC.
+
+    Attributes
+    ----------
+    error_name : str
+        Name of the Solidity custom error, e.g. ``"DuplicateBallot"``.
+    error_args : dict[str, Any]
+        Its decoded arguments by name.
+    function : str
+        The contract function that reverted.
+    """
+
+    def __init__(self, function: str, error_name: str, error_args: dict[str, Any]) -> None:
+        self.function = function
+        self.error_name = error_name
+        self.error_args = error_args
+        args = ", ".join(f"{k}={v}" for k, v in error_args.items())
+        super().__init__(f"{function} reverted with {error_name}({args})")

@@ -1,0 +1,404 @@
+"""Client side of SecCL: Flower ClientApp handlers and PyTorch helpers.
+
+The handlers verify everything they receive against the node's own chain endpoint
+before using it, and sign everything they send:
+
+* ``train``: check the global model against its anchor (and, when this node
+  cross-evaluated the previous round, that it equals old model + merge of exactly
+  the elected updates, and that its ballot is on chain), train, keep the top
+  ``share-fraction`` changes, sign.
+* ``query.seccl_evaluate``: check every peer update's signature and anchor, score
+  each verified one on the local validation split (macro F1), sign the score vector.
+* ``evaluate``: check the global model's anchor, evaluate, sign the metrics.
+* ``query.seccl_register``: tell the server this node's address.
+
+Use :func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*``
+functions from your own handlers.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from logging import WARNING
+from typing import Any
+
+import numpy as np
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.clientapp import ClientApp
+from flwr.common.logger import log
+
+from .chain.connection import connect
+from .chain.csc import CandidateSelection
+from .chain.errors import ChainError
+from .errors import (
+    AggregationMismatchError,
+    BallotMissingError,
+    GlobalModelMismatchError,
+    MalformedMessageError,
+    UntrustedContractError,
+    UpdateDigestMismatchError,
+    UpdateSignatureError,
+)
+from .identity import CHAIN_URL, CONTRACT, load_account, setting
+from .messages import (
+    SECCL_KEY,
+    arrays_of,
+    message_digest,
+    record_of,
+    sign_message,
+    verify_message,
+)
+from .protocol.eip712 import (
+    MAX_SCORE,
+    Kind,
+    SignatureError,
+    ballot_typed_data,
+    sign_typed,
+    typed_digest,
+)
+from .protocol.encoding import metrics_to_arrays
+from .protocol.sparse import (
+    ModelLayout,
+    SparseUpdate,
+    SparseUpdateError,
+    apply_update,
+    budget,
+    merge_updates,
+    sparsify,
+)
+
+REGISTER = "query.seccl_register"
+CROSS_EVALUATE = "query.seccl_evaluate"
+
+TrainFn = Callable[[dict[str, np.ndarray], ConfigRecord], tuple[dict[str, np.ndarray], dict]]
+"""``(global arrays, config) -> (trained arrays, metrics incl. 'num-examples')``."""
+ScoreFn = Callable[[dict[str, np.ndarray]], float]
+"""``arrays -> macro F1`` on the local validation split."""
+EvaluateFn = Callable[[dict[str, np.ndarray]], dict]
+"""``arrays -> metrics`` (e.g. loss, accuracy, macro-f1, num-examples)."""
+
+_MEMO = "seccl.memo"
+_PREV_GLOBAL = "seccl.prev-global"
+_UPDATE_PREFIX = "seccl.update."
+_CONTRACTS: dict[tuple[str, str, str], CandidateSelection] = {}
+
+
+def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelection:
+    """Return the run's contract on the node's own chain endpoint, checked once.
+
+    The endpoint comes from the node or run config, never from the server. The
+    address is the pinned ``seccl-contract`` if configured; otherwise the one the
+    server names, accepted only if its code is the SecCL artifact and the run lists
+    this node's address.
+
+    Raises
+    ------
+    UntrustedContractError
+        If the contract fails these checks or the pinned and named addresses differ.
+    """
+    url = setting(context, CHAIN_URL)
+    if url is None:
+        raise UntrustedContractError(
+            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
+        )
+    named = str(config.get("contract", ""))
+    pinned = setting(context, CONTRACT)
+    address = pinned or named
+    if pinned and named and pinned.lower() != named.lower():
+        raise UntrustedContractError(
+            f"server names contract {named}, but this node is pinned to {pinned}"
+        )
+    account = load_account(context)
+    key = (url, address.lower(), account.address)
+    if key not in _CONTRACTS:
+        try:
+            csc = CandidateSelection.attach(connect(url), address)
+            members = csc.participants()
+        except ChainError as exc:
+            raise UntrustedContractError(f"contract {address} rejected: {exc}") from exc
+        if account.address not in members:
+            raise UntrustedContractError(
+                f"contract {address} does not list this node's address {account.address}"
+            )
+        _CONTRACTS[key] = csc
+    return _CONTRACTS[key]
+
+
+@dataclass
+class _Verified:
+    """What a handler has checked: contract, account, round, global arrays."""
+
+    csc: CandidateSelection
+    account: Any
+    round: int
+    arrays: dict[str, np.ndarray]
+    layout: ModelLayout
+    config: ConfigRecord = field(default_factory=ConfigRecord)
+
+
+def _verified_global(msg: Message, context: Context, model_round: int) -> _Verified:
+    """Check the global model in ``msg`` against its anchor for ``model_round``."""
+    config = msg.content.config_records.get(SECCL_KEY, ConfigRecord())
+    csc = trusted_contract(context, config)
+    account = load_account(context)
+    arrays = arrays_of(msg.content.array_records["arrays"])
+    owner = csc.owner()
+    digest = message_digest(csc.binding, model_round, Kind.GLOBAL_MODEL, owner, arrays)
+    anchored = csc.anchor_of(model_round, Kind.GLOBAL_MODEL, owner)
+    if digest != anchored:
+        raise GlobalModelMismatchError(
+            model_round,
+            account.address,
+            f"global model digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
+        )
+    return _Verified(csc, account, int(config["round"]), arrays, ModelLayout.of(arrays), config)
+
+
+def _check_previous_round(ctx: _Verified, context: Context) -> None:
+    """Check last round's ballot and aggregation, if this node took part in it."""
+    memo = context.state.config_records.get(_MEMO)
+    if memo is None or int(memo["round"]) != ctx.round - 1:
+        return
+    prev = int(memo["round"])
+    me = ctx.account.address
+    on_chain = ctx.csc.anchor_of(prev, Kind.BALLOT, me)
+    if on_chain != bytes(memo["ballot-digest"]):
+        raise BallotMissingError(
+            prev,
+            me,
+            f"my ballot 0x{bytes(memo['ballot-digest']).hex()} is not on chain "
+            f"(found 0x{on_chain.hex()})",
+        )
+    candidates = ctx.csc.candidates_of(prev)
+    updates = []
+    for author in candidates:
+        record = context.state.array_records.get(_UPDATE_PREFIX + author)
+        if record is None:
+            return  # not every candidate's update was seen: cannot recompute
+        updates.append(SparseUpdate.from_arrays(arrays_of(record), ctx.layout.size))
+    previous = arrays_of(context.state.array_records[_PREV_GLOBAL])
+    flat = ctx.layout.flatten(previous) + merge_updates(ctx.layout.size, updates)
+    expected = ctx.layout.unflatten(flat, previous)
+    owner = ctx.csc.owner()
+    if message_digest(ctx.csc.binding, prev, Kind.GLOBAL_MODEL, owner, expected) != (
+        message_digest(ctx.csc.binding, prev, Kind.GLOBAL_MODEL, owner, ctx.arrays)
+    ):
+        raise AggregationMismatchError(
+            prev,
+            owner,
+            f"global model of round {prev} is not the previous model plus the merge of "
+            f"the elected candidates {candidates}",
+        )
+
+
+def handle_register(msg: Message, context: Context) -> Message:
+    """Answer the server's registration query with this node's address."""
+    account = load_account(context)
+    return Message(
+        RecordDict({SECCL_KEY: ConfigRecord({"address": account.address})}),
+        reply_to=msg,
+    )
+
+
+def handle_train(msg: Message, context: Context, train_fn: TrainFn) -> Message:
+    """Verify the global model, train, sparsify and sign the update.
+
+    Parameters
+    ----------
+    msg : Message
+        The server's train message (``arrays`` + ``config`` + ``seccl`` records).
+    context : Context
+        The node's context (key, chain endpoint, state).
+    train_fn : TrainFn
+        Trains from the given arrays; returns trained arrays and metrics.
+    """
+    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
+    _check_previous_round(ctx, context)
+    config = msg.content.config_records.get("config", ConfigRecord())
+    trained, metrics = train_fn(ctx.arrays, config)
+    ctx.layout.check(trained)
+    delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
+    share = float(ctx.config["share-fraction"])
+    update = sparsify(
+        delta, share, ctx.layout, per_tensor=bool(ctx.config.get("per-tensor", False))
+    )
+    digest, signature = sign_message(
+        ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
+    )
+    reply = RecordDict(
+        {
+            "update": record_of(update.to_arrays()),
+            "metrics": MetricRecord({k: float(v) for k, v in metrics.items()}),
+            SECCL_KEY: ConfigRecord(
+                {
+                    "author": ctx.account.address,
+                    "digest": digest,
+                    "signature": signature,
+                }
+            ),
+        }
+    )
+    return Message(reply, reply_to=msg)
+
+
+def verify_peer_update(
+    ctx: _Verified, author: str, record: ArrayRecord, signature: bytes
+) -> SparseUpdate:
+    """Return a peer's update once its form, signature and anchor are checked.
+
+    Raises
+    ------
+    MalformedMessageError, UpdateSignatureError, UpdateDigestMismatchError
+        Named after what failed, with round, author and detail.
+    """
+    size = ctx.layout.size
+    try:
+        update = SparseUpdate.from_arrays(
+            arrays_of(record), size, budget(size, float(ctx.config["share-fraction"]))
+        )
+    except SparseUpdateError as exc:
+        raise MalformedMessageError(ctx.round, author, str(exc)) from exc
+    try:
+        digest = verify_message(
+            ctx.csc.binding,
+            ctx.round,
+            Kind.UPDATE,
+            author,
+            update.to_arrays(),
+            signature,
+        )
+    except SignatureError as exc:
+        raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
+    anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
+    if digest != anchored:
+        raise UpdateDigestMismatchError(
+            ctx.round,
+            author,
+            f"update digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
+        )
+    return update
+
+
+def handle_cross_evaluate(msg: Message, context: Context, score_fn: ScoreFn) -> Message:
+    """Verify each peer update, score the verified ones, sign the score vector."""
+    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
+    authors = [str(a) for a in ctx.config.get("authors", [])]
+    signatures = [bytes(s) for s in ctx.config.get("signatures", [])]
+    base = ctx.layout.flatten(ctx.arrays)
+    peers, scores, rejected, verified = [], [], [], {}
+    for author, signature in zip(authors, signatures, strict=True):
+        if author == ctx.account.address:
+            continue
+        record = msg.content.array_records.get(f"update.{author}")
+        try:
+            if record is None:
+                raise MalformedMessageError(ctx.round, author, "update missing from message")
+            update = verify_peer_update(ctx, author, record, signature)
+        except (
+            MalformedMessageError,
+            UpdateSignatureError,
+            UpdateDigestMismatchError,
+        ) as exc:
+            log(WARNING, "SecCL: not scoring %s", exc)
+            rejected.append(str(exc))
+            continue
+        candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
+        f1 = float(score_fn(candidate))
+        peers.append(author)
+        scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
+        verified[author] = update
+    typed = ballot_typed_data(ctx.csc.binding, ctx.round, ctx.account.address, peers, scores)
+    signature = sign_typed(ctx.account.key, typed)
+    _remember(context, ctx, verified, typed_digest(typed))
+    reply = ConfigRecord(
+        {
+            "evaluator": ctx.account.address,
+            "peers": peers,
+            "scores": scores,
+            "signature": signature,
+            "rejected": rejected,
+        }
+    )
+    return Message(RecordDict({SECCL_KEY: reply}), reply_to=msg)
+
+
+def _remember(
+    context: Context,
+    ctx: _Verified,
+    verified: Mapping[str, SparseUpdate],
+    ballot: bytes,
+) -> None:
+    """Keep what next round's aggregation and ballot checks need."""
+    for key in [k for k in context.state.array_records if k.startswith(_UPDATE_PREFIX)]:
+        del context.state[key]
+    context.state[_PREV_GLOBAL] = record_of(ctx.arrays)
+    for author, update in verified.items():
+        context.state[_UPDATE_PREFIX + author] = record_of(update.to_arrays())
+    context.state[_MEMO] = ConfigRecord({"round": ctx.round, "ballot-digest": ballot})
+
+
+def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> Message:
+    """Verify the new global model's anchor, evaluate it and sign the metrics."""
+    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]))
+    metrics = {k: float(v) for k, v in evaluate_fn(ctx.arrays).items()}
+    digest, signature = sign_message(
+        ctx.account,
+        ctx.csc.binding,
+        ctx.round,
+        Kind.EVALUATION,
+        metrics_to_arrays(metrics),
+    )
+    reply = RecordDict(
+        {
+            "metrics": MetricRecord(metrics),
+            SECCL_KEY: ConfigRecord(
+                {
+                    "author": ctx.account.address,
+                    "digest": digest,
+                    "signature": signature,
+                }
+            ),
+        }
+    )
+    return Message(reply, reply_to=msg)
+
+
+def seccl_client_app(
+    train_fn: Callable[[Context], TrainFn],
+    score_fn: Callable[[Context], ScoreFn],
+    evaluate_fn: Callable[[Context], EvaluateFn],
+) -> ClientApp:
+    """Return a ClientApp that speaks SecCL.
+
+    Parameters
+    ----------
+    train_fn, score_fn, evaluate_fn : Callable[[Context], ...]
+        Factories that, given the node's context (to load its data partition),
+        return the node's train, validation-scoring and evaluation functions.
+        :mod:`seccl_flwr.torch_task` builds them from an ordinary PyTorch model.
+    """
+    app = ClientApp()
+
+    @app.query("seccl_register")
+    def register(msg: Message, context: Context) -> Message:
+        return handle_register(msg, context)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return handle_train(msg, context, train_fn(context))
+
+    @app.query("seccl_evaluate")
+    def cross_evaluate(msg: Message, context: Context) -> Message:
+        return handle_cross_evaluate(msg, context, score_fn(context))
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return handle_evaluate(msg, context, evaluate_fn(context))
+
+    return app

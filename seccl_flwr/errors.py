@@ -1,0 +1,61 @@
+"""Protocol violations SecCL detects; each names round, node and message."""
+
+
+class SecCLError(RuntimeError):
+    """Base class of SecCL protocol errors."""
+
+
+class VerificationError(SecCLError):
+    """Something received does not match what the chain or its author committed to.
+
+    Attributes
+    ----------
+    round : int
+        Server round the message belongs to.
+    node : str
+        Address (or node id) of the author or receiver concerned.
+    detail : str
+        What did not match.
+    """
+
+    def __init__(self, round_: int, node: str, detail: str) -> None:
+        self.round = round_
+        self.node = node
+        self.detail = detail
+        super().__init__(f"{type(self).__name__}: round {round_}, node {node}: {detail}")
+
+
+class UpdateDigestMismatchError(VerificationError):
+    """A forwarded update's digest differs from the one anchored for its author."""
+
+
+class UpdateSignatureError(VerificationError):
+    """A forwarded update is not signed by the author it is attributed to."""
+
+
+class MalformedMessageError(VerificationError):
+    """A message is truncated, has wrong shapes or dtypes, NaN/Inf or is oversized."""
+
+
+class GlobalModelMismatchError(VerificationError):
+    """The global model received is not the one anchored on chain."""
+
+
+class AggregationMismatchError(VerificationError):
+    """The anchored global model is not old model + merge of the elected updates."""
+
+
+class BallotMissingError(VerificationError):
+    """An evaluator's signed ballot was dropped or replaced on chain."""
+
+
+class BallotSignatureError(VerificationError):
+    """A ballot is not signed by its evaluator."""
+
+
+class UntrustedContractError(SecCLError):
+    """The contract a client is pointed to is not a SecCL run it belongs to."""
+
+
+class NotEnoughNodesError(SecCLError):
+    """Fewer nodes than the configured minimum answered a phase."""

@@ -1,0 +1,68 @@
+"""Where a node's Ethereum key, chain endpoint and contract come from.
+
+A client never takes the server's word for a chain fact: its key, its chain endpoint
+and (in deployment) the contract address come from its own node config, falling back
+to the run config that the user who launched the run wrote.
+
+Node config / run config keys:
+
+``seccl-key-file``
+    Path of a file holding the node's private key (hex). Deployment.
+``seccl-key-seed`` (run config) with ``partition-id`` (node config)
+    Simulation only: the key is ``keccak("seccl-sim-key:<seed>:<partition-id>")``.
+    Anyone who knows the seed knows every key, so never use this outside simulation.
+``seccl-chain-url``
+    JSON-RPC URL of the chain the node checks anchors on.
+``seccl-contract``
+    Pinned contract address (deployment). Without it a client accepts the address
+    the server names only if the code there is the SecCL artifact and the run lists
+    the client's own address.
+"""
+
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from flwr.app import Context
+
+KEY_FILE = "seccl-key-file"
+KEY_SEED = "seccl-key-seed"
+CHAIN_URL = "seccl-chain-url"
+CONTRACT = "seccl-contract"
+
+
+def simulation_key(seed: int | str, partition_id: int) -> bytes:
+    """Return the simulation private key of a partition (insecure by design)."""
+    return keccak(text=f"seccl-sim-key:{seed}:{partition_id}")
+
+
+def setting(context: Context, key: str) -> str | None:
+    """Return a node-config value, else the run-config value, else ``None``."""
+    for source in (context.node_config, context.run_config):
+        value = source.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def load_account(context: Context) -> LocalAccount:
+    """Return the node's account: from its key file, else derived for simulation.
+
+    Raises
+    ------
+    ValueError
+        If neither a key file nor a simulation seed and partition id is configured.
+    """
+    key_file = setting(context, KEY_FILE)
+    if key_file is not None:
+        text = Path(key_file).expanduser().read_text().strip()
+        return Account.from_key(text)
+    seed = context.run_config.get(KEY_SEED)
+    partition = context.node_config.get("partition-id")
+    if seed is None or partition is None:
+        raise ValueError(
+            f"node {context.node_id} has no key: set node config '{KEY_FILE}', or (in "
+            f"simulation) run config '{KEY_SEED}' with node config 'partition-id'"
+        )
+    return Account.from_key(simulation_key(seed, int(partition)))

@@ -1,0 +1,117 @@
+"""A Flower ``Grid`` that runs ClientApps in this process, one after the other.
+
+Flower's simulation engine runs each ClientApp in a Ray actor. For unit tests and
+for benchmarks that compare strategies side by side, that start-up (seconds) and the
+process hops hide what is being measured. :class:`InProcessGrid` keeps Flower's
+Message API - the same strategies and ClientApps run unchanged - but delivers each
+message by calling the ClientApp directly, on a deep copy, so the server can never
+share objects with a client. A handler that raises becomes an error reply, as in
+Flower's runtime.
+"""
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+_ids = itertools.count(1)
+
+
+class InProcessGrid(Grid):
+    """Deliver messages to ClientApps in-process.
+
+    Parameters
+    ----------
+    client_app : ClientApp
+        The app every node runs.
+    num_nodes : int
+        Number of nodes; node ids are ``1..num_nodes``, partition ids ``0..n-1``.
+    run_config : dict
+        The run config every node sees.
+    node_config : Callable[[int], dict] | None
+        Extra node config per partition id.
+    unavailable : Callable[[int, Message], bool] | None
+        Return ``True`` to make a node not answer a message (dropout tests).
+    """
+
+    def __init__(
+        self,
+        client_app: ClientApp,
+        num_nodes: int,
+        run_config: dict | None = None,
+        node_config: Callable[[int], dict] | None = None,
+        unavailable: Callable[[int, Message], bool] | None = None,
+    ) -> None:
+        TaskIdentity.run_id = TaskIdentity._run_id or 1
+        TaskIdentity.task_id = TaskIdentity._task_id or 1
+        TaskIdentity.node_id = TaskIdentity._node_id or 0
+        self.client_app = client_app
+        self.unavailable = unavailable
+        self.contexts = {
+            node_id: Context(
+                run_id=1,
+                node_id=node_id,
+                node_config={
+                    "partition-id": node_id - 1,
+                    "num-partitions": num_nodes,
+                    **(node_config(node_id - 1) if node_config else {}),
+                },
+                state=RecordDict(),
+                run_config=dict(run_config or {}),
+            )
+            for node_id in range(1, num_nodes + 1)
+        }
+
+    def set_run(self, run) -> None:  # noqa: D102 - not used in-process
+        raise NotImplementedError
+
+    @property
+    def run(self):  # noqa: D102
+        raise NotImplementedError
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        """Create an instruction message (as Flower's grids do)."""
+        return Message(
+            content,
+            dst_node_id=dst_node_id,
+            message_type=message_type,
+            group_id=group_id,
+            ttl=ttl,
+        )
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Return the ids of all nodes."""
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # noqa: D102
+        raise NotImplementedError("InProcessGrid only supports send_and_receive")
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # noqa: D102
+        raise NotImplementedError("InProcessGrid only supports send_and_receive")
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """Deliver each message to its node's ClientApp and collect the replies."""
+        replies = []
+        for message in messages:
+            node_id = message.metadata.dst_node_id
+            if node_id not in self.contexts:
+                continue  # no such node: no reply, as with a real SuperLink
+            delivered = copy.deepcopy(message)
+            delivered.metadata.__dict__["_message_id"] = f"m{next(_ids)}"
+            if self.unavailable is not None and self.unavailable(node_id, delivered):
+                continue
+            try:
+                reply = self.client_app(delivered, self.contexts[node_id])
+            except Exception as exc:  # noqa: BLE001 - as Flower's runtime does
+                reply = Message(
+                    Error(code=0, reason=f"{type(exc).__name__}: {exc}"),
+                    reply_to=delivered,
+                )
+            replies.append(copy.deepcopy(reply))
+        return replies

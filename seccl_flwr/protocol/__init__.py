@@ -1,0 +1,1 @@
+"""Protocol primitives: canonical encoding, EIP-712 digests, sparsification, Borda."""
