@@ -86,6 +86,7 @@ EvaluateFn = Callable[[dict[str, np.ndarray]], dict]
 _MEMO = "seccl.memo"
 _PREV_GLOBAL = "seccl.prev-global"
 _UPDATE_PREFIX = "seccl.update."
+_OWN_UPDATE = "seccl.own-update"
 _CONTRACTS: dict[tuple[str, str, str], CandidateSelection] = {}
 
 
@@ -178,7 +179,8 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
     candidates = ctx.csc.candidates_of(prev)
     updates = []
     for author in candidates:
-        record = context.state.array_records.get(_UPDATE_PREFIX + author)
+        key = _OWN_UPDATE if author == me else _UPDATE_PREFIX + author
+        record = context.state.array_records.get(key)
         if record is None:
             return  # not every candidate's update was seen: cannot recompute
         updates.append(SparseUpdate.from_arrays(arrays_of(record), ctx.layout.size))
@@ -231,6 +233,7 @@ def handle_train(msg: Message, context: Context, train_fn: TrainFn) -> Message:
     digest, signature = sign_message(
         ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
     )
+    context.state[_OWN_UPDATE] = record_of(update.to_arrays())
     reply = RecordDict(
         {
             "update": record_of(update.to_arrays()),
@@ -264,17 +267,7 @@ def verify_peer_update(
         )
     except SparseUpdateError as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
-    try:
-        digest = verify_message(
-            ctx.csc.binding,
-            ctx.round,
-            Kind.UPDATE,
-            author,
-            update.to_arrays(),
-            signature,
-        )
-    except SignatureError as exc:
-        raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
+    digest = message_digest(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
     anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
     if digest != anchored:
         raise UpdateDigestMismatchError(
@@ -282,6 +275,12 @@ def verify_peer_update(
             author,
             f"update digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
+    try:
+        verify_message(
+            ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays(), signature
+        )
+    except SignatureError as exc:
+        raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
     return update
 
 

@@ -366,7 +366,7 @@ class SecCL(Strategy):
             try:
                 item = self._verify_update(server_round, node, reply, layout)
             except (VerificationError, KeyError, TypeError, ValueError) as exc:
-                record.dropped[self.participants.get(node, str(node))] = str(exc)
+                record.dropped[f"train:{self.participants.get(node, node)}"] = str(exc)
                 log(WARNING, "SecCL: update of node %s dropped: %s", node, exc)
                 continue
             self._updates[item.author] = item
@@ -538,7 +538,7 @@ class SecCL(Strategy):
             for node_id in evaluators
         ]
         ballots = []
-        for reply in grid.send_and_receive(messages, timeout=timeout):
+        for reply in self._send(grid, messages, timeout, "ballot"):
             node = reply.metadata.src_node_id
             evaluator = self.participants.get(node, str(node))
             try:
@@ -709,9 +709,11 @@ class SecCL(Strategy):
             record = self._record = RoundRecord(server_round)
             sent = self.relay_global(server_round, arrays)
             with self._phase("train"):
-                replies = grid.send_and_receive(
+                replies = self._send(
+                    grid,
                     self.configure_train(server_round, sent, train_config, grid),
-                    timeout=timeout,
+                    timeout,
+                    "train",
                 )
                 _, train_metrics = self.aggregate_train(server_round, replies)
             self._require(len(self._updates), "valid updates", server_round)
@@ -744,9 +746,11 @@ class SecCL(Strategy):
                 result.arrays = arrays
             with self._phase("evaluate"):
                 sent = self.relay_global(server_round, arrays)
-                replies = grid.send_and_receive(
+                replies = self._send(
+                    grid,
                     self.configure_evaluate(server_round, sent, evaluate_config, grid),
-                    timeout=timeout,
+                    timeout,
+                    "evaluate",
                 )
                 metrics = self.aggregate_evaluate(server_round, replies)
                 if metrics is not None:
@@ -768,6 +772,18 @@ class SecCL(Strategy):
             if on_round is not None:
                 on_round(record)
         return result
+
+    def _send(self, grid: Grid, messages: Iterable[Message], timeout: float, phase: str) -> list:
+        """Send and receive; record every node that did not answer as dropped."""
+        messages = list(messages)
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
+        answered = {reply.metadata.src_node_id for reply in replies}
+        for message in messages:
+            node = message.metadata.dst_node_id
+            if node not in answered:
+                address = self.participants.get(node, str(node))
+                self._record.dropped[f"{phase}:{address}"] = f"no reply within {timeout}s"
+        return replies
 
     def _require(self, count: int, what: str, server_round: int) -> None:
         if count < self.min_train_nodes:

@@ -1,0 +1,116 @@
+"""Misbehaviour to test SecCL against: a lying server.
+
+:class:`LyingServer` is a :class:`~seccl_flwr.strategy.SecCL` that cheats in one of
+the ways the trust model names, from a chosen round on. Each way is caught by the
+honest clients or by the contract, with a named error:
+
+=========================  ===================================================
+``alter-update``           clients: ``UpdateDigestMismatchError``
+``swap-updates``           clients: ``UpdateDigestMismatchError``
+``forge-ballot``           contract: ``InvalidSignature``
+``alter-ranking``          contract: ``InvalidSignature``
+``drop-ballot``            the evaluator, next round: ``BallotMissingError``
+``aggregate-non-candidate``  clients, next round: ``AggregationMismatchError``
+``wrong-global``           clients: ``GlobalModelMismatchError``
+=========================  ===================================================
+"""
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from eth_account import Account
+from flwr.app import ArrayRecord
+
+from .chain.csc import SignedBallot
+from .messages import arrays_of, record_of
+from .protocol.eip712 import ballot_typed_data, sign_typed
+from .protocol.sparse import SparseUpdate
+from .strategy import SecCL
+
+SERVER_LIES = (
+    "alter-update",
+    "swap-updates",
+    "forge-ballot",
+    "alter-ranking",
+    "drop-ballot",
+    "aggregate-non-candidate",
+    "wrong-global",
+)
+
+
+class LyingServer(SecCL):
+    """A SecCL server that cheats in one named way from ``lie_round`` on.
+
+    Parameters
+    ----------
+    lie : str
+        One of :data:`SERVER_LIES`.
+    lie_round : int
+        First round in which the server lies.
+    **kwargs
+        Passed to :class:`~seccl_flwr.strategy.SecCL`.
+    """
+
+    def __init__(self, lie: str, lie_round: int = 1, **kwargs) -> None:
+        if lie not in SERVER_LIES:
+            raise ValueError(f"unknown lie {lie!r}; choose from {SERVER_LIES}")
+        super().__init__(**kwargs)
+        self.lie = lie
+        self.lie_round = lie_round
+
+    def _lying(self, server_round: int, lie: str) -> bool:
+        return self.lie == lie and server_round >= self.lie_round
+
+    def relay_updates(self, server_round: int, updates: Mapping) -> dict:
+        """Alter one update, or swap two authors' updates."""
+        forwarded = dict(updates)
+        authors = list(forwarded)
+        if self._lying(server_round, "alter-update"):
+            item = forwarded[authors[0]]
+            values = item.update.values.copy()
+            values[0] += np.float32(1.0)
+            forwarded[authors[0]] = replace(item, update=SparseUpdate(item.update.indices, values))
+        if self._lying(server_round, "swap-updates"):
+            a, b = authors[0], authors[1]
+            forwarded[a], forwarded[b] = (
+                replace(forwarded[a], update=updates[b].update, signature=updates[b].signature),
+                replace(forwarded[b], update=updates[a].update, signature=updates[a].signature),
+            )
+        return forwarded
+
+    def relay_ballots(self, server_round: int, ballots: list[SignedBallot]) -> list[SignedBallot]:
+        """Forge, alter or drop a ballot."""
+        ballots = list(ballots)
+        first = ballots[0]
+        if self._lying(server_round, "forge-ballot"):
+            forger = Account.from_key(b"\x01" * 32)
+            scores = tuple(0 for _ in first.scores)
+            typed = ballot_typed_data(
+                self.csc.binding, server_round, first.evaluator, first.peers, scores
+            )
+            ballots[0] = SignedBallot(
+                first.evaluator, first.peers, scores, sign_typed(forger.key, typed)
+            )
+        if self._lying(server_round, "alter-ranking"):
+            ballots[0] = replace(first, scores=tuple(reversed(first.scores)))
+        if self._lying(server_round, "drop-ballot"):
+            ballots = ballots[1:]
+        return ballots
+
+    def relay_candidates(self, server_round: int, candidates: list[str]) -> list[str]:
+        """Aggregate a non-candidate instead of the last candidate."""
+        if self._lying(server_round, "aggregate-non-candidate"):
+            others = [a for a in self._updates if a not in candidates]
+            if others:
+                return candidates[:-1] + [others[0]]
+        return candidates
+
+    def relay_global(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
+        """Send a global model other than the anchored one."""
+        if self._lying(server_round, "wrong-global"):
+            changed = arrays_of(arrays)
+            name = next(n for n, a in changed.items() if a.dtype.kind == "f")
+            changed[name] = changed[name] * np.float32(1.01)
+            return record_of(changed)
+        return arrays

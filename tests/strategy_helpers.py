@@ -1,0 +1,40 @@
+"""Shared helpers for running SecCL end to end in-process on the digits app."""
+
+import socket
+
+from flwr.app import ArrayRecord
+
+from seccl_flwr.apps import digits
+from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.strategy import SecCL, SecCLResult
+
+
+def free_loopback_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def run_digits(
+    strategy_cls=SecCL,
+    num_nodes: int = 5,
+    num_rounds: int = 2,
+    unavailable=None,
+    run_config: dict | None = None,
+    **kwargs,
+) -> tuple[SecCLResult, SecCL, InProcessGrid]:
+    url = free_loopback_url()
+    config = {
+        "seccl-key-seed": 11,
+        "seccl-chain-url": url,
+        "seed": 0,
+        "lr": 0.1,
+        **(run_config or {}),
+    }
+    grid = InProcessGrid(digits.app, num_nodes, run_config=config, unavailable=unavailable)
+    kwargs.setdefault("candidate_fraction", 0.4)
+    strategy = strategy_cls(chain_url=url, **kwargs)
+    result = strategy.start(
+        grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=num_rounds
+    )
+    return result, strategy, grid

@@ -1,0 +1,63 @@
+"""Every way the trust model lets a server lie is caught, with the named error."""
+
+import pytest
+
+from seccl_flwr.attacks import LyingServer
+from seccl_flwr.chain.errors import ContractRevertError
+from seccl_flwr.errors import NotEnoughNodesError
+from tests.strategy_helpers import run_digits
+
+
+def run_lying(lie: str, num_rounds: int = 1, lie_round: int = 1):
+    return run_digits(LyingServer, num_nodes=4, num_rounds=num_rounds, lie=lie, lie_round=lie_round)
+
+
+@pytest.mark.parametrize("lie", ["alter-update", "swap-updates"])
+def test_tampered_updates_are_rejected_by_every_honest_evaluator(lie):
+    result, strategy, _ = run_lying(lie)
+    (record,) = result.rounds
+    assert record.rejections, "no evaluator reported the tampering"
+    assert all("UpdateDigestMismatchError: round 1, node 0x" in r for r in record.rejections)
+    first = record.authors[0]
+    victims = {first} if lie == "alter-update" else set(record.authors[:2])
+    # each evaluator other than the victim itself reports each victim once
+    expected = sum(len(record.authors) - 1 for _ in victims)
+    assert len(record.rejections) == expected
+    assert {r.split("node ")[1].split(":")[0] for r in record.rejections} == victims
+
+
+@pytest.mark.parametrize("lie", ["forge-ballot", "alter-ranking"])
+def test_forged_or_altered_ballots_are_rejected_by_the_contract(lie):
+    with pytest.raises(ContractRevertError) as info:
+        run_lying(lie)
+    assert info.value.error_name == "InvalidSignature"
+    assert info.value.function == "submitBallots"
+
+
+def test_dropped_ballot_is_detected_by_its_evaluator_next_round():
+    result, strategy, _ = run_lying("drop-ballot", num_rounds=2, lie_round=1)
+    first, second = result.rounds
+    victim = first.authors[0]  # the server drops the first ballot it received
+    assert victim not in strategy.csc.evaluators_of(1)
+    assert list(second.dropped) == [f"train:{victim}"]
+    assert f"BallotMissingError: round 1, node {victim}" in second.dropped[f"train:{victim}"]
+
+
+def test_aggregating_a_non_candidate_is_detected_next_round_by_every_participant():
+    with pytest.raises(NotEnoughNodesError) as info:  # nobody trains on the forged model
+        run_lying("aggregate-non-candidate", num_rounds=2)
+    message = str(info.value)
+    assert "round 2: 0 valid updates" in message
+    assert message.count("AggregationMismatchError: round 1") == 4
+    assert "elected candidates" in message
+
+
+def test_wrong_global_model_is_detected():
+    with pytest.raises(NotEnoughNodesError) as info:
+        run_lying("wrong-global")
+    assert "GlobalModelMismatchError: round 0, node 0x" in str(info.value)
+
+
+def test_unknown_lie_is_refused():
+    with pytest.raises(ValueError, match="unknown lie 'bribe'"):
+        LyingServer(lie="bribe")

@@ -1,0 +1,133 @@
+"""SecCL end to end on the digits app, in-process (Flower Message API, embedded chain)."""
+
+import numpy as np
+import pytest
+
+from seccl_flwr.apps import digits
+from seccl_flwr.messages import arrays_of, message_digest
+from seccl_flwr.protocol.eip712 import Kind
+from seccl_flwr.protocol.sparse import ModelLayout, merge_updates
+from seccl_flwr.strategy import SecCL
+from seccl_flwr.torch_task import load_arrays, predict
+from tests.strategy_helpers import run_digits
+
+
+class RecordingSecCL(SecCL):
+    """An honest SecCL that keeps what it aggregated, for the test to re-derive."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen: dict[int, dict] = {}
+
+    def relay_candidates(self, server_round, candidates):
+        self.seen[server_round] = {
+            "updates": {a: u.update for a, u in self._updates.items()},
+            "digests": {a: u.digest for a, u in self._updates.items()},
+            "candidates": list(candidates),
+        }
+        return candidates
+
+
+def accuracy(arrays) -> float:
+    model = digits.DigitsNet()
+    load_arrays(model, arrays)
+    x, y = digits.test_set(0)
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def honest_run():
+    return run_digits(RecordingSecCL, num_nodes=5, num_rounds=3, share_fraction=0.2)
+
+
+def test_accuracy_rises(honest_run):
+    result, _, _ = honest_run
+    initial = accuracy({k: v.numpy() for k, v in digits.initial_model().state_dict().items()})
+    final = accuracy(arrays_of(result.arrays))
+    assert final > initial + 0.1, (initial, final)
+    f1 = [r.evaluate_metrics["macro-f1"] for r in result.rounds]
+    assert f1[-1] > f1[0]
+
+
+def test_aggregated_exactly_the_elected_candidates(honest_run):
+    result, strategy, _ = honest_run
+    csc = strategy.csc
+    owner = csc.owner()
+    # Rebuild the model chain from round 0 and compare every anchored global digest.
+    current = {k: v.numpy() for k, v in digits.initial_model().state_dict().items()}
+    layout = ModelLayout.of(current)
+    assert message_digest(csc.binding, 0, Kind.GLOBAL_MODEL, owner, current) == csc.anchor_of(
+        0, Kind.GLOBAL_MODEL, owner
+    )
+    for record in result.rounds:
+        seen = strategy.seen[record.round]
+        assert seen["candidates"] == csc.candidates_of(record.round) == record.candidates
+        assert len(record.candidates) == csc.num_candidates() == 2  # ceil(0.4 * 5)
+        merged = merge_updates(layout.size, [seen["updates"][a] for a in record.candidates])
+        current = layout.unflatten(layout.flatten(current) + merged, current)
+        anchored = csc.anchor_of(record.round, Kind.GLOBAL_MODEL, owner)
+        assert (
+            message_digest(csc.binding, record.round, Kind.GLOBAL_MODEL, owner, current) == anchored
+        )
+    np.testing.assert_array_equal(layout.flatten(current), layout.flatten(arrays_of(result.arrays)))
+
+
+def test_every_anchor_verifies(honest_run):
+    result, strategy, _ = honest_run
+    csc = strategy.csc
+    for record in result.rounds:
+        seen = strategy.seen[record.round]
+        assert csc.update_authors(record.round) == record.authors
+        for author, digest in seen["digests"].items():
+            assert csc.anchor_of(record.round, Kind.UPDATE, author) == digest
+        assert sorted(csc.evaluators_of(record.round)) == sorted(record.authors)
+        for evaluator in record.authors:
+            assert csc.anchor_of(record.round, Kind.BALLOT, evaluator) != b"\0" * 32
+        assert record.totals == csc.totals_of(record.round)
+        assert record.dropped == {} and record.rejections == []
+        assert set(record.seconds) == {
+            "train",
+            "anchor",
+            "cross_evaluate",
+            "elect",
+            "aggregate",
+            "evaluate",
+        }
+        assert record.gas["anchor"] > 0 and record.gas["elect"] > 0
+        assert all(
+            tx.startswith("0x") and len(tx) == 66
+            for txs in record.transactions.values()
+            for tx in txs
+        )
+    assert csc.last_completed_round() == len(result.rounds)
+
+
+def test_dropout_in_cross_evaluation_is_recorded_and_run_goes_on():
+    def silent(node_id, message):
+        return node_id == 2 and message.metadata.message_type == "query.seccl_evaluate"
+
+    result, strategy, _ = run_digits(num_nodes=4, num_rounds=2, unavailable=silent)
+    for record in result.rounds:
+        address = strategy.participants[2]
+        assert record.dropped == {f"ballot:{address}": "no reply within 3600s"}
+        assert address not in strategy.csc.evaluators_of(record.round)
+        assert len(strategy.csc.evaluators_of(record.round)) == 3
+
+
+def test_too_few_nodes_stops_with_a_clear_error():
+    from seccl_flwr.errors import NotEnoughNodesError
+
+    def mostly_silent(node_id, message):
+        return node_id != 1 and message.metadata.message_type == "train"
+
+    with pytest.raises(NotEnoughNodesError, match="1 valid updates, fewer than min_train_nodes=2"):
+        run_digits(num_nodes=3, num_rounds=1, unavailable=mostly_silent)
+
+
+def test_bad_settings_name_the_parameter():
+    with pytest.raises(ValueError, match="candidate_fraction"):
+        SecCL(candidate_fraction=0)
+    with pytest.raises(ValueError, match="share_fraction"):
+        SecCL(share_fraction=1.5)
+    with pytest.raises(ValueError, match="loopback"):
+        SecCL(chain_url="http://10.1.2.3:8545")._open_chain()
