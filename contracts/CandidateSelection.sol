@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+/// @title CandidateSelection — the SecCL candidate selection contract (CSC) of one run
+/// @notice One deployment serves one federated-learning run. The server (the deployer,
+/// `owner`) anchors the digests of the messages of each round, relays the evaluators'
+/// signed score vectors ("ballots") and triggers the election; every participant and
+/// any auditor can re-check all of it from the chain.
+///
+/// Round life cycle (`r = currentRound() = lastCompletedRound() + 1`):
+/// 1. `anchor(r, UPDATE, authors, digests)` — digests of the round's model updates;
+/// 2. `submitBallots(r, ballots)` — one EIP-712 signed ballot per evaluator, possibly in
+///    several transactions (chunks); updates of `r` are sealed from the first ballot on;
+/// 3. `elect(r)` — truncated Borda election, result stored and emitted;
+/// 4. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
+///    this completes round `r`. Round 0's GLOBAL_MODEL is the initial model.
+/// `anchor(r', EVALUATION, ...)` records federated-evaluation replies of completed rounds.
+///
+/// Election rules (identical to `seccl_flwr.protocol.borda`, the Python oracle):
+/// * Participants are identified by their registration index `0..n-1`.
+/// * Per ballot the peers are ranked by score, highest first; equal scores rank the
+///   lower participant index first. The top `min(M, k)` of the ballot's `k` peers get
+///   `M, M-1, ...` points.
+/// * The round's update authors are ranked by total points, highest first; equal totals
+///   rank the lower participant index first. The first `min(M, #authors)` are elected.
+///
+/// Gas: a ballot with `k <= n-1` peers costs O(k) for validation and hashing plus
+/// O(k * M) memory operations for the partial selection of its top `M` peers, i.e.
+/// O(n * M) per ballot; `elect` is O(#authors * M). Storage writes per ballot are
+/// O(M) (points) plus its digest. Measured for n = 100, M = 20 (99 peers per ballot):
+/// about 0.5M gas per ballot inside a chunk, about 10.3M gas per chunk of 20 ballots,
+/// about 1.2M gas for `elect` — each transaction fits the 30M block gas limit and the
+/// 2^24 per-transaction cap of EIP-7825 (see tests/test_contract.py).
+///
+/// Signatures are EIP-712 over the domain ("SecCL", "1", block.chainid, this contract),
+/// computed at call time, so a ballot cannot be replayed on another chain, contract,
+/// run or round. There are no `immutable` variables: the runtime code is identical for
+/// every run, which lets clients recognise the contract by its code.
+contract CandidateSelection {
+    // ------------------------------------------------------------------ constants
+
+    /// @dev Message kind of a model update.
+    uint8 private constant KIND_UPDATE = 1;
+    /// @dev Message kind of a ballot (only written by `submitBallots`).
+    uint8 private constant KIND_BALLOT = 2;
+    /// @dev Message kind of a global model.
+    uint8 private constant KIND_GLOBAL_MODEL = 3;
+    /// @dev Message kind of a federated-evaluation reply.
+    uint8 private constant KIND_EVALUATION = 4;
+    /// @dev Largest admissible score (macro F1 x 1e6).
+    uint32 private constant MAX_SCORE = 1_000_000;
+    /// @dev Largest number of participants of a run.
+    uint256 private constant MAX_PARTICIPANTS = 256;
+
+    bytes32 private constant _DOMAIN_TYPEHASH = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    );
+    bytes32 private constant _NAME_HASH = keccak256("SecCL");
+    bytes32 private constant _VERSION_HASH = keccak256("1");
+    bytes32 private constant _MESSAGE_TYPEHASH = keccak256(
+        "Message(bytes32 runId,uint32 round,uint8 kind,address author,bytes32 payloadHash)"
+    );
+    bytes32 private constant _BALLOT_TYPEHASH = keccak256(
+        "Ballot(bytes32 runId,uint32 round,address evaluator,address[] peers,uint32[] scores)"
+    );
+    /// @dev secp256k1n / 2: larger `s` values are malleable and rejected.
+    uint256 private constant _HALF_ORDER =
+        0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
+    // ---------------------------------------------------------------------- types
+
+    /// @notice A signed score vector of one evaluator for one round.
+    /// @param evaluator The participant that scored its peers (and signed).
+    /// @param peers The scored update authors (never the evaluator itself).
+    /// @param scores Score of each peer, in `[0, MAX_SCORE]`.
+    /// @param signature 65-byte `r || s || v` EIP-712 signature of the evaluator over
+    /// `Ballot(runId, round, evaluator, peers, scores)`.
+    struct Ballot {
+        address evaluator;
+        address[] peers;
+        uint32[] scores;
+        bytes signature;
+    }
+
+    /// @dev Per-round data of one update author; packed in one storage slot.
+    struct AuthorInfo {
+        bool isAuthor;
+        uint8 index;
+        uint32 points;
+    }
+
+    /// @dev Everything recorded about one round.
+    struct RoundState {
+        address[] authors;
+        address[] evaluators;
+        address[] candidates;
+        bool elected;
+        mapping(address => AuthorInfo) info;
+    }
+
+    // -------------------------------------------------------------------- storage
+
+    address private _owner;
+    uint16 private _numCandidates;
+    uint32 private _lastCompletedRound;
+    bytes32 private _runId;
+    address[] private _participants;
+    mapping(address => uint256) private _indexPlusOne;
+    mapping(uint32 => mapping(uint8 => mapping(address => bytes32))) private _anchors;
+    mapping(uint32 => RoundState) private _rounds;
+
+    // --------------------------------------------------------------------- events
+
+    /// @notice The run was opened.
+    event RunOpened(
+        bytes32 indexed runId,
+        address indexed owner,
+        uint256 chainId,
+        address[] participants,
+        uint16 numCandidates
+    );
+    /// @notice A message digest was anchored.
+    event Anchored(uint32 indexed round, uint8 indexed kind, address indexed author, bytes32 digest);
+    /// @notice A ballot was accepted; `digest` is its EIP-712 digest.
+    event BallotCast(uint32 indexed round, address indexed evaluator, bytes32 digest);
+    /// @notice The candidates of a round were elected, best first, with their totals.
+    event Elected(uint32 indexed round, address[] candidates, uint32[] totals);
+
+    // --------------------------------------------------------------------- errors
+
+    /// @notice The caller is not the owner (server).
+    error NotOwner(address caller);
+    /// @notice The number of participants is not in `[1, MAX_PARTICIPANTS]`.
+    error InvalidParticipantCount(uint256 count);
+    /// @notice The zero address was given as a participant.
+    error ZeroAddressParticipant();
+    /// @notice A participant was listed twice.
+    error DuplicateParticipant(address participant);
+    /// @notice The number of candidates is not in `[1, numParticipants]`.
+    error InvalidCandidateCount(uint256 numCandidates, uint256 numParticipants);
+    /// @notice Two arrays that must have equal lengths do not.
+    error LengthMismatch(uint256 a, uint256 b);
+    /// @notice A batch is empty.
+    error EmptyBatch();
+    /// @notice A zero digest was given.
+    error ZeroDigest();
+    /// @notice `(round, kind, author)` already has a digest.
+    error AlreadyAnchored(uint32 round, uint8 kind, address author);
+    /// @notice The kind cannot be anchored with `anchor`.
+    error InvalidKind(uint8 kind);
+    /// @notice The round is not the one expected.
+    error WrongRound(uint32 round, uint32 expected);
+    /// @notice The account is not a participant (or not the owner where the owner is required).
+    error UnknownParticipant(address account);
+    /// @notice Updates of the round can no longer be anchored (ballots exist or it is elected).
+    error UpdatesSealed(uint32 round);
+    /// @notice The round has not been elected.
+    error NotElected(uint32 round);
+    /// @notice The round has no anchored update.
+    error NoUpdates(uint32 round);
+    /// @notice The round has already been elected.
+    error AlreadyElected(uint32 round);
+    /// @notice The evaluator already cast a ballot in the round.
+    error DuplicateBallot(uint32 round, address evaluator);
+    /// @notice A ballot scores its own evaluator.
+    error SelfScore(address evaluator);
+    /// @notice A ballot scores a peer that anchored no update in the round.
+    error NotAnAuthor(uint32 round, address peer);
+    /// @notice A ballot scores the same peer twice.
+    error DuplicatePeer(address peer);
+    /// @notice A score exceeds `MAX_SCORE`.
+    error ScoreOutOfRange(uint32 score);
+    /// @notice A ballot signature is malformed (`recovered == 0`) or not the evaluator's.
+    error InvalidSignature(address evaluator, address recovered);
+
+    // ------------------------------------------------------------------ modifiers
+
+    modifier onlyOwner() {
+        if (msg.sender != _owner) revert NotOwner(msg.sender);
+        _;
+    }
+
+    // ---------------------------------------------------------------- constructor
+
+    /// @notice Open a run.
+    /// @param runId_ 32-byte identifier of the run.
+    /// @param participants_ Participant addresses in registration order (index 0..n-1),
+    /// `1 <= n <= 256`, no zero address, no duplicates.
+    /// @param numCandidates_ Number `M` of candidates elected per round, `1 <= M <= n`.
+    constructor(bytes32 runId_, address[] memory participants_, uint16 numCandidates_) {
+        uint256 n = participants_.length;
+        if (n == 0 || n > MAX_PARTICIPANTS) revert InvalidParticipantCount(n);
+        if (numCandidates_ == 0 || numCandidates_ > n) {
+            revert InvalidCandidateCount(numCandidates_, n);
+        }
+        for (uint256 i = 0; i < n; ++i) {
+            address p = participants_[i];
+            if (p == address(0)) revert ZeroAddressParticipant();
+            if (_indexPlusOne[p] != 0) revert DuplicateParticipant(p);
+            _indexPlusOne[p] = i + 1;
+        }
+        _owner = msg.sender;
+        _runId = runId_;
+        _numCandidates = numCandidates_;
+        _participants = participants_;
+        emit RunOpened(runId_, msg.sender, block.chainid, participants_, numCandidates_);
+    }
+
+    // -------------------------------------------------------------------- anchors
+
+    /// @notice Anchor the digests of one phase of a round in one transaction.
+    /// @dev UPDATE: `round == currentRound()`, authors are participants, not after the
+    /// round's first ballot or election. GLOBAL_MODEL: the only author is the owner;
+    /// round 0 (initial model) once before any round completes, round `r >= 1` only
+    /// when `r == currentRound()` is elected — this completes round `r`. EVALUATION:
+    /// authors are participants and `1 <= round <= lastCompletedRound()`.
+    /// No `(round, kind, author)` can be anchored twice; digests are non-zero.
+    /// @param round The round the messages belong to.
+    /// @param kind 1 (UPDATE), 3 (GLOBAL_MODEL) or 4 (EVALUATION).
+    /// @param authors The message authors.
+    /// @param digests The EIP-712 message digests, one per author.
+    function anchor(uint32 round, uint8 kind, address[] calldata authors, bytes32[] calldata digests)
+        external
+        onlyOwner
+    {
+        if (kind != KIND_UPDATE && kind != KIND_GLOBAL_MODEL && kind != KIND_EVALUATION) {
+            revert InvalidKind(kind);
+        }
+        if (authors.length != digests.length) revert LengthMismatch(authors.length, digests.length);
+        if (authors.length == 0) revert EmptyBatch();
+
+        uint32 current = _lastCompletedRound + 1;
+        RoundState storage rs = _rounds[round];
+        if (kind == KIND_UPDATE) {
+            if (round != current) revert WrongRound(round, current);
+            if (rs.elected || rs.evaluators.length != 0) revert UpdatesSealed(round);
+        } else if (kind == KIND_GLOBAL_MODEL) {
+            if (round == 0) {
+                if (_lastCompletedRound != 0) revert WrongRound(round, current);
+            } else {
+                if (round != current) revert WrongRound(round, current);
+                if (!rs.elected) revert NotElected(round);
+            }
+        } else {
+            if (round == 0 || round > _lastCompletedRound) {
+                revert WrongRound(round, _lastCompletedRound);
+            }
+        }
+
+        mapping(address => bytes32) storage slots = _anchors[round][kind];
+        for (uint256 i = 0; i < authors.length; ++i) {
+            address author = authors[i];
+            bytes32 digest = digests[i];
+            uint256 indexPlusOne = _indexPlusOne[author];
+            if (kind == KIND_GLOBAL_MODEL) {
+                if (author != _owner) revert UnknownParticipant(author);
+            } else if (indexPlusOne == 0) {
+                revert UnknownParticipant(author);
+            }
+            if (digest == bytes32(0)) revert ZeroDigest();
+            if (slots[author] != bytes32(0)) revert AlreadyAnchored(round, kind, author);
+            slots[author] = digest;
+            if (kind == KIND_UPDATE) {
+                rs.authors.push(author);
+                rs.info[author] = AuthorInfo({isAuthor: true, index: uint8(indexPlusOne - 1), points: 0});
+            }
+            emit Anchored(round, kind, author, digest);
+        }
+        if (kind == KIND_GLOBAL_MODEL && round != 0) {
+            _lastCompletedRound = round;
+        }
+    }
+
+    // -------------------------------------------------------------------- ballots
+
+    /// @notice Submit signed ballots of the current round (may be called several times).
+    /// @dev Any invalid ballot reverts the whole call. Per ballot, in this order: the
+    /// round is current and has updates, it is not elected, the evaluator is a
+    /// participant without an earlier ballot, `peers`/`scores` lengths match, every
+    /// peer is not the evaluator, anchored an update this round and appears once, every
+    /// score is at most `MAX_SCORE`, and the signature is a 65-byte low-s EIP-712
+    /// signature of the evaluator. Cost O(k * M) per ballot of `k` peers.
+    /// @param round The current round.
+    /// @param ballots The ballots.
+    function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner {
+        if (ballots.length == 0) revert EmptyBatch();
+        uint32 current = _lastCompletedRound + 1;
+        if (round != current) revert WrongRound(round, current);
+        RoundState storage rs = _rounds[round];
+        if (rs.authors.length == 0) revert NoUpdates(round);
+        if (rs.elected) revert AlreadyElected(round);
+
+        bytes32 domain = domainSeparator();
+        uint256 m = _numCandidates;
+        for (uint256 b = 0; b < ballots.length; ++b) {
+            _castBallot(round, rs, ballots[b], domain, m);
+        }
+    }
+
+    /// @dev Validate, verify and tally one ballot.
+    function _castBallot(
+        uint32 round,
+        RoundState storage rs,
+        Ballot calldata ballot,
+        bytes32 domain,
+        uint256 m
+    ) private {
+        address evaluator = ballot.evaluator;
+        if (_indexPlusOne[evaluator] == 0) revert UnknownParticipant(evaluator);
+        mapping(address => bytes32) storage ballotSlots = _anchors[round][KIND_BALLOT];
+        if (ballotSlots[evaluator] != bytes32(0)) revert DuplicateBallot(round, evaluator);
+
+        uint256[] memory keys = _rankKeys(round, rs, ballot);
+
+        bytes32 digest = _ballotDigest(domain, round, evaluator, ballot.peers, ballot.scores);
+        address recovered = _recover(digest, ballot.signature);
+        if (recovered != evaluator) revert InvalidSignature(evaluator, recovered);
+
+        ballotSlots[evaluator] = digest;
+        rs.evaluators.push(evaluator);
+        _tally(rs, ballot.peers, keys, m);
+        emit BallotCast(round, evaluator, digest);
+    }
+
+    /// @dev Check the peers and scores of a ballot; return one unique sort key per peer:
+    /// `(score + 1) << 16 | (255 - participantIndex) << 8 | position`, so that a larger
+    /// key means a better rank (higher score, then lower participant index).
+    function _rankKeys(uint32 round, RoundState storage rs, Ballot calldata ballot)
+        private
+        view
+        returns (uint256[] memory keys)
+    {
+        address evaluator = ballot.evaluator;
+        address[] calldata peers = ballot.peers;
+        uint32[] calldata scores = ballot.scores;
+        uint256 k = peers.length;
+        if (k != scores.length) revert LengthMismatch(k, scores.length);
+        keys = new uint256[](k);
+        uint256 seen; // bitmap of participant indices, n <= 256
+        for (uint256 i = 0; i < k; ++i) {
+            address peer = peers[i];
+            if (peer == evaluator) revert SelfScore(evaluator);
+            AuthorInfo storage info = rs.info[peer];
+            if (!info.isAuthor) revert NotAnAuthor(round, peer);
+            uint256 index = info.index;
+            uint256 bit = uint256(1) << index;
+            if (seen & bit != 0) revert DuplicatePeer(peer);
+            seen |= bit;
+            uint32 score = scores[i];
+            if (score > MAX_SCORE) revert ScoreOutOfRange(score);
+            keys[i] = ((uint256(score) + 1) << 16) | ((255 - index) << 8) | i;
+        }
+    }
+
+    /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial selection).
+    function _tally(RoundState storage rs, address[] calldata peers, uint256[] memory keys, uint256 m)
+        private
+    {
+        uint256 k = keys.length;
+        uint256 top = m < k ? m : k;
+        uint256 previous = type(uint256).max;
+        for (uint256 p = 0; p < top; ++p) {
+            uint256 best = _maxBelow(keys, previous);
+            previous = best;
+            rs.info[peers[best & 0xff]].points += uint32(m - p);
+        }
+    }
+
+    // ------------------------------------------------------------------- election
+
+    /// @notice Elect the candidates of the current round from the ballots submitted so far.
+    /// @dev Ranks the round's update authors by total points (ties: lower participant
+    /// index first) and stores the first `min(M, #authors)`. Zero ballots is allowed
+    /// (all totals 0). Cost O(#authors * M).
+    /// @param round The current round.
+    function elect(uint32 round) external onlyOwner {
+        uint32 current = _lastCompletedRound + 1;
+        if (round != current) revert WrongRound(round, current);
+        RoundState storage rs = _rounds[round];
+        uint256 a = rs.authors.length;
+        if (a == 0) revert NoUpdates(round);
+        if (rs.elected) revert AlreadyElected(round);
+
+        uint256[] memory keys = new uint256[](a);
+        for (uint256 i = 0; i < a; ++i) {
+            AuthorInfo storage info = rs.info[rs.authors[i]];
+            keys[i] = ((uint256(info.points) + 1) << 16) | ((255 - uint256(info.index)) << 8) | i;
+        }
+        uint256 m = _numCandidates;
+        uint256 top = m < a ? m : a;
+        address[] memory candidates = new address[](top);
+        uint32[] memory totals = new uint32[](top);
+        uint256 previous = type(uint256).max;
+        for (uint256 p = 0; p < top; ++p) {
+            uint256 best = _maxBelow(keys, previous);
+            previous = best;
+            candidates[p] = rs.authors[best & 0xff];
+            totals[p] = uint32((best >> 16) - 1);
+        }
+        rs.candidates = candidates;
+        rs.elected = true;
+        emit Elected(round, candidates, totals);
+    }
+
+    // ---------------------------------------------------------------------- views
+
+    /// @notice The server that deployed the run.
+    /// @return The owner address.
+    function owner() external view returns (address) {
+        return _owner;
+    }
+
+    /// @notice The 32-byte run identifier.
+    /// @return The run id.
+    function runId() external view returns (bytes32) {
+        return _runId;
+    }
+
+    /// @notice The number `M` of candidates elected per round.
+    /// @return M.
+    function numCandidates() external view returns (uint16) {
+        return _numCandidates;
+    }
+
+    /// @notice The participants in registration order.
+    /// @return The participant addresses.
+    function participants() external view returns (address[] memory) {
+        return _participants;
+    }
+
+    /// @notice The registration index of a participant.
+    /// @param account The participant address; reverts `UnknownParticipant` otherwise.
+    /// @return Its index in `participants()`.
+    function participantIndex(address account) external view returns (uint256) {
+        uint256 indexPlusOne = _indexPlusOne[account];
+        if (indexPlusOne == 0) revert UnknownParticipant(account);
+        return indexPlusOne - 1;
+    }
+
+    /// @notice Whether an address is a participant of the run.
+    /// @param account The address.
+    /// @return True if registered.
+    function isParticipant(address account) external view returns (bool) {
+        return _indexPlusOne[account] != 0;
+    }
+
+    /// @notice The last round whose global model was anchored (0 before any).
+    /// @return The last completed round.
+    function lastCompletedRound() external view returns (uint32) {
+        return _lastCompletedRound;
+    }
+
+    /// @notice The round currently in progress, `lastCompletedRound() + 1`.
+    /// @return The current round.
+    function currentRound() external view returns (uint32) {
+        return _lastCompletedRound + 1;
+    }
+
+    /// @notice The anchored digest of `(round, kind, author)`; for kind 2 (BALLOT) the
+    /// digest of the evaluator's ballot.
+    /// @param round The round.
+    /// @param kind The message kind.
+    /// @param author The author (evaluator for ballots, owner for global models).
+    /// @return The digest, or zero if none.
+    function anchorOf(uint32 round, uint8 kind, address author) external view returns (bytes32) {
+        return _anchors[round][kind][author];
+    }
+
+    /// @notice The authors of the round's anchored updates, in anchoring order.
+    /// @param round The round.
+    /// @return The update authors.
+    function updateAuthors(uint32 round) external view returns (address[] memory) {
+        return _rounds[round].authors;
+    }
+
+    /// @notice Whether the round has been elected.
+    /// @param round The round.
+    /// @return True once `elect(round)` succeeded.
+    function isElected(uint32 round) external view returns (bool) {
+        return _rounds[round].elected;
+    }
+
+    /// @notice The elected candidates of a round, best first; reverts `NotElected`.
+    /// @param round The round.
+    /// @return The candidates.
+    function candidatesOf(uint32 round) external view returns (address[] memory) {
+        RoundState storage rs = _rounds[round];
+        if (!rs.elected) revert NotElected(round);
+        return rs.candidates;
+    }
+
+    /// @notice The Borda totals of all update authors of a round (so far).
+    /// @param round The round.
+    /// @return authors The update authors in anchoring order.
+    /// @return points Their total points.
+    function totalsOf(uint32 round)
+        external
+        view
+        returns (address[] memory authors, uint32[] memory points)
+    {
+        RoundState storage rs = _rounds[round];
+        authors = rs.authors;
+        points = new uint32[](authors.length);
+        for (uint256 i = 0; i < authors.length; ++i) {
+            points[i] = rs.info[authors[i]].points;
+        }
+    }
+
+    /// @notice The number of ballots accepted in a round.
+    /// @param round The round.
+    /// @return The ballot count.
+    function ballotCount(uint32 round) external view returns (uint256) {
+        return _rounds[round].evaluators.length;
+    }
+
+    /// @notice The evaluators whose ballots were accepted, in submission order.
+    /// @param round The round.
+    /// @return The evaluators.
+    function evaluatorsOf(uint32 round) external view returns (address[] memory) {
+        return _rounds[round].evaluators;
+    }
+
+    /// @notice The EIP-712 domain separator ("SecCL", "1", block.chainid, this contract).
+    /// @return The domain separator, computed at call time.
+    function domainSeparator() public view returns (bytes32) {
+        return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
+    }
+
+    /// @notice The EIP-712 digest of a `Message` of this run.
+    /// @param round The round.
+    /// @param kind The message kind.
+    /// @param author The author.
+    /// @param payloadHash keccak-256 of the canonical payload bytes.
+    /// @return The digest `keccak256(0x1901 || domainSeparator || structHash)`.
+    function hashMessage(uint32 round, uint8 kind, address author, bytes32 payloadHash)
+        external
+        view
+        returns (bytes32)
+    {
+        bytes32 structHash = keccak256(abi.encode(_MESSAGE_TYPEHASH, _runId, round, kind, author, payloadHash));
+        return _typedDigest(domainSeparator(), structHash);
+    }
+
+    /// @notice The EIP-712 digest of a `Ballot` of this run (what the evaluator signs).
+    /// @param round The round.
+    /// @param evaluator The evaluator.
+    /// @param peers The scored peers.
+    /// @param scores The scores.
+    /// @return The digest `keccak256(0x1901 || domainSeparator || structHash)`.
+    function hashBallot(uint32 round, address evaluator, address[] calldata peers, uint32[] calldata scores)
+        external
+        view
+        returns (bytes32)
+    {
+        return _ballotDigest(domainSeparator(), round, evaluator, peers, scores);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _ballotDigest(
+        bytes32 domain,
+        uint32 round,
+        address evaluator,
+        address[] calldata peers,
+        uint32[] calldata scores
+    ) private view returns (bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                _BALLOT_TYPEHASH,
+                _runId,
+                round,
+                evaluator,
+                keccak256(abi.encodePacked(peers)),
+                keccak256(abi.encodePacked(scores))
+            )
+        );
+        return _typedDigest(domain, structHash);
+    }
+
+    /// @dev The largest key strictly below `bound` (0 if none): one step of the
+    /// partial selection, O(keys.length). Keys are unique and non-zero.
+    function _maxBelow(uint256[] memory keys, uint256 bound) private pure returns (uint256 best) {
+        assembly ("memory-safe") {
+            let ptr := add(keys, 0x20)
+            let end := add(ptr, shl(5, mload(keys)))
+            for {} lt(ptr, end) { ptr := add(ptr, 0x20) } {
+                let key := mload(ptr)
+                if and(gt(key, best), lt(key, bound)) { best := key }
+            }
+        }
+    }
+
+    function _typedDigest(bytes32 domain, bytes32 structHash) private pure returns (bytes32) {
+        return keccak256(abi.encodePacked(hex"1901", domain, structHash));
+    }
+
+    /// @dev ecrecover of a 65-byte `r || s || v` signature; 0 if malformed or high-s.
+    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) return address(0);
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (uint256(s) > _HALF_ORDER) return address(0);
+        if (v != 27 && v != 28) return address(0);
+        return ecrecover(digest, v, r, s);
+    }
+}
