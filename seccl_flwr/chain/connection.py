@@ -1,5 +1,6 @@
 """Connections to a chain: the embedded in-process EVM or any JSON-RPC URL."""
 
+import ast
 from typing import Any
 
 import requests
@@ -49,6 +50,12 @@ class EmbeddedProvider(EthereumTesterProvider):
             data = exc.args[0] if exc.args else b""
             if isinstance(data, Exception):
                 data = data.args[0] if data.args else b""
+            if isinstance(data, str) and data[:2] in ("b'", 'b"'):
+                # py-evm's ``call`` reports the revert bytes as their Python repr
+                try:
+                    data = ast.literal_eval(data)
+                except (ValueError, SyntaxError):
+                    pass
             error: dict[str, Any] = {"code": 3, "message": "execution reverted"}
             if isinstance(data, bytes | bytearray):
                 error["data"] = "0x" + bytes(data).hex()

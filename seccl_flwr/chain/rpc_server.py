@@ -81,11 +81,12 @@ class LoopbackRPCServer:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an RPC error
             return _error(request_id, -32000, f"{type(exc).__name__}: {exc}")
         if "error" in response:
-            return {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "error": to_rpc(response["error"]),
-            }
+            # The error object keeps its integer code (JSON-RPC requires a number);
+            # only its ``data`` (revert bytes) is re-encoded as hex.
+            error = dict(response["error"])
+            if "data" in error:
+                error["data"] = to_rpc(error["data"])
+            return {"jsonrpc": "2.0", "id": request_id, "error": error}
         return {
             "jsonrpc": "2.0",
             "id": request_id,
@@ -105,8 +106,15 @@ class LoopbackRPCServer:
                         payload = json.loads(self.rfile.read(length))
                     except (ValueError, UnicodeDecodeError):
                         payload = None
-                    if isinstance(payload, list):
-                        body = [server.answer(r) for r in payload if isinstance(r, dict)]
+                    if isinstance(payload, list) and payload:
+                        body = [
+                            server.answer(r)
+                            if isinstance(r, dict)
+                            else _error(None, -32600, "invalid request")
+                            for r in payload
+                        ]
+                    elif isinstance(payload, list):
+                        body = _error(None, -32600, "invalid request: empty batch")
                     elif isinstance(payload, dict):
                         body = server.answer(payload)
                     else:

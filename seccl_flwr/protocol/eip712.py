@@ -41,6 +41,9 @@ BALLOT_TYPES: dict[str, list[dict[str, str]]] = {
     ]
 }
 
+_SECP256K1_HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+"""secp256k1n / 2; the contract rejects signatures with a larger ``s`` (malleable)."""
+
 MAX_SCORE = 1_000_000
 """Scores are macro F1 x 1e6, so they lie in ``[0, MAX_SCORE]``."""
 
@@ -77,8 +80,11 @@ class RunBinding:
     run_id: bytes
 
     def __post_init__(self) -> None:
-        if len(self.run_id) != 32:
-            raise ValueError(f"run_id must be 32 bytes, got {len(self.run_id)}")
+        if not isinstance(self.run_id, bytes | bytearray | memoryview):
+            raise ValueError(f"run_id must be 32 bytes, got {type(self.run_id).__name__}")
+        if len(bytes(self.run_id)) != 32:
+            raise ValueError(f"run_id must be 32 bytes, got {len(bytes(self.run_id))}")
+        object.__setattr__(self, "run_id", bytes(self.run_id))
         object.__setattr__(self, "contract", to_checksum_address(self.contract))
 
     def domain(self) -> dict[str, Any]:
@@ -169,13 +175,22 @@ def sign_typed(private_key: bytes | str, typed_data: dict[str, Any]) -> bytes:
 def recover_typed(typed_data: dict[str, Any], signature: bytes) -> str:
     """Return the address that signed ``typed_data``.
 
+    Only the canonical form the contract accepts is taken: 65 bytes, low ``s``
+    (at most secp256k1n / 2) and ``v`` in {27, 28}. A signature the contract would
+    reject must not pass off-chain verification either, or one evaluator could make
+    a whole ``submitBallots`` batch revert.
+
     Raises
     ------
     SignatureError
-        If the signature is malformed.
+        If the signature is malformed or not in canonical form.
     """
     if len(signature) != 65:
         raise SignatureError(f"signature must be 65 bytes, got {len(signature)}")
+    if int.from_bytes(signature[32:64], "big") > _SECP256K1_HALF_ORDER:
+        raise SignatureError("signature has a high s value (malleable form)")
+    if signature[64] not in (27, 28):
+        raise SignatureError(f"signature recovery id v must be 27 or 28, got {signature[64]}")
     try:
         return Account.recover_message(
             encode_typed_data(full_message=typed_data), signature=signature

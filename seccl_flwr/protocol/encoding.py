@@ -111,7 +111,8 @@ def decode_arrays(data: bytes, *, max_bytes: int | None = None) -> dict[str, np.
     ------
     EncodingError
         If the payload is oversized, truncated, has trailing bytes, a bad magic,
-        a disallowed dtype, a duplicate name or a shape that does not match its data.
+        a disallowed dtype, a duplicate name, a shape that does not match its data
+        or numpy cannot hold, or a boolean byte other than 0 or 1.
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise EncodingError(f"payload of {len(data)} bytes exceeds the limit {max_bytes}")
@@ -139,7 +140,13 @@ def decode_arrays(data: bytes, *, max_bytes: int | None = None) -> dict[str, np.
         for dim in shape:
             numel *= dim
         raw = reader.take(numel * dtype.itemsize, f"data of {name!r}")
-        arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        try:
+            array = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        except ValueError as exc:  # more dimensions or a larger dimension than numpy allows
+            raise EncodingError(f"array {name!r} has unsupported shape {shape}: {exc}") from exc
+        if dtype.kind == "b" and np.any(np.frombuffer(raw, dtype=np.uint8) > 1):
+            raise EncodingError(f"boolean array {name!r} holds bytes other than 0 and 1")
+        arrays[name] = array
     if reader.offset != len(data):
         raise EncodingError(f"{len(data) - reader.offset} trailing bytes after the payload")
     return arrays

@@ -14,6 +14,7 @@ the new global model and compare it to the digest on chain.
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -158,10 +159,25 @@ class SparseUpdate:
 
 
 def budget(size: int, share_fraction: float) -> int:
-    """Return the number of entries ``ceil(share_fraction * size)`` an update may keep."""
+    """Return the number of entries ``ceil(share_fraction * size)`` an update may keep.
+
+    The product is computed exactly on the decimal value of ``share_fraction``
+    (``0.07 * 100`` is 7, not the float ``7.000000000000001`` whose ceiling is 8).
+    """
     if not 0.0 < share_fraction <= 1.0:
         raise ValueError(f"share_fraction must lie in (0, 1], got {share_fraction}")
-    return min(size, math.ceil(share_fraction * size))
+    return min(size, math.ceil(Fraction(str(float(share_fraction))) * size))
+
+
+def entry_limit(layout: ModelLayout, share_fraction: float, per_tensor: bool = False) -> int:
+    """Return the most entries an update made by :func:`sparsify` can hold.
+
+    With ``per_tensor`` every floating-point tensor keeps its own ceiling, so the
+    total can exceed the global ``budget(layout.size, share_fraction)``.
+    """
+    if not per_tensor:
+        return budget(layout.size, share_fraction)
+    return sum(budget(math.prod(layout.shapes[i]), share_fraction) for i in layout.trainable)
 
 
 def top_k_indices(magnitudes: np.ndarray, k: int) -> np.ndarray:
@@ -210,7 +226,11 @@ def sparsify(
     else:
         if layout is None:
             raise ValueError("per_tensor sparsification needs the model layout")
-        chunks, offset = [], 0
+        if len(delta) != layout.size:
+            raise SparseUpdateError(
+                f"parameter change has {len(delta)} entries, the layout {layout.size}"
+            )
+        chunks, offset = [np.zeros(0, dtype=np.int64)], 0
         for i in layout.trainable:
             count = math.prod(layout.shapes[i])
             local = top_k_indices(

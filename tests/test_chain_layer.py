@@ -1,0 +1,393 @@
+"""The chain layer: connections, the loopback JSON-RPC server and the typed CSC client."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+
+from seccl_flwr.chain.connection import connect, ensure_funded
+from seccl_flwr.chain.csc import CandidateSelection, SignedBallot, TxInfo
+from seccl_flwr.chain.errors import (
+    ChainUnreachableError,
+    ContractCodeMismatchError,
+    ContractRevertError,
+    InsufficientFundsError,
+    NoContractError,
+    WrongChainError,
+)
+from seccl_flwr.chain.rpc_server import LoopbackRPCServer
+from seccl_flwr.messages import message_digest, sign_message
+from seccl_flwr.protocol import borda
+from seccl_flwr.protocol.eip712 import (
+    Kind,
+    SignatureError,
+    ballot_typed_data,
+    sign_typed,
+    typed_digest,
+    verify_typed,
+)
+from seccl_flwr.protocol.encoding import payload_hash
+
+RUN_ID = b"\x42" * 32
+# Init code that deploys the 10-byte runtime 0x602a60005260206000f3 ("return 42").
+TINY_INIT = bytes.fromhex("600a600c600039600a6000f3" + "602a60005260206000f3")
+
+
+def fresh_accounts(n: int) -> list:
+    return [Account.create() for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LoopbackRPCServer() as srv:
+        yield srv
+
+
+def rpc(url: str, body, raw: bool = False):
+    data = body if raw else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def call(url: str, method: str, *params, id_=1):
+    return rpc(url, {"jsonrpc": "2.0", "id": id_, "method": method, "params": list(params)})
+
+
+def is_hex(value) -> bool:
+    return isinstance(value, str) and value.startswith("0x")
+
+
+# ------------------------------------------------------------------- connections
+def test_connect_embedded_gives_a_fresh_funded_chain():
+    w3 = connect("embedded")
+    assert w3.is_connected()
+    assert w3.eth.chain_id > 0
+    assert w3.eth.get_balance(w3.eth.accounts[0]) > 0
+    assert connect("embedded", expected_chain_id=w3.eth.chain_id).eth.block_number == 0
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://x", "127.0.0.1:8545", "", "ws://localhost:8546"])
+def test_connect_rejects_unknown_endpoints(endpoint):
+    with pytest.raises(ValueError, match="embedded"):
+        connect(endpoint)
+
+
+def test_connect_to_a_closed_port_fails_fast():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ChainUnreachableError, match=str(port)):
+        connect(f"http://127.0.0.1:{port}", timeout=1.0)
+    assert time.monotonic() - start < 5
+
+
+def test_wrong_chain_names_both_ids(server):
+    actual = connect(server.url).eth.chain_id
+    with pytest.raises(WrongChainError) as info:
+        connect(server.url, expected_chain_id=12345)
+    assert str(actual) in str(info.value) and "12345" in str(info.value)
+    with pytest.raises(WrongChainError, match="12345"):
+        connect("embedded", expected_chain_id=12345)
+    assert connect(server.url, expected_chain_id=actual).eth.chain_id == actual
+
+
+# --------------------------------------------------------------- JSON-RPC server
+def test_server_answers_standard_json_rpc(server):
+    url = server.url
+    chain_id = call(url, "eth_chainId")
+    assert chain_id["jsonrpc"] == "2.0" and chain_id["id"] == 1
+    assert is_hex(chain_id["result"]) and int(chain_id["result"], 16) == server.w3.eth.chain_id
+    assert is_hex(call(url, "eth_blockNumber")["result"])
+    accounts = call(url, "eth_accounts")["result"]
+    assert accounts and all(is_hex(a) and len(a) == 42 for a in accounts)
+    balance = call(url, "eth_getBalance", accounts[0], "latest")["result"]
+    assert is_hex(balance) and int(balance, 16) > 0
+    block = call(url, "eth_getBlockByNumber", "latest", False)["result"]
+    for key in ("number", "hash", "parentHash", "gasLimit", "timestamp", "logsBloom"):
+        assert is_hex(block[key]), key
+    assert len(block["hash"]) == 66 and len(block["logsBloom"]) == 2 + 512
+    assert isinstance(block["transactions"], list)
+
+
+def test_server_answers_batches_in_order(server):
+    answer = rpc(
+        server.url,
+        [
+            {"jsonrpc": "2.0", "id": "a", "method": "eth_chainId", "params": []},
+            {"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []},
+            {"jsonrpc": "2.0", "id": 8, "method": "eth_nope", "params": []},
+            5,
+        ],
+    )
+    assert [r["id"] for r in answer] == ["a", 7, 8, None]
+    assert is_hex(answer[0]["result"]) and is_hex(answer[1]["result"])
+    assert isinstance(answer[2]["error"]["code"], int)
+    assert answer[3]["error"]["code"] == -32600
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"", b"[1,"])
+def test_malformed_json_is_a_parse_error(server, body):
+    answer = rpc(server.url, body, raw=True)
+    assert answer["error"]["code"] == -32700 and answer["id"] is None
+
+
+def test_invalid_requests_get_numeric_error_codes(server):
+    assert rpc(server.url, [])["error"]["code"] == -32600
+    for body in (b"42", b'"text"', b"null"):  # valid JSON, but no request object
+        assert isinstance(rpc(server.url, body, raw=True)["error"]["code"], int)
+    assert rpc(server.url, {"jsonrpc": "2.0", "id": 3, "params": []})["error"]["code"] == -32600
+    unknown = call(server.url, "eth_doesNotExist")
+    assert unknown["id"] == 1 and unknown["error"]["code"] == -32601
+
+
+def test_revert_over_http_is_a_code_3_error_with_data(server):
+    w3 = connect(server.url)
+    owner = fresh_accounts(1)[0]
+    ensure_funded(w3, owner)
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
+    data = csc.contract.encode_abi("candidatesOf", [1])
+    answer = call(server.url, "eth_call", {"to": csc.address, "data": data}, "latest")
+    assert answer["error"]["code"] == 3
+    assert answer["error"]["data"].startswith("0x") and len(answer["error"]["data"]) == 2 + 8 + 64
+
+
+def _revert_via(w3: Web3, owner) -> dict[str, tuple[str, dict]]:
+    participants = [a.address for a in fresh_accounts(3)]
+    seen: dict[str, tuple[str, dict]] = {}
+    with pytest.raises(ContractRevertError) as info:
+        CandidateSelection.deploy(w3, owner, RUN_ID, [participants[0], participants[0]], 1)
+    seen["deploy"] = (info.value.error_name, info.value.error_args)
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2)
+    with pytest.raises(ContractRevertError) as info:
+        csc.elect(1)
+    seen["elect"] = (info.value.error_name, info.value.error_args)
+    with pytest.raises(ContractRevertError) as info:
+        csc.elect(2)
+    seen["wrong-round"] = (info.value.error_name, info.value.error_args)
+    with pytest.raises(ContractRevertError) as info:
+        csc.candidates_of(1)
+    seen["view"] = (info.value.error_name, info.value.error_args)
+    seen["duplicate"] = (seen["deploy"][1] == {"participant": participants[0]}, {})
+    return seen
+
+
+def test_web3_over_http_deploys_calls_and_sees_named_reverts_like_in_process(server):
+    owner = fresh_accounts(1)[0]
+    results = []
+    http, embedded_w3 = connect(server.url), connect("embedded")
+    assert isinstance(http.provider, HTTPProvider)
+    assert not isinstance(embedded_w3.provider, HTTPProvider)
+    for w3 in (http, embedded_w3):
+        ensure_funded(w3, owner)
+        results.append(_revert_via(w3, owner))
+    over_http, in_process = results
+    for seen in results:
+        assert seen["deploy"][0] == "DuplicateParticipant"
+        assert seen["duplicate"][0], seen["deploy"]  # names the (checksummed) duplicate
+    for key in ("elect", "wrong-round", "view"):
+        assert over_http[key] == in_process[key], key
+    assert over_http["elect"] == ("NoUpdates", {"round": 1})
+    assert over_http["wrong-round"] == ("WrongRound", {"round": 2, "expected": 1})
+    assert over_http["view"] == ("NotElected", {"round": 1})
+
+
+_READER = """
+import json, sys
+from web3 import Web3
+w3 = Web3(Web3.HTTPProvider(sys.argv[1], request_kwargs={"timeout": 10}))
+abi = json.loads(sys.argv[3])
+contract = w3.eth.contract(address=sys.argv[2], abi=abi)
+participants = contract.functions.participants().call()
+print(json.dumps({"chainId": w3.eth.chain_id, "participants": participants}))
+"""
+
+
+def test_server_is_reachable_from_another_process(server):
+    from seccl_flwr.chain.artifact import load_artifact
+
+    w3 = connect(server.url)
+    owner = fresh_accounts(1)[0]
+    ensure_funded(w3, owner)
+    participants = [a.address for a in fresh_accounts(3)]
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2)
+    abi = json.dumps(load_artifact()["abi"])
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, server.url, csc.address, abi],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "1"},
+    )
+    seen = json.loads(out.stdout)
+    assert seen == {"chainId": w3.eth.chain_id, "participants": participants}
+
+
+# ------------------------------------------------------------------- attach/funds
+@pytest.fixture(scope="module")
+def embedded():
+    w3 = connect("embedded")
+    owner = Account.create()
+    ensure_funded(w3, owner)
+    return w3, owner
+
+
+def test_attach_checks_the_code(embedded):
+    w3, owner = embedded
+    with pytest.raises(NoContractError):
+        CandidateSelection.attach(w3, owner.address)
+    with pytest.raises(NoContractError):
+        CandidateSelection.attach(w3, "0x" + "00" * 19 + "07")
+
+    tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "data": TINY_INIT})
+    tiny = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+    assert bytes(w3.eth.get_code(tiny)) == TINY_INIT[12:]
+    with pytest.raises(ContractCodeMismatchError, match="10 bytes"):
+        CandidateSelection.attach(w3, tiny)
+
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
+    attached = CandidateSelection.attach(w3, csc.address.lower())
+    assert attached.address == csc.address
+    assert attached.participants() == csc.participants()
+    with pytest.raises(PermissionError):
+        attached.elect(1)  # no sender given
+
+
+def test_ensure_funded_funds_a_fresh_account_once(embedded):
+    w3, _ = embedded
+    account = Account.create()
+    assert w3.eth.get_balance(account.address) == 0
+    ensure_funded(w3, account, amount_wei=10**18)
+    assert w3.eth.get_balance(account.address) == 10**18
+    block = w3.eth.block_number
+    ensure_funded(w3, account, amount_wei=10**18)  # enough already: no transaction
+    assert w3.eth.block_number == block
+
+
+def test_ensure_funded_without_unlocked_accounts_raises(embedded, monkeypatch):
+    w3, _ = embedded
+    monkeypatch.setattr(type(w3.eth), "accounts", property(lambda self: []))
+    account = Account.create()
+    with pytest.raises(InsufficientFundsError, match=account.address):
+        ensure_funded(w3, account)
+
+
+# ------------------------------------------------------------------- full flow
+def test_full_round_through_the_typed_client(embedded):
+    w3, owner = embedded
+    people = fresh_accounts(4)
+    addresses = [p.address for p in people]
+    index = {a: i for i, a in enumerate(addresses)}
+    csc, deployed = CandidateSelection.deploy(w3, owner, RUN_ID, addresses, 2)
+    assert isinstance(deployed, TxInfo) and deployed.gas_used > 0
+    assert csc.participants() == addresses
+    assert csc.num_candidates() == 2 and csc.owner() == owner.address
+    binding = csc.binding
+    assert binding.run_id == RUN_ID and binding.chain_id == w3.eth.chain_id
+    assert binding.contract == csc.address
+
+    rng = np.random.default_rng(0)
+    global_model = {"w": rng.normal(size=(3, 2)).astype(np.float32)}
+    g_digest = message_digest(binding, 0, Kind.GLOBAL_MODEL, owner.address, global_model)
+    info = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [g_digest])
+    assert info.gas_used > 0 and info.function == "anchor" and info.tx_hash.startswith("0x")
+
+    authors = people[:3]  # participant 3 only evaluates
+    digests = []
+    for author in authors:
+        update = {"indices": np.array([0, 4], np.uint32), "values": rng.normal(size=2)}
+        update["values"] = update["values"].astype(np.float32)
+        digest, _signature = sign_message(author, binding, 1, Kind.UPDATE, update)
+        # the contract computes the same digest
+        onchain = csc.contract.functions.hashMessage(
+            1, int(Kind.UPDATE), author.address, payload_hash(update)
+        ).call()
+        assert bytes(onchain) == digest
+        digests.append(digest)
+    csc.anchor(1, Kind.UPDATE, [a.address for a in authors], digests)
+    assert csc.update_authors(1) == [a.address for a in authors]
+    assert csc.anchor_of(1, Kind.UPDATE, authors[1].address) == digests[1]
+    assert csc.anchor_of(1, Kind.UPDATE, people[3].address) == bytes(32)
+
+    scores = {
+        0: {1: 800_000, 2: 800_000},
+        1: {0: 600_000, 2: 900_000},
+        2: {0: 700_000, 1: 100_000},
+        3: {0: 500_000, 1: 500_000, 2: 400_000},
+    }
+
+    def signed(evaluator: int, votes: dict[int, int]) -> SignedBallot:
+        peers = [addresses[p] for p in votes]
+        typed = ballot_typed_data(binding, 1, addresses[evaluator], peers, list(votes.values()))
+        signature = sign_typed(people[evaluator].key, typed)
+        return SignedBallot(addresses[evaluator], tuple(peers), tuple(votes.values()), signature)
+
+    ballots = [signed(e, v) for e, v in scores.items()]
+
+    # A malleated (high-s) copy of a valid ballot: rejected off-chain and on-chain alike.
+    good = ballots[0]
+    s = int.from_bytes(good.signature[32:64], "big")
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    malleated_sig = (
+        good.signature[:32] + (n - s).to_bytes(32, "big") + bytes([55 - good.signature[64]])
+    )
+    malleated = SignedBallot(good.evaluator, good.peers, good.scores, malleated_sig)
+    typed0 = ballot_typed_data(binding, 1, good.evaluator, good.peers, good.scores)
+    with pytest.raises(SignatureError):
+        verify_typed(typed0, malleated_sig, good.evaluator)
+    with pytest.raises(ContractRevertError) as info:
+        csc.submit_ballots(1, [malleated])
+    assert info.value.error_name == "InvalidSignature"
+    assert csc.evaluators_of(1) == []
+
+    infos = csc.submit_ballots(1, ballots, chunk=3)
+    assert len(infos) == 2 and all(i.gas_used > 0 for i in infos)
+    assert csc.evaluators_of(1) == addresses
+    assert csc.anchor_of(1, Kind.BALLOT, addresses[3]) == typed_digest(
+        ballot_typed_data(binding, 1, addresses[3], ballots[3].peers, ballots[3].scores)
+    )
+
+    with pytest.raises(ContractRevertError) as info:
+        csc.submit_ballots(1, [ballots[2]])
+    error = info.value
+    assert error.error_name == "DuplicateBallot"
+    assert error.error_args == {"round": 1, "evaluator": addresses[2]}
+    assert error.function == "submitBallots"
+    assert "DuplicateBallot" in str(error)
+
+    assert not csc.is_elected(1)
+    elected = csc.elect(1)
+    assert elected.gas_used > 0 and elected.function == "elect"
+    assert csc.is_elected(1)
+
+    expected_candidates, expected_totals = borda.elect([0, 1, 2], scores, 2)
+    assert [index[a] for a in csc.candidates_of(1)] == expected_candidates
+    assert {index[a]: t for a, t in csc.totals_of(1).items()} == expected_totals
+    # by hand (M = 2; ballot 0 ties peers 1 and 2, so 1 ranks first):
+    # ballot 0 -> 1:2, 2:1; ballot 1 -> 2:2, 0:1; ballot 2 -> 0:2, 1:1; ballot 3 -> 0:2, 1:1
+    assert expected_totals == {0: 1 + 2 + 2, 1: 2 + 1 + 1, 2: 1 + 2}
+    assert expected_candidates == [0, 1]
+
+    events = csc.events("Elected")
+    assert len(events) == 1 and list(events[0]["args"]["candidates"]) == csc.candidates_of(1)
+    with pytest.raises(ContractRevertError, match="AlreadyElected"):
+        csc.elect(1)
+
+    new_global = {"w": global_model["w"] + 1}
+    csc.anchor(
+        1,
+        Kind.GLOBAL_MODEL,
+        [owner.address],
+        [message_digest(binding, 1, Kind.GLOBAL_MODEL, owner.address, new_global)],
+    )
+    assert csc.last_completed_round() == 1 and csc.current_round() == 2

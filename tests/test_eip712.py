@@ -1,0 +1,243 @@
+"""EIP-712 typed data of SecCL: digests, signing, verification and replay protection."""
+
+import dataclasses
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_keys.constants import SECPK1_N
+from eth_utils import keccak, to_checksum_address
+
+from seccl_flwr.protocol.eip712 import (
+    Kind,
+    RunBinding,
+    SignatureError,
+    ballot_typed_data,
+    message_typed_data,
+    recover_typed,
+    run_id_from_label,
+    sign_typed,
+    typed_digest,
+    verify_typed,
+)
+
+ALICE = Account.from_key(b"\x01" * 32)
+BOB = Account.from_key(b"\x02" * 32)
+CAROL = Account.from_key(b"\x03" * 32)
+CONTRACT = "0x" + "5a" * 20
+BINDING = RunBinding(chain_id=31337, contract=CONTRACT, run_id=run_id_from_label("test-run"))
+PAYLOAD = keccak(b"payload")
+
+
+def message(binding=BINDING, round_=3, kind=Kind.UPDATE, author=ALICE.address, payload=PAYLOAD):
+    return message_typed_data(binding, round_, kind, author, payload)
+
+
+def ballot(binding=BINDING, round_=3, evaluator=ALICE.address, peers=None, scores=(900_000, 7)):
+    peers = [BOB.address, CAROL.address] if peers is None else peers
+    return ballot_typed_data(binding, round_, evaluator, peers, scores)
+
+
+# ------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("make", [message, ballot], ids=["Message", "Ballot"])
+def test_sign_verify_round_trip(make):
+    typed = make()
+    signature = sign_typed(ALICE.key, typed)
+    assert isinstance(signature, bytes) and len(signature) == 65
+    assert recover_typed(typed, signature) == ALICE.address
+    verify_typed(typed, signature, ALICE.address)
+    verify_typed(typed, signature, ALICE.address.lower())  # any address spelling
+
+
+@pytest.mark.parametrize("make", [message, ballot], ids=["Message", "Ballot"])
+def test_wrong_signer_is_rejected(make):
+    typed = make()
+    with pytest.raises(SignatureError, match="recovers to"):
+        verify_typed(typed, sign_typed(BOB.key, typed), ALICE.address)
+
+
+def test_signing_is_deterministic():
+    assert sign_typed(ALICE.key, message()) == sign_typed(ALICE.key, message())
+
+
+# ----------------------------------------------------------------------- replays
+OTHER_BINDINGS = {
+    "run_id": dataclasses.replace(BINDING, run_id=run_id_from_label("other-run")),
+    "contract": dataclasses.replace(BINDING, contract="0x" + "5b" * 20),
+    "chain_id": dataclasses.replace(BINDING, chain_id=1),
+}
+
+
+@pytest.mark.parametrize(
+    "replayed",
+    [
+        message(round_=4),
+        message(round_=0),
+        message(kind=Kind.EVALUATION),
+        message(kind=Kind.GLOBAL_MODEL),
+        message(author=BOB.address),
+        message(payload=keccak(b"other payload")),
+        *(message(binding=b) for b in OTHER_BINDINGS.values()),
+    ],
+    ids=[
+        "round+1",
+        "round0",
+        "kind-eval",
+        "kind-global",
+        "author",
+        "payload",
+        *OTHER_BINDINGS,
+    ],
+)
+def test_message_signature_does_not_verify_in_another_context(replayed):
+    signature = sign_typed(ALICE.key, message())
+    assert typed_digest(replayed) != typed_digest(message())
+    with pytest.raises(SignatureError):
+        verify_typed(replayed, signature, ALICE.address)
+
+
+@pytest.mark.parametrize(
+    "replayed",
+    [
+        ballot(round_=4),
+        ballot(evaluator=BOB.address),
+        ballot(scores=(900_000, 8)),
+        ballot(peers=[CAROL.address, BOB.address]),
+        ballot(peers=[BOB.address], scores=(900_000,)),
+        *(ballot(binding=b) for b in OTHER_BINDINGS.values()),
+    ],
+    ids=["round", "evaluator", "scores", "peer-order", "fewer-peers", *OTHER_BINDINGS],
+)
+def test_ballot_signature_does_not_verify_in_another_context(replayed):
+    signature = sign_typed(ALICE.key, ballot())
+    with pytest.raises(SignatureError):
+        verify_typed(replayed, signature, ALICE.address)
+
+
+def test_message_and_ballot_digests_differ_for_same_fields():
+    assert typed_digest(message(kind=Kind.BALLOT)) != typed_digest(ballot(peers=[], scores=[]))
+
+
+# ------------------------------------------------------------ malformed signatures
+def _signature() -> bytes:
+    return sign_typed(ALICE.key, message())
+
+
+def _high_s(signature: bytes) -> bytes:
+    s = int.from_bytes(signature[32:64], "big")
+    return signature[:32] + (SECPK1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        b"",
+        b"\x00" * 64,
+        b"\x00" * 66,
+        b"\x00" * 65,
+        b"\xff" * 65,
+        b"\x01" * 64 + b"\x1b",
+        pytest.param(_signature()[:64], id="truncated"),
+        pytest.param(_signature() + b"\x00", id="extended"),
+        pytest.param(_signature()[:64] + bytes([_signature()[64] - 27]), id="v-0-1"),
+        pytest.param(_signature()[:64] + bytes([_signature()[64] + 10]), id="v-37-38"),
+        pytest.param(_high_s(_signature()), id="high-s"),
+    ],
+)
+def test_malformed_or_non_canonical_signatures_raise_signature_error(signature):
+    with pytest.raises(SignatureError):
+        verify_typed(message(), signature, ALICE.address)
+
+
+def test_high_s_form_is_rejected_although_it_recovers_to_the_signer():
+    # The contract rejects s > n/2 with InvalidSignature; off-chain checks must agree,
+    # otherwise one evaluator's malleated ballot would make a whole batch revert.
+    typed = message()
+    malleated = _high_s(sign_typed(ALICE.key, typed))
+    assert Account.recover_message(encode_typed_data(full_message=typed), signature=malleated) == (
+        ALICE.address
+    )
+    with pytest.raises(SignatureError, match="high s"):
+        recover_typed(typed, malleated)
+
+
+# -------------------------------------------------------------------- the binding
+@pytest.mark.parametrize(
+    "run_id", [b"", b"\x00" * 31, b"\x00" * 33, "a" * 32, "0x" + "00" * 32, None, 5]
+)
+def test_run_binding_requires_a_32_byte_run_id(run_id):
+    with pytest.raises(ValueError, match="32 bytes"):
+        RunBinding(1, CONTRACT, run_id)
+
+
+def test_run_binding_normalises_contract_and_run_id():
+    binding = RunBinding(1, CONTRACT.lower(), bytearray(32))
+    assert binding.contract == to_checksum_address(CONTRACT) != CONTRACT.lower()
+    assert type(binding.run_id) is bytes
+    assert binding.domain() == {
+        "name": "SecCL",
+        "version": "1",
+        "chainId": 1,
+        "verifyingContract": binding.contract,
+    }
+    with pytest.raises(ValueError):
+        RunBinding(1, "0x1234", bytes(32))
+
+
+def test_run_id_from_label_is_keccak_of_label():
+    assert run_id_from_label("abc") == keccak(b"abc")
+    assert len(run_id_from_label("")) == 32
+
+
+# ---------------------------------------------------------------------- digests
+@pytest.mark.parametrize("make", [message, ballot], ids=["Message", "Ballot"])
+def test_typed_digest_is_what_eth_account_signs(make):
+    typed = make()
+    signed = Account.sign_message(encode_typed_data(full_message=typed), ALICE.key)
+    assert typed_digest(typed) == bytes(signed.message_hash)
+    assert len(typed_digest(typed)) == 32
+
+
+def _domain_separator(binding: RunBinding) -> bytes:
+    typehash = keccak(
+        b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    )
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [typehash, keccak(b"SecCL"), keccak(b"1"), binding.chain_id, binding.contract],
+        )
+    )
+
+
+def test_message_digest_matches_the_eip712_definition():
+    typehash = keccak(
+        b"Message(bytes32 runId,uint32 round,uint8 kind,address author,bytes32 payloadHash)"
+    )
+    struct_hash = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "uint32", "uint8", "address", "bytes32"],
+            [typehash, BINDING.run_id, 3, 1, ALICE.address, PAYLOAD],
+        )
+    )
+    expected = keccak(b"\x19\x01" + _domain_separator(BINDING) + struct_hash)
+    assert typed_digest(message()) == expected
+
+
+def test_ballot_digest_matches_the_eip712_definition():
+    typehash = keccak(
+        b"Ballot(bytes32 runId,uint32 round,address evaluator,address[] peers,uint32[] scores)"
+    )
+    peers = [BOB.address, CAROL.address]
+    scores = [900_000, 7]
+    peers_hash = keccak(b"".join(abi_encode(["address"], [p]) for p in peers))
+    scores_hash = keccak(b"".join(abi_encode(["uint32"], [s]) for s in scores))
+    struct_hash = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "uint32", "address", "bytes32", "bytes32"],
+            [typehash, BINDING.run_id, 3, ALICE.address, peers_hash, scores_hash],
+        )
+    )
+    expected = keccak(b"\x19\x01" + _domain_separator(BINDING) + struct_hash)
+    assert typed_digest(ballot()) == expected
