@@ -68,7 +68,7 @@ from .protocol.sparse import (
     SparseUpdate,
     SparseUpdateError,
     apply_update,
-    budget,
+    entry_limit,
     merge_updates,
     sparsify,
 )
@@ -263,7 +263,13 @@ def verify_peer_update(
     size = ctx.layout.size
     try:
         update = SparseUpdate.from_arrays(
-            arrays_of(record), size, budget(size, float(ctx.config["share-fraction"]))
+            arrays_of(record),
+            size,
+            entry_limit(
+                ctx.layout,
+                float(ctx.config["share-fraction"]),
+                bool(ctx.config.get("per-tensor", False)),
+            ),
         )
     except SparseUpdateError as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
@@ -368,10 +374,34 @@ def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> 
     return Message(reply, reply_to=msg)
 
 
+def run_config_mod(defaults: Mapping[str, Any]) -> Callable:
+    """Return a Flower mod that fills ``context.run_config`` with ``defaults``.
+
+    ``flwr.simulation.run_simulation`` takes no run config; this mod gives the
+    ClientApps of such a simulation the settings the launcher chose. Keys already in
+    the run config win; the node's context itself is left unchanged.
+    """
+
+    def mod(msg: Message, context: Context, call_next: Callable) -> Message:
+        # Flower forbids changing context.run_config: hand on a copy that shares the
+        # node's state, so what handlers keep in context.state persists.
+        merged = Context(
+            run_id=context.run_id,
+            node_id=context.node_id,
+            node_config=context.node_config,
+            state=context.state,
+            run_config={**defaults, **context.run_config},
+        )
+        return call_next(msg, merged)
+
+    return mod
+
+
 def seccl_client_app(
     train_fn: Callable[[Context], TrainFn],
     score_fn: Callable[[Context], ScoreFn],
     evaluate_fn: Callable[[Context], EvaluateFn],
+    run_config: Mapping[str, Any] | None = None,
 ) -> ClientApp:
     """Return a ClientApp that speaks SecCL.
 
@@ -381,8 +411,10 @@ def seccl_client_app(
         Factories that, given the node's context (to load its data partition),
         return the node's train, validation-scoring and evaluation functions.
         :mod:`seccl_flwr.torch_task` builds them from an ordinary PyTorch model.
+    run_config : Mapping[str, Any] | None
+        Defaults for ``context.run_config`` (see :func:`run_config_mod`).
     """
-    app = ClientApp()
+    app = ClientApp(mods=[run_config_mod(run_config)] if run_config else None)
 
     @app.query("seccl_register")
     def register(msg: Message, context: Context) -> Message:

@@ -56,6 +56,7 @@ from .protocol.sparse import (
     SparseUpdate,
     SparseUpdateError,
     budget,
+    entry_limit,
     merge_updates,
 )
 
@@ -331,8 +332,10 @@ class SecCL(Strategy):
         registered = [n for n in grid.get_node_ids() if n in self.participants]
         size = max(int(len(registered) * fraction), minimum)
         size = min(size, len(registered))
-        rng = np.random.default_rng()
-        return sorted(rng.choice(registered, size=size, replace=False).tolist())
+        # sample positions, not ids: Flower's node ids can exceed int64 and numpy
+        # would turn a mixed array of them into floats
+        chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
+        return sorted(registered[int(i)] for i in chosen)
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -393,7 +396,7 @@ class SecCL(Strategy):
             update = SparseUpdate.from_arrays(
                 arrays_of(reply.content.array_records["update"]),
                 layout.size,
-                budget(layout.size, self.share_fraction),
+                entry_limit(layout, self.share_fraction, self.per_tensor),
             )
         except SparseUpdateError as exc:
             raise MalformedMessageError(server_round, author, str(exc)) from exc

@@ -10,7 +10,8 @@ from functools import cache
 
 import numpy as np
 import torch
-from flwr.app import Context
+from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.clientapp import ClientApp
 from torch import nn
 
 from ..client import seccl_client_app
@@ -20,6 +21,7 @@ from ..datasets import (
     partition_indices,
     split_held_out,
 )
+from ..messages import arrays_of
 from ..torch_task import (
     sgd_train,
     torch_evaluate_fn,
@@ -97,8 +99,26 @@ def client_functions(context: Context):
     )
 
 
-app = seccl_client_app(
-    train_fn=lambda ctx: client_functions(ctx)[0],
-    score_fn=lambda ctx: client_functions(ctx)[1],
-    evaluate_fn=lambda ctx: client_functions(ctx)[2],
-)
+def make_client_app(run_config: dict | None = None) -> ClientApp:
+    """Return the digits SecCL ClientApp, with ``run_config`` as defaults."""
+    return seccl_client_app(
+        train_fn=lambda ctx: client_functions(ctx)[0],
+        score_fn=lambda ctx: client_functions(ctx)[1],
+        evaluate_fn=lambda ctx: client_functions(ctx)[2],
+        run_config=run_config,
+    )
+
+
+app = make_client_app()
+
+
+def server_evaluate_fn(seed: int = 0):
+    """Return a centralized evaluation on the held-out test set (accuracy, macro F1)."""
+    x, y = test_set(seed)
+    model = DigitsNet()
+    evaluate = torch_evaluate_fn(model, x, y)
+
+    def fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        return MetricRecord(evaluate(arrays_of(arrays)))
+
+    return fn

@@ -1,0 +1,62 @@
+"""Plain Flower FedAvg ClientApp on the same digits data and functions as SecCL's.
+
+The baseline for :mod:`benchmarks.seccl_vs_fedavg`: every node trains and evaluates
+with exactly the ``train_fn`` / ``evaluate_fn`` of :func:`seccl_flwr.apps.digits.
+client_functions` (same partitions, validation splits, model and SGD loop), but
+speaks Flower's standard ``train`` / ``evaluate`` messages - full model back, no
+sparsification, signatures, chain or cross-evaluation. Run it with
+``flwr.serverapp.strategy.FedAvg``.
+"""
+
+from collections.abc import Callable
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from ..client import EvaluateFn, TrainFn
+from ..messages import arrays_of, record_of
+from . import digits
+
+
+def fedavg_client_app(
+    train_fn: Callable[[Context], TrainFn],
+    evaluate_fn: Callable[[Context], EvaluateFn],
+) -> ClientApp:
+    """Return a standard Flower ClientApp around SecCL-style client functions.
+
+    Parameters
+    ----------
+    train_fn, evaluate_fn : Callable[[Context], ...]
+        Factories that return the node's ``(arrays, config) -> (arrays, metrics)``
+        train function and ``arrays -> metrics`` evaluation function.
+    """
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        arrays = arrays_of(msg.content.array_records["arrays"])
+        config = msg.content.config_records.get("config", ConfigRecord())
+        trained, metrics = train_fn(context)(arrays, config)
+        content = RecordDict(
+            {
+                "arrays": record_of(trained),
+                "metrics": MetricRecord({k: float(v) for k, v in metrics.items()}),
+            }
+        )
+        return Message(content, reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        arrays = arrays_of(msg.content.array_records["arrays"])
+        metrics = evaluate_fn(context)(arrays)
+        content = RecordDict({"metrics": MetricRecord({k: float(v) for k, v in metrics.items()})})
+        return Message(content, reply_to=msg)
+
+    return app
+
+
+app = fedavg_client_app(
+    train_fn=lambda ctx: digits.client_functions(ctx)[0],
+    evaluate_fn=lambda ctx: digits.client_functions(ctx)[2],
+)
+"""FedAvg ClientApp on the digits partitions of :data:`seccl_flwr.apps.digits.app`."""

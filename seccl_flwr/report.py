@@ -1,0 +1,94 @@
+"""Per-round tables, CSV files and plots of a SecCL run."""
+
+import csv
+from pathlib import Path
+
+from .strategy import PHASES, SecCLResult
+
+
+def round_rows(result: SecCLResult) -> list[dict]:
+    """Return one flat row per round: test metrics, candidates, gas, seconds per phase."""
+    rows = []
+    for record in result.rounds:
+        test = dict(result.evaluate_metrics_serverapp.get(record.round, {}))
+        row = {
+            "round": record.round,
+            "test_accuracy": test.get("accuracy", float("nan")),
+            "test_macro_f1": test.get("macro-f1", float("nan")),
+            "fed_macro_f1": record.evaluate_metrics.get("macro-f1", float("nan")),
+            "candidates": " ".join(a[:8] for a in record.candidates),
+            "gas": sum(record.gas.values()),
+            "dropped": len(record.dropped),
+        }
+        for phase in PHASES:
+            row[f"s_{phase}"] = record.seconds.get(phase, 0.0)
+        row["s_chain"] = record.chain_seconds
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Return the rows as an aligned text table."""
+    header = ["round", "acc", "F1", "candidates", "gas", "drop"] + [f"{p[:5]} s" for p in PHASES]
+    lines = []
+    for row in rows:
+        lines.append(
+            [
+                str(row["round"]),
+                f"{row['test_accuracy']:.3f}",
+                f"{row['test_macro_f1']:.3f}",
+                row["candidates"],
+                f"{row['gas']:,}",
+                str(row["dropped"]),
+                *[f"{row[f's_{p}']:.2f}" for p in PHASES],
+            ]
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header)] + [fmt.format(*line) for line in lines])
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Write the rows to ``path`` (complete file or nothing: written then renamed)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def plot_rounds(rows: list[dict], path: Path, title: str, data_note: str) -> None:
+    """Plot test accuracy / macro F1 per round and the time per phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r["round"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(rounds, [r["test_accuracy"] for r in rows], "o-", label="test accuracy")
+    left.plot(rounds, [r["test_macro_f1"] for r in rows], "s--", label="test macro F1")
+    left.set_xlabel("round")
+    left.set_ylim(0, 1)
+    left.set_xticks(rounds)
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right")
+    left.set_title("global model on the held-out test set")
+    bottom = [0.0] * len(rows)
+    for phase in PHASES:
+        values = [r[f"s_{phase}"] for r in rows]
+        right.bar(rounds, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    right.set_xlabel("round")
+    right.set_ylabel("seconds")
+    right.set_xticks(rounds)
+    right.set_title("wall time per phase")
+    right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
+    fig.text(0.5, 0.01, f"Data: {data_note}", ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
