@@ -1,0 +1,452 @@
+"""SecCL vs Flower's FedAvg: same clients, data, model and rounds, in one process.
+
+Both strategies run through :class:`~seccl_flwr.inprocess.InProcessGrid` (no Ray,
+ClientApps called in-process one after the other), on the digits partitions of
+:mod:`seccl_flwr.apps.digits`; FedAvg's ClientApp
+(:mod:`seccl_flwr.apps.digits_fedavg`) calls the very same ``train_fn`` and
+``evaluate_fn``. SecCL uses the embedded chain, served over loopback HTTP so the
+clients read it as they would a real node.
+
+What is counted as "chain + hash + sign" (the protocol's security overhead):
+
+* server: ``RoundRecord.chain_seconds`` - every transaction (build incl. gas
+  estimation, signing, sending, receipt), every view, digest, signature check;
+* clients: time inside the SecCL client handlers spent in chain reads over HTTP
+  (``CandidateSelection`` views and attach/connect) and in hashing, signing and
+  signature verification (``message_digest``, ``sign_message``,
+  ``verify_message``, ``ballot_typed_data``, ``sign_typed``, ``typed_digest``).
+
+Training, scoring (the cross-evaluation inference) and evaluation are timed in the
+client functions themselves; what is left of a phase is message handling
+(InProcessGrid deep copies, sparsification, record conversion).
+
+Usage::
+
+    python benchmarks/seccl_vs_fedavg.py                   # 5 and 20 clients, 3 rounds
+    python benchmarks/seccl_vs_fedavg.py --quick           # 1 round at 5 clients
+    python benchmarks/seccl_vs_fedavg.py --clients 5 --rounds 2 --profile out.pstats
+"""
+
+import argparse
+import contextlib
+import cProfile
+import csv
+import functools
+import logging
+import socket
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord
+from flwr.serverapp.strategy import FedAvg
+
+from seccl_flwr import client as seccl_client
+from seccl_flwr.apps import digits, digits_fedavg
+from seccl_flwr.chain.csc import CandidateSelection
+from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.messages import arrays_of
+from seccl_flwr.strategy import PHASES, SecCL
+from seccl_flwr.torch_task import load_arrays, predict
+
+CHAIN_READ = "chain-read"
+CRYPTO = "hash-sign-verify"
+WORK = {"train": 0, "score": 1, "evaluate": 2}
+_CRYPTO_FUNCTIONS = (
+    "message_digest",
+    "sign_message",
+    "verify_message",
+    "ballot_typed_data",
+    "sign_typed",
+    "typed_digest",
+)
+
+
+# --------------------------------------------------------------------- metering
+class Meter:
+    """Client-side time, by message type and category, measured in-process.
+
+    Only time spent while a message is being delivered to a ClientApp counts; calls
+    nested in an already metered call (e.g. a view inside ``attach``) are not
+    counted twice.
+    """
+
+    def __init__(self) -> None:
+        self.message_type: str | None = None
+        self.depth = 0
+        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self.calls: dict[tuple[str, str], int] = defaultdict(int)
+        self.messages: dict[str, int] = defaultdict(int)
+
+    def reset(self) -> None:
+        """Forget everything measured."""
+        self.seconds.clear()
+        self.calls.clear()
+        self.messages.clear()
+
+    def wrap(self, category: str, fn: Callable) -> Callable:
+        """Return ``fn`` timed under ``category`` while a client handler runs."""
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if self.message_type is None or self.depth:
+                return fn(*args, **kwargs)
+            self.depth += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                key = (self.message_type, category)
+                self.seconds[key] += time.perf_counter() - start
+                self.calls[key] += 1
+                self.depth -= 1
+
+        return timed
+
+    def total(self, category: str, message_type: str | None = None) -> float:
+        """Seconds in ``category`` (for one message type, or all)."""
+        return sum(
+            s for (t, c), s in self.seconds.items() if c == category and message_type in (None, t)
+        )
+
+    def count(self, category: str, message_type: str | None = None) -> int:
+        """Metered calls in ``category`` (for one message type, or all)."""
+        return sum(
+            n for (t, c), n in self.calls.items() if c == category and message_type in (None, t)
+        )
+
+
+METER = Meter()
+
+
+class MeteredGrid(InProcessGrid):
+    """InProcessGrid that tells the meter which message type is being handled."""
+
+    def send_and_receive(self, messages, *, timeout=None):
+        """Deliver messages one by one, metering each ClientApp call."""
+        replies = []
+        for message in messages:
+            METER.message_type = message.metadata.message_type
+            METER.messages[METER.message_type] += 1
+            try:
+                replies.extend(super().send_and_receive([message], timeout=timeout))
+            finally:
+                METER.message_type = None
+        return replies
+
+
+@contextlib.contextmanager
+def instrumented() -> Iterator[None]:
+    """Time client-side chain reads, crypto and the client functions (then undo)."""
+    saved_client = {name: getattr(seccl_client, name) for name in (*_CRYPTO_FUNCTIONS, "connect")}
+    saved_csc = {
+        "_view": CandidateSelection.__dict__["_view"],
+        "attach": CandidateSelection.__dict__["attach"],
+    }
+    saved_functions = digits.client_functions
+    try:
+        for name in _CRYPTO_FUNCTIONS:
+            setattr(seccl_client, name, METER.wrap(CRYPTO, saved_client[name]))
+        seccl_client.connect = METER.wrap(CHAIN_READ, saved_client["connect"])
+        CandidateSelection._view = METER.wrap(CHAIN_READ, saved_csc["_view"])
+        CandidateSelection.attach = classmethod(
+            METER.wrap(CHAIN_READ, saved_csc["attach"].__func__)
+        )
+        wrapped: dict[int, tuple] = {}
+
+        def client_functions(context):
+            fns = saved_functions(context)
+            if id(fns) not in wrapped:
+                wrapped[id(fns)] = (fns, tuple(METER.wrap(k, fns[i]) for k, i in WORK.items()))
+            return wrapped[id(fns)][1]
+
+        digits.client_functions = client_functions
+        yield
+    finally:
+        for name, fn in saved_client.items():
+            setattr(seccl_client, name, fn)
+        for name, fn in saved_csc.items():
+            setattr(CandidateSelection, name, fn)
+        digits.client_functions = saved_functions
+
+
+# ------------------------------------------------------------------------- runs
+@dataclass
+class Outcome:
+    """One strategy's run at one client count."""
+
+    wall: float
+    rounds: int
+    final_val_accuracy: float
+    test_accuracy: float
+    phases: dict[str, float] = field(default_factory=dict)
+    client: dict[str, float] = field(default_factory=dict)
+    chain_seconds: float = 0.0
+    gas: float = 0.0
+
+
+def free_port() -> int:
+    """Return a free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_accuracy(arrays: ArrayRecord, seed: int) -> float:
+    """Accuracy of the final global model on the held-out test set."""
+    model = digits.initial_model(seed)
+    load_arrays(model, arrays_of(arrays))
+    x, y = digits.test_set(seed)
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+def warm_up(num_clients: int, seed: int) -> None:
+    """Build every partition and run one forward pass before anything is timed."""
+    grid = InProcessGrid(digits.app, num_clients, run_config={"seed": seed})
+    model = digits.initial_model(seed)
+    arrays = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    for context in grid.contexts.values():
+        digits.client_functions(context)[2](arrays)
+    # first backward pass / optimizer step pays one-off set-up: not on a timed run
+    scratch = digits.initial_model(seed + 1)
+    x, y = digits.test_set(seed)
+    loss = torch.nn.functional.cross_entropy(scratch(x[:32]), y[:32])
+    loss.backward()
+    torch.optim.SGD(scratch.parameters(), lr=0.05).step()
+
+
+def client_summary(rounds: int) -> dict[str, float]:
+    """Per-round client-side seconds of the metered categories."""
+    out = {}
+    for category in (CHAIN_READ, CRYPTO, *WORK):
+        out[category] = METER.total(category) / rounds
+    ce = seccl_client.CROSS_EVALUATE
+    out["ce.chain-read"] = METER.total(CHAIN_READ, ce) / rounds
+    out["ce.chain-read-calls"] = METER.count(CHAIN_READ, ce) / rounds
+    out["ce.crypto"] = METER.total(CRYPTO, ce) / rounds
+    out["ce.crypto-calls"] = METER.count(CRYPTO, ce) / rounds
+    out["ce.score"] = METER.total("score", ce) / rounds
+    out["ce.score-calls"] = METER.count("score", ce) / rounds
+    out["ce.messages"] = METER.messages.get(ce, 0) / rounds
+    return out
+
+
+def run_fedavg(num_clients: int, rounds: int, seed: int) -> Outcome:
+    """Run Flower's FedAvg on the digits clients; return its timings."""
+    grid = MeteredGrid(digits_fedavg.app, num_clients, run_config={"seed": seed})
+    strategy = FedAvg(min_available_nodes=num_clients)
+    METER.reset()
+    start = time.perf_counter()
+    result = strategy.start(
+        grid, ArrayRecord(digits.initial_model(seed).state_dict()), num_rounds=rounds
+    )
+    wall = time.perf_counter() - start
+    return Outcome(
+        wall=wall,
+        rounds=rounds,
+        final_val_accuracy=float(result.evaluate_metrics_clientapp[rounds]["accuracy"]),
+        test_accuracy=test_accuracy(result.arrays, seed),
+        client=client_summary(rounds),
+    )
+
+
+def run_seccl(
+    num_clients: int, rounds: int, seed: int, profile: cProfile.Profile | None = None
+) -> Outcome:
+    """Run SecCL on the digits clients (embedded chain over loopback); return timings."""
+    url = f"http://127.0.0.1:{free_port()}"
+    grid = MeteredGrid(
+        digits.app,
+        num_clients,
+        run_config={"seccl-key-seed": seed + 7, "seccl-chain-url": url, "seed": seed},
+    )
+    strategy = SecCL(
+        candidate_fraction=0.4,
+        share_fraction=0.1,
+        chain_url=url,
+        min_available_nodes=num_clients,
+        run_label=f"bench-{num_clients}-{seed}",
+    )
+    METER.reset()
+    start = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    try:
+        result = strategy.start(
+            grid, ArrayRecord(digits.initial_model(seed).state_dict()), num_rounds=rounds
+        )
+    finally:
+        if profile is not None:
+            profile.disable()
+    wall = time.perf_counter() - start
+    records = result.rounds
+    return Outcome(
+        wall=wall,
+        rounds=rounds,
+        final_val_accuracy=float(records[-1].evaluate_metrics["accuracy"]),
+        test_accuracy=test_accuracy(result.arrays, seed),
+        phases={p: float(np.mean([r.seconds.get(p, 0.0) for r in records])) for p in PHASES},
+        client=client_summary(rounds),
+        chain_seconds=float(np.mean([r.chain_seconds for r in records])),
+        gas=float(np.mean([sum(r.gas.values()) for r in records])),
+    )
+
+
+# ----------------------------------------------------------------------- report
+def row_of(num_clients: int, fedavg: Outcome, seccl: Outcome) -> dict[str, float | int]:
+    """One table/CSV row."""
+    f_round = fedavg.wall / fedavg.rounds
+    s_round = sum(seccl.phases.values())
+    client_overhead = seccl.client[CHAIN_READ] + seccl.client[CRYPTO]
+    overhead = seccl.chain_seconds + client_overhead
+    row: dict[str, float | int] = {
+        "clients": num_clients,
+        "rounds": seccl.rounds,
+        "fedavg_s_per_round": f_round,
+        "seccl_s_per_round": s_round,
+        "ratio": s_round / f_round,
+        "ratio_total_wall": seccl.wall / fedavg.wall,
+    }
+    row.update({f"seccl_{p}_s": seccl.phases[p] for p in PHASES})
+    row.update(
+        {
+            "server_chain_s": seccl.chain_seconds,
+            "client_chain_read_s": seccl.client[CHAIN_READ],
+            "client_crypto_s": seccl.client[CRYPTO],
+            "overhead_s": overhead,
+            "overhead_pct": 100 * overhead / s_round,
+            "gas_per_round": seccl.gas,
+            "seccl_train_fn_s": seccl.client["train"],
+            "seccl_score_fn_s": seccl.client["score"],
+            "seccl_evaluate_fn_s": seccl.client["evaluate"],
+            "fedavg_train_fn_s": fedavg.client["train"],
+            "fedavg_evaluate_fn_s": fedavg.client["evaluate"],
+            "ce_messages": seccl.client["ce.messages"],
+            "ce_chain_read_s": seccl.client["ce.chain-read"],
+            "ce_chain_read_calls": seccl.client["ce.chain-read-calls"],
+            "ce_crypto_s": seccl.client["ce.crypto"],
+            "ce_crypto_calls": seccl.client["ce.crypto-calls"],
+            "ce_score_s": seccl.client["ce.score"],
+            "ce_score_calls": seccl.client["ce.score-calls"],
+            "fedavg_val_acc": fedavg.final_val_accuracy,
+            "seccl_val_acc": seccl.final_val_accuracy,
+            "fedavg_test_acc": fedavg.test_accuracy,
+            "seccl_test_acc": seccl.test_accuracy,
+        }
+    )
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    """Print the comparison, one block per client count."""
+    print()
+    print("Data:", digits.DATA_NOTE)
+    print("Model: DigitsNet (small CNN); 1 local epoch, SGD lr 0.05, batch 32; all nodes")
+    print("sampled every round. SecCL: lambda=0.4, share fraction 0.1, embedded chain over")
+    print("loopback HTTP. Times are means per round, in seconds.")
+    print()
+    head = (
+        f"{'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10} {'ratio':>6} | "
+        + " ".join(f"{p:>9}" for p in ("train", "anchor", "x-eval", "elect", "aggr", "eval"))
+        + f" | {'chain+h+s':>9} {'% rd':>6} {'gas/round':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['clients']:>7} {r['fedavg_s_per_round']:>11.3f} {r['seccl_s_per_round']:>10.3f}"
+            f" {r['ratio']:>6.2f} | "
+            + " ".join(f"{r[f'seccl_{p}_s']:>9.3f}" for p in PHASES)
+            + f" | {r['overhead_s']:>9.3f} {r['overhead_pct']:>5.1f}% {r['gas_per_round']:>10,.0f}"
+        )
+    print()
+    print("chain+h+s = server chain_seconds (tx build/gas estimate/sign/send/receipt, views,")
+    print("digests, signature checks) + client chain reads over HTTP + client hashing,")
+    print("signing and signature verification. Breakdown per round:")
+    for r in rows:
+        n = r["clients"]
+        print(
+            f"  {n:>2} clients: server chain {r['server_chain_s']:.3f}s | client chain reads "
+            f"{r['client_chain_read_s']:.3f}s | client hash/sign/verify {r['client_crypto_s']:.3f}s"
+        )
+        print(
+            f"             client work: SecCL train_fn {r['seccl_train_fn_s']:.3f}s, score_fn "
+            f"{r['seccl_score_fn_s']:.3f}s, evaluate_fn {r['seccl_evaluate_fn_s']:.3f}s | "
+            f"FedAvg train_fn {r['fedavg_train_fn_s']:.3f}s, evaluate_fn "
+            f"{r['fedavg_evaluate_fn_s']:.3f}s"
+        )
+        msgs = max(r["ce_messages"], 1)
+        peers = max(r["ce_score_calls"], 1)
+        print(
+            f"             cross-evaluation per evaluator: {r['ce_chain_read_calls'] / msgs:.1f} "
+            f"chain reads {1e3 * r['ce_chain_read_s'] / msgs:.1f}ms, "
+            f"{r['ce_crypto_calls'] / msgs:.1f} hash/sign/verify calls "
+            f"{1e3 * r['ce_crypto_s'] / msgs:.1f}ms, scoring "
+            f"{1e3 * r['ce_score_s'] / msgs:.1f}ms "
+            f"({1e3 * r['ce_score_s'] / peers:.2f}ms per peer)"
+        )
+        print(
+            f"             total wall incl. SecCL set-up (register, deploy): ratio "
+            f"{r['ratio_total_wall']:.2f}"
+        )
+    print()
+    print("Final accuracy (validation splits, federated | held-out test set):")
+    for r in rows:
+        print(
+            f"  {r['clients']:>2} clients: FedAvg {r['fedavg_val_acc']:.3f} | "
+            f"{r['fedavg_test_acc']:.3f}   SecCL {r['seccl_val_acc']:.3f} | "
+            f"{r['seccl_test_acc']:.3f}"
+        )
+    worst = max(r["overhead_pct"] for r in rows)
+    verdict = "met" if worst < 5.0 else "NOT met"
+    print()
+    print(f"Target chain+hash+sign < 5% of SecCL round time: {verdict} (worst {worst:.1f}%)")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark; return the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[5, 20])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the rows to this CSV file")
+    parser.add_argument("--quick", action="store_true", help="1 round at 5 clients")
+    parser.add_argument("--profile", help="cProfile SecCL runs into this .pstats file")
+    parser.add_argument("--verbose", action="store_true", help="keep Flower's INFO logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.rounds = [5], 1
+    if not args.verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    torch.set_num_threads(1)
+    profile = cProfile.Profile() if args.profile else None
+    rows = []
+    with instrumented():
+        for n in args.clients:
+            warm_up(n, args.seed)
+            print(f"[{n} clients] FedAvg, {args.rounds} rounds ...", flush=True)
+            fedavg = run_fedavg(n, args.rounds, args.seed)
+            print(f"[{n} clients] FedAvg done in {fedavg.wall:.2f}s", flush=True)
+            print(f"[{n} clients] SecCL, {args.rounds} rounds ...", flush=True)
+            seccl = run_seccl(n, args.rounds, args.seed, profile)
+            print(f"[{n} clients] SecCL done in {seccl.wall:.2f}s", flush=True)
+            rows.append(row_of(n, fedavg, seccl))
+    print_table(rows)
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"\nrows written to {args.out}")
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        print(f"profile of the SecCL runs written to {args.profile}")
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
