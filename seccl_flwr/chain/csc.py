@@ -162,7 +162,7 @@ class CandidateSelection:
             self._binding = RunBinding(
                 chain_id=_rpc(lambda: int(self.w3.eth.chain_id)),
                 contract=self.address,
-                run_id=bytes(self._view("runId")),
+                run_id=self.run_id(),
             )
         return self._binding
 
@@ -238,6 +238,46 @@ class CandidateSelection:
     def current_round(self) -> int:
         """Return the round that is open (``lastCompletedRound + 1``)."""
         return int(self._view("currentRound"))
+
+    def ballot_count(self, round_: int) -> int:
+        """Return how many ballots the round has."""
+        return int(self._view("ballotCount", round_))
+
+    def is_participant(self, account: str) -> bool:
+        """Return whether ``account`` is registered in the run."""
+        return bool(self._view("isParticipant", to_checksum_address(account)))
+
+    def participant_index(self, account: str) -> int:
+        """Return the registration index of ``account`` (reverts ``UnknownParticipant``)."""
+        return int(self._view("participantIndex", to_checksum_address(account)))
+
+    def run_id(self) -> bytes:
+        """Return the run id."""
+        return bytes(self._view("runId"))
+
+    def domain_separator(self) -> bytes:
+        """Return the contract's EIP-712 domain separator."""
+        return bytes(self._view("domainSeparator"))
+
+    def hash_message(self, round_: int, kind: Kind, author: str, payload_hash: bytes) -> bytes:
+        """Return the contract's EIP-712 digest of a ``Message`` (for auditors)."""
+        return bytes(
+            self._view("hashMessage", round_, int(kind), to_checksum_address(author), payload_hash)
+        )
+
+    def hash_ballot(
+        self, round_: int, evaluator: str, peers: Sequence[str], scores: Sequence[int]
+    ) -> bytes:
+        """Return the contract's EIP-712 digest of a ``Ballot``."""
+        return bytes(
+            self._view(
+                "hashBallot",
+                round_,
+                to_checksum_address(evaluator),
+                [to_checksum_address(p) for p in peers],
+                [int(s) for s in scores],
+            )
+        )
 
     def events(self, name: str, from_block: int = 0) -> list[Any]:
         """Return all logs of event ``name`` since ``from_block``."""

@@ -1,0 +1,47 @@
+"""Every view of the contract is reachable through the typed client and agrees with Python."""
+
+import pytest
+from eth_account import Account
+
+from seccl_flwr.chain.connection import embedded_web3, ensure_funded
+from seccl_flwr.chain.csc import CandidateSelection, SignedBallot
+from seccl_flwr.chain.errors import ContractRevertError
+from seccl_flwr.protocol.eip712 import (
+    Kind,
+    ballot_typed_data,
+    message_typed_data,
+    run_id_from_label,
+    sign_typed,
+    typed_digest,
+)
+
+
+def test_typed_views_match_the_python_protocol():
+    w3 = embedded_web3()
+    server = Account.from_key(b"\x07" * 32)
+    ensure_funded(w3, server)
+    members = [Account.from_key(bytes([i + 1]) * 32) for i in range(3)]
+    run_id = run_id_from_label("views")
+    csc, _ = CandidateSelection.deploy(w3, server, run_id, [m.address for m in members], 2)
+    binding = csc.binding
+    assert csc.run_id() == run_id and binding.run_id == run_id
+    assert csc.is_participant(members[1].address) and not csc.is_participant(server.address)
+    assert csc.participant_index(members[2].address) == 2
+    with pytest.raises(ContractRevertError) as info:
+        csc.participant_index(server.address)
+    assert info.value.error_name == "UnknownParticipant"
+    payload = b"\x11" * 32
+    assert csc.hash_message(1, Kind.UPDATE, members[0].address, payload) == typed_digest(
+        message_typed_data(binding, 1, Kind.UPDATE, members[0].address, payload)
+    )
+    assert len(csc.domain_separator()) == 32
+    csc.anchor(0, Kind.GLOBAL_MODEL, [server.address], [b"\x01" * 32])
+    csc.anchor(1, Kind.UPDATE, [m.address for m in members], [bytes([9, i]) * 16 for i in range(3)])
+    peers, scores = [members[1].address, members[2].address], [10, 20]
+    typed = ballot_typed_data(binding, 1, members[0].address, peers, scores)
+    assert csc.hash_ballot(1, members[0].address, peers, scores) == typed_digest(typed)
+    signature = sign_typed(members[0].key, typed)
+    csc.submit_ballots(
+        1, [SignedBallot(members[0].address, tuple(peers), tuple(scores), signature)]
+    )
+    assert csc.ballot_count(1) == 1
