@@ -8,7 +8,6 @@ one line per round and a table, and writes ``rounds.csv`` and ``rounds.png``.
 
 import argparse
 import logging
-import socket
 import sys
 import time
 from pathlib import Path
@@ -17,13 +16,8 @@ from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from .chain.connection import EMBEDDED
+from .chain.rpc_server import free_loopback_url
 from .strategy import RoundRecord, SecCL, SecCLResult
-
-
-def _free_loopback_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _progress(num_rounds: int, started: float):
@@ -46,7 +40,7 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
 
     if args.participants < 2:
         raise SystemExit("--participants must be at least 2")
-    chain_url = _free_loopback_url() if args.chain == EMBEDDED else args.chain
+    chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
     run_config = {
         "seccl-key-seed": args.seed,
         "seccl-chain-url": chain_url,

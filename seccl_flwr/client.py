@@ -140,6 +140,7 @@ class _Verified:
     round: int
     arrays: dict[str, np.ndarray]
     layout: ModelLayout
+    global_digest: bytes
     config: ConfigRecord = field(default_factory=ConfigRecord)
 
 
@@ -158,7 +159,9 @@ def _verified_global(msg: Message, context: Context, model_round: int) -> _Verif
             account.address,
             f"global model digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
-    return _Verified(csc, account, int(config["round"]), arrays, ModelLayout.of(arrays), config)
+    return _Verified(
+        csc, account, int(config["round"]), arrays, ModelLayout.of(arrays), digest, config
+    )
 
 
 def _check_previous_round(ctx: _Verified, context: Context) -> None:
@@ -188,8 +191,10 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
     flat = ctx.layout.flatten(previous) + merge_updates(ctx.layout.size, updates)
     expected = ctx.layout.unflatten(flat, previous)
     owner = ctx.csc.owner()
+    # ctx.global_digest is the received model's digest for round ``prev``, already
+    # checked equal to its anchor
     if message_digest(ctx.csc.binding, prev, Kind.GLOBAL_MODEL, owner, expected) != (
-        message_digest(ctx.csc.binding, prev, Kind.GLOBAL_MODEL, owner, ctx.arrays)
+        ctx.global_digest
     ):
         raise AggregationMismatchError(
             prev,

@@ -277,7 +277,7 @@ class SecCL(Strategy):
 
     def register(self, grid: Grid, timeout: float) -> dict[int, str]:
         """Ask every connected node for its address; return node id -> address."""
-        node_ids, _ = sample_nodes(grid, self.min_available_nodes, self.min_available_nodes)
+        sample_nodes(grid, self.min_available_nodes, self.min_available_nodes)  # waits
         node_ids = list(grid.get_node_ids())
         messages = [
             Message(
@@ -313,7 +313,7 @@ class SecCL(Strategy):
                 f"{len(participants)} nodes registered, fewer than min_available_nodes="
                 f"{self.min_available_nodes}"
             )
-        return dict(sorted(participants.items(), key=lambda kv: kv[0]))
+        return dict(sorted(participants.items()))
 
     # ------------------------------------------------------------ Strategy API
     def _seccl_config(self, server_round: int, **extra) -> ConfigRecord:
@@ -377,21 +377,37 @@ class SecCL(Strategy):
         metrics = aggregate_metricrecords(contents, self.weighted_by_key) if contents else None
         return None, metrics
 
+    @staticmethod
+    def _seccl_fields(
+        server_round: int, sender: str, reply: Message, claim: str | None = None
+    ) -> ConfigRecord:
+        """Return a reply's SecCL fields; raise if it is an error or claims another sender.
+
+        Parameters
+        ----------
+        server_round : int
+            Round of the reply (for the error message).
+        sender : str
+            Registered address of the node that replied.
+        reply : Message
+            The reply.
+        claim : str | None
+            Field that must name ``sender`` (e.g. ``"author"``), if any.
+        """
+        if reply.has_error():
+            raise VerificationError(server_round, sender, f"node error: {reply.error.reason}")
+        fields = reply.content[SECCL_KEY]
+        if claim is not None and str(fields[claim]) != sender:
+            raise MalformedMessageError(server_round, sender, f"claims to be {fields[claim]}")
+        return fields
+
     def _verify_update(
         self, server_round: int, node: int, reply: Message, layout: ModelLayout
     ) -> _Update:
-        if reply.has_error():
-            raise VerificationError(
-                server_round,
-                self.participants.get(node, str(node)),
-                f"node error: {reply.error.reason}",
-            )
         author = self.participants.get(node)
-        if author is None:
+        if author is None and not reply.has_error():
             raise MalformedMessageError(server_round, str(node), "unknown node")
-        fields = reply.content[SECCL_KEY]
-        if str(fields["author"]) != author:
-            raise MalformedMessageError(server_round, author, f"claims to be {fields['author']}")
+        fields = self._seccl_fields(server_round, author or str(node), reply, claim="author")
         try:
             update = SparseUpdate.from_arrays(
                 arrays_of(reply.content.array_records["update"]),
@@ -442,11 +458,7 @@ class SecCL(Strategy):
             node = reply.metadata.src_node_id
             author = self.participants.get(node, str(node))
             try:
-                if reply.has_error():
-                    raise VerificationError(
-                        server_round, author, f"node error: {reply.error.reason}"
-                    )
-                fields = reply.content[SECCL_KEY]
+                fields = self._seccl_fields(server_round, author, reply)
                 metrics = dict(reply.content["metrics"])
                 with self._chain_timer():
                     digest = verify_message(
@@ -560,13 +572,7 @@ class SecCL(Strategy):
         return ballots
 
     def _verify_ballot(self, server_round: int, evaluator: str, reply: Message) -> SignedBallot:
-        if reply.has_error():
-            raise VerificationError(server_round, evaluator, f"node error: {reply.error.reason}")
-        fields = reply.content[SECCL_KEY]
-        if str(fields["evaluator"]) != evaluator:
-            raise MalformedMessageError(
-                server_round, evaluator, f"claims to be {fields['evaluator']}"
-            )
+        fields = self._seccl_fields(server_round, evaluator, reply, claim="evaluator")
         peers = [str(p) for p in fields.get("peers", [])]
         scores = [int(s) for s in fields.get("scores", [])]
         if len(peers) != len(scores) or len(set(peers)) != len(peers):

@@ -1,18 +1,11 @@
 """Shared helpers for running SecCL end to end in-process on the digits app."""
 
-import socket
-
 from flwr.app import ArrayRecord
 
 from seccl_flwr.apps import digits
+from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.strategy import SecCL, SecCLResult
-
-
-def free_loopback_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def run_digits(

@@ -9,6 +9,7 @@ their revert data. Any JSON-RPC client (web3.py, ``curl``, ethers) can read it.
 """
 
 import json
+import socket
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,6 +152,13 @@ class LoopbackRPCServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def free_loopback_url() -> str:
+    """Return ``http://127.0.0.1:PORT`` for a port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
