@@ -19,7 +19,7 @@ functions from your own handlers.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from logging import WARNING
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import (
@@ -72,6 +72,9 @@ from .protocol.sparse import (
     merge_updates,
     sparsify,
 )
+
+if TYPE_CHECKING:
+    from .attacks.client import ClientAttack
 
 REGISTER = "query.seccl_register"
 CROSS_EVALUATE = "query.seccl_evaluate"
@@ -213,7 +216,12 @@ def handle_register(msg: Message, context: Context) -> Message:
     )
 
 
-def handle_train(msg: Message, context: Context, train_fn: TrainFn) -> Message:
+def handle_train(
+    msg: Message,
+    context: Context,
+    train_fn: TrainFn,
+    attack: "ClientAttack | None" = None,
+) -> Message:
     """Verify the global model, train, sparsify and sign the update.
 
     Parameters
@@ -224,6 +232,8 @@ def handle_train(msg: Message, context: Context, train_fn: TrainFn) -> Message:
         The node's context (key, chain endpoint, state).
     train_fn : TrainFn
         Trains from the given arrays; returns trained arrays and metrics.
+    attack : ClientAttack | None
+        Experiments only: replace the honest change by a poisoned one.
     """
     ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
     _check_previous_round(ctx, context)
@@ -231,6 +241,8 @@ def handle_train(msg: Message, context: Context, train_fn: TrainFn) -> Message:
     trained, metrics = train_fn(ctx.arrays, config)
     ctx.layout.check(trained)
     delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
+    if attack is not None:
+        delta = attack.update(delta, ctx.round)
     share = float(ctx.config["share-fraction"])
     update = sparsify(
         delta, share, ctx.layout, per_tensor=bool(ctx.config.get("per-tensor", False))
@@ -295,8 +307,16 @@ def verify_peer_update(
     return update
 
 
-def handle_cross_evaluate(msg: Message, context: Context, score_fn: ScoreFn) -> Message:
-    """Verify each peer update, score the verified ones, sign the score vector."""
+def handle_cross_evaluate(
+    msg: Message,
+    context: Context,
+    score_fn: ScoreFn,
+    attack: "ClientAttack | None" = None,
+) -> Message:
+    """Verify each peer update, score the verified ones, sign the score vector.
+
+    ``attack`` (experiments only) may replace the honest scores by a fake ranking.
+    """
     ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
     authors = [str(a) for a in ctx.config.get("authors", [])]
     signatures = [bytes(s) for s in ctx.config.get("signatures", [])]
@@ -323,6 +343,8 @@ def handle_cross_evaluate(msg: Message, context: Context, score_fn: ScoreFn) -> 
         peers.append(author)
         scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
         verified[author] = update
+    if attack is not None:
+        scores = attack.ballot(ctx.account.address, peers, scores, ctx.round)
     typed = ballot_typed_data(ctx.csc.binding, ctx.round, ctx.account.address, peers, scores)
     signature = sign_typed(ctx.account.key, typed)
     _remember(context, ctx, verified, typed_digest(typed))
@@ -407,6 +429,7 @@ def seccl_client_app(
     score_fn: Callable[[Context], ScoreFn],
     evaluate_fn: Callable[[Context], EvaluateFn],
     run_config: Mapping[str, Any] | None = None,
+    attack: "Callable[[Context], ClientAttack | None] | None" = None,
 ) -> ClientApp:
     """Return a ClientApp that speaks SecCL.
 
@@ -418,7 +441,12 @@ def seccl_client_app(
         :mod:`seccl_flwr.torch_task` builds them from an ordinary PyTorch model.
     run_config : Mapping[str, Any] | None
         Defaults for ``context.run_config`` (see :func:`run_config_mod`).
+    attack : Callable[[Context], ClientAttack | None] | None
+        Experiments only: the attack this node mounts, or ``None`` for an honest
+        node (see :mod:`seccl_flwr.attacks`). Label flipping happens in the training
+        loop, so ``train_fn`` must apply :meth:`ClientAttack.labels` itself.
     """
+    attack_of = attack or (lambda context: None)
     app = ClientApp(mods=[run_config_mod(run_config)] if run_config else None)
 
     @app.query("seccl_register")
@@ -427,11 +455,11 @@ def seccl_client_app(
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return handle_train(msg, context, train_fn(context))
+        return handle_train(msg, context, train_fn(context), attack_of(context))
 
     @app.query("seccl_evaluate")
     def cross_evaluate(msg: Message, context: Context) -> Message:
-        return handle_cross_evaluate(msg, context, score_fn(context))
+        return handle_cross_evaluate(msg, context, score_fn(context), attack_of(context))
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

@@ -35,21 +35,29 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.
 
 
 def sgd_train(
-    loader: DataLoader, epochs: int = 1, lr: float = 0.02
+    loader: DataLoader,
+    epochs: int = 1,
+    lr: float = 0.02,
+    labels: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> Callable[[nn.Module, ConfigRecord], dict]:
     """Return a plain local SGD loop (cross-entropy), as in the SecCL paper.
 
-    ``config`` may override ``local-epochs`` and ``lr`` per round.
+    ``config`` may override ``local-epochs`` and ``lr`` per round. ``labels``
+    (experiments only, e.g. :meth:`seccl_flwr.attacks.ClientAttack.labels`) maps each
+    batch's labels and the ``server-round`` of the config to the labels trained on.
     """
 
     def train(model: nn.Module, config: ConfigRecord) -> dict:
         n_epochs = int(config.get("local-epochs", epochs))
+        server_round = int(config.get("server-round", 0))
         optimizer = torch.optim.SGD(model.parameters(), lr=float(config.get("lr", lr)))
         criterion = nn.CrossEntropyLoss()
         model.train()
         total, seen = 0.0, 0
         for _ in range(n_epochs):
             for x, y in loader:
+                if labels is not None:
+                    y = labels(y, server_round)
                 optimizer.zero_grad()
                 loss = criterion(model(x), y)
                 loss.backward()

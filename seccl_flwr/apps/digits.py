@@ -3,7 +3,8 @@
 The 1,797 8x8 digits are split into a held-out test set (20 %) and a pool shared
 IID among the participants; each participant keeps 20 % of its share as its private
 validation split for cross-evaluation. Run config keys: ``seed``, ``local-epochs``,
-``lr``, ``batch-size``, plus the SecCL keys of :mod:`seccl_flwr.identity`.
+``lr``, ``batch-size``, the SecCL keys of :mod:`seccl_flwr.identity` and, for
+experiments, the attack keys of :data:`seccl_flwr.attacks.ATTACK_KEYS`.
 """
 
 from functools import cache
@@ -14,6 +15,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.clientapp import ClientApp
 from torch import nn
 
+from ..attacks.client import ClientAttack, attack_from_config
 from ..client import seccl_client_app
 from ..datasets import (
     load_digits_arrays,
@@ -73,16 +75,27 @@ def _client(
     epochs: int,
     lr: float,
     batch_size: int,
+    attack: ClientAttack | None,
 ):
     (x, y), _ = _pool(seed)
     indices = partition_indices(y, num_partitions, seed)[partition_id]
     part = make_partition(x, y, indices, batch_size=batch_size, seed=seed + partition_id)
     model = DigitsNet()
-    train = torch_train_fn(model, sgd_train(part.train, epochs=epochs, lr=lr))
+    labels = attack.labels if attack is not None else None
+    train = torch_train_fn(model, sgd_train(part.train, epochs=epochs, lr=lr, labels=labels))
     return (
         train,
         torch_score_fn(model, part.val_x, part.val_y),
         torch_evaluate_fn(model, part.val_x, part.val_y),
+    )
+
+
+def node_attack(context: Context) -> ClientAttack | None:
+    """Return the attack this simulated node mounts (run config), or ``None``."""
+    return attack_from_config(
+        context.run_config,
+        int(context.node_config["partition-id"]),
+        int(context.node_config["num-partitions"]),
     )
 
 
@@ -96,6 +109,7 @@ def client_functions(context: Context):
         int(cfg.get("local-epochs", 1)),
         float(cfg.get("lr", 0.05)),
         int(cfg.get("batch-size", 32)),
+        node_attack(context),
     )
 
 
@@ -106,6 +120,7 @@ def make_client_app(run_config: dict | None = None) -> ClientApp:
         score_fn=lambda ctx: client_functions(ctx)[1],
         evaluate_fn=lambda ctx: client_functions(ctx)[2],
         run_config=run_config,
+        attack=node_attack,
     )
 
 

@@ -8,12 +8,14 @@ sparsification, signatures, chain or cross-evaluation. Run it with
 ``flwr.serverapp.strategy.FedAvg``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from ..client import EvaluateFn, TrainFn
+from ..attacks.client import ClientAttack
+from ..client import EvaluateFn, TrainFn, run_config_mod
 from ..messages import arrays_of, record_of
 from . import digits
 
@@ -21,22 +23,35 @@ from . import digits
 def fedavg_client_app(
     train_fn: Callable[[Context], TrainFn],
     evaluate_fn: Callable[[Context], EvaluateFn],
+    attack: Callable[[Context], ClientAttack | None] | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> ClientApp:
     """Return a standard Flower ClientApp around SecCL-style client functions.
+
+    It serves every strategy of ``flwr.serverapp.strategy`` (FedAvg, Krum, ...).
 
     Parameters
     ----------
     train_fn, evaluate_fn : Callable[[Context], ...]
         Factories that return the node's ``(arrays, config) -> (arrays, metrics)``
         train function and ``arrays -> metrics`` evaluation function.
+    attack : Callable[[Context], ClientAttack | None] | None
+        Experiments only: the node's attack; its scaled or random change replaces
+        the honest one (label flipping happens inside ``train_fn``).
+    run_config : Mapping[str, Any] | None
+        Defaults for ``context.run_config`` (see :func:`seccl_flwr.client.run_config_mod`).
     """
-    app = ClientApp()
+    app = ClientApp(mods=[run_config_mod(run_config)] if run_config else None)
+    attack_of = attack or (lambda context: None)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         arrays = arrays_of(msg.content.array_records["arrays"])
         config = msg.content.config_records.get("config", ConfigRecord())
         trained, metrics = train_fn(context)(arrays, config)
+        node_attack = attack_of(context)
+        if node_attack is not None:
+            trained = node_attack.poison_arrays(arrays, trained, int(config["server-round"]))
         content = RecordDict(
             {
                 "arrays": record_of(trained),
@@ -58,5 +73,6 @@ def fedavg_client_app(
 app = fedavg_client_app(
     train_fn=lambda ctx: digits.client_functions(ctx)[0],
     evaluate_fn=lambda ctx: digits.client_functions(ctx)[2],
+    attack=digits.node_attack,
 )
 """FedAvg ClientApp on the digits partitions of :data:`seccl_flwr.apps.digits.app`."""

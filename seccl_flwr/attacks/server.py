@@ -22,11 +22,11 @@ import numpy as np
 from eth_account import Account
 from flwr.app import ArrayRecord
 
-from .chain.csc import SignedBallot
-from .messages import arrays_of, record_of
-from .protocol.eip712 import ballot_typed_data, sign_typed
-from .protocol.sparse import SparseUpdate
-from .strategy import SecCL
+from ..chain.csc import SignedBallot
+from ..messages import arrays_of, record_of
+from ..protocol.eip712 import ballot_typed_data, sign_typed
+from ..protocol.sparse import SparseUpdate
+from ..strategy import SecCL
 
 SERVER_LIES = (
     "alter-update",

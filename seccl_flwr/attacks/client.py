@@ -1,0 +1,177 @@
+"""Poisoning clients: label flipping, scaled or random updates, colluding rankers.
+
+A :class:`ClientAttack` describes what one attacking participant does from
+``start_round`` on. It is plain data with pure methods, so the same attack drives a
+SecCL client (through :func:`seccl_flwr.client.seccl_client_app`'s ``attack``
+argument) and a client of Flower's own strategies (FedAvg, Krum, ...), which makes
+the two comparable:
+
+``label-flip``
+    Train on labels ``c - 1 - y`` (:meth:`ClientAttack.labels`, applied per batch by
+    :func:`seccl_flwr.torch_task.sgd_train`).
+``scale``
+    Send ``scale`` times the honest change (:meth:`ClientAttack.update`).
+``random``
+    Send Gaussian noise whose RMS is ``noise`` times the honest change's RMS.
+``none``
+    Train honestly (useful with collusion alone).
+
+With ``colluders`` set, the attacker's ballot gives every other colluder the top
+score and everyone else zero (:meth:`ClientAttack.ballot`): the fake ranking of the
+SecCL paper's collusion experiment. The ballot is still signed by its author, so it
+is a valid vote - what limits it is the election, not a signature check.
+"""
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from eth_account import Account
+
+from ..identity import KEY_SEED, simulation_key
+from ..protocol.eip712 import MAX_SCORE
+from ..protocol.sparse import ModelLayout
+
+POISONS = ("label-flip", "scale", "random", "none")
+
+Labels = TypeVar("Labels")
+
+
+@dataclass(frozen=True)
+class ClientAttack:
+    """What one attacking client does, from ``start_round`` on.
+
+    Parameters
+    ----------
+    poison : str (default: "label-flip")
+        One of :data:`POISONS`.
+    colluders : frozenset[str] (default: empty)
+        Addresses of all colluding attackers (this one may be among them). When not
+        empty, the attacker ranks the other colluders first and everyone else last.
+    start_round : int (default: 1)
+        First server round in which the attacker misbehaves.
+    num_classes : int (default: 10)
+        Number of classes, for label flipping.
+    scale : float (default: 10.0)
+        Factor of the ``scale`` poison.
+    noise : float (default: 1.0)
+        RMS of the ``random`` poison, as a multiple of the honest change's RMS.
+    seed : int (default: 0)
+        Seed of the ``random`` poison (mixed with the round, so rounds differ).
+    """
+
+    poison: str = "label-flip"
+    colluders: frozenset[str] = field(default_factory=frozenset)
+    start_round: int = 1
+    num_classes: int = 10
+    scale: float = 10.0
+    noise: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.poison not in POISONS:
+            raise ValueError(f"unknown poison {self.poison!r}; choose from {POISONS}")
+        if self.start_round < 1:
+            raise ValueError(f"start_round must be at least 1, got {self.start_round}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be non-negative, got {self.noise}")
+        object.__setattr__(self, "colluders", frozenset(self.colluders))
+
+    def active(self, server_round: int) -> bool:
+        """Whether the attacker misbehaves in ``server_round``."""
+        return server_round >= self.start_round
+
+    def labels(self, labels: Labels, server_round: int) -> Labels:
+        """Return the labels to train on: flipped (``c - 1 - y``) when label flipping."""
+        if self.poison == "label-flip" and self.active(server_round):
+            return (self.num_classes - 1) - labels
+        return labels
+
+    def update(self, delta: np.ndarray, server_round: int) -> np.ndarray:
+        """Return the (flat) change to send in place of the honest ``delta``."""
+        if not self.active(server_round) or self.poison in ("label-flip", "none"):
+            return delta
+        if self.poison == "scale":
+            return (delta * self.scale).astype(delta.dtype)
+        rms = float(np.sqrt(np.mean(np.square(delta, dtype=np.float64)))) if delta.size else 0.0
+        rng = np.random.default_rng([self.seed, server_round])
+        return rng.normal(0.0, self.noise * rms, size=delta.shape).astype(delta.dtype)
+
+    def poison_arrays(
+        self,
+        global_arrays: dict[str, np.ndarray],
+        trained: dict[str, np.ndarray],
+        server_round: int,
+    ) -> dict[str, np.ndarray]:
+        """Return the model a dense (non-SecCL) client sends: global + poisoned change."""
+        layout = ModelLayout.of(global_arrays)
+        base = layout.flatten(global_arrays)
+        delta = self.update(layout.flatten(trained) - base, server_round)
+        return layout.unflatten(base + delta, global_arrays)
+
+    def ballot(
+        self, me: str, peers: Sequence[str], scores: Sequence[int], server_round: int
+    ) -> list[int]:
+        """Return the scores to sign: colluders on top, the others at zero."""
+        if not self.colluders or not self.active(server_round):
+            return list(scores)
+        return [int(MAX_SCORE) if p in self.colluders and p != me else 0 for p in peers]
+
+
+def attacker_partitions(num_partitions: int, fraction: float) -> list[int]:
+    """Return the partition ids of the attackers: the first ``round(fraction·n)``.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in [0, 1).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"attacker fraction must lie in [0, 1), got {fraction}")
+    return list(range(int(round(fraction * num_partitions))))
+
+
+def simulation_colluders(seed: int | str, partitions: Collection[int]) -> frozenset[str]:
+    """Return the addresses of simulated partitions (keys from the run seed)."""
+    return frozenset(Account.from_key(simulation_key(seed, p)).address for p in partitions)
+
+
+ATTACK_KEYS = {
+    "attack-poison": "one of POISONS, or empty for no attack",
+    "attack-fraction": "fraction ε of participants that attack (the first partitions)",
+    "attack-start": "first server round of the attack",
+    "attack-collude": "whether the attackers rank each other first, everyone else last",
+    "attack-scale": "factor of the 'scale' poison",
+    "attack-noise": "RMS multiple of the 'random' poison",
+}
+"""Run-config keys read by :func:`attack_from_config` (simulations and experiments)."""
+
+
+def attack_from_config(
+    run_config: Mapping[str, Any], partition_id: int, num_partitions: int
+) -> ClientAttack | None:
+    """Return the attack of a simulated partition as the run config sets it, or ``None``.
+
+    The attackers are the first ``round(ε·n)`` partitions (:func:`attacker_partitions`);
+    colluders know each other's addresses, derived from ``seccl-key-seed`` as in
+    every simulation (:func:`seccl_flwr.identity.simulation_key`).
+    """
+    poison = str(run_config.get("attack-poison", "") or "")
+    collude = bool(run_config.get("attack-collude", False))
+    if not poison and not collude:
+        return None
+    partitions = attacker_partitions(num_partitions, float(run_config.get("attack-fraction", 0)))
+    if partition_id not in partitions:
+        return None
+    seed = run_config.get(KEY_SEED, 0)
+    return ClientAttack(
+        poison=poison or "none",
+        colluders=simulation_colluders(seed, partitions) if collude else frozenset(),
+        start_round=int(run_config.get("attack-start", 1)),
+        scale=float(run_config.get("attack-scale", 10.0)),
+        noise=float(run_config.get("attack-noise", 1.0)),
+        seed=int(partition_id),
+    )
