@@ -4,8 +4,10 @@ Both strategies run through :class:`~seccl_flwr.inprocess.InProcessGrid` (no Ray
 ClientApps called in-process one after the other), on the digits partitions of
 :mod:`seccl_flwr.apps.digits`; FedAvg's ClientApp
 (:mod:`seccl_flwr.apps.digits_fedavg`) calls the very same ``train_fn`` and
-``evaluate_fn``. SecCL uses the embedded chain, served over loopback HTTP so the
-clients read it as they would a real node.
+``evaluate_fn``. SecCL runs on each chain named by ``--chain``: ``embedded``
+(eth-tester + py-evm in this process, served over loopback HTTP so the clients read
+it as they would a real node) and ``anvil`` (Foundry's native dev node, started on a
+free port; the default includes it when it is installed), side by side in one run.
 
 What is counted as "chain + hash + sign" (the protocol's security overhead):
 
@@ -24,6 +26,7 @@ Usage::
 
     python benchmarks/seccl_vs_fedavg.py                   # 5 and 20 clients, 3 rounds
     python benchmarks/seccl_vs_fedavg.py --quick           # 1 round at 5 clients
+    python benchmarks/seccl_vs_fedavg.py --chain anvil     # only the anvil node
     python benchmarks/seccl_vs_fedavg.py --clients 5 --rounds 2 --profile out.pstats
 """
 
@@ -33,7 +36,6 @@ import cProfile
 import csv
 import functools
 import logging
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -47,7 +49,10 @@ from flwr.serverapp.strategy import FedAvg
 
 from seccl_flwr import client as seccl_client
 from seccl_flwr.apps import digits, digits_fedavg
+from seccl_flwr.chain.anvil import AnvilNode, anvil_command
+from seccl_flwr.chain.connection import EMBEDDED
 from seccl_flwr.chain.csc import CandidateSelection
+from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.messages import arrays_of
 from seccl_flwr.strategy import PHASES, SecCL
@@ -145,6 +150,7 @@ def instrumented() -> Iterator[None]:
     saved_client = {name: getattr(seccl_client, name) for name in (*_CRYPTO_FUNCTIONS, "connect")}
     saved_csc = {
         "_view": CandidateSelection.__dict__["_view"],
+        "anchors_of": CandidateSelection.__dict__["anchors_of"],
         "attach": CandidateSelection.__dict__["attach"],
     }
     saved_functions = digits.client_functions
@@ -153,6 +159,7 @@ def instrumented() -> Iterator[None]:
             setattr(seccl_client, name, METER.wrap(CRYPTO, saved_client[name]))
         seccl_client.connect = METER.wrap(CHAIN_READ, saved_client["connect"])
         CandidateSelection._view = METER.wrap(CHAIN_READ, saved_csc["_view"])
+        CandidateSelection.anchors_of = METER.wrap(CHAIN_READ, saved_csc["anchors_of"])
         CandidateSelection.attach = classmethod(
             METER.wrap(CHAIN_READ, saved_csc["attach"].__func__)
         )
@@ -187,13 +194,6 @@ class Outcome:
     client: dict[str, float] = field(default_factory=dict)
     chain_seconds: float = 0.0
     gas: float = 0.0
-
-
-def free_port() -> int:
-    """Return a free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_accuracy(arrays: ArrayRecord, seed: int) -> float:
@@ -255,10 +255,17 @@ def run_fedavg(num_clients: int, rounds: int, seed: int) -> Outcome:
 
 
 def run_seccl(
-    num_clients: int, rounds: int, seed: int, profile: cProfile.Profile | None = None
+    num_clients: int,
+    rounds: int,
+    seed: int,
+    chain: str = EMBEDDED,
+    profile: cProfile.Profile | None = None,
 ) -> Outcome:
-    """Run SecCL on the digits clients (embedded chain over loopback); return timings."""
-    url = f"http://127.0.0.1:{free_port()}"
+    """Run SecCL on the digits clients; return timings.
+
+    ``chain`` is ``"embedded"`` (served over loopback) or a node's JSON-RPC URL.
+    """
+    url = free_loopback_url() if chain == EMBEDDED else chain
     grid = MeteredGrid(
         digits.app,
         num_clients,
@@ -267,9 +274,10 @@ def run_seccl(
     strategy = SecCL(
         candidate_fraction=0.4,
         share_fraction=0.1,
-        chain_url=url,
+        chain=chain,
+        chain_url=url if chain == EMBEDDED else None,
         min_available_nodes=num_clients,
-        run_label=f"bench-{num_clients}-{seed}",
+        run_label=f"bench-{num_clients}-{seed}-{time.time_ns()}",
     )
     METER.reset()
     start = time.perf_counter()
@@ -297,13 +305,16 @@ def run_seccl(
 
 
 # ----------------------------------------------------------------------- report
-def row_of(num_clients: int, fedavg: Outcome, seccl: Outcome) -> dict[str, float | int]:
+def row_of(
+    chain: str, num_clients: int, fedavg: Outcome, seccl: Outcome
+) -> dict[str, float | int | str]:
     """One table/CSV row."""
     f_round = fedavg.wall / fedavg.rounds
     s_round = sum(seccl.phases.values())
     client_overhead = seccl.client[CHAIN_READ] + seccl.client[CRYPTO]
     overhead = seccl.chain_seconds + client_overhead
-    row: dict[str, float | int] = {
+    row: dict[str, float | int | str] = {
+        "chain": chain,
         "clients": num_clients,
         "rounds": seccl.rounds,
         "fedavg_s_per_round": f_round,
@@ -346,11 +357,12 @@ def print_table(rows: list[dict]) -> None:
     print()
     print("Data:", digits.DATA_NOTE)
     print("Model: DigitsNet (small CNN); 1 local epoch, SGD lr 0.05, batch 32; all nodes")
-    print("sampled every round. SecCL: lambda=0.4, share fraction 0.1, embedded chain over")
-    print("loopback HTTP. Times are means per round, in seconds.")
+    print("sampled every round. SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
+    print("(eth-tester/py-evm over loopback HTTP) or anvil (native node). Times are means per")
+    print("round, in seconds.")
     print()
     head = (
-        f"{'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10} {'ratio':>6} | "
+        f"{'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10} {'ratio':>6} | "
         + " ".join(f"{p:>9}" for p in ("train", "anchor", "x-eval", "elect", "aggr", "eval"))
         + f" | {'chain+h+s':>9} {'% rd':>6} {'gas/round':>10}"
     )
@@ -358,8 +370,8 @@ def print_table(rows: list[dict]) -> None:
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['clients']:>7} {r['fedavg_s_per_round']:>11.3f} {r['seccl_s_per_round']:>10.3f}"
-            f" {r['ratio']:>6.2f} | "
+            f"{r['chain']:>8} {r['clients']:>7} {r['fedavg_s_per_round']:>11.3f}"
+            f" {r['seccl_s_per_round']:>10.3f} {r['ratio']:>6.2f} | "
             + " ".join(f"{r[f'seccl_{p}_s']:>9.3f}" for p in PHASES)
             + f" | {r['overhead_s']:>9.3f} {r['overhead_pct']:>5.1f}% {r['gas_per_round']:>10,.0f}"
         )
@@ -368,9 +380,9 @@ def print_table(rows: list[dict]) -> None:
     print("digests, signature checks) + client chain reads over HTTP + client hashing,")
     print("signing and signature verification. Breakdown per round:")
     for r in rows:
-        n = r["clients"]
+        n = f"{r['chain']}, {r['clients']:>2} clients"
         print(
-            f"  {n:>2} clients: server chain {r['server_chain_s']:.3f}s | client chain reads "
+            f"  {n}: server chain {r['server_chain_s']:.3f}s | client chain reads "
             f"{r['client_chain_read_s']:.3f}s | client hash/sign/verify {r['client_crypto_s']:.3f}s"
         )
         print(
@@ -397,14 +409,18 @@ def print_table(rows: list[dict]) -> None:
     print("Final accuracy (validation splits, federated | held-out test set):")
     for r in rows:
         print(
-            f"  {r['clients']:>2} clients: FedAvg {r['fedavg_val_acc']:.3f} | "
+            f"  {r['chain']}, {r['clients']:>2} clients: FedAvg {r['fedavg_val_acc']:.3f} | "
             f"{r['fedavg_test_acc']:.3f}   SecCL {r['seccl_val_acc']:.3f} | "
             f"{r['seccl_test_acc']:.3f}"
         )
-    worst = max(r["overhead_pct"] for r in rows)
-    verdict = "met" if worst < 5.0 else "NOT met"
     print()
-    print(f"Target chain+hash+sign < 5% of SecCL round time: {verdict} (worst {worst:.1f}%)")
+    for chain in dict.fromkeys(r["chain"] for r in rows):
+        worst = max(r["overhead_pct"] for r in rows if r["chain"] == chain)
+        verdict = "met" if worst < 5.0 else "NOT met"
+        print(
+            f"Target chain+hash+sign < 5% of SecCL round time on {chain}: {verdict} "
+            f"(worst {worst:.1f}%)"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -413,6 +429,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--clients", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--chain",
+        nargs="+",
+        choices=[EMBEDDED, "anvil"],
+        help="chains to run SecCL on (default: embedded, plus anvil when it is installed)",
+    )
     parser.add_argument("--out", help="write the rows to this CSV file")
     parser.add_argument("--quick", action="store_true", help="1 round at 5 clients")
     parser.add_argument("--profile", help="cProfile SecCL runs into this .pstats file")
@@ -420,21 +442,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.rounds = [5], 1
+    if args.chain is None:
+        args.chain = [EMBEDDED] + (["anvil"] if anvil_command() is not None else [])
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     torch.set_num_threads(1)
     profile = cProfile.Profile() if args.profile else None
     rows = []
-    with instrumented():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(instrumented())
+        urls = {EMBEDDED: EMBEDDED}
+        if "anvil" in args.chain:
+            urls["anvil"] = stack.enter_context(AnvilNode()).url
         for n in args.clients:
             warm_up(n, args.seed)
             print(f"[{n} clients] FedAvg, {args.rounds} rounds ...", flush=True)
             fedavg = run_fedavg(n, args.rounds, args.seed)
             print(f"[{n} clients] FedAvg done in {fedavg.wall:.2f}s", flush=True)
-            print(f"[{n} clients] SecCL, {args.rounds} rounds ...", flush=True)
-            seccl = run_seccl(n, args.rounds, args.seed, profile)
-            print(f"[{n} clients] SecCL done in {seccl.wall:.2f}s", flush=True)
-            rows.append(row_of(n, fedavg, seccl))
+            for chain in args.chain:
+                print(f"[{n} clients] SecCL on {chain}, {args.rounds} rounds ...", flush=True)
+                seccl = run_seccl(n, args.rounds, args.seed, urls[chain], profile)
+                print(f"[{n} clients] SecCL on {chain} done in {seccl.wall:.2f}s", flush=True)
+                rows.append(row_of(chain, n, fedavg, seccl))
     print_table(rows)
     if args.out:
         with open(args.out, "w", newline="") as f:

@@ -62,7 +62,7 @@ from .protocol.eip712 import (
     sign_typed,
     typed_digest,
 )
-from .protocol.encoding import metrics_to_arrays
+from .protocol.encoding import EncodingError, metrics_to_arrays
 from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
@@ -90,6 +90,7 @@ _MEMO = "seccl.memo"
 _PREV_GLOBAL = "seccl.prev-global"
 _UPDATE_PREFIX = "seccl.update."
 _OWN_UPDATE = "seccl.own-update"
+_GLOBAL_ANCHORS = "seccl.global-anchors"
 _CONTRACTS: dict[tuple[str, str, str], CandidateSelection] = {}
 
 
@@ -147,6 +148,30 @@ class _Verified:
     config: ConfigRecord = field(default_factory=ConfigRecord)
 
 
+def _anchored_global(
+    context: Context, csc: CandidateSelection, model_round: int, owner: str
+) -> bytes:
+    """Return the digest anchored for a round's global model, read from chain once.
+
+    The contract never overwrites an anchor, so once read it is kept in the node's
+    state (per contract, for the last two rounds): the train, cross-evaluate and
+    evaluate handlers of consecutive messages share one read.
+    """
+    cache = context.state.config_records.get(_GLOBAL_ANCHORS, ConfigRecord())
+    key = f"{csc.address}:{model_round}"
+    if key in cache:
+        return bytes(cache[key])
+    anchored = csc.anchor_of(model_round, Kind.GLOBAL_MODEL, owner)
+    if anchored != bytes(32):
+        kept = {
+            k: v
+            for k, v in cache.items()
+            if k.startswith(f"{csc.address}:") and int(k.rsplit(":", 1)[1]) >= model_round - 1
+        }
+        context.state[_GLOBAL_ANCHORS] = ConfigRecord({**kept, key: anchored})
+    return anchored
+
+
 def _verified_global(msg: Message, context: Context, model_round: int) -> _Verified:
     """Check the global model in ``msg`` against its anchor for ``model_round``."""
     config = msg.content.config_records.get(SECCL_KEY, ConfigRecord())
@@ -155,7 +180,7 @@ def _verified_global(msg: Message, context: Context, model_round: int) -> _Verif
     arrays = arrays_of(msg.content.array_records["arrays"])
     owner = csc.owner()
     digest = message_digest(csc.binding, model_round, Kind.GLOBAL_MODEL, owner, arrays)
-    anchored = csc.anchor_of(model_round, Kind.GLOBAL_MODEL, owner)
+    anchored = _anchored_global(context, csc, model_round, owner)
     if digest != anchored:
         raise GlobalModelMismatchError(
             model_round,
@@ -268,9 +293,17 @@ def handle_train(
 
 
 def verify_peer_update(
-    ctx: _Verified, author: str, record: ArrayRecord, signature: bytes
+    ctx: _Verified,
+    author: str,
+    record: ArrayRecord,
+    signature: bytes,
+    anchored: bytes | None = None,
 ) -> SparseUpdate:
     """Return a peer's update once its form, signature and anchor are checked.
+
+    ``anchored`` is the digest the chain holds for the author's update, if the
+    caller has already read it (see :meth:`CandidateSelection.anchors_of`); else it
+    is read here.
 
     Raises
     ------
@@ -288,10 +321,11 @@ def verify_peer_update(
                 bool(ctx.config.get("per-tensor", False)),
             ),
         )
-    except SparseUpdateError as exc:
+    except (EncodingError, SparseUpdateError) as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
     digest = message_digest(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
-    anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
+    if anchored is None:
+        anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
     if digest != anchored:
         raise UpdateDigestMismatchError(
             ctx.round,
@@ -322,6 +356,7 @@ def handle_cross_evaluate(
     signatures = [bytes(s) for s in ctx.config.get("signatures", [])]
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, rejected, verified = [], [], [], {}
+    anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
     for author, signature in zip(authors, signatures, strict=True):
         if author == ctx.account.address:
             continue
@@ -329,7 +364,9 @@ def handle_cross_evaluate(
         try:
             if record is None:
                 raise MalformedMessageError(ctx.round, author, "update missing from message")
-            update = verify_peer_update(ctx, author, record, signature)
+            update = verify_peer_update(
+                ctx, author, record, signature, anchors.get(author, bytes(32))
+            )
         except (
             MalformedMessageError,
             UpdateSignatureError,

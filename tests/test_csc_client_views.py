@@ -45,3 +45,23 @@ def test_typed_views_match_the_python_protocol():
         1, [SignedBallot(members[0].address, tuple(peers), tuple(scores), signature)]
     )
     assert csc.ballot_count(1) == 1
+
+
+def test_anchors_of_reads_one_round_and_kind_from_the_logs():
+    w3 = embedded_web3()
+    server = Account.from_key(b"\x08" * 32)
+    ensure_funded(w3, server)
+    members = [Account.from_key(bytes([i + 20]) * 32) for i in range(3)]
+    csc, _ = CandidateSelection.deploy(
+        w3, server, run_id_from_label("anchors"), [m.address for m in members], 1
+    )
+    csc.anchor(0, Kind.GLOBAL_MODEL, [server.address], [b"\x01" * 32])
+    digests = {m.address: bytes([5, i]) * 16 for i, m in enumerate(members[:2])}
+    csc.anchor(1, Kind.UPDATE, list(digests), list(digests.values()))
+    assert csc.anchors_of(1, Kind.UPDATE) == digests
+    assert csc.anchors_of(1, Kind.UPDATE) == {
+        m.address: csc.anchor_of(1, Kind.UPDATE, m.address) for m in members[:2]
+    }
+    assert csc.anchors_of(1, Kind.BALLOT) == {}
+    assert csc.anchors_of(2, Kind.UPDATE) == {}
+    assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {server.address: b"\x01" * 32}

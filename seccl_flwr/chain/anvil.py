@@ -1,0 +1,133 @@
+"""Start and stop a local anvil node (Foundry's dev chain) on a free loopback port.
+
+anvil is the real Ethereum node of the integration tests and benchmarks. It is found,
+in order, at ``$SECCL_ANVIL``, on ``PATH``, or in the npm package
+``@foundry-rs/anvil`` installed by ``npm ci --prefix contracts`` in a checkout.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from .rpc_server import free_loopback_url
+
+_NODE_MODULES = Path(__file__).resolve().parents[2] / "contracts" / "node_modules"
+
+
+class AnvilNotFoundError(RuntimeError):
+    """No anvil executable was found."""
+
+
+def anvil_command() -> list[str] | None:
+    """Return how to run anvil, or ``None`` if it is not installed."""
+    if os.environ.get("SECCL_ANVIL"):
+        return [os.environ["SECCL_ANVIL"]]
+    native = sorted(glob.glob(str(_NODE_MODULES / "@foundry-rs" / "anvil-*" / "bin" / "anvil")))
+    if native and os.access(native[0], os.X_OK):
+        return [native[0]]
+    on_path = shutil.which("anvil")
+    if on_path:
+        return [on_path]
+    shim = _NODE_MODULES / ".bin" / "anvil"
+    if shim.exists() and shutil.which("node"):
+        return [str(shim)]
+    return None
+
+
+def chain_id_at(url: str, timeout: float = 1.0) -> int | None:
+    """Return the chain id a JSON-RPC endpoint reports, or ``None`` if it does not answer."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(json.loads(response.read())["result"], 16)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class AnvilNode:
+    """A local anvil process; a context manager that starts and stops it.
+
+    Parameters
+    ----------
+    url : str | None
+        ``http://127.0.0.1:PORT`` to listen on; a free port if ``None``.
+    state : str | Path | None
+        anvil's ``--state`` file: loaded at start, written at stop, so a node that
+        is stopped and started again keeps its chain.
+    extra_args : list[str] | None
+        More anvil arguments.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        state: str | Path | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.url = url or free_loopback_url()
+        self.state = Path(state) if state is not None else None
+        self.extra_args = list(extra_args or [])
+        self.process: subprocess.Popen | None = None
+        self._log = None
+        self.log_path = Path(tempfile.mkstemp(prefix="anvil-", suffix=".log")[1])
+
+    def start(self, timeout: float = 30.0) -> "AnvilNode":
+        """Start anvil and wait until it answers.
+
+        Raises
+        ------
+        AnvilNotFoundError
+            If anvil is not installed.
+        RuntimeError
+            If it exits or does not answer within ``timeout`` seconds.
+        """
+        command = anvil_command()
+        if command is None:
+            raise AnvilNotFoundError(
+                "anvil not found: run `npm ci --prefix contracts`, put anvil on PATH, or set "
+                "SECCL_ANVIL"
+            )
+        port = self.url.rsplit(":", 1)[1]
+        args = [*command, "--host", "127.0.0.1", "--port", port, *self.extra_args]
+        if self.state is not None:
+            args += ["--state", str(self.state)]
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while chain_id_at(self.url) is None:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"anvil did not answer on {self.url}:\n{self.log_path.read_text()[-2000:]}"
+                )
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        """Stop anvil (gracefully, so a ``state`` file is written)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "AnvilNode":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
