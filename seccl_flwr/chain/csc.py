@@ -17,17 +17,24 @@ from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+)
 
 from ..protocol.eip712 import Kind, RunBinding
 from .artifact import load_artifact
 from .connection import EmbeddedProvider
 from .errors import (
+    ChainError,
     ChainUnreachableError,
     ContractCodeMismatchError,
     ContractRevertError,
     NoContractError,
 )
+from .retry import RetryPolicy, retrying
 
 T = TypeVar("T")
 
@@ -88,10 +95,22 @@ class CandidateSelection:
         Address of the contract.
     sender : LocalAccount | None
         Account that signs transactions (the run's owner). Views work without it.
+    retry : RetryPolicy | None
+        How views and sends are retried while the node is unreachable (default:
+        :class:`RetryPolicy`'s defaults, about a minute). A transaction is signed
+        once and only that signed transaction is ever resent, so a retry cannot
+        have a second effect.
     """
 
-    def __init__(self, w3: Web3, address: str, sender: LocalAccount | None = None):
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        sender: LocalAccount | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         artifact = load_artifact()
+        self.retry = retry or RetryPolicy()
         self.w3 = w3
         self.address = to_checksum_address(address)
         self.sender = sender
@@ -120,7 +139,7 @@ class CandidateSelection:
         artifact = load_artifact()
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         probe = cls.__new__(cls)
-        probe.w3, probe.sender = w3, sender
+        probe.w3, probe.sender, probe.retry = w3, sender, RetryPolicy()
         probe._errors = _error_table(artifact["abi"])
         receipt, info = probe._transact(
             "constructor",
@@ -144,7 +163,9 @@ class CandidateSelection:
             If the code is not the packaged artifact's runtime code.
         """
         address = to_checksum_address(address)
-        code = _rpc(lambda: bytes(w3.eth.get_code(address)))
+        code = retrying(
+            lambda: _rpc(lambda: bytes(w3.eth.get_code(address))), RetryPolicy(), "eth_getCode"
+        )
         if not code:
             raise NoContractError(f"no contract code at {address}")
         expected = bytes.fromhex(load_artifact()["deployedBytecode"].removeprefix("0x"))
@@ -160,7 +181,7 @@ class CandidateSelection:
         """The run binding (chain id, contract, run id) of every digest of this run."""
         if self._binding is None:
             self._binding = RunBinding(
-                chain_id=_rpc(lambda: int(self.w3.eth.chain_id)),
+                chain_id=self._rpc("eth_chainId", lambda: int(self.w3.eth.chain_id)),
                 contract=self.address,
                 run_id=self.run_id(),
             )
@@ -203,10 +224,11 @@ class CandidateSelection:
         whole round's updates; the contract anchors each (round, kind, author) once.
         """
         event = self.contract.events.Anchored
-        logs = _rpc(
+        logs = self._rpc(
+            "Anchored logs",
             lambda: event.get_logs(
                 from_block=0, argument_filters={"round": round_, "kind": int(kind)}
-            )
+            ),
         )
         return {str(log["args"]["author"]): bytes(log["args"]["digest"]) for log in logs}
 
@@ -296,7 +318,7 @@ class CandidateSelection:
     def events(self, name: str, from_block: int = 0) -> list[Any]:
         """Return all logs of event ``name`` since ``from_block``."""
         event = getattr(self.contract.events, name)
-        return _rpc(lambda: list(event.get_logs(from_block=from_block)))
+        return self._rpc(f"{name} logs", lambda: list(event.get_logs(from_block=from_block)))
 
     # --------------------------------------------------------------- internals
     def _view(self, name: str, *args: Any) -> Any:
@@ -323,8 +345,8 @@ class CandidateSelection:
 
         tx = self._decoded(name, build)
         signed = self.sender.sign_transaction(tx)
-        tx_hash = _rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
-        receipt = _rpc(lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, 120))
+        receipt = self._rpc(name, lambda: self._send_and_wait(name, signed, tx["nonce"]))
+        tx_hash = signed.hash
         if receipt["status"] != 1:
             raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash.hex()})
         info = TxInfo(
@@ -335,9 +357,47 @@ class CandidateSelection:
         )
         return receipt, info
 
+    def _rpc(self, what: str, call: Callable[[], T]) -> T:
+        return retrying(lambda: _rpc(call), self.retry, what)
+
+    def _send_and_wait(self, name: str, signed: Any, nonce: int, timeout: float = 60.0) -> Any:
+        """Send one signed transaction (again) and wait for its receipt.
+
+        Resending the same signed bytes is idempotent: a node that already has the
+        transaction answers "already known", one that mined it "nonce too low"; in
+        both cases the receipt of this very hash is what is awaited. A receipt that
+        does not come (a node restarted without the pending transaction) makes the
+        caller's retry send the same bytes again.
+        """
+        try:
+            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            raise
+        except Exception as exc:  # the wording is node-specific; anything else is re-raised
+            text = str(exc).lower()
+            if "already known" not in text and "nonce too low" not in text:
+                raise
+            if "nonce too low" in text and self._receipt(signed.hash) is None:
+                raise ChainError(
+                    f"{name}: nonce {nonce} of the sender was used by another transaction "
+                    f"than 0x{bytes(signed.hash).hex()}; not resending"
+                ) from exc
+        try:
+            return self.w3.eth.wait_for_transaction_receipt(signed.hash, timeout)
+        except TimeExhausted as exc:
+            raise ChainUnreachableError(
+                f"{name}: no receipt for 0x{bytes(signed.hash).hex()} within {timeout}s"
+            ) from exc
+
+    def _receipt(self, tx_hash: bytes) -> Any | None:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
     def _decoded(self, name: str, call: Callable[[], T]) -> T:
         try:
-            return _rpc(call)
+            return self._rpc(name, call)
         except ContractCustomError as exc:
             raise self._revert_error(name, exc.data) from None
         except ContractLogicError as exc:
