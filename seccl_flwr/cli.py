@@ -3,11 +3,17 @@
 ``seccl-flwr simulate`` runs a SecCL simulation with Flower's simulation engine
 (``flwr.simulation.run_simulation``: each ClientApp in a Ray actor) or in-process,
 on the embedded chain (served on a free loopback port) or on a JSON-RPC URL, prints
-one line per round and a table, and writes ``rounds.csv`` and ``rounds.png``.
+one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and the
+run's published messages (``messages/<run label>/``).
+
+``seccl-flwr audit`` re-verifies a run from its chain and its published messages
+(:mod:`seccl_flwr.audit`), prints a per-round verdict table and exits with 1 if
+anything does not match (2 if the chain or the store cannot be read).
 """
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -16,6 +22,7 @@ from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from .chain.connection import EMBEDDED
+from .chain.errors import ChainError, ContractCodeMismatchError, NoContractError
 from .chain.rpc_server import free_loopback_url
 from .strategy import RoundRecord, SecCL, SecCLResult
 
@@ -48,6 +55,8 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         "lr": args.lr,
         "local-epochs": args.local_epochs,
     }
+    run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
+    args.store = str(Path(args.store or Path(args.out) / "messages") / run_label)
     strategy = SecCL(
         candidate_fraction=args.candidate_fraction,
         share_fraction=args.share_fraction,
@@ -55,7 +64,8 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         min_available_nodes=args.participants,
         chain=args.chain,
         chain_url=chain_url if args.chain == EMBEDDED else None,
-        run_label=f"seccl-simulate-{args.seed}-{time.time_ns()}",
+        run_label=run_label,
+        store=args.store,
     )
     started = time.monotonic()
     holder: list[SecCLResult] = []
@@ -112,6 +122,56 @@ def _report(result: SecCLResult, args: argparse.Namespace) -> None:
         )
         plot_rounds(rows, out / "rounds.png", title, DATA_NOTE)
     print(f"wrote {out / 'rounds.csv'}" + ("" if args.no_plot else f" and {out / 'rounds.png'}"))
+    print(f"published messages in {args.store}")
+    if args.chain == EMBEDDED:
+        print(
+            "(the embedded chain is gone now, so this run cannot be audited; run with "
+            "--chain http://127.0.0.1:8545 on anvil to audit it)"
+        )
+    else:
+        print(
+            f"audit: seccl-flwr audit --chain {shlex.quote(args.chain)} --contract "
+            f"{result.contract} --store {shlex.quote(args.store)}"
+        )
+
+
+def audit(args: argparse.Namespace) -> int:
+    """Audit a run as ``args`` say; print the verdicts; return the exit code."""
+    from eth_utils import is_address
+
+    from .audit import audit_run, format_report
+    from .chain.connection import connect
+    from .chain.csc import CandidateSelection
+    from .store import DirectoryStore
+
+    if args.chain == EMBEDDED:
+        print(
+            "seccl-flwr audit: --chain must be the JSON-RPC URL of the run's chain (an "
+            "embedded chain ends with the process that ran it)",
+            file=sys.stderr,
+        )
+        return 2
+    if not is_address(args.contract):
+        print(f"seccl-flwr audit: --contract {args.contract!r} is not an address", file=sys.stderr)
+        return 2
+    if not Path(args.store).is_dir():
+        print(f"seccl-flwr audit: message store {args.store} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        csc = CandidateSelection.attach(connect(args.chain), args.contract)
+    except (NoContractError, ContractCodeMismatchError) as exc:
+        print(f"audit FAILED: {args.contract} is not a SecCL contract: {exc}")
+        return 1
+    except (ChainError, ValueError) as exc:
+        print(f"seccl-flwr audit: cannot read the chain: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
+    except ChainError as exc:
+        print(f"seccl-flwr audit: cannot read the chain: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +196,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--timeout", type=float, default=600.0, help="seconds per phase")
     sim.add_argument("--out", default="seccl-runs/simulate")
+    sim.add_argument(
+        "--store",
+        default=None,
+        help="where to publish the run's messages (default OUT/messages); each run gets "
+        "its own subdirectory named by its run label",
+    )
     sim.add_argument("--no-plot", action="store_true")
+    aud = commands.add_parser(
+        "audit",
+        help="re-verify a run from its chain and its published messages",
+        description="Re-derive a SecCL run from the chain and the published messages: "
+        "every digest against its anchor, every signature, every election (Python "
+        "reference vs. contract), every global model (previous + merge of the elected "
+        "updates). Prints a per-round verdict table; exit code 0 if everything matches, "
+        "1 on a finding (each names round, node and message), 2 if the chain or the "
+        "store cannot be read. The embedded chain ends with the process that ran it, so "
+        "only runs on a JSON-RPC chain (e.g. `simulate --chain URL` on anvil) can be "
+        "audited afterwards.",
+    )
+    aud.add_argument("--chain", required=True, help="JSON-RPC URL of the run's chain")
+    aud.add_argument(
+        "--contract",
+        required=True,
+        help="address of the run's contract (pin the one you trust, not the server's word)",
+    )
+    aud.add_argument("--store", required=True, help="directory of the run's published messages")
+    aud.add_argument(
+        "--shared-store",
+        action="store_true",
+        help="the store also holds other runs' messages: skip them instead of reporting them",
+    )
     return parser
 
 
@@ -146,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     if args.command == "simulate":
         _report(simulate(args), args)
+    elif args.command == "audit":
+        return audit(args)
     return 0
 
 

@@ -20,11 +20,14 @@ contract (see README, "Trust model"). Subclasses that simulate a lying server
 override the ``relay_*`` hooks (see :mod:`seccl_flwr.attacks`).
 """
 
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,7 +44,12 @@ from .chain.connection import EMBEDDED, connect, embedded_web3, ensure_funded
 from .chain.csc import CandidateSelection, SignedBallot, TxInfo, num_candidates_for
 from .chain.rpc_server import LoopbackRPCServer
 from .client import CROSS_EVALUATE, REGISTER
-from .errors import MalformedMessageError, NotEnoughNodesError, VerificationError
+from .errors import (
+    BallotSignatureError,
+    MalformedMessageError,
+    NotEnoughNodesError,
+    VerificationError,
+)
 from .messages import SECCL_KEY, arrays_of, message_digest, record_of, verify_message
 from .protocol.eip712 import (
     MAX_SCORE,
@@ -50,7 +58,7 @@ from .protocol.eip712 import (
     ballot_typed_data,
     verify_typed,
 )
-from .protocol.encoding import metrics_to_arrays
+from .protocol.encoding import EncodingError, metrics_to_arrays
 from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
@@ -59,6 +67,7 @@ from .protocol.sparse import (
     entry_limit,
     merge_updates,
 )
+from .store import MessageStore, StoredMessage, open_store
 
 PHASES = ("train", "anchor", "cross_evaluate", "elect", "aggregate", "evaluate")
 
@@ -132,6 +141,70 @@ class _Update:
     digest: bytes
 
 
+def _field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> Any:
+    """Return ``fields[key]`` if it is a ``kind``; raise ``MalformedMessageError`` otherwise.
+
+    ``bool`` is never taken for ``int``, and ``bytes`` is never built from a number (a
+    hostile ``bytes(10**12)`` would allocate a terabyte).
+    """
+    if key not in fields:
+        raise MalformedMessageError(server_round, sender, f"field {key!r} is missing")
+    value = fields[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedMessageError(
+            server_round, sender, f"field {key!r} must be {kind.__name__}, got {value!r:.80}"
+        )
+    return value
+
+
+def _list_field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> list:
+    """Return ``fields[key]`` if it is a list of ``kind`` (missing: empty list)."""
+    value = fields.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, kind) and not (kind is int and isinstance(v, bool)) for v in value
+    ):
+        raise MalformedMessageError(
+            server_round, sender, f"field {key!r} must be a list of {kind.__name__}"
+        )
+    return value
+
+
+def _checked_metrics(
+    server_round: int, sender: str, content: RecordDict, weighted_by_key: str
+) -> MetricRecord:
+    """Return a reply's only MetricRecord, ``metrics``, once every value is a finite number.
+
+    Raises
+    ------
+    MalformedMessageError
+        If the reply holds another MetricRecord layout, a list, NaN or infinite value,
+        or a missing or negative weight ``weighted_by_key``.
+    """
+    records = content.metric_records
+    if list(records) != ["metrics"]:
+        raise MalformedMessageError(
+            server_round, sender, f"expected one MetricRecord 'metrics', got {list(records)}"
+        )
+    metrics = records["metrics"]
+    for key, value in metrics.items():
+        if isinstance(value, list) or not math.isfinite(value):
+            raise MalformedMessageError(
+                server_round, sender, f"metric {key!r} must be a finite number, got {value!r:.80}"
+            )
+    if metrics.get(weighted_by_key, -1) < 0:
+        raise MalformedMessageError(
+            server_round, sender, f"metric {weighted_by_key!r} missing or negative"
+        )
+    return metrics
+
+
+def _aggregate_metrics(contents: list[RecordDict], weighted_by_key: str) -> MetricRecord | None:
+    """Flower's weighted metric average; ``None`` without replies or total weight."""
+    if not contents or sum(c["metrics"][weighted_by_key] for c in contents) <= 0:
+        return None
+    return aggregate_metricrecords(contents, weighted_by_key)
+
+
 class SecCL(Strategy):
     """SecCL: federated learning whose aggregation is chosen by an on-chain vote.
 
@@ -170,6 +243,12 @@ class SecCL(Strategy):
         Sparsify per tensor instead of with one global budget.
     weighted_by_key : str (default: "num-examples")
         Metric key used to weight aggregated metrics.
+    store : MessageStore | str | os.PathLike | None (default: None)
+        Where to publish every message the run anchors (verified updates with their
+        signatures, submitted ballots, global models from round 0, signed
+        evaluation metrics), each stored before the transaction that anchors it. A
+        path is a :class:`~seccl_flwr.store.DirectoryStore` (the run directory).
+        ``seccl-flwr audit`` re-verifies a run from the chain and this store.
     """
 
     def __init__(  # noqa: PLR0913 - mirrors Flower's strategies
@@ -188,6 +267,7 @@ class SecCL(Strategy):
         run_label: str = "seccl",
         per_tensor: bool = False,
         weighted_by_key: str = "num-examples",
+        store: MessageStore | str | os.PathLike | None = None,
     ) -> None:
         if not 0.0 < candidate_fraction <= 1.0:
             raise ValueError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
@@ -212,6 +292,7 @@ class SecCL(Strategy):
         self.run_label = run_label
         self.per_tensor = per_tensor
         self.weighted_by_key = weighted_by_key
+        self.store = open_store(store)
         self.csc: CandidateSelection | None = None
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
@@ -368,14 +449,15 @@ class SecCL(Strategy):
             node = reply.metadata.src_node_id
             try:
                 item = self._verify_update(server_round, node, reply, layout)
+                if item.author in self._updates:
+                    raise MalformedMessageError(server_round, item.author, "second update")
             except (VerificationError, KeyError, TypeError, ValueError) as exc:
                 record.dropped[f"train:{self.participants.get(node, node)}"] = str(exc)
                 log(WARNING, "SecCL: update of node %s dropped: %s", node, exc)
                 continue
             self._updates[item.author] = item
             contents.append(reply.content)
-        metrics = aggregate_metricrecords(contents, self.weighted_by_key) if contents else None
-        return None, metrics
+        return None, _aggregate_metrics(contents, self.weighted_by_key)
 
     @staticmethod
     def _seccl_fields(
@@ -396,8 +478,10 @@ class SecCL(Strategy):
         """
         if reply.has_error():
             raise VerificationError(server_round, sender, f"node error: {reply.error.reason}")
-        fields = reply.content[SECCL_KEY]
-        if claim is not None and str(fields[claim]) != sender:
+        fields = reply.content.config_records.get(SECCL_KEY)
+        if fields is None:
+            raise MalformedMessageError(server_round, sender, f"no {SECCL_KEY!r} ConfigRecord")
+        if claim is not None and _field(server_round, sender, fields, claim, str) != sender:
             raise MalformedMessageError(server_round, sender, f"claims to be {fields[claim]}")
         return fields
 
@@ -408,15 +492,18 @@ class SecCL(Strategy):
         if author is None and not reply.has_error():
             raise MalformedMessageError(server_round, str(node), "unknown node")
         fields = self._seccl_fields(server_round, author or str(node), reply, claim="author")
+        _checked_metrics(server_round, author, reply.content, self.weighted_by_key)
+        if "update" not in reply.content.array_records:
+            raise MalformedMessageError(server_round, author, "no 'update' ArrayRecord")
         try:
             update = SparseUpdate.from_arrays(
                 arrays_of(reply.content.array_records["update"]),
                 layout.size,
                 entry_limit(layout, self.share_fraction, self.per_tensor),
             )
-        except SparseUpdateError as exc:
+        except (EncodingError, SparseUpdateError) as exc:
             raise MalformedMessageError(server_round, author, str(exc)) from exc
-        signature = bytes(fields["signature"])
+        signature = _field(server_round, author, fields, "signature", bytes)
         with self._chain_timer():
             try:
                 digest = verify_message(
@@ -458,17 +545,27 @@ class SecCL(Strategy):
             node = reply.metadata.src_node_id
             author = self.participants.get(node, str(node))
             try:
+                if node not in self.participants:
+                    raise MalformedMessageError(server_round, author, "unknown node")
+                if author in authors:
+                    raise MalformedMessageError(server_round, author, "second evaluation")
                 fields = self._seccl_fields(server_round, author, reply)
-                metrics = dict(reply.content["metrics"])
+                metrics = dict(
+                    _checked_metrics(server_round, author, reply.content, self.weighted_by_key)
+                )
+                signature = _field(server_round, author, fields, "signature", bytes)
                 with self._chain_timer():
-                    digest = verify_message(
-                        self.csc.binding,
-                        server_round,
-                        Kind.EVALUATION,
-                        author,
-                        metrics_to_arrays(metrics),
-                        bytes(fields["signature"]),
-                    )
+                    try:
+                        digest = verify_message(
+                            self.csc.binding,
+                            server_round,
+                            Kind.EVALUATION,
+                            author,
+                            metrics_to_arrays(metrics),
+                            signature,
+                        )
+                    except SignatureError as exc:
+                        raise MalformedMessageError(server_round, author, str(exc)) from exc
             except (
                 VerificationError,
                 SignatureError,
@@ -481,13 +578,20 @@ class SecCL(Strategy):
             authors.append(author)
             digests.append(digest)
             contents.append(reply.content)
+            self._publish(
+                server_round,
+                Kind.EVALUATION,
+                author,
+                metrics_to_arrays(metrics),
+                signature=signature,
+            )
         if authors:
             with self._chain_timer():
                 record.record_tx(
                     "evaluate",
                     self.csc.anchor(server_round, Kind.EVALUATION, authors, digests),
                 )
-        return aggregate_metricrecords(contents, self.weighted_by_key) if contents else None
+        return _aggregate_metrics(contents, self.weighted_by_key)
 
     # ------------------------------------------------------- lying-server hooks
     def relay_updates(
@@ -507,6 +611,36 @@ class SecCL(Strategy):
     def relay_global(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
         """Return the global model sent to clients (honest: the anchored one)."""
         return arrays
+
+    # ------------------------------------------------------- published messages
+    def _publish(
+        self,
+        server_round: int,
+        kind: Kind,
+        author: str,
+        payload: Mapping[str, np.ndarray],
+        signature: bytes = b"",
+    ) -> None:
+        """Store a message about to be anchored, if the strategy has a store."""
+        if self.store is not None:
+            self.store.put(
+                StoredMessage(self.csc.binding, server_round, kind, author, payload, signature)
+            )
+
+    def _publish_ballot(self, server_round: int, ballot: SignedBallot) -> None:
+        """Store a ballot about to be submitted, if the strategy has a store."""
+        if self.store is not None:
+            self.store.put(
+                StoredMessage(
+                    self.csc.binding,
+                    server_round,
+                    Kind.BALLOT,
+                    ballot.evaluator,
+                    signature=ballot.signature,
+                    peers=ballot.peers,
+                    scores=ballot.scores,
+                )
+            )
 
     # -------------------------------------------------------------- the round
     @contextmanager
@@ -557,6 +691,8 @@ class SecCL(Strategy):
             node = reply.metadata.src_node_id
             evaluator = self.participants.get(node, str(node))
             try:
+                if any(b.evaluator == evaluator for b in ballots):
+                    raise MalformedMessageError(server_round, evaluator, "second ballot")
                 ballots.append(self._verify_ballot(server_round, evaluator, reply))
             except (
                 VerificationError,
@@ -572,22 +708,30 @@ class SecCL(Strategy):
         return ballots
 
     def _verify_ballot(self, server_round: int, evaluator: str, reply: Message) -> SignedBallot:
+        if evaluator not in self.participants.values():
+            raise MalformedMessageError(server_round, evaluator, "unknown node")
         fields = self._seccl_fields(server_round, evaluator, reply, claim="evaluator")
-        peers = [str(p) for p in fields.get("peers", [])]
-        scores = [int(s) for s in fields.get("scores", [])]
+        peers = _list_field(server_round, evaluator, fields, "peers", str)
+        scores = _list_field(server_round, evaluator, fields, "scores", int)
+        _list_field(server_round, evaluator, fields, "rejected", str)
         if len(peers) != len(scores) or len(set(peers)) != len(peers):
             raise MalformedMessageError(server_round, evaluator, "peers and scores do not match")
         if evaluator in peers or not set(peers) <= set(self._updates):
             raise MalformedMessageError(server_round, evaluator, "scores itself or a non-author")
         if any(not 0 <= s <= MAX_SCORE for s in scores):
-            raise MalformedMessageError(server_round, evaluator, "score out of range")
-        signature = bytes(fields["signature"])
-        with self._chain_timer():
-            verify_typed(
-                ballot_typed_data(self.csc.binding, server_round, evaluator, peers, scores),
-                signature,
-                evaluator,
+            raise MalformedMessageError(
+                server_round, evaluator, f"score out of range [0, {MAX_SCORE}]"
             )
+        signature = _field(server_round, evaluator, fields, "signature", bytes)
+        with self._chain_timer():
+            try:
+                verify_typed(
+                    ballot_typed_data(self.csc.binding, server_round, evaluator, peers, scores),
+                    signature,
+                    evaluator,
+                )
+            except SignatureError as exc:
+                raise BallotSignatureError(server_round, evaluator, str(exc)) from exc
         return SignedBallot(evaluator, tuple(peers), tuple(scores), signature)
 
     def _aggregate(
@@ -599,6 +743,7 @@ class SecCL(Strategy):
         merged = merge_updates(layout.size, [self._updates[a].update for a in chosen])
         new = layout.unflatten(layout.flatten(current) + merged, current)
         owner = self.csc.owner()
+        self._publish(server_round, Kind.GLOBAL_MODEL, owner, new)
         with self._chain_timer():
             digest = message_digest(self.csc.binding, server_round, Kind.GLOBAL_MODEL, owner, new)
             self._record.record_tx(
@@ -702,6 +847,7 @@ class SecCL(Strategy):
         arrays = initial_arrays
         self._layout = ModelLayout.of(arrays_of(arrays))
         owner = server.address
+        self._publish(0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
         self.csc.anchor(
             0,
             Kind.GLOBAL_MODEL,
@@ -729,6 +875,14 @@ class SecCL(Strategy):
             if train_metrics is not None:
                 result.train_metrics_clientapp[server_round] = train_metrics
                 record.train_metrics = dict(train_metrics)
+            for item in self._updates.values():
+                self._publish(
+                    server_round,
+                    Kind.UPDATE,
+                    item.author,
+                    item.update.to_arrays(),
+                    signature=item.signature,
+                )
             with self._phase("anchor"), self._chain_timer():
                 authors = list(self._updates)
                 info = self.csc.anchor(
@@ -743,9 +897,10 @@ class SecCL(Strategy):
                 ballots = self._cross_evaluate(grid, server_round, sent, info.tx_hash, timeout)
             self._require(len(ballots), "valid ballots", server_round)
             with self._phase("elect"), self._chain_timer():
-                for tx in self.csc.submit_ballots(
-                    server_round, self.relay_ballots(server_round, ballots)
-                ):
+                submitted = self.relay_ballots(server_round, ballots)
+                for ballot in submitted:
+                    self._publish_ballot(server_round, ballot)
+                for tx in self.csc.submit_ballots(server_round, submitted):
                     record.record_tx("elect", tx)
                 record.record_tx("elect", self.csc.elect(server_round))
                 record.candidates = self.csc.candidates_of(server_round)
