@@ -22,6 +22,7 @@ from logging import WARNING
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from eth_utils import is_address
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -119,6 +120,8 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
         raise UntrustedContractError(
             f"server names contract {named}, but this node is pinned to {pinned}"
         )
+    if not is_address(address):
+        raise UntrustedContractError(f"{address!r} is not a contract address")
     account = load_account(context)
     key = (url, address.lower(), account.address)
     if key not in _CONTRACTS:
