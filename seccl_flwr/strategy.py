@@ -48,6 +48,7 @@ from .errors import (
     BallotSignatureError,
     MalformedMessageError,
     NotEnoughNodesError,
+    UntrustedContractError,
     VerificationError,
 )
 from .messages import SECCL_KEY, arrays_of, message_digest, record_of, verify_message
@@ -67,6 +68,7 @@ from .protocol.sparse import (
     entry_limit,
     merge_updates,
 )
+from .resume import ResumePoint, resume_point
 from .store import MessageStore, StoredMessage, open_store
 
 PHASES = ("train", "anchor", "cross_evaluate", "elect", "aggregate", "evaluate")
@@ -135,7 +137,7 @@ class SecCLResult(Result):
 @dataclass
 class _Update:
     author: str
-    node_id: int
+    node_id: int | None
     update: SparseUpdate
     signature: bytes
     digest: bytes
@@ -667,7 +669,13 @@ class SecCL(Strategy):
         arrays: ArrayRecord,
         anchor_tx: str,
         timeout: float,
+        skip: set[str] | frozenset[str] = frozenset(),
     ) -> list[SignedBallot]:
+        """Send every author the others' updates; return the verified ballots.
+
+        Authors in ``skip`` (their ballot is already on chain) and authors whose
+        node is not connected are not asked.
+        """
         record = self._record
         forwarded = self.relay_updates(server_round, self._updates)
         authors = list(forwarded)
@@ -681,7 +689,11 @@ class SecCL(Strategy):
             **{"anchor-tx": anchor_tx},
         )
         content[SECCL_KEY] = seccl
-        evaluators = [self._updates[a].node_id for a in self._updates]
+        evaluators = [
+            item.node_id
+            for author, item in self._updates.items()
+            if author not in skip and item.node_id is not None
+        ]
         messages = [
             Message(RecordDict(content), message_type=CROSS_EVALUATE, dst_node_id=node_id)
             for node_id in evaluators
@@ -819,8 +831,10 @@ class SecCL(Strategy):
         self.participants = self.register(grid, timeout)
         addresses = list(self.participants.values())
         run_id = keccak(text=self.run_label)
+        resume = ResumePoint()
         if self.contract_address:
             self.csc = CandidateSelection.attach(w3, self.contract_address, server)
+            resume = self._attach_run(server.address)
         else:
             self.csc, _ = CandidateSelection.deploy(
                 w3,
@@ -845,24 +859,47 @@ class SecCL(Strategy):
             participants=dict(self.participants),
         )
         arrays = initial_arrays
-        self._layout = ModelLayout.of(arrays_of(arrays))
         owner = server.address
-        self._publish(0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
-        self.csc.anchor(
-            0,
-            Kind.GLOBAL_MODEL,
-            [owner],
-            [message_digest(self.csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))],
-        )
+        if resume.fresh:
+            self._publish(0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
+            self.csc.anchor(
+                0,
+                Kind.GLOBAL_MODEL,
+                [owner],
+                [message_digest(self.csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))],
+            )
+        else:
+            arrays = result.arrays = record_of(resume.global_arrays)
+        self._layout = ModelLayout.of(arrays_of(arrays))
+        first_round = resume.last_completed + 1 if not resume.fresh else 1
         if evaluate_fn:
-            res = evaluate_fn(0, arrays)
+            res = evaluate_fn(first_round - 1, arrays)
             if res is not None:
-                result.evaluate_metrics_serverapp[0] = res
-        for server_round in range(1, num_rounds + 1):
+                result.evaluate_metrics_serverapp[first_round - 1] = res
+        for server_round in range(first_round, num_rounds + 1):
             log(INFO, "")
             log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
             record = self._record = RoundRecord(server_round)
             sent = self.relay_global(server_round, arrays)
+            if server_round == first_round and resume.open_updates:
+                # the run stopped inside this round: go on from what the chain holds
+                self._resume_round(server_round, resume)
+                ballots = []
+                if not resume.elected:
+                    with self._phase("cross_evaluate"):
+                        ballots = self._cross_evaluate(
+                            grid, server_round, sent, "", timeout, skip=resume.voted
+                        )
+                    self._require(len(ballots) + len(resume.voted), "ballots", server_round)
+                    self._elect(server_round, ballots)
+                else:
+                    record.candidates = self.csc.candidates_of(server_round)
+                    record.totals = self.csc.totals_of(server_round)
+                arrays = self._finish_round(
+                    grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
+                )
+                self._close_round(result, on_round)
+                continue
             with self._phase("train"):
                 replies = self._send(
                     grid,
@@ -896,46 +933,108 @@ class SecCL(Strategy):
             with self._phase("cross_evaluate"):
                 ballots = self._cross_evaluate(grid, server_round, sent, info.tx_hash, timeout)
             self._require(len(ballots), "valid ballots", server_round)
-            with self._phase("elect"), self._chain_timer():
-                submitted = self.relay_ballots(server_round, ballots)
-                for ballot in submitted:
-                    self._publish_ballot(server_round, ballot)
-                for tx in self.csc.submit_ballots(server_round, submitted):
-                    record.record_tx("elect", tx)
-                record.record_tx("elect", self.csc.elect(server_round))
-                record.candidates = self.csc.candidates_of(server_round)
-                record.totals = self.csc.totals_of(server_round)
-            with self._phase("aggregate"):
-                arrays = self._aggregate(server_round, arrays, record.candidates)
-                result.arrays = arrays
-            with self._phase("evaluate"):
-                sent = self.relay_global(server_round, arrays)
-                replies = self._send(
-                    grid,
-                    self.configure_evaluate(server_round, sent, evaluate_config, grid),
-                    timeout,
-                    "evaluate",
-                )
-                metrics = self.aggregate_evaluate(server_round, replies)
-                if metrics is not None:
-                    result.evaluate_metrics_clientapp[server_round] = metrics
-                    record.evaluate_metrics = dict(metrics)
-                if evaluate_fn:
-                    res = evaluate_fn(server_round, arrays)
-                    if res is not None:
-                        result.evaluate_metrics_serverapp[server_round] = res
+            self._elect(server_round, ballots)
+            arrays = self._finish_round(
+                grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
+            )
+            self._close_round(result, on_round)
+        return result
+
+    def _elect(self, server_round: int, ballots: list[SignedBallot]) -> None:
+        """Publish and submit the ballots, close the vote, read the candidates."""
+        record = self._record
+        with self._phase("elect"), self._chain_timer():
+            submitted = self.relay_ballots(server_round, ballots)
+            for ballot in submitted:
+                self._publish_ballot(server_round, ballot)
+            for tx in self.csc.submit_ballots(server_round, submitted):
+                record.record_tx("elect", tx)
+            record.record_tx("elect", self.csc.elect(server_round))
+            record.candidates = self.csc.candidates_of(server_round)
+            record.totals = self.csc.totals_of(server_round)
+
+    def _finish_round(  # noqa: PLR0913
+        self, grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
+    ) -> ArrayRecord:
+        """Aggregate the candidates, anchor the new model, evaluate it; return it."""
+        record = self._record
+        with self._phase("aggregate"):
+            arrays = self._aggregate(server_round, arrays, record.candidates)
+            result.arrays = arrays
+        with self._phase("evaluate"):
+            sent = self.relay_global(server_round, arrays)
+            replies = self._send(
+                grid,
+                self.configure_evaluate(server_round, sent, evaluate_config, grid),
+                timeout,
+                "evaluate",
+            )
+            metrics = self.aggregate_evaluate(server_round, replies)
+            if metrics is not None:
+                result.evaluate_metrics_clientapp[server_round] = metrics
+                record.evaluate_metrics = dict(metrics)
+            if evaluate_fn:
+                res = evaluate_fn(server_round, arrays)
+                if res is not None:
+                    result.evaluate_metrics_serverapp[server_round] = res
+        return arrays
+
+    def _close_round(
+        self, result: SecCLResult, on_round: Callable[[RoundRecord], None] | None
+    ) -> None:
+        record = self._record
+        log(
+            INFO,
+            "SecCL round %d: candidates %s, gas %d, %.2fs",
+            record.round,
+            [self._short(a) for a in record.candidates],
+            sum(record.gas.values()),
+            sum(record.seconds.values()),
+        )
+        result.rounds.append(record)
+        if on_round is not None:
+            on_round(record)
+
+    def _attach_run(self, owner: str) -> ResumePoint:
+        """Check an attached contract is this server's run; return where it stands."""
+        if self.csc.owner() != owner:
+            raise UntrustedContractError(
+                f"contract {self.csc.address} is owned by {self.csc.owner()}, not by this "
+                f"server ({owner})"
+            )
+        members = set(self.csc.participants())
+        for node, address in list(self.participants.items()):
+            if address not in members:
+                log(WARNING, "SecCL: node %s (%s) is not in the run; ignored", node, address)
+                del self.participants[node]
+        resume = resume_point(self.csc, self.store, owner)
+        if not resume.fresh:
             log(
                 INFO,
-                "SecCL round %d: candidates %s, gas %d, %.2fs",
-                server_round,
-                [self._short(a) for a in record.candidates],
-                sum(record.gas.values()),
-                sum(record.seconds.values()),
+                "SecCL: resuming run at contract %s after round %d%s",
+                self.csc.address,
+                resume.last_completed,
+                f" ({len(resume.open_updates)} updates of round "
+                f"{resume.last_completed + 1} already anchored)"
+                if resume.open_updates
+                else "",
             )
-            result.rounds.append(record)
-            if on_round is not None:
-                on_round(record)
-        return result
+        return resume
+
+    def _resume_round(self, server_round: int, resume: ResumePoint) -> None:
+        """Take the round's updates that are already anchored (from the store)."""
+        node_of = {address: node for node, address in self.participants.items()}
+        self._updates = {
+            author: _Update(
+                author,
+                node_of.get(author),
+                SparseUpdate.from_arrays(message.payload, self._layout.size),
+                message.signature,
+                message.digest(),
+            )
+            for author, message in resume.open_updates.items()
+        }
+        self._record.authors = list(self._updates)
 
     def _send(self, grid: Grid, messages: Iterable[Message], timeout: float, phase: str) -> list:
         """Send and receive; record every node that did not answer as dropped."""
