@@ -180,7 +180,15 @@ def _verified_global(msg: Message, context: Context, model_round: int) -> _Verif
     config = msg.content.config_records.get(SECCL_KEY, ConfigRecord())
     csc = trusted_contract(context, config)
     account = load_account(context)
-    arrays = arrays_of(msg.content.array_records["arrays"])
+    record = msg.content.array_records.get("arrays")
+    try:
+        if record is None:
+            raise EncodingError("the message carries no 'arrays' record")
+        arrays = arrays_of(record)
+    except EncodingError as exc:
+        raise MalformedMessageError(
+            model_round, account.address, f"global model from the server: {exc}"
+        ) from exc
     owner = csc.owner()
     digest = message_digest(csc.binding, model_round, Kind.GLOBAL_MODEL, owner, arrays)
     anchored = _anchored_global(context, csc, model_round, owner)
@@ -355,8 +363,18 @@ def handle_cross_evaluate(
     ``attack`` (experiments only) may replace the honest scores by a fake ranking.
     """
     ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
-    authors = [str(a) for a in ctx.config.get("authors", [])]
-    signatures = [bytes(s) for s in ctx.config.get("signatures", [])]
+    authors = ctx.config.get("authors", [])
+    signatures = ctx.config.get("signatures", [])
+    if (
+        not isinstance(authors, list)
+        or not isinstance(signatures, list)
+        or len(authors) != len(signatures)
+        or not all(isinstance(a, str) for a in authors)
+        or not all(isinstance(s, bytes) for s in signatures)
+    ):
+        raise MalformedMessageError(
+            ctx.round, ctx.account.address, "authors and signatures do not match one to one"
+        )
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, rejected, verified = [], [], [], {}
     anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers

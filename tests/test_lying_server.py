@@ -1,10 +1,12 @@
 """Every way the trust model lets a server lie is caught, with the named error."""
 
 import pytest
+from flwr.app import Array, ArrayRecord
 
 from seccl_flwr.attacks import LyingServer
 from seccl_flwr.chain.errors import ContractRevertError
 from seccl_flwr.errors import NotEnoughNodesError
+from seccl_flwr.strategy import SecCL
 from tests.strategy_helpers import run_digits
 
 
@@ -61,3 +63,33 @@ def test_wrong_global_model_is_detected():
 def test_unknown_lie_is_refused():
     with pytest.raises(ValueError, match="unknown lie 'bribe'"):
         LyingServer(lie="bribe")
+
+
+class MismatchedSignatures(SecCL):
+    """Forwards one signature fewer than updates for cross-evaluation."""
+
+    def _seccl_config(self, server_round, **extra):
+        if "signatures" in extra:
+            extra["signatures"] = extra["signatures"][:-1]
+        return super()._seccl_config(server_round, **extra)
+
+
+class GarbledGlobal(SecCL):
+    """Sends a global model whose bytes do not decode."""
+
+    def relay_global(self, server_round, arrays):
+        return ArrayRecord(
+            {"w": Array(dtype="float32", shape=(4,), stype="numpy.ndarray", data=b"junk")}
+        )
+
+
+@pytest.mark.parametrize(
+    "strategy_cls, message",
+    [
+        (MismatchedSignatures, "authors and signatures do not match one to one"),
+        (GarbledGlobal, "MalformedMessageError: round 0, node 0x.*global model from the server"),
+    ],
+)
+def test_malformed_server_messages_get_a_named_error_from_every_client(strategy_cls, message):
+    with pytest.raises(NotEnoughNodesError, match=message):
+        run_digits(strategy_cls, num_nodes=3, num_rounds=1)
