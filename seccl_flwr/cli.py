@@ -21,6 +21,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from .attacks import POISONS
 from .chain.connection import EMBEDDED
 from .chain.errors import ChainError, ContractCodeMismatchError, NoContractError
 from .chain.rpc_server import free_loopback_url
@@ -47,6 +48,10 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
 
     if args.participants < 2:
         raise SystemExit("--participants must be at least 2")
+    if not 0.0 <= args.attackers < 1.0:
+        raise SystemExit(f"--attackers must lie in [0, 1), got {args.attackers}")
+    if args.attack_start < 1:
+        raise SystemExit(f"--attack-start must be at least 1, got {args.attack_start}")
     chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
     run_config = {
         "seccl-key-seed": args.seed,
@@ -55,6 +60,15 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         "lr": args.lr,
         "local-epochs": args.local_epochs,
     }
+    if args.attack != "none" or args.collude:
+        run_config.update(
+            {
+                "attack-poison": "" if args.attack == "none" else args.attack,
+                "attack-fraction": args.attackers,
+                "attack-start": args.attack_start,
+                "attack-collude": args.collude,
+            }
+        )
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
     args.store = str(Path(args.store or Path(args.out) / "messages") / run_label)
     strategy = SecCL(
@@ -103,11 +117,22 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
     return holder[0]
 
 
+def _attackers(args: argparse.Namespace, result: SecCLResult) -> set[str]:
+    """Addresses of the simulated attackers (the first partitions), if any attack."""
+    if args.attack == "none" and not args.collude:
+        return set()
+    from .attacks import attacker_partitions, simulation_colluders
+
+    return set(
+        simulation_colluders(args.seed, attacker_partitions(args.participants, args.attackers))
+    )
+
+
 def _report(result: SecCLResult, args: argparse.Namespace) -> None:
     from .apps.digits import DATA_NOTE
     from .report import format_table, plot_rounds, round_rows, write_csv
 
-    rows = round_rows(result)
+    rows = round_rows(result, _attackers(args, result))
     print()
     print(f"SecCL on chain {result.chain_id}, contract {result.contract}")
     print(f"Data: {DATA_NOTE}; accuracy/F1 on the held-out test set")
@@ -193,6 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ray", "inprocess"],
         default="ray",
         help="Flower's simulation engine (ray) or this process",
+    )
+    sim.add_argument(
+        "--attack",
+        choices=["none", *(p for p in POISONS if p != "none")],
+        default="none",
+        help="poison the attackers send (label-flip, scale, random)",
+    )
+    sim.add_argument(
+        "--attackers",
+        type=float,
+        default=0.2,
+        help="fraction ε of participants that attack (the first partitions; default 0.2)",
+    )
+    sim.add_argument("--attack-start", type=int, default=1, help="first round of the attack")
+    sim.add_argument(
+        "--collude",
+        action="store_true",
+        help="attackers rank each other first and everyone else last",
     )
     sim.add_argument("--timeout", type=float, default=600.0, help="seconds per phase")
     sim.add_argument("--out", default="seccl-runs/simulate")

@@ -1,13 +1,17 @@
 """Per-round tables, CSV files and plots of a SecCL run."""
 
 import csv
+from collections.abc import Collection
 from pathlib import Path
 
 from .strategy import PHASES, SecCLResult
 
 
-def round_rows(result: SecCLResult) -> list[dict]:
-    """Return one flat row per round: test metrics, candidates, gas, seconds per phase."""
+def round_rows(result: SecCLResult, attackers: Collection[str] = ()) -> list[dict]:
+    """Return one flat row per round: test metrics, candidates, gas, seconds per phase.
+
+    With ``attackers`` (addresses), each row also counts the attackers elected.
+    """
     rows = []
     for record in result.rounds:
         test = dict(result.evaluate_metrics_serverapp.get(record.round, {}))
@@ -20,6 +24,8 @@ def round_rows(result: SecCLResult) -> list[dict]:
             "gas": sum(record.gas.values()),
             "dropped": len(record.dropped),
         }
+        if attackers:
+            row["attackers_elected"] = len(set(record.candidates) & set(attackers))
         for phase in PHASES:
             row[f"s_{phase}"] = record.seconds.get(phase, 0.0)
         row["s_chain"] = record.chain_seconds
@@ -29,7 +35,9 @@ def round_rows(result: SecCLResult) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Return the rows as an aligned text table."""
-    header = ["round", "acc", "F1", "candidates", "gas", "drop"] + [f"{p[:5]} s" for p in PHASES]
+    attacked = bool(rows) and "attackers_elected" in rows[0]
+    header = ["round", "acc", "F1", "candidates"] + (["att"] if attacked else [])
+    header += ["gas", "drop"] + [f"{p[:5]} s" for p in PHASES]
     lines = []
     for row in rows:
         lines.append(
@@ -38,6 +46,7 @@ def format_table(rows: list[dict]) -> str:
                 f"{row['test_accuracy']:.3f}",
                 f"{row['test_macro_f1']:.3f}",
                 row["candidates"],
+                *([str(row["attackers_elected"])] if attacked else []),
                 f"{row['gas']:,}",
                 str(row["dropped"]),
                 *[f"{row[f's_{p}']:.2f}" for p in PHASES],

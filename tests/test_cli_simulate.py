@@ -1,0 +1,40 @@
+"""``seccl-flwr simulate`` with attack options (in-process engine, embedded chain)."""
+
+import csv
+
+import pytest
+
+from seccl_flwr.cli import main
+
+
+@pytest.mark.slow
+def test_simulate_with_colluding_label_flippers_counts_elected_attackers(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["simulate", "--engine", "inprocess", "--participants", "5", "--rounds", "2"]
+    argv += ["--attack", "label-flip", "--attackers", "0.4", "--collude", "--attack-start", "2"]
+    assert main([*argv, "--out", str(out), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    assert " att " in printed  # the table counts elected attackers
+    with open(out / "rounds.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["round"]) for r in rows] == [1, 2]
+    assert all(0 <= int(r["attackers_elected"]) <= 2 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--attackers", "1.0"], "--attackers must lie in"),
+        (["--attack-start", "0"], "--attack-start must be at least 1"),
+    ],
+)
+def test_simulate_names_bad_attack_options(extra, message, tmp_path):
+    argv = ["simulate", "--engine", "inprocess", "--attack", "scale", *extra]
+    with pytest.raises(SystemExit, match=message):
+        main([*argv, "--out", str(tmp_path)])
+
+
+def test_simulate_rejects_an_unknown_attack(capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--attack", "flip"])
+    assert "invalid choice: 'flip'" in capsys.readouterr().err
