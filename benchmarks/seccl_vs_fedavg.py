@@ -196,24 +196,52 @@ class Outcome:
     gas: float = 0.0
 
 
-def test_accuracy(arrays: ArrayRecord, seed: int) -> float:
+@dataclass(frozen=True)
+class Workload:
+    """What every client computes: the model size and the local epochs."""
+
+    seed: int = 0
+    hidden: int = 0
+    local_epochs: int = 1
+
+    def run_config(self, **extra) -> dict:
+        """Return the run config of the digits app for this workload."""
+        return {
+            "seed": self.seed,
+            "hidden": self.hidden,
+            "local-epochs": self.local_epochs,
+            **extra,
+        }
+
+    def initial_arrays(self) -> ArrayRecord:
+        """Return the initial global model."""
+        return ArrayRecord(digits.initial_model(self.seed, self.hidden).state_dict())
+
+    @property
+    def name(self) -> str:
+        """Short label for tables."""
+        params = sum(p.numel() for p in digits.DigitsNet(self.hidden).parameters())
+        return f"{params / 1e3:.0f}k/{self.local_epochs}ep"
+
+
+def test_accuracy(arrays: ArrayRecord, work: Workload) -> float:
     """Accuracy of the final global model on the held-out test set."""
-    model = digits.initial_model(seed)
+    model = digits.initial_model(work.seed, work.hidden)
     load_arrays(model, arrays_of(arrays))
-    x, y = digits.test_set(seed)
+    x, y = digits.test_set(work.seed)
     return float((predict(model, x).argmax(1) == y).float().mean())
 
 
-def warm_up(num_clients: int, seed: int) -> None:
+def warm_up(num_clients: int, work: Workload) -> None:
     """Build every partition and run one forward pass before anything is timed."""
-    grid = InProcessGrid(digits.app, num_clients, run_config={"seed": seed})
-    model = digits.initial_model(seed)
+    grid = InProcessGrid(digits.app, num_clients, run_config=work.run_config())
+    model = digits.initial_model(work.seed, work.hidden)
     arrays = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     for context in grid.contexts.values():
         digits.client_functions(context)[2](arrays)
     # first backward pass / optimizer step pays one-off set-up: not on a timed run
-    scratch = digits.initial_model(seed + 1)
-    x, y = digits.test_set(seed)
+    scratch = digits.initial_model(work.seed + 1, work.hidden)
+    x, y = digits.test_set(work.seed)
     loss = torch.nn.functional.cross_entropy(scratch(x[:32]), y[:32])
     loss.backward()
     torch.optim.SGD(scratch.parameters(), lr=0.05).step()
@@ -235,21 +263,19 @@ def client_summary(rounds: int) -> dict[str, float]:
     return out
 
 
-def run_fedavg(num_clients: int, rounds: int, seed: int) -> Outcome:
+def run_fedavg(num_clients: int, rounds: int, work: Workload) -> Outcome:
     """Run Flower's FedAvg on the digits clients; return its timings."""
-    grid = MeteredGrid(digits_fedavg.app, num_clients, run_config={"seed": seed})
+    grid = MeteredGrid(digits_fedavg.app, num_clients, run_config=work.run_config())
     strategy = FedAvg(min_available_nodes=num_clients)
     METER.reset()
     start = time.perf_counter()
-    result = strategy.start(
-        grid, ArrayRecord(digits.initial_model(seed).state_dict()), num_rounds=rounds
-    )
+    result = strategy.start(grid, work.initial_arrays(), num_rounds=rounds)
     wall = time.perf_counter() - start
     return Outcome(
         wall=wall,
         rounds=rounds,
         final_val_accuracy=float(result.evaluate_metrics_clientapp[rounds]["accuracy"]),
-        test_accuracy=test_accuracy(result.arrays, seed),
+        test_accuracy=test_accuracy(result.arrays, work),
         client=client_summary(rounds),
     )
 
@@ -257,7 +283,7 @@ def run_fedavg(num_clients: int, rounds: int, seed: int) -> Outcome:
 def run_seccl(
     num_clients: int,
     rounds: int,
-    seed: int,
+    work: Workload,
     chain: str = EMBEDDED,
     profile: cProfile.Profile | None = None,
 ) -> Outcome:
@@ -269,7 +295,7 @@ def run_seccl(
     grid = MeteredGrid(
         digits.app,
         num_clients,
-        run_config={"seccl-key-seed": seed + 7, "seccl-chain-url": url, "seed": seed},
+        run_config=work.run_config(**{"seccl-key-seed": work.seed + 7, "seccl-chain-url": url}),
     )
     strategy = SecCL(
         candidate_fraction=0.4,
@@ -277,16 +303,14 @@ def run_seccl(
         chain=chain,
         chain_url=url if chain == EMBEDDED else None,
         min_available_nodes=num_clients,
-        run_label=f"bench-{num_clients}-{seed}-{time.time_ns()}",
+        run_label=f"bench-{num_clients}-{work.seed}-{time.time_ns()}",
     )
     METER.reset()
     start = time.perf_counter()
     if profile is not None:
         profile.enable()
     try:
-        result = strategy.start(
-            grid, ArrayRecord(digits.initial_model(seed).state_dict()), num_rounds=rounds
-        )
+        result = strategy.start(grid, work.initial_arrays(), num_rounds=rounds)
     finally:
         if profile is not None:
             profile.disable()
@@ -296,7 +320,7 @@ def run_seccl(
         wall=wall,
         rounds=rounds,
         final_val_accuracy=float(records[-1].evaluate_metrics["accuracy"]),
-        test_accuracy=test_accuracy(result.arrays, seed),
+        test_accuracy=test_accuracy(result.arrays, work),
         phases={p: float(np.mean([r.seconds.get(p, 0.0) for r in records])) for p in PHASES},
         client=client_summary(rounds),
         chain_seconds=float(np.mean([r.chain_seconds for r in records])),
@@ -306,7 +330,7 @@ def run_seccl(
 
 # ----------------------------------------------------------------------- report
 def row_of(
-    chain: str, num_clients: int, fedavg: Outcome, seccl: Outcome
+    chain: str, num_clients: int, work: Workload, fedavg: Outcome, seccl: Outcome
 ) -> dict[str, float | int | str]:
     """One table/CSV row."""
     f_round = fedavg.wall / fedavg.rounds
@@ -314,6 +338,7 @@ def row_of(
     client_overhead = seccl.client[CHAIN_READ] + seccl.client[CRYPTO]
     overhead = seccl.chain_seconds + client_overhead
     row: dict[str, float | int | str] = {
+        "model": work.name,
         "chain": chain,
         "clients": num_clients,
         "rounds": seccl.rounds,
@@ -356,13 +381,15 @@ def print_table(rows: list[dict]) -> None:
     """Print the comparison, one block per client count."""
     print()
     print("Data:", digits.DATA_NOTE)
-    print("Model: DigitsNet (small CNN); 1 local epoch, SGD lr 0.05, batch 32; all nodes")
-    print("sampled every round. SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
+    print("Model: DigitsNet (small CNN, optional hidden layer: 'model' = parameters/local")
+    print("epochs), SGD lr 0.05, batch 32; all nodes sampled every round.")
+    print("SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
     print("(eth-tester/py-evm over loopback HTTP) or anvil (native node). Times are means per")
     print("round, in seconds.")
     print()
     head = (
-        f"{'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10} {'ratio':>6} | "
+        f"{'model':>9} {'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10}"
+        f" {'ratio':>6} | "
         + " ".join(f"{p:>9}" for p in ("train", "anchor", "x-eval", "elect", "aggr", "eval"))
         + f" | {'chain+h+s':>9} {'% rd':>6} {'gas/round':>10}"
     )
@@ -370,7 +397,7 @@ def print_table(rows: list[dict]) -> None:
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['chain']:>8} {r['clients']:>7} {r['fedavg_s_per_round']:>11.3f}"
+            f"{r['model']:>9} {r['chain']:>8} {r['clients']:>7} {r['fedavg_s_per_round']:>11.3f}"
             f" {r['seccl_s_per_round']:>10.3f} {r['ratio']:>6.2f} | "
             + " ".join(f"{r[f'seccl_{p}_s']:>9.3f}" for p in PHASES)
             + f" | {r['overhead_s']:>9.3f} {r['overhead_pct']:>5.1f}% {r['gas_per_round']:>10,.0f}"
@@ -380,7 +407,7 @@ def print_table(rows: list[dict]) -> None:
     print("digests, signature checks) + client chain reads over HTTP + client hashing,")
     print("signing and signature verification. Breakdown per round:")
     for r in rows:
-        n = f"{r['chain']}, {r['clients']:>2} clients"
+        n = f"{r['model']}, {r['chain']}, {r['clients']:>2} clients"
         print(
             f"  {n}: server chain {r['server_chain_s']:.3f}s | client chain reads "
             f"{r['client_chain_read_s']:.3f}s | client hash/sign/verify {r['client_crypto_s']:.3f}s"
@@ -409,17 +436,18 @@ def print_table(rows: list[dict]) -> None:
     print("Final accuracy (validation splits, federated | held-out test set):")
     for r in rows:
         print(
-            f"  {r['chain']}, {r['clients']:>2} clients: FedAvg {r['fedavg_val_acc']:.3f} | "
+            f"  {r['model']}, {r['chain']}, {r['clients']:>2} clients: "
+            f"FedAvg {r['fedavg_val_acc']:.3f} | "
             f"{r['fedavg_test_acc']:.3f}   SecCL {r['seccl_val_acc']:.3f} | "
             f"{r['seccl_test_acc']:.3f}"
         )
     print()
-    for chain in dict.fromkeys(r["chain"] for r in rows):
-        worst = max(r["overhead_pct"] for r in rows if r["chain"] == chain)
+    for key in dict.fromkeys((r["model"], r["chain"]) for r in rows):
+        worst = max(r["overhead_pct"] for r in rows if (r["model"], r["chain"]) == key)
         verdict = "met" if worst < 5.0 else "NOT met"
         print(
-            f"Target chain+hash+sign < 5% of SecCL round time on {chain}: {verdict} "
-            f"(worst {worst:.1f}%)"
+            f"Target chain+hash+sign < 5% of SecCL round time, {key[0]} on {key[1]}: "
+            f"{verdict} (worst {worst:.1f}%)"
         )
 
 
@@ -429,6 +457,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--clients", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[0, 4096],
+        help="hidden-layer widths of DigitsNet to compare (0: the 1.4k-parameter CNN; "
+        "4096: 570k parameters)",
+    )
+    parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument(
         "--chain",
         nargs="+",
@@ -441,13 +478,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--verbose", action="store_true", help="keep Flower's INFO logs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.rounds = [5], 1
+        args.clients, args.rounds, args.hidden = [5], 1, args.hidden[:1]
     if args.chain is None:
         args.chain = [EMBEDDED] + (["anvil"] if anvil_command() is not None else [])
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     torch.set_num_threads(1)
     profile = cProfile.Profile() if args.profile else None
+    workloads = [Workload(args.seed, hidden, args.local_epochs) for hidden in args.hidden]
     rows = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(instrumented())
@@ -455,15 +493,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if "anvil" in args.chain:
             urls["anvil"] = stack.enter_context(AnvilNode()).url
         for n in args.clients:
-            warm_up(n, args.seed)
-            print(f"[{n} clients] FedAvg, {args.rounds} rounds ...", flush=True)
-            fedavg = run_fedavg(n, args.rounds, args.seed)
-            print(f"[{n} clients] FedAvg done in {fedavg.wall:.2f}s", flush=True)
-            for chain in args.chain:
-                print(f"[{n} clients] SecCL on {chain}, {args.rounds} rounds ...", flush=True)
-                seccl = run_seccl(n, args.rounds, args.seed, urls[chain], profile)
-                print(f"[{n} clients] SecCL on {chain} done in {seccl.wall:.2f}s", flush=True)
-                rows.append(row_of(chain, n, fedavg, seccl))
+            for work in workloads:
+                tag = f"[{n} clients, {work.name}]"
+                warm_up(n, work)
+                print(f"{tag} FedAvg, {args.rounds} rounds ...", flush=True)
+                fedavg = run_fedavg(n, args.rounds, work)
+                print(f"{tag} FedAvg done in {fedavg.wall:.2f}s", flush=True)
+                for chain in args.chain:
+                    print(f"{tag} SecCL on {chain}, {args.rounds} rounds ...", flush=True)
+                    seccl = run_seccl(n, args.rounds, work, urls[chain], profile)
+                    print(f"{tag} SecCL on {chain} done in {seccl.wall:.2f}s", flush=True)
+                    rows.append(row_of(chain, n, work, fedavg, seccl))
     print_table(rows)
     if args.out:
         with open(args.out, "w", newline="") as f:

@@ -3,8 +3,9 @@
 The 1,797 8x8 digits are split into a held-out test set (20 %) and a pool shared
 IID among the participants; each participant keeps 20 % of its share as its private
 validation split for cross-evaluation. Run config keys: ``seed``, ``local-epochs``,
-``lr``, ``batch-size``, the SecCL keys of :mod:`seccl_flwr.identity` and, for
-experiments, the attack keys of :data:`seccl_flwr.attacks.ATTACK_KEYS`.
+``lr``, ``batch-size``, ``hidden`` (see :class:`DigitsNet`), the SecCL keys of
+:mod:`seccl_flwr.identity` and, for experiments, the attack keys of
+:data:`seccl_flwr.attacks.ATTACK_KEYS`.
 """
 
 from functools import cache
@@ -35,22 +36,36 @@ DATA_NOTE = "scikit-learn digits (1,797 8x8 images): 80% split IID among partici
 
 
 class DigitsNet(nn.Module):
-    """A small CNN for 8x8 digits (about 3k parameters)."""
+    """A small CNN for 8x8 digits (about 1.4k parameters).
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    hidden : int (default: 0)
+        Width of an optional hidden dense layer (``0``: none). Benchmarks use it to
+        give clients a heavier model (``hidden=4096``: about 570k parameters).
+    """
+
+    def __init__(self, hidden: int = 0) -> None:
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"hidden must be non-negative, got {hidden}")
         self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+        layers = (
+            [nn.Linear(8 * 4 * 4, hidden), nn.ReLU(), nn.Linear(hidden, 10)]
+            if hidden
+            else [nn.Linear(8 * 4 * 4, 10)]
+        )
+        self.head = nn.Sequential(nn.Flatten(), *layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits."""
         return self.head(self.features(x))
 
 
-def initial_model(seed: int = 0) -> DigitsNet:
+def initial_model(seed: int = 0, hidden: int = 0) -> DigitsNet:
     """Return the initial global model (deterministic for a seed)."""
     torch.manual_seed(seed)
-    return DigitsNet()
+    return DigitsNet(hidden)
 
 
 @cache
@@ -76,11 +91,12 @@ def _client(
     lr: float,
     batch_size: int,
     attack: ClientAttack | None,
+    hidden: int = 0,
 ):
     (x, y), _ = _pool(seed)
     indices = partition_indices(y, num_partitions, seed)[partition_id]
     part = make_partition(x, y, indices, batch_size=batch_size, seed=seed + partition_id)
-    model = DigitsNet()
+    model = DigitsNet(hidden)
     labels = attack.labels if attack is not None else None
     train = torch_train_fn(model, sgd_train(part.train, epochs=epochs, lr=lr, labels=labels))
     return (
@@ -110,6 +126,7 @@ def client_functions(context: Context):
         float(cfg.get("lr", 0.05)),
         int(cfg.get("batch-size", 32)),
         node_attack(context),
+        int(cfg.get("hidden", 0)),
     )
 
 
@@ -127,10 +144,10 @@ def make_client_app(run_config: dict | None = None) -> ClientApp:
 app = make_client_app()
 
 
-def server_evaluate_fn(seed: int = 0):
+def server_evaluate_fn(seed: int = 0, hidden: int = 0):
     """Return a centralized evaluation on the held-out test set (accuracy, macro F1)."""
     x, y = test_set(seed)
-    model = DigitsNet()
+    model = DigitsNet(hidden)
     evaluate = torch_evaluate_fn(model, x, y)
 
     def fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
