@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 echo "==> ruff"
-.venv/bin/ruff check seccl_flwr tests benchmarks
-.venv/bin/ruff format --check seccl_flwr tests benchmarks
+.venv/bin/ruff check seccl_flwr tests benchmarks examples/mnist
+.venv/bin/ruff format --check seccl_flwr tests benchmarks examples/mnist
 echo "==> contract artifact matches contracts/CandidateSelection.sol"
 .venv/bin/python -m seccl_flwr.chain.build --check
 echo "==> contract analysis (slither, solhint)"

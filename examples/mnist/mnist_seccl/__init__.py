@@ -1,0 +1,1 @@
+"""SecCL on MNIST: a Flower app and the SecCL paper's experiments."""
