@@ -53,17 +53,18 @@ from .messages import (
     message_digest,
     record_of,
     sign_message,
-    verify_message,
 )
 from .protocol.eip712 import (
     MAX_SCORE,
     Kind,
     SignatureError,
     ballot_typed_data,
+    message_typed_data,
     sign_typed,
     typed_digest,
+    verify_typed,
 )
-from .protocol.encoding import EncodingError, metrics_to_arrays
+from .protocol.encoding import EncodingError, metrics_to_arrays, payload_hash
 from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
@@ -334,7 +335,11 @@ def verify_peer_update(
         )
     except (EncodingError, SparseUpdateError) as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
-    digest = message_digest(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
+    # hash the payload once: the same typed data gives the digest and the signature check
+    typed = message_typed_data(
+        ctx.csc.binding, ctx.round, Kind.UPDATE, author, payload_hash(update.to_arrays())
+    )
+    digest = typed_digest(typed)
     if anchored is None:
         anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
     if digest != anchored:
@@ -344,9 +349,7 @@ def verify_peer_update(
             f"update digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
     try:
-        verify_message(
-            ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays(), signature
-        )
+        verify_typed(typed, signature, author)
     except SignatureError as exc:
         raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
     return update
