@@ -14,7 +14,7 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 from seccl_flwr.chain.connection import connect, ensure_funded
-from seccl_flwr.chain.csc import CandidateSelection, SignedBallot, TxInfo
+from seccl_flwr.chain.csc import ANCHORED_TOPIC, CandidateSelection, SignedBallot, TxInfo
 from seccl_flwr.chain.errors import (
     ChainUnreachableError,
     ContractCodeMismatchError,
@@ -391,3 +391,19 @@ def test_full_round_through_the_typed_client(embedded):
         [message_digest(binding, 1, Kind.GLOBAL_MODEL, owner.address, new_global)],
     )
     assert csc.last_completed_round() == 1 and csc.current_round() == 2
+
+
+def test_get_logs_takes_an_address_string_or_list_over_http(server):
+    owner = fresh_accounts(1)[0]
+    w3 = connect(server.url)
+    ensure_funded(w3, owner)
+    participants = [a.address for a in fresh_accounts(2)]
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 1)
+    csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x07" * 32])
+    for address in (csc.address, [csc.address]):
+        query = {"address": address, "fromBlock": "0x0", "topics": [ANCHORED_TOPIC]}
+        answer = rpc(
+            server.url, {"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [query]}
+        )
+        assert [log["data"] for log in answer["result"]] == ["0x" + "07" * 32]
+    assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {owner.address: b"\x07" * 32}

@@ -3,7 +3,7 @@
 import pytest
 from eth_account import Account
 
-from seccl_flwr.chain.connection import embedded_web3, ensure_funded
+from seccl_flwr.chain.connection import connect, embedded_web3, ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection, SignedBallot
 from seccl_flwr.chain.errors import ContractRevertError
 from seccl_flwr.protocol.eip712 import (
@@ -65,3 +65,62 @@ def test_anchors_of_reads_one_round_and_kind_from_the_logs():
     assert csc.anchors_of(1, Kind.BALLOT) == {}
     assert csc.anchors_of(2, Kind.UPDATE) == {}
     assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {server.address: b"\x01" * 32}
+
+
+def as_lists(value):
+    """Nested tuples and lists as lists (web3 and eth_abi differ only in that)."""
+    return [as_lists(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+@pytest.mark.anvil
+def test_bare_eth_call_views_over_http_equal_web3s(anvil_url):
+    w3 = connect(anvil_url)
+    server = Account.from_key(b"\x09" * 32)
+    ensure_funded(w3, server)
+    members = [Account.from_key(bytes([i + 30]) * 32) for i in range(3)]
+    csc, _ = CandidateSelection.deploy(
+        w3, server, run_id_from_label("http-views"), [m.address for m in members], 1
+    )
+    binding = csc.binding
+    csc.anchor(0, Kind.GLOBAL_MODEL, [server.address], [b"\x01" * 32])
+    csc.anchor(1, Kind.UPDATE, [m.address for m in members], [bytes([3, i]) * 16 for i in range(3)])
+    assert csc.anchors_of(1, Kind.UPDATE) == {
+        m.address: bytes([3, i]) * 16 for i, m in enumerate(members)
+    }
+    assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {server.address: b"\x01" * 32}
+    assert csc.anchors_of(1, Kind.EVALUATION) == {}
+    peers, scores = [members[1].address, members[2].address], [10, 20]
+    typed = ballot_typed_data(binding, 1, members[0].address, peers, scores)
+    ballot = SignedBallot(
+        members[0].address, tuple(peers), tuple(scores), sign_typed(members[0].key, typed)
+    )
+    csc.submit_ballots(1, [ballot])
+    csc.elect(1)
+    calls = [
+        ("owner",),
+        ("runId",),
+        ("numCandidates",),
+        ("participants",),
+        ("participantIndex", members[2].address),
+        ("isParticipant", server.address),
+        ("lastCompletedRound",),
+        ("currentRound",),
+        ("anchorOf", 1, int(Kind.UPDATE), members[1].address),
+        ("anchorOf", 9, int(Kind.UPDATE), members[1].address),
+        ("updateAuthors", 1),
+        ("isElected", 1),
+        ("candidatesOf", 1),
+        ("totalsOf", 1),
+        ("ballotCount", 1),
+        ("evaluatorsOf", 1),
+        ("domainSeparator",),
+        ("hashBallot", 1, members[0].address, peers, scores),
+    ]
+    for name, *args in calls:
+        expected = getattr(csc.contract.functions, name)(*args).call()
+        got = csc._http_view(name, tuple(args))
+        assert as_lists(got) == as_lists(expected), name
+    with pytest.raises(ContractRevertError) as info:
+        csc.participant_index(server.address)
+    assert info.value.error_name == "UnknownParticipant"
+    assert info.value.error_args == {"account": server.address}
