@@ -375,16 +375,8 @@ class CandidateSelection:
         error = response.get("error")
         if error is not None:
             revert = error.get("data") if isinstance(error, dict) else None
-            if isinstance(revert, str) and revert.startswith("0x") and len(revert) >= 10:
-                raise self._revert_error(name, revert)
-            raise ContractRevertError(name, "Revert", {"message": str(error)})
-        types = self._outputs[name]
-        values = [
-            _checksummed(t, v)
-            for t, v in zip(
-                types, abi_decode(types, bytes.fromhex(response["result"][2:])), strict=True
-            )
-        ]
+            raise self._revert_of(name, revert, str(error))
+        values = _abi_values(self._outputs[name], bytes.fromhex(response["result"][2:]))
         return values[0] if len(values) == 1 else tuple(values)
 
     def _transact(self, name: str, fn: Any) -> tuple[Any, TxInfo]:
@@ -460,29 +452,31 @@ class CandidateSelection:
     def _decoded(self, name: str, call: Callable[[], T]) -> T:
         try:
             return self._rpc(name, call)
-        except ContractCustomError as exc:
-            raise self._revert_error(name, exc.data) from None
-        except ContractLogicError as exc:
-            if isinstance(exc.data, str) and exc.data.startswith("0x") and len(exc.data) >= 10:
-                raise self._revert_error(name, exc.data) from None
-            raise ContractRevertError(name, "Revert", {"message": str(exc)}) from None
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise self._revert_of(name, exc.data, str(exc)) from None
 
-    def _revert_error(self, name: str, data: Any) -> ContractRevertError:
-        raw = bytes.fromhex(str(data).removeprefix("0x"))
+    def _revert_of(self, name: str, data: Any, message: str) -> ContractRevertError:
+        """Name a revert by its custom error if ``data`` holds one, else ``Revert``."""
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            return self._revert_error(name, data)
+        return ContractRevertError(name, "Revert", {"message": message})
+
+    def _revert_error(self, name: str, data: str) -> ContractRevertError:
+        raw = bytes.fromhex(data.removeprefix("0x"))
         entry = self._errors.get(raw[:4])
         if entry is None:
             return ContractRevertError(name, "UnknownError", {"data": "0x" + raw.hex()})
         error_name, arg_names, types = entry
-        values = abi_decode(types, raw[4:])
-        values = [
-            to_checksum_address(v) if t == "address" else v
-            for t, v in zip(types, values, strict=True)
-        ]
+        values = _abi_values(types, raw[4:])
         return ContractRevertError(name, error_name, dict(zip(arg_names, values, strict=True)))
 
 
+def _abi_values(types: list[str], data: bytes) -> list[Any]:
+    """Decode ABI ``data``, with addresses checksummed as web3 returns them."""
+    return [_checksummed(t, v) for t, v in zip(types, abi_decode(types, data), strict=True)]
+
+
 def _checksummed(abi_type: str, value: Any) -> Any:
-    """Return a decoded ABI value with its addresses checksummed, as web3 returns them."""
     if abi_type == "address":
         return to_checksum_address(value)
     if abi_type == "address[]":
