@@ -51,6 +51,7 @@ from .messages import (
     SECCL_KEY,
     arrays_of,
     message_digest,
+    message_typed,
     record_of,
     sign_message,
 )
@@ -59,12 +60,11 @@ from .protocol.eip712 import (
     Kind,
     SignatureError,
     ballot_typed_data,
-    message_typed_data,
     sign_typed,
     typed_digest,
     verify_typed,
 )
-from .protocol.encoding import EncodingError, metrics_to_arrays, payload_hash
+from .protocol.encoding import EncodingError, metrics_to_arrays
 from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
@@ -336,9 +336,7 @@ def verify_peer_update(
     except (EncodingError, SparseUpdateError) as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
     # hash the payload once: the same typed data gives the digest and the signature check
-    typed = message_typed_data(
-        ctx.csc.binding, ctx.round, Kind.UPDATE, author, payload_hash(update.to_arrays())
-    )
+    typed = message_typed(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
     digest = typed_digest(typed)
     if anchored is None:
         anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)

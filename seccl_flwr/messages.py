@@ -115,6 +115,17 @@ def record_of(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({name: Array(np.asarray(a)) for name, a in arrays.items()})
 
 
+def message_typed(
+    binding: RunBinding,
+    round_: int,
+    kind: Kind,
+    author: str,
+    arrays: Mapping[str, np.ndarray],
+) -> dict:
+    """Return a message's EIP-712 typed data (its payload hashed once)."""
+    return message_typed_data(binding, round_, kind, author, payload_hash(arrays))
+
+
 def message_digest(
     binding: RunBinding,
     round_: int,
@@ -123,7 +134,7 @@ def message_digest(
     arrays: Mapping[str, np.ndarray],
 ) -> bytes:
     """Return the 32-byte digest of a message (what is signed and anchored)."""
-    return typed_digest(message_typed_data(binding, round_, kind, author, payload_hash(arrays)))
+    return typed_digest(message_typed(binding, round_, kind, author, arrays))
 
 
 def sign_message(
@@ -134,7 +145,7 @@ def sign_message(
     arrays: Mapping[str, np.ndarray],
 ) -> tuple[bytes, bytes]:
     """Sign a message as its author; return ``(digest, signature)``."""
-    typed = message_typed_data(binding, round_, kind, account.address, payload_hash(arrays))
+    typed = message_typed(binding, round_, kind, account.address, arrays)
     return typed_digest(typed), sign_typed(account.key, typed)
 
 
@@ -153,6 +164,6 @@ def verify_message(
     SignatureError
         If the signature is malformed or made by someone else.
     """
-    typed = message_typed_data(binding, round_, kind, author, payload_hash(arrays))
+    typed = message_typed(binding, round_, kind, author, arrays)
     verify_typed(typed, signature, author)
     return typed_digest(typed)
