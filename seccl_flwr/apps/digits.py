@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from ..attacks.client import ClientAttack, attack_from_config
+from ..attacks.client import ClientAttack, node_attack
 from ..client import seccl_client_app
 from ..datasets import (
     load_digits_arrays,
@@ -103,15 +103,6 @@ def _client(
         train,
         torch_score_fn(model, part.val_x, part.val_y),
         torch_evaluate_fn(model, part.val_x, part.val_y),
-    )
-
-
-def node_attack(context: Context) -> ClientAttack | None:
-    """Return the attack this simulated node mounts (run config), or ``None``."""
-    return attack_from_config(
-        context.run_config,
-        int(context.node_config["partition-id"]),
-        int(context.node_config["num-partitions"]),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from ..attacks.client import ClientAttack
+from ..attacks.client import ClientAttack, node_attack
 from ..client import EvaluateFn, TrainFn, run_config_mod
 from ..messages import arrays_of, record_of
 from . import digits
@@ -49,9 +49,9 @@ def fedavg_client_app(
         arrays = arrays_of(msg.content.array_records["arrays"])
         config = msg.content.config_records.get("config", ConfigRecord())
         trained, metrics = train_fn(context)(arrays, config)
-        node_attack = attack_of(context)
-        if node_attack is not None:
-            trained = node_attack.poison_arrays(arrays, trained, int(config["server-round"]))
+        attacker = attack_of(context)
+        if attacker is not None:
+            trained = attacker.poison_arrays(arrays, trained, int(config["server-round"]))
         content = RecordDict(
             {
                 "arrays": record_of(trained),
@@ -73,6 +73,6 @@ def fedavg_client_app(
 app = fedavg_client_app(
     train_fn=lambda ctx: digits.client_functions(ctx)[0],
     evaluate_fn=lambda ctx: digits.client_functions(ctx)[2],
-    attack=digits.node_attack,
+    attack=node_attack,
 )
 """FedAvg ClientApp on the digits partitions of :data:`seccl_flwr.apps.digits.app`."""

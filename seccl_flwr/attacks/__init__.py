@@ -12,6 +12,7 @@ from .client import (
     ClientAttack,
     attack_from_config,
     attacker_partitions,
+    node_attack,
     simulation_colluders,
 )
 from .server import SERVER_LIES, LyingServer
@@ -23,6 +24,7 @@ __all__ = [
     "ClientAttack",
     "LyingServer",
     "attack_from_config",
+    "node_attack",
     "attacker_partitions",
     "simulation_colluders",
 ]

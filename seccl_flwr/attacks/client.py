@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from eth_account import Account
+from flwr.app import Context
 
 from ..identity import KEY_SEED, simulation_key
 from ..protocol.eip712 import MAX_SCORE
@@ -148,6 +149,19 @@ ATTACK_KEYS = {
     "attack-noise": "RMS multiple of the 'random' poison",
 }
 """Run-config keys read by :func:`attack_from_config` (simulations and experiments)."""
+
+
+def node_attack(context: Context) -> ClientAttack | None:
+    """Return the attack a simulated node mounts, or ``None`` for an honest one.
+
+    Reads the run config (:data:`ATTACK_KEYS`) and the node config's ``partition-id``
+    and ``num-partitions``, as Flower's simulation sets them.
+    """
+    return attack_from_config(
+        context.run_config,
+        int(context.node_config["partition-id"]),
+        int(context.node_config["num-partitions"]),
+    )
 
 
 def attack_from_config(

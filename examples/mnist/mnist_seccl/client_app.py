@@ -19,22 +19,12 @@ from flwr.clientapp import ClientApp
 from torch.utils.data import DataLoader
 
 from seccl_flwr.apps.digits_fedavg import fedavg_client_app
-from seccl_flwr.attacks import ClientAttack, attack_from_config
+from seccl_flwr.attacks import attack_from_config, node_attack
 from seccl_flwr.client import EvaluateFn, ScoreFn, TrainFn, seccl_client_app
 from seccl_flwr.datasets import Partition
 from seccl_flwr.torch_task import sgd_train, torch_evaluate_fn, torch_score_fn, torch_train_fn
 
 from .task import MnistNet, data_from_config, partition
-
-
-def node_attack(context: Context) -> ClientAttack | None:
-    """Return the attack this simulated node mounts (run config), or ``None``."""
-    return attack_from_config(
-        context.run_config,
-        int(context.node_config["partition-id"]),
-        int(context.node_config["num-partitions"]),
-    )
-
 
 DATA_KEYS = (
     "data-dir",
