@@ -21,10 +21,11 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from .attacks import POISONS
+from .attacks import POISONS, attacker_addresses
 from .chain.connection import EMBEDDED
 from .chain.errors import ChainError, ContractCodeMismatchError, NoContractError
 from .chain.rpc_server import free_loopback_url
+from .identity import KEY_SEED
 from .strategy import RoundRecord, SecCL, SecCLResult
 
 
@@ -54,21 +55,13 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         raise SystemExit(f"--attack-start must be at least 1, got {args.attack_start}")
     chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
     run_config = {
-        "seccl-key-seed": args.seed,
+        KEY_SEED: args.seed,
         "seccl-chain-url": chain_url,
         "seed": args.seed,
         "lr": args.lr,
         "local-epochs": args.local_epochs,
+        **_attack_config(args),
     }
-    if args.attack != "none" or args.collude:
-        run_config.update(
-            {
-                "attack-poison": "" if args.attack == "none" else args.attack,
-                "attack-fraction": args.attackers,
-                "attack-start": args.attack_start,
-                "attack-collude": args.collude,
-            }
-        )
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
     args.store = str(Path(args.store or Path(args.out) / "messages") / run_label)
     strategy = SecCL(
@@ -117,22 +110,24 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
     return holder[0]
 
 
-def _attackers(args: argparse.Namespace, result: SecCLResult) -> set[str]:
-    """Addresses of the simulated attackers (the first partitions), if any attack."""
+def _attack_config(args: argparse.Namespace) -> dict:
+    """Return the run-config keys of the attack options (none without an attack)."""
     if args.attack == "none" and not args.collude:
-        return set()
-    from .attacks import attacker_partitions, simulation_colluders
-
-    return set(
-        simulation_colluders(args.seed, attacker_partitions(args.participants, args.attackers))
-    )
+        return {}
+    return {
+        "attack-poison": "" if args.attack == "none" else args.attack,
+        "attack-fraction": args.attackers,
+        "attack-start": args.attack_start,
+        "attack-collude": args.collude,
+    }
 
 
 def _report(result: SecCLResult, args: argparse.Namespace) -> None:
     from .apps.digits import DATA_NOTE
     from .report import format_table, plot_rounds, round_rows, write_csv
 
-    rows = round_rows(result, _attackers(args, result))
+    attackers = attacker_addresses({**_attack_config(args), KEY_SEED: args.seed}, args.participants)
+    rows = round_rows(result, attackers)
     print()
     print(f"SecCL on chain {result.chain_id}, contract {result.contract}")
     print(f"Data: {DATA_NOTE}; accuracy/F1 on the held-out test set")

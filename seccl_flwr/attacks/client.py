@@ -151,6 +151,24 @@ ATTACK_KEYS = {
 """Run-config keys read by :func:`attack_from_config` (simulations and experiments)."""
 
 
+def _attacker_partitions_of(run_config: Mapping[str, Any], num_partitions: int) -> list[int]:
+    """Return the attacking partitions the run config sets (none without an attack)."""
+    if not run_config.get("attack-poison") and not run_config.get("attack-collude", False):
+        return []
+    return attacker_partitions(num_partitions, float(run_config.get("attack-fraction", 0)))
+
+
+def attacker_addresses(run_config: Mapping[str, Any], num_partitions: int) -> frozenset[str]:
+    """Return the addresses of a simulation's attackers (empty without an attack).
+
+    Keys come from ``seccl-key-seed`` and the partition ids, as in every simulation.
+    """
+    partitions = _attacker_partitions_of(run_config, num_partitions)
+    if not partitions:
+        return frozenset()
+    return simulation_colluders(run_config.get(KEY_SEED, 0), partitions)
+
+
 def node_attack(context: Context) -> ClientAttack | None:
     """Return the attack a simulated node mounts, or ``None`` for an honest one.
 
@@ -173,17 +191,13 @@ def attack_from_config(
     colluders know each other's addresses, derived from ``seccl-key-seed`` as in
     every simulation (:func:`seccl_flwr.identity.simulation_key`).
     """
-    poison = str(run_config.get("attack-poison", "") or "")
+    attackers = _attacker_partitions_of(run_config, num_partitions)
+    if partition_id not in attackers:
+        return None
     collude = bool(run_config.get("attack-collude", False))
-    if not poison and not collude:
-        return None
-    partitions = attacker_partitions(num_partitions, float(run_config.get("attack-fraction", 0)))
-    if partition_id not in partitions:
-        return None
-    seed = run_config.get(KEY_SEED, 0)
     return ClientAttack(
-        poison=poison or "none",
-        colluders=simulation_colluders(seed, partitions) if collude else frozenset(),
+        poison=str(run_config.get("attack-poison", "") or "") or "none",
+        colluders=attacker_addresses(run_config, num_partitions) if collude else frozenset(),
         start_round=int(run_config.get("attack-start", 1)),
         scale=float(run_config.get("attack-scale", 10.0)),
         noise=float(run_config.get("attack-noise", 1.0)),
