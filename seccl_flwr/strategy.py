@@ -879,66 +879,74 @@ class SecCL(Strategy):
         for server_round in range(first_round, num_rounds + 1):
             log(INFO, "")
             log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
-            record = self._record = RoundRecord(server_round)
+            self._record = RoundRecord(server_round)
             sent = self.relay_global(server_round, arrays)
             if server_round == first_round and resume.open_updates:
                 # the run stopped inside this round: go on from what the chain holds
                 self._resume_round(server_round, resume)
-                ballots = []
-                if not resume.elected:
-                    with self._phase("cross_evaluate"):
-                        ballots = self._cross_evaluate(
-                            grid, server_round, sent, "", timeout, skip=resume.voted
-                        )
-                    self._require(len(ballots) + len(resume.voted), "ballots", server_round)
-                    self._elect(server_round, ballots)
-                else:
-                    record.candidates = self.csc.candidates_of(server_round)
-                    record.totals = self.csc.totals_of(server_round)
-                arrays = self._finish_round(
-                    grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
+                anchor_tx, voted, elected = "", resume.voted, resume.elected
+            else:
+                anchor_tx = self._train_and_anchor(
+                    grid, server_round, sent, train_config, timeout, result
                 )
-                self._close_round(result, on_round)
-                continue
-            with self._phase("train"):
-                replies = self._send(
-                    grid,
-                    self.configure_train(server_round, sent, train_config, grid),
-                    timeout,
-                    "train",
-                )
-                _, train_metrics = self.aggregate_train(server_round, replies)
-            self._require(len(self._updates), "valid updates", server_round)
-            if train_metrics is not None:
-                result.train_metrics_clientapp[server_round] = train_metrics
-                record.train_metrics = dict(train_metrics)
-            for item in self._updates.values():
-                self._publish(
-                    server_round,
-                    Kind.UPDATE,
-                    item.author,
-                    item.update.to_arrays(),
-                    signature=item.signature,
-                )
-            with self._phase("anchor"), self._chain_timer():
-                authors = list(self._updates)
-                info = self.csc.anchor(
-                    server_round,
-                    Kind.UPDATE,
-                    authors,
-                    [self._updates[a].digest for a in authors],
-                )
-                record.record_tx("anchor", info)
-                record.authors = authors
-            with self._phase("cross_evaluate"):
-                ballots = self._cross_evaluate(grid, server_round, sent, info.tx_hash, timeout)
-            self._require(len(ballots), "valid ballots", server_round)
-            self._elect(server_round, ballots)
+                voted, elected = set(), False
+            if elected:
+                self._read_election(server_round)
+            else:
+                with self._phase("cross_evaluate"):
+                    ballots = self._cross_evaluate(
+                        grid, server_round, sent, anchor_tx, timeout, skip=voted
+                    )
+                self._require(len(ballots) + len(voted), "valid ballots", server_round)
+                self._elect(server_round, ballots)
             arrays = self._finish_round(
                 grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
             )
             self._close_round(result, on_round)
         return result
+
+    def _train_and_anchor(  # noqa: PLR0913
+        self,
+        grid: Grid,
+        server_round: int,
+        sent: ArrayRecord,
+        train_config: ConfigRecord,
+        timeout: float,
+        result: SecCLResult,
+    ) -> str:
+        """Train, verify and publish the updates, anchor them; return the anchor tx."""
+        record = self._record
+        with self._phase("train"):
+            replies = self._send(
+                grid,
+                self.configure_train(server_round, sent, train_config, grid),
+                timeout,
+                "train",
+            )
+            _, train_metrics = self.aggregate_train(server_round, replies)
+        self._require(len(self._updates), "valid updates", server_round)
+        if train_metrics is not None:
+            result.train_metrics_clientapp[server_round] = train_metrics
+            record.train_metrics = dict(train_metrics)
+        for item in self._updates.values():
+            self._publish(
+                server_round,
+                Kind.UPDATE,
+                item.author,
+                item.update.to_arrays(),
+                signature=item.signature,
+            )
+        with self._phase("anchor"), self._chain_timer():
+            authors = list(self._updates)
+            info = self.csc.anchor(
+                server_round,
+                Kind.UPDATE,
+                authors,
+                [self._updates[a].digest for a in authors],
+            )
+            record.record_tx("anchor", info)
+            record.authors = authors
+        return info.tx_hash
 
     def _elect(self, server_round: int, ballots: list[SignedBallot]) -> None:
         """Publish and submit the ballots, close the vote, read the candidates."""
@@ -950,8 +958,12 @@ class SecCL(Strategy):
             for tx in self.csc.submit_ballots(server_round, submitted):
                 record.record_tx("elect", tx)
             record.record_tx("elect", self.csc.elect(server_round))
-            record.candidates = self.csc.candidates_of(server_round)
-            record.totals = self.csc.totals_of(server_round)
+            self._read_election(server_round)
+
+    def _read_election(self, server_round: int) -> None:
+        """Read the round's candidates and Borda totals from the contract."""
+        self._record.candidates = self.csc.candidates_of(server_round)
+        self._record.totals = self.csc.totals_of(server_round)
 
     def _finish_round(  # noqa: PLR0913
         self, grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
