@@ -34,7 +34,6 @@ Usage::
 import argparse
 import contextlib
 import cProfile
-import csv
 import functools
 import logging
 import sys
@@ -56,6 +55,7 @@ from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.messages import arrays_of
+from seccl_flwr.report import write_csv
 from seccl_flwr.strategy import PHASES, SecCL
 from seccl_flwr.torch_task import load_arrays, predict
 
@@ -508,10 +508,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows.append(row_of(chain, n, work, fedavg, seccl))
     print_table(rows)
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.out)
         print(f"\nrows written to {args.out}")
     if profile is not None:
         profile.dump_stats(args.profile)

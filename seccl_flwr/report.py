@@ -1,8 +1,9 @@
 """Per-round tables, CSV files and plots of a SecCL run."""
 
 import csv
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .strategy import PHASES, SecCLResult
 
@@ -57,14 +58,21 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([fmt.format(*header)] + [fmt.format(*line) for line in lines])
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    """Write the rows to ``path`` (complete file or nothing: written then renamed)."""
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write the rows to ``path``; return it.
+
+    The columns are every key of every row, in first-seen order. The file is
+    complete or absent: it is written beside ``path`` and then renamed.
+    """
+    path = Path(path)
+    fields = list(dict.fromkeys(key for row in rows for key in row))
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+    return path
 
 
 def plot_rounds(rows: list[dict], path: Path, title: str, data_note: str) -> None:

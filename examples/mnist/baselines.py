@@ -22,6 +22,8 @@ import fig5
 from mnist_seccl import experiments as ex
 from mnist_seccl.experiments import FLOWER, Setting
 
+from seccl_flwr.report import write_csv
+
 STRATEGIES = ("SecCL", *FLOWER)
 
 NAME = "baselines"
@@ -36,7 +38,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
     """Write baselines.csv, baselines.png and baselines.md."""
     note = ex.data_note(base)
     chosen = settings(args)
-    ex.write_csv([row for s in chosen for row in results[s]], args.out / "baselines.csv")
+    write_csv([row for s in chosen for row in results[s]], args.out / "baselines.csv")
     eps = fig5.epsilons(args)
     n = chosen[0].participants
     fig, (left, right) = ex.figure(2)

@@ -20,6 +20,8 @@ from typing import Any
 from mnist_seccl import experiments as ex
 from mnist_seccl.experiments import CENTRALIZED, Setting
 
+from seccl_flwr.report import write_csv
+
 PARTICIPANTS = (20, 30)
 LAMBDAS = (0.1, 0.2, 0.4)
 
@@ -47,7 +49,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
     note = ex.data_note(base)
     chosen = settings(args)
     rows = [row for s in chosen for row in results[s]]
-    ex.write_csv(rows, args.out / "fig4.csv")
+    write_csv(rows, args.out / "fig4.csv")
     sizes = sorted({s.participants for s in chosen})
     fig, axes = ex.figure(len(sizes))
     table = []

@@ -20,6 +20,8 @@ from typing import Any
 from mnist_seccl import experiments as ex
 from mnist_seccl.experiments import Setting
 
+from seccl_flwr.report import write_csv
+
 PARTICIPANTS = 20
 LAMBDA = 0.2
 QUICK_EPSILONS = (0.0, 0.2)
@@ -49,7 +51,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
     """Write fig5.csv, fig5.png and fig5.md."""
     note = ex.data_note(base)
     chosen = settings(args)
-    ex.write_csv([row for s in chosen for row in results[s]], args.out / "fig5.csv")
+    write_csv([row for s in chosen for row in results[s]], args.out / "fig5.csv")
     fig, (ax,) = ex.figure(1, width=7)
     table = []
     for s in chosen:

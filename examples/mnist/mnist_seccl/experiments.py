@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp import strategy as flower_strategies
 from torch.utils.data import DataLoader, TensorDataset
 
-from seccl_flwr.attacks import attacker_partitions, simulation_colluders
+from seccl_flwr.attacks import attacker_addresses, attacker_partitions
 from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.strategy import RoundRecord, SecCL
@@ -186,9 +186,7 @@ def run_setting(
     if setting.strategy == "SecCL":
         url = free_loopback_url()
         config.update({"seccl-key-seed": seed, "seccl-chain-url": url})
-        attackers = simulation_colluders(
-            seed, attacker_partitions(setting.participants, setting.attack_fraction)
-        )
+        attackers = attacker_addresses(config, setting.participants)
 
         def on_round(record: RoundRecord) -> None:
             elected[record.round] = sum(c in attackers for c in record.candidates)
@@ -429,20 +427,8 @@ def quick_setting(setting: Setting, quick: bool) -> Setting:
 
 
 # ------------------------------------------------------------------------ output
-def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write rows (all keys of all rows as columns) to ``path``; return the path."""
-    fields: list[str] = []
-    for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
-    """Read rows written by :func:`write_csv`."""
+    """Read rows written by :func:`seccl_flwr.report.write_csv`."""
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
