@@ -13,7 +13,7 @@ store (:mod:`seccl_flwr.store`) it fetches the messages. It then re-derives:
 * **elections** - the Python reference (:mod:`seccl_flwr.protocol.borda`) run on the
   stored ballots elects the contract's candidates with the contract's totals;
 * **global models** - global model ``r`` equals global model ``r - 1`` plus the merge
-  (:func:`~seccl_flwr.protocol.sparse.merge_updates`) of exactly the elected
+  (:func:`~seccl_flwr.protocol.sparse.aggregate`) of exactly the elected
   candidates' stored updates, in the contract's order.
 
 Every mismatch is a :class:`Finding` that names the round, the node and the
@@ -28,7 +28,7 @@ from .chain.csc import CandidateSelection
 from .messages import message_digest, verify_message
 from .protocol.borda import elect
 from .protocol.eip712 import Kind, SignatureError, ballot_typed_data, verify_typed
-from .protocol.sparse import ModelLayout, SparseUpdate, SparseUpdateError, merge_updates
+from .protocol.sparse import ModelLayout, SparseUpdate, SparseUpdateError, aggregate
 from .store import (
     MessageNotFoundError,
     MessageStore,
@@ -440,8 +440,7 @@ class _Audit:
         try:
             layout = ModelLayout.of(previous.payload)
             sparse = [SparseUpdate.from_arrays(u.payload, layout.size) for u in updates]
-            flat = layout.flatten(previous.payload) + merge_updates(layout.size, sparse)
-            expected = layout.unflatten(flat, previous.payload)
+            expected = aggregate(layout, previous.payload, sparse)
         except SparseUpdateError as exc:
             self.find(round_, self.owner, label, MALFORMED_MESSAGE, str(exc), "updates")
             self.mark(round_, "global_model", UNCHECKED)

@@ -69,9 +69,9 @@ from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
     SparseUpdateError,
+    aggregate,
     apply_update,
     entry_limit,
-    merge_updates,
     sparsify,
 )
 
@@ -228,8 +228,7 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
             return  # not every candidate's update was seen: cannot recompute
         updates.append(SparseUpdate.from_arrays(arrays_of(record), ctx.layout.size))
     previous = arrays_of(context.state.array_records[_PREV_GLOBAL])
-    flat = ctx.layout.flatten(previous) + merge_updates(ctx.layout.size, updates)
-    expected = ctx.layout.unflatten(flat, previous)
+    expected = aggregate(ctx.layout, previous, updates)
     owner = ctx.csc.owner()
     # ctx.global_digest is the received model's digest for round ``prev``, already
     # checked equal to its anchor

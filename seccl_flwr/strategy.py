@@ -64,9 +64,9 @@ from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
     SparseUpdateError,
+    aggregate,
     budget,
     entry_limit,
-    merge_updates,
 )
 from .resume import ResumePoint, resume_point
 from .store import MessageStore, StoredMessage, open_store
@@ -752,8 +752,7 @@ class SecCL(Strategy):
         layout = self._layout
         current = arrays_of(arrays)
         chosen = self.relay_candidates(server_round, candidates)
-        merged = merge_updates(layout.size, [self._updates[a].update for a in chosen])
-        new = layout.unflatten(layout.flatten(current) + merged, current)
+        new = aggregate(layout, current, [self._updates[a].update for a in chosen])
         owner = self.csc.owner()
         self._publish(server_round, Kind.GLOBAL_MODEL, owner, new)
         with self._chain_timer():

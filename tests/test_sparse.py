@@ -12,6 +12,7 @@ from seccl_flwr.protocol.sparse import (
     ModelLayout,
     SparseUpdate,
     SparseUpdateError,
+    aggregate,
     apply_update,
     budget,
     entry_limit,
@@ -341,3 +342,19 @@ def test_layout_check_rejects_other_models():
         layout.flatten(reordered)
     with pytest.raises(SparseUpdateError):
         layout.unflatten(np.zeros(layout.size + 1, np.float32), model())
+
+
+def test_aggregate_adds_the_per_coordinate_mean_to_float_arrays_only():
+    model = {
+        "w": np.array([[1.0, 2.0], [3.0, 4.0]], np.float32),
+        "steps": np.array(7, np.int64),
+        "b": np.array([10.0], np.float32),
+    }
+    layout = ModelLayout.of(model)
+    a = SparseUpdate(np.array([0, 4], np.int64), np.array([1.0, 2.0], np.float32))
+    b = SparseUpdate(np.array([0, 3], np.int64), np.array([3.0, -4.0], np.float32))
+    new = aggregate(layout, model, [a, b])
+    np.testing.assert_array_equal(new["w"], [[3.0, 2.0], [3.0, 0.0]])  # (1+3)/2 on w[0,0]
+    np.testing.assert_array_equal(new["b"], [12.0])
+    assert new["steps"] == 7 and new["w"].dtype == np.float32
+    np.testing.assert_array_equal(aggregate(layout, model, [])["w"], model["w"])

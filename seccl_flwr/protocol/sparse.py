@@ -262,3 +262,14 @@ def merge_updates(size: int, updates: Sequence[SparseUpdate]) -> np.ndarray:
         counts[update.indices] += 1
     np.divide(total, counts, out=total, where=counts > 0)
     return total.astype(VALUE_DTYPE)
+
+
+def aggregate(
+    layout: ModelLayout, arrays: Mapping[str, np.ndarray], updates: Sequence[SparseUpdate]
+) -> dict[str, np.ndarray]:
+    """Return SecCL's new global model: ``arrays`` plus the merge of ``updates``.
+
+    The server aggregates with it, and clients and the auditor recompute with it
+    what the server must have sent.
+    """
+    return layout.unflatten(layout.flatten(arrays) + merge_updates(layout.size, updates), arrays)
