@@ -54,6 +54,7 @@ from .messages import (
     message_typed,
     record_of,
     sign_message,
+    typed_list_field,
 )
 from .protocol.eip712 import (
     MAX_SCORE,
@@ -363,18 +364,11 @@ def handle_cross_evaluate(
     ``attack`` (experiments only) may replace the honest scores by a fake ranking.
     """
     ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
-    authors = ctx.config.get("authors", [])
-    signatures = ctx.config.get("signatures", [])
-    if (
-        not isinstance(authors, list)
-        or not isinstance(signatures, list)
-        or len(authors) != len(signatures)
-        or not all(isinstance(a, str) for a in authors)
-        or not all(isinstance(s, bytes) for s in signatures)
-    ):
-        raise MalformedMessageError(
-            ctx.round, ctx.account.address, "authors and signatures do not match one to one"
-        )
+    me = ctx.account.address
+    authors = typed_list_field(ctx.round, me, ctx.config, "authors", str)
+    signatures = typed_list_field(ctx.round, me, ctx.config, "signatures", bytes)
+    if len(authors) != len(signatures):
+        raise MalformedMessageError(ctx.round, me, "authors and signatures do not match one to one")
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, rejected, verified = [], [], [], {}
     anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers

@@ -4,17 +4,21 @@ Both sides use these functions, so a digest a client computes is byte-for-byte t
 one the server anchored. A message digest is the EIP-712 hash of ``Message{runId,
 round, kind, author, payloadHash}`` where ``payloadHash`` is keccak-256 of the
 canonical encoding of the payload arrays (:mod:`seccl_flwr.protocol.encoding`).
+:func:`typed_field` and :func:`typed_list_field` read a message's SecCL fields, so
+that both sides reject a field of the wrong type with the same named error.
 """
 
 import io
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord
 from numpy.lib import format as npy_format
 
+from .errors import MalformedMessageError
 from .protocol.eip712 import (
     Kind,
     RunBinding,
@@ -167,3 +171,36 @@ def verify_message(
     typed = message_typed(binding, round_, kind, author, arrays)
     verify_typed(typed, signature, author)
     return typed_digest(typed)
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    # a bool is an int to Python, never to SecCL
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def typed_field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> Any:
+    """Return ``fields[key]`` if it is a ``kind``; raise ``MalformedMessageError`` otherwise.
+
+    ``bool`` is never taken for ``int``, and ``bytes`` is never built from a number (a
+    hostile ``bytes(10**12)`` would allocate a terabyte).
+    """
+    if key not in fields:
+        raise MalformedMessageError(server_round, sender, f"field {key!r} is missing")
+    value = fields[key]
+    if not _is_kind(value, kind):
+        raise MalformedMessageError(
+            server_round, sender, f"field {key!r} must be {kind.__name__}, got {value!r:.80}"
+        )
+    return value
+
+
+def typed_list_field(
+    server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type
+) -> list:
+    """Return ``fields[key]`` if it is a list of ``kind`` (missing: empty list)."""
+    value = fields.get(key, [])
+    if not isinstance(value, list) or not all(_is_kind(v, kind) for v in value):
+        raise MalformedMessageError(
+            server_round, sender, f"field {key!r} must be a list of {kind.__name__}"
+        )
+    return value

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
-from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -51,7 +50,15 @@ from .errors import (
     UntrustedContractError,
     VerificationError,
 )
-from .messages import SECCL_KEY, arrays_of, message_digest, record_of, verify_message
+from .messages import (
+    SECCL_KEY,
+    arrays_of,
+    message_digest,
+    record_of,
+    typed_field,
+    typed_list_field,
+    verify_message,
+)
 from .protocol.eip712 import (
     MAX_SCORE,
     Kind,
@@ -141,34 +148,6 @@ class _Update:
     update: SparseUpdate
     signature: bytes
     digest: bytes
-
-
-def _field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> Any:
-    """Return ``fields[key]`` if it is a ``kind``; raise ``MalformedMessageError`` otherwise.
-
-    ``bool`` is never taken for ``int``, and ``bytes`` is never built from a number (a
-    hostile ``bytes(10**12)`` would allocate a terabyte).
-    """
-    if key not in fields:
-        raise MalformedMessageError(server_round, sender, f"field {key!r} is missing")
-    value = fields[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MalformedMessageError(
-            server_round, sender, f"field {key!r} must be {kind.__name__}, got {value!r:.80}"
-        )
-    return value
-
-
-def _list_field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> list:
-    """Return ``fields[key]`` if it is a list of ``kind`` (missing: empty list)."""
-    value = fields.get(key, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, kind) and not (kind is int and isinstance(v, bool)) for v in value
-    ):
-        raise MalformedMessageError(
-            server_round, sender, f"field {key!r} must be a list of {kind.__name__}"
-        )
-    return value
 
 
 def _checked_metrics(
@@ -483,7 +462,7 @@ class SecCL(Strategy):
         fields = reply.content.config_records.get(SECCL_KEY)
         if fields is None:
             raise MalformedMessageError(server_round, sender, f"no {SECCL_KEY!r} ConfigRecord")
-        if claim is not None and _field(server_round, sender, fields, claim, str) != sender:
+        if claim is not None and typed_field(server_round, sender, fields, claim, str) != sender:
             raise MalformedMessageError(server_round, sender, f"claims to be {fields[claim]}")
         return fields
 
@@ -505,7 +484,7 @@ class SecCL(Strategy):
             )
         except (EncodingError, SparseUpdateError) as exc:
             raise MalformedMessageError(server_round, author, str(exc)) from exc
-        signature = _field(server_round, author, fields, "signature", bytes)
+        signature = typed_field(server_round, author, fields, "signature", bytes)
         with self._chain_timer():
             try:
                 digest = verify_message(
@@ -555,7 +534,7 @@ class SecCL(Strategy):
                 metrics = dict(
                     _checked_metrics(server_round, author, reply.content, self.weighted_by_key)
                 )
-                signature = _field(server_round, author, fields, "signature", bytes)
+                signature = typed_field(server_round, author, fields, "signature", bytes)
                 with self._chain_timer():
                     try:
                         digest = verify_message(
@@ -723,9 +702,9 @@ class SecCL(Strategy):
         if evaluator not in self.participants.values():
             raise MalformedMessageError(server_round, evaluator, "unknown node")
         fields = self._seccl_fields(server_round, evaluator, reply, claim="evaluator")
-        peers = _list_field(server_round, evaluator, fields, "peers", str)
-        scores = _list_field(server_round, evaluator, fields, "scores", int)
-        _list_field(server_round, evaluator, fields, "rejected", str)
+        peers = typed_list_field(server_round, evaluator, fields, "peers", str)
+        scores = typed_list_field(server_round, evaluator, fields, "scores", int)
+        typed_list_field(server_round, evaluator, fields, "rejected", str)
         if len(peers) != len(scores) or len(set(peers)) != len(peers):
             raise MalformedMessageError(server_round, evaluator, "peers and scores do not match")
         if evaluator in peers or not set(peers) <= set(self._updates):
@@ -734,7 +713,7 @@ class SecCL(Strategy):
             raise MalformedMessageError(
                 server_round, evaluator, f"score out of range [0, {MAX_SCORE}]"
             )
-        signature = _field(server_round, evaluator, fields, "signature", bytes)
+        signature = typed_field(server_round, evaluator, fields, "signature", bytes)
         with self._chain_timer():
             try:
                 verify_typed(
