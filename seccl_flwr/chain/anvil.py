@@ -6,15 +6,15 @@ in order, at ``$SECCL_ANVIL``, on ``PATH``, or in the npm package
 """
 
 import glob
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from .connection import connect
+from .errors import ChainUnreachableError
 from .rpc_server import free_loopback_url
 
 _NODE_MODULES = Path(__file__).resolve().parents[2] / "contracts" / "node_modules"
@@ -40,17 +40,12 @@ def anvil_command() -> list[str] | None:
     return None
 
 
-def chain_id_at(url: str, timeout: float = 1.0) -> int | None:
-    """Return the chain id a JSON-RPC endpoint reports, or ``None`` if it does not answer."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
+def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(json.loads(response.read())["result"], 16)
-    except (OSError, ValueError, KeyError):
-        return None
+        connect(url, timeout=1.0)
+    except ChainUnreachableError:
+        return False
+    return True
 
 
 class AnvilNode:
@@ -103,7 +98,7 @@ class AnvilNode:
         self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while chain_id_at(self.url) is None:
+        while not _answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
