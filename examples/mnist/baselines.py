@@ -56,14 +56,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
                 reasons.setdefault(strategy, []).append(f"ε={s.attack_fraction} ({reason})")
             elif s.attack_fraction == shown:
                 run = results[s]
-                right.plot(
-                    [r["round"] for r in run],
-                    [r["test_accuracy"] for r in run],
-                    "o-",
-                    ms=3,
-                    label=strategy,
-                    **style,
-                )
+                ex.plot_accuracy(right, run, strategy, **style)
     left.set_xlabel("ε (fraction of label flippers)")
     left.set_ylabel(f"test accuracy after round {args.rounds}")
     left.set_ylim(0, 1)

@@ -63,14 +63,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
                 if s.strategy == CENTRALIZED
                 else f"λ={s.candidate_fraction}"
             )
-            ax.plot(
-                [r["round"] for r in run],
-                [r["test_accuracy"] for r in run],
-                "--" if s.strategy == CENTRALIZED else "o-",
-                ms=3,
-                label=label,
-                **style,
-            )
+            ex.plot_accuracy(ax, run, label, "--" if s.strategy == CENTRALIZED else "o-", **style)
             table.append(_table_row(s, run, central, args.rounds))
         ax.axhline(ex.PAPER_BASELINE, ls=":", color="gray", label="paper's baseline (full MNIST)")
         ex.accuracy_axes(ax, args.rounds)

@@ -56,13 +56,7 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
     table = []
     for s in chosen:
         run = results[s]
-        ax.plot(
-            [r["round"] for r in run],
-            [r["test_accuracy"] for r in run],
-            "o-",
-            ms=3,
-            label=f"ε={s.attack_fraction} ({s.attackers} attackers)",
-        )
+        ex.plot_accuracy(ax, run, f"ε={s.attack_fraction} ({s.attackers} attackers)")
         table.append(_table_row(s, run, ex.attack_start(chosen)))
     start = ex.attack_start(chosen)
     ax.axvline(start - 0.5, color="red", ls=":", label=f"attack starts (round {start})")

@@ -490,6 +490,12 @@ def save_figure(fig, path: Path, title: str, note: str) -> Path:
     return path
 
 
+def plot_accuracy(ax, run: Sequence[dict[str, Any]], label: str, fmt: str = "o-", **style) -> None:
+    """Plot a run's held-out test accuracy per round."""
+    rounds = [r["round"] for r in run]
+    ax.plot(rounds, [r["test_accuracy"] for r in run], fmt, ms=3, label=label, **style)
+
+
 def accuracy_axes(ax, rounds: int, ylim: tuple[float, float] = (0.0, 1.0)) -> None:
     """Label an accuracy-per-round axis."""
     ax.set_xlabel("round")
