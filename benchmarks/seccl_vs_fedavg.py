@@ -288,6 +288,7 @@ def run_seccl(
     work: Workload,
     chain: str = EMBEDDED,
     profile: cProfile.Profile | None = None,
+    gas_limit: int | None = None,
 ) -> Outcome:
     """Run SecCL on the digits clients; return timings.
 
@@ -306,6 +307,7 @@ def run_seccl(
         chain_url=url if chain == EMBEDDED else None,
         min_available_nodes=num_clients,
         run_label=f"bench-{num_clients}-{work.seed}-{time.time_ns()}",
+        gas_limit=gas_limit,
     )
     METER.reset()
     start = time.perf_counter()
@@ -379,15 +381,23 @@ def row_of(
     return row
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], gas_limit: int | None = None) -> None:
     """Print the comparison, one block per client count."""
     print()
     print("Data:", digits.DATA_NOTE)
     print("Model: DigitsNet (small CNN, optional hidden layer: 'model' = parameters/local")
     print("epochs), SGD lr 0.05, batch 32; all nodes sampled every round.")
     print("SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
-    print("(eth-tester/py-evm over loopback HTTP) or anvil (native node). Times are means per")
-    print("round, in seconds.")
+    print("(eth-tester/py-evm over loopback HTTP) or anvil (native node); gas limit of the")
+    print(
+        "server's transactions: "
+        + (
+            "estimated by the node (the embedded chain: 90% of its block limit)"
+            if gas_limit is None
+            else f"fixed at {gas_limit:,} (--gas-limit), no estimate"
+        )
+        + ". Times are means per round, in seconds."
+    )
     print()
     head = (
         f"{'model':>9} {'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10}"
@@ -474,6 +484,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         choices=[EMBEDDED, "anvil"],
         help="chains to run SecCL on (default: embedded, plus anvil when it is installed)",
     )
+    parser.add_argument(
+        "--gas-limit",
+        type=int,
+        help="SecCL's gas_limit: a fixed limit for every server transaction instead of "
+        "the node's estimate",
+    )
     parser.add_argument("--out", help="write the rows to this CSV file")
     parser.add_argument("--quick", action="store_true", help="1 round at 5 clients")
     parser.add_argument("--profile", help="cProfile SecCL runs into this .pstats file")
@@ -503,10 +519,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{tag} FedAvg done in {fedavg.wall:.2f}s", flush=True)
                 for chain in args.chain:
                     print(f"{tag} SecCL on {chain}, {args.rounds} rounds ...", flush=True)
-                    seccl = run_seccl(n, args.rounds, work, urls[chain], profile)
+                    seccl = run_seccl(n, args.rounds, work, urls[chain], profile, args.gas_limit)
                     print(f"{tag} SecCL on {chain} done in {seccl.wall:.2f}s", flush=True)
                     rows.append(row_of(chain, n, work, fedavg, seccl))
-    print_table(rows)
+    print_table(rows, args.gas_limit)
     if args.out:
         write_csv(rows, args.out)
         print(f"\nrows written to {args.out}")

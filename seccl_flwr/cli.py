@@ -73,6 +73,7 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         chain_url=chain_url if args.chain == EMBEDDED else None,
         run_label=run_label,
         store=args.store,
+        gas_limit=args.gas_limit,
     )
     started = time.monotonic()
     holder: list[SecCLResult] = []
@@ -205,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--share-fraction", type=float, default=0.2)
     sim.add_argument("--dataset", choices=["digits"], default="digits")
     sim.add_argument("--chain", default=EMBEDDED, help="'embedded' or a JSON-RPC URL")
+    sim.add_argument(
+        "--gas-limit",
+        type=int,
+        default=None,
+        help="gas limit of every server transaction (default: estimated by the node); "
+        "saves the estimate on a private chain",
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--lr", type=float, default=0.1)
     sim.add_argument("--local-epochs", type=int, default=2)

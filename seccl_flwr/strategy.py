@@ -230,6 +230,13 @@ class SecCL(Strategy):
         evaluation metrics), each stored before the transaction that anchors it. A
         path is a :class:`~seccl_flwr.store.DirectoryStore` (the run directory).
         ``seccl-flwr audit`` re-verifies a run from the chain and this store.
+    gas_limit : int | None (default: None)
+        Gas limit of every server transaction. ``None`` asks the node for an
+        estimate of each; an integer skips the estimate (after a revert-checking
+        ``eth_call``), which saves the node's binary search, about 0.1 s per round
+        on anvil at 20 clients. Use it on a private chain whose server account can
+        cover ``gas_limit`` x gas price; it must exceed the largest transaction
+        (a ballot batch of 25 at ``n`` = 100 needs about 13 M gas).
     """
 
     def __init__(  # noqa: PLR0913 - mirrors Flower's strategies
@@ -249,6 +256,7 @@ class SecCL(Strategy):
         per_tensor: bool = False,
         weighted_by_key: str = "num-examples",
         store: MessageStore | str | os.PathLike | None = None,
+        gas_limit: int | None = None,
     ) -> None:
         if not 0.0 < candidate_fraction <= 1.0:
             raise ValueError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
@@ -259,6 +267,8 @@ class SecCL(Strategy):
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if gas_limit is not None and gas_limit <= 0:
+            raise ValueError(f"gas_limit must be positive, got {gas_limit}")
         self.candidate_fraction = candidate_fraction
         self.share_fraction = share_fraction
         self.fraction_train = fraction_train
@@ -274,6 +284,7 @@ class SecCL(Strategy):
         self.per_tensor = per_tensor
         self.weighted_by_key = weighted_by_key
         self.store = open_store(store)
+        self.gas_limit = gas_limit
         self.csc: CandidateSelection | None = None
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
@@ -293,9 +304,10 @@ class SecCL(Strategy):
         )
         log(
             INFO,
-            "\t│\t└── Chain: %s%s",
+            "\t│\t└── Chain: %s%s (gas limit: %s)",
             self.chain,
             f" served at {self.chain_url}" if self.chain == EMBEDDED and self.chain_url else "",
+            "estimated" if self.gas_limit is None else f"{self.gas_limit:,}",
         )
         log(INFO, "\t└──> Sampling:")
         log(
@@ -811,7 +823,9 @@ class SecCL(Strategy):
         run_id = keccak(text=self.run_label)
         resume = ResumePoint()
         if self.contract_address:
-            self.csc = CandidateSelection.attach(w3, self.contract_address, server)
+            self.csc = CandidateSelection.attach(
+                w3, self.contract_address, server, gas_limit=self.gas_limit
+            )
             resume = self._attach_run(server.address)
         else:
             self.csc, _ = CandidateSelection.deploy(
@@ -820,6 +834,7 @@ class SecCL(Strategy):
                 run_id,
                 addresses,
                 num_candidates_for(self.candidate_fraction, len(addresses)),
+                gas_limit=self.gas_limit,
             )
         log(
             INFO,

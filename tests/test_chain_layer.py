@@ -161,13 +161,15 @@ def test_revert_over_http_is_a_code_3_error_with_data(server):
     assert answer["error"]["data"].startswith("0x") and len(answer["error"]["data"]) == 2 + 8 + 64
 
 
-def _revert_via(w3: Web3, owner) -> dict[str, tuple[str, dict]]:
+def _revert_via(w3: Web3, owner, gas_limit: int | None = None) -> dict[str, tuple[str, dict]]:
     participants = [a.address for a in fresh_accounts(3)]
     seen: dict[str, tuple[str, dict]] = {}
     with pytest.raises(ContractRevertError) as info:
-        CandidateSelection.deploy(w3, owner, RUN_ID, [participants[0], participants[0]], 1)
+        CandidateSelection.deploy(
+            w3, owner, RUN_ID, [participants[0], participants[0]], 1, gas_limit=gas_limit
+        )
     seen["deploy"] = (info.value.error_name, info.value.error_args)
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2)
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2, gas_limit=gas_limit)
     with pytest.raises(ContractRevertError) as info:
         csc.elect(1)
     seen["elect"] = (info.value.error_name, info.value.error_args)
@@ -199,6 +201,37 @@ def test_web3_over_http_deploys_calls_and_sees_named_reverts_like_in_process(ser
     assert over_http["elect"] == ("NoUpdates", {"round": 1})
     assert over_http["wrong-round"] == ("WrongRound", {"round": 2, "expected": 1})
     assert over_http["view"] == ("NotElected", {"round": 1})
+
+
+@pytest.mark.parametrize("gas_limit", [None, 8_000_000], ids=["estimated", "fixed"])
+def test_transactions_on_anvil_name_reverts_and_use_the_gas_limit_asked_for(anvil_url, gas_limit):
+    """On a real node, both gas modes (eth_estimateGas, or a fixed limit after an
+    eth_call preflight) name every revert as in-process, and nothing reverted is sent."""
+    w3 = connect(anvil_url)
+    owner = fresh_accounts(1)[0]
+    ensure_funded(w3, owner)
+    nonce = w3.eth.get_transaction_count(owner.address)
+    seen = _revert_via(w3, owner, gas_limit)
+    assert seen["deploy"][0] == "DuplicateParticipant" and seen["duplicate"][0]
+    assert seen["elect"] == ("NoUpdates", {"round": 1})
+    assert seen["wrong-round"] == ("WrongRound", {"round": 2, "expected": 1})
+    # only the good deployment was sent: the reverting ones stopped at the preflight
+    assert w3.eth.get_transaction_count(owner.address) == nonce + 1
+    csc, info = CandidateSelection.deploy(
+        w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1, gas_limit=gas_limit
+    )
+    tx = w3.eth.get_transaction(info.tx_hash)
+    if gas_limit is None:
+        assert info.gas_used <= tx["gas"] < 2 * info.gas_used  # an estimate, not a bound
+    else:
+        assert tx["gas"] == gas_limit
+    assert csc.gas_limit == gas_limit
+
+
+@pytest.mark.parametrize("gas_limit", [0, -1])
+def test_a_gas_limit_that_is_not_positive_is_rejected(gas_limit):
+    with pytest.raises(ValueError, match="gas_limit must be positive"):
+        CandidateSelection(connect("embedded"), "0x" + "11" * 20, gas_limit=gas_limit)
 
 
 _READER = """

@@ -31,11 +31,17 @@ def test_cli_simulate_with_flowers_simulation_engine(tmp_path, capsys):
 
 
 @pytest.mark.anvil
-def test_seccl_round_trip_against_anvil(anvil_url):
+@pytest.mark.parametrize("gas_limit", [None, 12_000_000], ids=["estimated-gas", "fixed-gas"])
+def test_seccl_round_trip_against_anvil(anvil_url, gas_limit):
     """Server and clients talk to anvil; every anchor is on the real node."""
     run_config = {"seccl-key-seed": 5, "seccl-chain-url": anvil_url, "seed": 0, "lr": 0.1}
     grid = InProcessGrid(digits.app, 4, run_config=run_config)
-    strategy = SecCL(chain=anvil_url, candidate_fraction=0.5, run_label="anvil-e2e")
+    strategy = SecCL(
+        chain=anvil_url,
+        candidate_fraction=0.5,
+        run_label=f"anvil-e2e-{gas_limit}",
+        gas_limit=gas_limit,
+    )
     result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=2)
     csc = strategy.csc
     assert result.chain_id == 31337  # anvil's default chain id
@@ -46,3 +52,12 @@ def test_seccl_round_trip_against_anvil(anvil_url):
         assert len(record.candidates) == 2
         owner = csc.owner()
         assert csc.anchor_of(record.round, Kind.GLOBAL_MODEL, owner) != b"\0" * 32
+        sent = [
+            csc.w3.eth.get_transaction(tx)["gas"]
+            for hashes in record.transactions.values()
+            for tx in hashes
+        ]
+        if gas_limit is None:
+            assert len(set(sent)) > 1  # estimated per transaction
+        else:
+            assert sent and set(sent) == {gas_limit}
