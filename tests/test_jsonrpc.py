@@ -1,0 +1,100 @@
+"""The bare JSON-RPC reader: answers, and a clear error for every way a node fails."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from seccl_flwr.chain.errors import ChainError, ChainUnreachableError
+from seccl_flwr.chain.jsonrpc import JsonRpcHttp
+from seccl_flwr.chain.rpc_server import free_loopback_url
+
+
+def _node(reply):
+    """Serve ``reply(request) -> (status, body bytes)`` on a loopback port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, body = reply(request)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def node():
+    servers = []
+
+    def start(reply):
+        server, url = _node(reply)
+        servers.append(server)
+        return url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def _echo(request):
+    answer = {"jsonrpc": "2.0", "id": request["id"], "result": request["params"]}
+    return 200, json.dumps(answer).encode()
+
+
+def test_answers_are_matched_to_their_request_on_one_kept_alive_connection(node):
+    rpc = JsonRpcHttp(node(_echo))
+    for i in range(5):
+        assert rpc.request("eth_call", [i])["result"] == [i]
+
+
+def test_a_json_rpc_error_is_returned_for_the_caller_to_name(node):
+    def revert(request):
+        error = {"code": 3, "message": "execution reverted", "data": "0x12345678"}
+        return 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode()
+
+    assert JsonRpcHttp(node(revert)).request("eth_call", [])["error"]["data"] == "0x12345678"
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (lambda r: (503, b"busy"), "HTTP 503"),
+        (lambda r: (200, b"<html>proxy</html>"), "not JSON"),
+        (lambda r: (200, json.dumps({"id": r["id"] + 1, "result": 1}).encode()), "request"),
+        (lambda r: (200, b"[1, 2]"), "not a JSON-RPC answer"),
+    ],
+    ids=["http-error", "not-json", "wrong-id", "not-an-object"],
+)
+def test_an_answer_that_is_not_json_rpc_is_a_chain_error(node, reply, message):
+    with pytest.raises(ChainError, match=message):
+        JsonRpcHttp(node(reply)).request("eth_blockNumber", [])
+
+
+def test_a_node_that_is_down_is_unreachable_not_a_hang():
+    url = free_loopback_url()  # nothing listens there
+    with pytest.raises(ChainUnreachableError, match=url):
+        JsonRpcHttp(url, timeout=2.0).request("eth_blockNumber", [])
+
+
+def test_a_node_that_does_not_answer_in_time_is_unreachable(node):
+    gate = threading.Event()
+
+    def stall(request):
+        gate.wait(5)
+        return _echo(request)
+
+    url = node(stall)
+    try:
+        with pytest.raises(ChainUnreachableError, match="does not answer"):
+            JsonRpcHttp(url, timeout=0.3).request("eth_blockNumber", [])
+    finally:
+        gate.set()
