@@ -16,7 +16,7 @@ What is counted as "chain + hash + sign" (the protocol's security overhead):
 * clients: time inside the SecCL client handlers spent in chain reads over HTTP
   (``CandidateSelection`` views and attach/connect) and in hashing, signing and
   signature verification (``message_digest``, ``sign_message``,
-  ``message_typed``, ``verify_typed``, ``ballot_typed_data``,
+  ``message_typed``, ``verify_digest``, ``ballot_typed_data``,
   ``sign_typed``, ``typed_digest``).
 
 Training, scoring (the cross-evaluation inference) and evaluation are timed in the
@@ -66,7 +66,7 @@ _CRYPTO_FUNCTIONS = (
     "message_digest",
     "sign_message",
     "message_typed",
-    "verify_typed",
+    "verify_digest",
     "ballot_typed_data",
     "sign_typed",
     "typed_digest",

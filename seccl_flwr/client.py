@@ -63,7 +63,7 @@ from .protocol.eip712 import (
     ballot_typed_data,
     sign_typed,
     typed_digest,
-    verify_typed,
+    verify_digest,
 )
 from .protocol.encoding import EncodingError, metrics_to_arrays
 from .protocol.sparse import (
@@ -347,7 +347,7 @@ def verify_peer_update(
             f"update digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
     try:
-        verify_typed(typed, signature, author)
+        verify_digest(digest, signature, author)
     except SignatureError as exc:
         raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
     return update

@@ -25,7 +25,7 @@ from .protocol.eip712 import (
     message_typed_data,
     sign_typed,
     typed_digest,
-    verify_typed,
+    verify_digest,
 )
 from .protocol.encoding import ALLOWED_DTYPES, EncodingError, payload_hash
 
@@ -168,9 +168,9 @@ def verify_message(
     SignatureError
         If the signature is malformed or made by someone else.
     """
-    typed = message_typed(binding, round_, kind, author, arrays)
-    verify_typed(typed, signature, author)
-    return typed_digest(typed)
+    digest = message_digest(binding, round_, kind, author, arrays)
+    verify_digest(digest, signature, author)
+    return digest
 
 
 def _is_kind(value: Any, kind: type) -> bool:

@@ -17,10 +17,12 @@ from seccl_flwr.protocol.eip712 import (
     SignatureError,
     ballot_typed_data,
     message_typed_data,
+    recover_digest,
     recover_typed,
     run_id_from_label,
     sign_typed,
     typed_digest,
+    verify_digest,
     verify_typed,
 )
 
@@ -48,15 +50,21 @@ def test_sign_verify_round_trip(make):
     signature = sign_typed(ALICE.key, typed)
     assert isinstance(signature, bytes) and len(signature) == 65
     assert recover_typed(typed, signature) == ALICE.address
+    assert recover_digest(typed_digest(typed), signature) == bytes.fromhex(ALICE.address[2:])
     verify_typed(typed, signature, ALICE.address)
     verify_typed(typed, signature, ALICE.address.lower())  # any address spelling
+    verify_digest(typed_digest(typed), signature, ALICE.address.lower())
 
 
 @pytest.mark.parametrize("make", [message, ballot], ids=["Message", "Ballot"])
 def test_wrong_signer_is_rejected(make):
     typed = make()
-    with pytest.raises(SignatureError, match="recovers to"):
+    with pytest.raises(
+        SignatureError, match=f"recovers to {BOB.address}, expected {ALICE.address}"
+    ):
         verify_typed(typed, sign_typed(BOB.key, typed), ALICE.address)
+    with pytest.raises(SignatureError, match="recovers to"):
+        verify_digest(typed_digest(typed), sign_typed(BOB.key, typed), ALICE.address)
 
 
 def test_signing_is_deterministic():

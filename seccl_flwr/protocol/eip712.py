@@ -257,8 +257,8 @@ def sign_typed(private_key: bytes | str, typed_data: dict[str, Any]) -> bytes:
     return signature[:64] + bytes([signature[64] + 27])
 
 
-def recover_typed(typed_data: dict[str, Any], signature: bytes) -> str:
-    """Return the address that signed ``typed_data``.
+def recover_digest(digest: bytes, signature: bytes) -> bytes:
+    """Return the 20-byte address whose key signed the 32-byte ``digest``.
 
     Only the canonical form the contract accepts is taken: 65 bytes, low ``s``
     (at most secp256k1n / 2) and ``v`` in {27, 28}. A signature the contract would
@@ -276,14 +276,40 @@ def recover_typed(typed_data: dict[str, Any], signature: bytes) -> str:
         raise SignatureError("signature has a high s value (malleable form)")
     if signature[64] not in (27, 28):
         raise SignatureError(f"signature recovery id v must be 27 or 28, got {signature[64]}")
-    digest = typed_digest(typed_data)
     try:
         public_key = PublicKey.from_signature_and_message(
             bytes(signature[:64]) + bytes([signature[64] - 27]), digest, hasher=None
         )
     except Exception as exc:  # coincurve raises ValueError or Exception for bad r, s
         raise SignatureError(f"malformed signature: {exc}") from exc
-    return to_checksum_address(keccak(public_key.format(compressed=False)[1:])[-20:])
+    return keccak(public_key.format(compressed=False)[1:])[-20:]
+
+
+def recover_typed(typed_data: dict[str, Any], signature: bytes) -> str:
+    """Return the (checksummed) address that signed ``typed_data``.
+
+    Raises
+    ------
+    SignatureError
+        As :func:`recover_digest`.
+    """
+    return to_checksum_address(recover_digest(typed_digest(typed_data), signature))
+
+
+def verify_digest(digest: bytes, signature: bytes, signer: str) -> None:
+    """Check that ``signature`` over the EIP-712 ``digest`` was made by ``signer``.
+
+    Raises
+    ------
+    SignatureError
+        If the signature is malformed or recovers to another address.
+    """
+    recovered = recover_digest(digest, signature)
+    if recovered != to_canonical_address(signer):
+        raise SignatureError(
+            f"signature recovers to {to_checksum_address(recovered)}, "
+            f"expected {to_checksum_address(signer)}"
+        )
 
 
 def verify_typed(typed_data: dict[str, Any], signature: bytes, signer: str) -> None:
@@ -294,8 +320,4 @@ def verify_typed(typed_data: dict[str, Any], signature: bytes, signer: str) -> N
     SignatureError
         If the signature is malformed or recovers to another address.
     """
-    recovered = recover_typed(typed_data, signature)
-    if recovered != to_checksum_address(signer):
-        raise SignatureError(
-            f"signature recovers to {recovered}, expected {to_checksum_address(signer)}"
-        )
+    verify_digest(typed_digest(typed_data), signature, signer)
