@@ -372,10 +372,11 @@ def handle_cross_evaluate(
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, rejected, verified = [], [], [], {}
     anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
+    records = msg.content.array_records  # Flower builds this view anew on each access
     for author, signature in zip(authors, signatures, strict=True):
         if author == ctx.account.address:
             continue
-        record = msg.content.array_records.get(f"update.{author}")
+        record = records.get(f"update.{author}")
         try:
             if record is None:
                 raise MalformedMessageError(ctx.round, author, "update missing from message")
