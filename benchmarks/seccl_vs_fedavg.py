@@ -41,6 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ from seccl_flwr.report import write_csv
 from seccl_flwr.strategy import PHASES, SecCL
 from seccl_flwr.torch_task import load_arrays, predict
 
+TASKS = ("digits", "mnist")
 CHAIN_READ = "chain-read"
 CRYPTO = "hash-sign-verify"
 WORK = {"train": 0, "score": 1, "evaluate": 2}
@@ -147,15 +149,19 @@ class MeteredGrid(InProcessGrid):
 
 
 @contextlib.contextmanager
-def instrumented() -> Iterator[None]:
-    """Time client-side chain reads, crypto and the client functions (then undo)."""
+def instrumented(modules: tuple = (digits,)) -> Iterator[None]:
+    """Time client-side chain reads, crypto and the client functions (then undo).
+
+    ``modules`` are the task modules whose ``client_functions(context)`` the apps
+    look up at call time (their ClientApps call it through a lambda).
+    """
     saved_client = {name: getattr(seccl_client, name) for name in (*_CRYPTO_FUNCTIONS, "connect")}
     saved_csc = {
         "_view": CandidateSelection.__dict__["_view"],
         "anchors_of": CandidateSelection.__dict__["anchors_of"],
         "attach": CandidateSelection.__dict__["attach"],
     }
-    saved_functions = digits.client_functions
+    saved_functions = {module: module.client_functions for module in modules}
     try:
         for name in _CRYPTO_FUNCTIONS:
             setattr(seccl_client, name, METER.wrap(CRYPTO, saved_client[name]))
@@ -167,20 +173,26 @@ def instrumented() -> Iterator[None]:
         )
         wrapped: dict[int, tuple] = {}
 
-        def client_functions(context):
-            fns = saved_functions(context)
-            if id(fns) not in wrapped:
-                wrapped[id(fns)] = (fns, tuple(METER.wrap(k, fns[i]) for k, i in WORK.items()))
-            return wrapped[id(fns)][1]
+        def metered(original: Callable) -> Callable:
+            def client_functions(context):
+                fns = original(context)
+                if id(fns) not in wrapped:
+                    timed = tuple(METER.wrap(k, fns[i]) for k, i in WORK.items())
+                    wrapped[id(fns)] = (fns, timed)
+                return wrapped[id(fns)][1]
 
-        digits.client_functions = client_functions
+            return client_functions
+
+        for module, original in saved_functions.items():
+            module.client_functions = metered(original)
         yield
     finally:
         for name, fn in saved_client.items():
             setattr(seccl_client, name, fn)
         for name, fn in saved_csc.items():
             setattr(CandidateSelection, name, fn)
-        digits.client_functions = saved_functions
+        for module, original in saved_functions.items():
+            module.client_functions = original
 
 
 # ------------------------------------------------------------------------- runs
@@ -198,52 +210,111 @@ class Outcome:
     gas: float = 0.0
 
 
+MNIST_APP = Path(__file__).resolve().parents[1] / "examples" / "mnist"
+"""The MNIST Flower app (``examples/mnist``): its model, data and ClientApps."""
+
+
+@functools.cache
+def mnist_modules():
+    """Import the MNIST example's ``client_app`` and ``task`` modules."""
+    if str(MNIST_APP) not in sys.path:
+        sys.path.insert(0, str(MNIST_APP))
+    from mnist_seccl import client_app, task
+
+    return client_app, task
+
+
 @dataclass(frozen=True)
 class Workload:
-    """What every client computes: the model size and the local epochs."""
+    """What every client computes: the task, the model size and the local epochs.
 
+    ``digits``: :mod:`seccl_flwr.apps.digits` (8x8 digits, 1.4k-parameter CNN, or
+    570k with ``hidden=4096``), about 70 training images per client at 20 clients.
+    ``mnist``: the MNIST example app (the paper's 10.9k-parameter CNN, lr 0.02,
+    batch 32) on the 8,000 pool digits, 400 per client at 20 clients; its
+    ``reproduce.py`` uses the same settings.
+    """
+
+    task: str = "digits"
     seed: int = 0
     hidden: int = 0
     local_epochs: int = 1
 
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
+        if self.task != "digits" and self.hidden:
+            raise ValueError("hidden applies to the digits task only")
+
+    @property
+    def module(self):
+        """The task module whose ``client_functions`` and ``app`` the runs use."""
+        return digits if self.task == "digits" else mnist_modules()[0]
+
+    @property
+    def fedavg_app(self):
+        """Flower's plain ClientApp on the same client functions."""
+        return digits_fedavg.app if self.task == "digits" else mnist_modules()[0].flower_app
+
     def run_config(self, **extra) -> dict:
-        """Return the run config of the digits app for this workload."""
-        return {
-            "seed": self.seed,
-            "hidden": self.hidden,
-            "local-epochs": self.local_epochs,
-            **extra,
-        }
+        """Return the app's run config for this workload."""
+        config = {"seed": self.seed, "local-epochs": self.local_epochs}
+        if self.task == "digits":
+            config["hidden"] = self.hidden
+        else:
+            config["data-source"] = "idx"
+        return {**config, **extra}
+
+    def model(self, seed: int) -> torch.nn.Module:
+        """Return the task's model, initialised for ``seed``."""
+        if self.task == "digits":
+            return digits.initial_model(seed, self.hidden)
+        return mnist_modules()[1].initial_model(seed)
 
     def initial_arrays(self) -> ArrayRecord:
         """Return the initial global model."""
-        return ArrayRecord(digits.initial_model(self.seed, self.hidden).state_dict())
+        return ArrayRecord(self.model(self.seed).state_dict())
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the held-out test set (no participant holds it)."""
+        if self.task == "digits":
+            return digits.test_set(self.seed)
+        task = mnist_modules()[1]
+        return task.test_tensors(task.data_from_config(self.run_config()))
+
+    @property
+    def data_note(self) -> str:
+        """Which data the workload used."""
+        if self.task == "digits":
+            return digits.DATA_NOTE
+        task = mnist_modules()[1]
+        return task.data_from_config(self.run_config()).note
 
     @property
     def name(self) -> str:
         """Short label for tables."""
-        params = sum(p.numel() for p in digits.DigitsNet(self.hidden).parameters())
-        return f"{params / 1e3:.0f}k/{self.local_epochs}ep"
+        params = sum(p.numel() for p in self.model(0).parameters())
+        return f"{self.task} {params / 1e3:.0f}k/{self.local_epochs}ep"
 
 
 def test_accuracy(arrays: ArrayRecord, work: Workload) -> float:
     """Accuracy of the final global model on the held-out test set."""
-    model = digits.initial_model(work.seed, work.hidden)
+    model = work.model(work.seed)
     load_arrays(model, arrays_of(arrays))
-    x, y = digits.test_set(work.seed)
+    x, y = work.test_set()
     return float((predict(model, x).argmax(1) == y).float().mean())
 
 
 def warm_up(num_clients: int, work: Workload) -> None:
     """Build every partition and run one forward pass before anything is timed."""
-    grid = InProcessGrid(digits.app, num_clients, run_config=work.run_config())
-    model = digits.initial_model(work.seed, work.hidden)
+    grid = InProcessGrid(work.module.app, num_clients, run_config=work.run_config())
+    model = work.model(work.seed)
     arrays = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     for context in grid.contexts.values():
-        digits.client_functions(context)[2](arrays)
+        work.module.client_functions(context)[2](arrays)
     # first backward pass / optimizer step pays one-off set-up: not on a timed run
-    scratch = digits.initial_model(work.seed + 1, work.hidden)
-    x, y = digits.test_set(work.seed)
+    scratch = work.model(work.seed + 1)
+    x, y = work.test_set()
     loss = torch.nn.functional.cross_entropy(scratch(x[:32]), y[:32])
     loss.backward()
     torch.optim.SGD(scratch.parameters(), lr=0.05).step()
@@ -267,7 +338,7 @@ def client_summary(rounds: int) -> dict[str, float]:
 
 def run_fedavg(num_clients: int, rounds: int, work: Workload) -> Outcome:
     """Run Flower's FedAvg on the digits clients; return its timings."""
-    grid = MeteredGrid(digits_fedavg.app, num_clients, run_config=work.run_config())
+    grid = MeteredGrid(work.fedavg_app, num_clients, run_config=work.run_config())
     strategy = FedAvg(min_available_nodes=num_clients)
     METER.reset()
     start = time.perf_counter()
@@ -296,7 +367,7 @@ def run_seccl(
     """
     url = free_loopback_url() if chain == EMBEDDED else chain
     grid = MeteredGrid(
-        digits.app,
+        work.module.app,
         num_clients,
         run_config=work.run_config(**{"seccl-key-seed": work.seed + 7, "seccl-chain-url": url}),
     )
@@ -381,12 +452,15 @@ def row_of(
     return row
 
 
-def print_table(rows: list[dict], gas_limit: int | None = None) -> None:
+def print_table(
+    rows: list[dict], gas_limit: int | None = None, workloads: tuple[Workload, ...] = ()
+) -> None:
     """Print the comparison, one block per client count."""
     print()
-    print("Data:", digits.DATA_NOTE)
-    print("Model: DigitsNet (small CNN, optional hidden layer: 'model' = parameters/local")
-    print("epochs), SGD lr 0.05, batch 32; all nodes sampled every round.")
+    for work in workloads:
+        print(f"Data ({work.name}): {work.data_note}")
+    print("Models ('model' = task parameters/local epochs): digits - DigitsNet, SGD lr 0.05;")
+    print("mnist - the paper's CNN, SGD lr 0.02; batch 32, all nodes sampled every round.")
     print("SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
     print("(eth-tester/py-evm over loopback HTTP) or anvil (native node); gas limit of the")
     print(
@@ -400,7 +474,7 @@ def print_table(rows: list[dict], gas_limit: int | None = None) -> None:
     )
     print()
     head = (
-        f"{'model':>9} {'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10}"
+        f"{'model':>16} {'chain':>8} {'clients':>7} {'FedAvg s/rd':>11} {'SecCL s/rd':>10}"
         f" {'ratio':>6} | "
         + " ".join(f"{p:>9}" for p in ("train", "anchor", "x-eval", "elect", "aggr", "eval"))
         + f" | {'chain+h+s':>9} {'% rd':>6} {'gas/round':>10}"
@@ -409,7 +483,7 @@ def print_table(rows: list[dict], gas_limit: int | None = None) -> None:
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['model']:>9} {r['chain']:>8} {r['clients']:>7} {r['fedavg_s_per_round']:>11.3f}"
+            f"{r['model']:>16} {r['chain']:>8} {r['clients']:>7} {r['fedavg_s_per_round']:>11.3f}"
             f" {r['seccl_s_per_round']:>10.3f} {r['ratio']:>6.2f} | "
             + " ".join(f"{r[f'seccl_{p}_s']:>9.3f}" for p in PHASES)
             + f" | {r['overhead_s']:>9.3f} {r['overhead_pct']:>5.1f}% {r['gas_per_round']:>10,.0f}"
@@ -479,6 +553,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument(
+        "--task",
+        nargs="+",
+        choices=TASKS,
+        default=["digits"],
+        help="client workloads: digits (scikit-learn 8x8 digits) and/or mnist (the "
+        "MNIST example app on the shared MNIST test digits; --hidden does not apply)",
+    )
+    parser.add_argument(
         "--chain",
         nargs="+",
         choices=[EMBEDDED, "anvil"],
@@ -503,10 +585,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     torch.set_num_threads(1)
     profile = cProfile.Profile() if args.profile else None
-    workloads = [Workload(args.seed, hidden, args.local_epochs) for hidden in args.hidden]
+    workloads = [
+        Workload(task, args.seed, hidden if task == "digits" else 0, args.local_epochs)
+        for task in args.task
+        for hidden in (args.hidden if task == "digits" else [0])
+    ]
     rows = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(instrumented())
+        stack.enter_context(instrumented(tuple({w.module: None for w in workloads})))
         urls = {EMBEDDED: EMBEDDED}
         if "anvil" in args.chain:
             urls["anvil"] = stack.enter_context(AnvilNode()).url
@@ -522,7 +608,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     seccl = run_seccl(n, args.rounds, work, urls[chain], profile, args.gas_limit)
                     print(f"{tag} SecCL on {chain} done in {seccl.wall:.2f}s", flush=True)
                     rows.append(row_of(chain, n, work, fedavg, seccl))
-    print_table(rows, args.gas_limit)
+    print_table(rows, args.gas_limit, tuple(workloads))
     if args.out:
         write_csv(rows, args.out)
         print(f"\nrows written to {args.out}")

@@ -7,6 +7,7 @@ run and pays gas), their receipts are awaited, and every revert is raised as a
 custom error and its arguments. Views need no sender.
 """
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -72,6 +73,20 @@ class SignedBallot:
         return (self.evaluator, list(self.peers), list(self.scores), self.signature)
 
 
+@functools.cache
+def _abi_tables() -> tuple[dict, dict[str, list[str]], dict[str, list[str]]]:
+    """Return the artifact's error table and each function's input and output types."""
+    abi = load_artifact()["abi"]
+    functions = [e for e in abi if e.get("type") in ("function", "constructor")]
+    inputs = {e.get("name", "constructor"): [_abi_type(i) for i in e["inputs"]] for e in functions}
+    outputs = {
+        e["name"]: [_abi_type(o) for o in e["outputs"]]
+        for e in functions
+        if e["type"] == "function"
+    }
+    return _error_table(abi), inputs, outputs
+
+
 def _error_table(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[str]]]:
     table = {}
     for entry in abi:
@@ -124,7 +139,6 @@ class CandidateSelection:
         retry: RetryPolicy | None = None,
         gas_limit: int | None = None,
     ):
-        artifact = load_artifact()
         self.retry = retry or RetryPolicy()
         self.w3 = w3
         self.address = to_checksum_address(address) if address is not None else None
@@ -132,17 +146,7 @@ class CandidateSelection:
         if gas_limit is not None and gas_limit <= 0:
             raise ValueError(f"gas_limit must be positive, got {gas_limit}")
         self.gas_limit = gas_limit
-        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
-        self._errors = _error_table(artifact["abi"])
-        functions = [e for e in artifact["abi"] if e.get("type") in ("function", "constructor")]
-        self._outputs = {
-            e["name"]: [_abi_type(o) for o in e["outputs"]]
-            for e in functions
-            if e["type"] == "function"
-        }
-        self._inputs = {
-            e.get("name", "constructor"): [_abi_type(i) for i in e["inputs"]] for e in functions
-        }
+        self._errors, self._inputs, self._outputs = _abi_tables()
         self._chain_id: int | None = None
         self._http = (
             JsonRpcHttp(w3.provider.endpoint_uri, _provider_timeout(w3.provider))
@@ -151,6 +155,14 @@ class CandidateSelection:
         )
         self._binding: RunBinding | None = None
         self._owner: str | None = None
+
+    @functools.cached_property
+    def contract(self) -> Any:
+        """The web3 contract object, built on first use.
+
+        Clients that read over HTTP never need it, and building it costs 2 ms.
+        """
+        return self.w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -193,10 +205,12 @@ class CandidateSelection:
         ContractCodeMismatchError
             If the code is not the packaged artifact's runtime code.
         """
-        address = to_checksum_address(address)
-        code = retrying(
-            lambda: _rpc(lambda: bytes(w3.eth.get_code(address))), RetryPolicy(), "eth_getCode"
-        )
+        csc = cls(w3, address, sender, gas_limit=gas_limit)
+        if csc._http is not None:
+            code = bytes.fromhex(csc._http_result("eth_getCode", [csc.address, "latest"])[2:])
+        else:
+            code = csc._rpc("eth_getCode", lambda: bytes(w3.eth.get_code(csc.address)))
+        address = csc.address
         if not code:
             raise NoContractError(f"no contract code at {address}")
         expected = bytes.fromhex(load_artifact()["deployedBytecode"].removeprefix("0x"))
@@ -205,7 +219,7 @@ class CandidateSelection:
                 f"code at {address} ({len(code)} bytes) is not the CandidateSelection "
                 f"artifact's runtime code ({len(expected)} bytes)"
             )
-        return cls(w3, address, sender, gas_limit=gas_limit)
+        return csc
 
     @property
     def binding(self) -> RunBinding:
@@ -378,14 +392,25 @@ class CandidateSelection:
             "toBlock": "latest",
             "topics": topics,
         }
-        response = self._rpc("Anchored logs", lambda: self._http.request("eth_getLogs", [query]))
-        if response.get("error") is not None:
-            raise ChainError(f"eth_getLogs of Anchored failed: {response['error']}")
+        logs = self._http_result("eth_getLogs", [query])
         return {
             to_checksum_address("0x" + log["topics"][3][-40:]): bytes.fromhex(log["data"][2:])
-            for log in response["result"]
+            for log in logs
             if not log.get("removed", False)
         }
+
+    def _http_result(self, method: str, params: list) -> Any:
+        """Return the result of one bare JSON-RPC call (retried while the node is down).
+
+        Raises
+        ------
+        ChainError
+            If the node answers with an error.
+        """
+        response = self._rpc(method, lambda: self._http.request(method, params))
+        if response.get("error") is not None:
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response["result"]
 
     def _http_view(self, name: str, args: tuple) -> Any:
         """Call a view with one bare ``eth_call``: a fifth of web3's per-call cost.
