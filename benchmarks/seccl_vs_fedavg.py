@@ -16,8 +16,7 @@ What is counted as "chain + hash + sign" (the protocol's security overhead):
 * clients: time inside the SecCL client handlers spent in chain reads over HTTP
   (``CandidateSelection`` views and attach/connect) and in hashing, signing and
   signature verification (``message_digest``, ``sign_message``,
-  ``message_typed``, ``verify_digest``, ``ballot_typed_data``,
-  ``sign_typed``, ``typed_digest``).
+  ``verify_digest``, ``ballot_hash``, ``sign_digest``).
 
 Training, scoring (the cross-evaluation inference) and evaluation are timed in the
 client functions themselves; what is left of a phase is message handling
@@ -67,11 +66,9 @@ WORK = {"train": 0, "score": 1, "evaluate": 2}
 _CRYPTO_FUNCTIONS = (
     "message_digest",
     "sign_message",
-    "message_typed",
     "verify_digest",
-    "ballot_typed_data",
-    "sign_typed",
-    "typed_digest",
+    "ballot_hash",
+    "sign_digest",
 )
 
 

@@ -27,7 +27,7 @@ from eth_utils import to_checksum_address
 from .chain.csc import CandidateSelection
 from .messages import message_digest, verify_message
 from .protocol.borda import elect
-from .protocol.eip712 import Kind, SignatureError, ballot_typed_data, verify_typed
+from .protocol.eip712 import Kind, SignatureError, ballot_hash, verify_digest
 from .protocol.sparse import ModelLayout, SparseUpdate, SparseUpdateError, aggregate
 from .store import (
     MessageNotFoundError,
@@ -206,10 +206,10 @@ def _signature_problem(message: StoredMessage) -> str | None:
     """Return why the message's signature is wrong, or ``None`` if it is right."""
     try:
         if message.kind == Kind.BALLOT:
-            typed = ballot_typed_data(
+            digest = ballot_hash(
                 message.binding, message.round, message.author, message.peers, message.scores
             )
-            verify_typed(typed, message.signature, message.author)
+            verify_digest(digest, message.signature, message.author)
         elif message.kind != Kind.GLOBAL_MODEL:
             verify_message(
                 message.binding,

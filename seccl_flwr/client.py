@@ -51,7 +51,6 @@ from .messages import (
     SECCL_KEY,
     arrays_of,
     message_digest,
-    message_typed,
     record_of,
     sign_message,
     typed_list_field,
@@ -60,9 +59,8 @@ from .protocol.eip712 import (
     MAX_SCORE,
     Kind,
     SignatureError,
-    ballot_typed_data,
-    sign_typed,
-    typed_digest,
+    ballot_hash,
+    sign_digest,
     verify_digest,
 )
 from .protocol.encoding import EncodingError, metrics_to_arrays
@@ -335,9 +333,8 @@ def verify_peer_update(
         )
     except (EncodingError, SparseUpdateError) as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
-    # hash the payload once: the same typed data gives the digest and the signature check
-    typed = message_typed(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
-    digest = typed_digest(typed)
+    # hash the payload once: one digest for the anchor and the signature check
+    digest = message_digest(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
     if anchored is None:
         anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
     if digest != anchored:
@@ -398,9 +395,9 @@ def handle_cross_evaluate(
         verified[author] = update
     if attack is not None:
         scores = attack.ballot(ctx.account.address, peers, scores, ctx.round)
-    typed = ballot_typed_data(ctx.csc.binding, ctx.round, ctx.account.address, peers, scores)
-    signature = sign_typed(ctx.account.key, typed)
-    _remember(context, ctx, verified, typed_digest(typed))
+    digest = ballot_hash(ctx.csc.binding, ctx.round, ctx.account.address, peers, scores)
+    signature = sign_digest(ctx.account.key, digest)
+    _remember(context, ctx, verified, digest)
     reply = ConfigRecord(
         {
             "evaluator": ctx.account.address,

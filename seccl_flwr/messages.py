@@ -22,9 +22,8 @@ from .errors import MalformedMessageError
 from .protocol.eip712 import (
     Kind,
     RunBinding,
-    message_typed_data,
-    sign_typed,
-    typed_digest,
+    message_hash,
+    sign_digest,
     verify_digest,
 )
 from .protocol.encoding import ALLOWED_DTYPES, EncodingError, payload_hash
@@ -119,17 +118,6 @@ def record_of(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({name: Array(np.asarray(a)) for name, a in arrays.items()})
 
 
-def message_typed(
-    binding: RunBinding,
-    round_: int,
-    kind: Kind,
-    author: str,
-    arrays: Mapping[str, np.ndarray],
-) -> dict:
-    """Return a message's EIP-712 typed data (its payload hashed once)."""
-    return message_typed_data(binding, round_, kind, author, payload_hash(arrays))
-
-
 def message_digest(
     binding: RunBinding,
     round_: int,
@@ -138,7 +126,7 @@ def message_digest(
     arrays: Mapping[str, np.ndarray],
 ) -> bytes:
     """Return the 32-byte digest of a message (what is signed and anchored)."""
-    return typed_digest(message_typed(binding, round_, kind, author, arrays))
+    return message_hash(binding, round_, kind, author, payload_hash(arrays))
 
 
 def sign_message(
@@ -149,8 +137,8 @@ def sign_message(
     arrays: Mapping[str, np.ndarray],
 ) -> tuple[bytes, bytes]:
     """Sign a message as its author; return ``(digest, signature)``."""
-    typed = message_typed(binding, round_, kind, account.address, arrays)
-    return typed_digest(typed), sign_typed(account.key, typed)
+    digest = message_digest(binding, round_, kind, account.address, arrays)
+    return digest, sign_digest(account.key, digest)
 
 
 def verify_message(

@@ -38,7 +38,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 
 from .messages import message_digest
-from .protocol.eip712 import Kind, RunBinding, ballot_typed_data, typed_digest
+from .protocol.eip712 import Kind, RunBinding, ballot_hash
 from .protocol.encoding import EncodingError, decode_arrays, encode_arrays
 
 MAGIC = b"SECCL-MSG\x01"
@@ -121,10 +121,7 @@ class StoredMessage:
     def digest(self) -> bytes:
         """Return the message's 32-byte EIP-712 digest (its address in a store)."""
         if self.kind == Kind.BALLOT:
-            typed = ballot_typed_data(
-                self.binding, self.round, self.author, self.peers, self.scores
-            )
-            return typed_digest(typed)
+            return ballot_hash(self.binding, self.round, self.author, self.peers, self.scores)
         return message_digest(self.binding, self.round, self.kind, self.author, self.payload)
 
     def to_bytes(self) -> bytes:

@@ -63,8 +63,8 @@ from .protocol.eip712 import (
     MAX_SCORE,
     Kind,
     SignatureError,
-    ballot_typed_data,
-    verify_typed,
+    ballot_hash,
+    verify_digest,
 )
 from .protocol.encoding import EncodingError, metrics_to_arrays
 from .protocol.sparse import (
@@ -728,8 +728,8 @@ class SecCL(Strategy):
         signature = typed_field(server_round, evaluator, fields, "signature", bytes)
         with self._chain_timer():
             try:
-                verify_typed(
-                    ballot_typed_data(self.csc.binding, server_round, evaluator, peers, scores),
+                verify_digest(
+                    ballot_hash(self.csc.binding, server_round, evaluator, peers, scores),
                     signature,
                     evaluator,
                 )

@@ -15,7 +15,10 @@ from seccl_flwr.protocol.eip712 import (
     Kind,
     RunBinding,
     SignatureError,
+    address_bytes,
+    ballot_hash,
     ballot_typed_data,
+    message_hash,
     message_typed_data,
     recover_digest,
     recover_typed,
@@ -291,6 +294,39 @@ def test_digest_and_signature_equal_eth_accounts_for_any_typed_data(typed, key):
     assert typed_digest(typed) == bytes(signed.message_hash)
     assert sign_typed(key, typed) == bytes(signed.signature)
     assert recover_typed(typed, bytes(signed.signature)) == Account.from_key(key).address
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    BINDINGS,
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(Kind),
+    ADDRESSES,
+    st.binary(min_size=32, max_size=32),
+    st.lists(ADDRESSES, max_size=8),
+    st.lists(st.integers(0, 2**32 - 1), max_size=8),
+    st.booleans(),
+)
+def test_direct_hashes_equal_the_typed_data_digests(
+    binding, round_, kind, address, payload, peers, scores, lower
+):
+    """message_hash/ballot_hash skip building typed data; any address case binds
+    the same 20 bytes."""
+    spell = str.lower if lower else str
+    assert message_hash(binding, round_, kind, spell(address), payload) == typed_digest(
+        message_typed_data(binding, round_, kind, address, payload)
+    )
+    assert ballot_hash(
+        binding, round_, spell(address), [spell(p) for p in peers], scores
+    ) == typed_digest(ballot_typed_data(binding, round_, address, peers, scores))
+
+
+@pytest.mark.parametrize(
+    "value", ["0x12", "12" * 21, "0x" + "zz" * 20, b"\x01" * 19, None, 7, "0x" + "ab" * 21]
+)
+def test_address_bytes_names_what_is_not_an_address(value):
+    with pytest.raises(ValueError, match="not an address"):
+        address_bytes(value)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord
 
 from ..chain.csc import SignedBallot
 from ..messages import arrays_of, record_of
-from ..protocol.eip712 import ballot_typed_data, sign_typed
+from ..protocol.eip712 import ballot_hash, sign_digest
 from ..protocol.sparse import SparseUpdate
 from ..strategy import SecCL
 
@@ -86,11 +86,11 @@ class LyingServer(SecCL):
         if self._lying(server_round, "forge-ballot"):
             forger = Account.from_key(b"\x01" * 32)
             scores = tuple(0 for _ in first.scores)
-            typed = ballot_typed_data(
+            digest = ballot_hash(
                 self.csc.binding, server_round, first.evaluator, first.peers, scores
             )
             ballots[0] = SignedBallot(
-                first.evaluator, first.peers, scores, sign_typed(forger.key, typed)
+                first.evaluator, first.peers, scores, sign_digest(forger.key, digest)
             )
         if self._lying(server_round, "alter-ranking"):
             ballots[0] = replace(first, scores=tuple(reversed(first.scores)))

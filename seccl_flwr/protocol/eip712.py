@@ -18,7 +18,7 @@ from enum import IntEnum
 from typing import Any
 
 from coincurve import PrivateKey, PublicKey
-from eth_utils import is_address, keccak, to_canonical_address, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 DOMAIN_NAME = "SecCL"
 DOMAIN_VERSION = "1"
@@ -188,12 +188,31 @@ def _encode_atom(kind: str, value: Any) -> bytes:
             raise ValueError(f"{kind} value out of range: {value}")
         return int(value).to_bytes(32, "big")
     if kind == "address":
-        if not is_address(value):
-            raise ValueError(f"not an address: {value!r:.80}")
-        return bytes(12) + to_canonical_address(value)
+        return bytes(12) + address_bytes(value)
     if kind == "string":
         return keccak(text=value)
     raise ValueError(f"type {kind} is not part of SecCL's typed data")
+
+
+def address_bytes(value: Any) -> bytes:
+    """Return the 20 bytes of an address given as ``0x`` + 40 hex digits (any case).
+
+    The checksum case is not checked: the digest binds the 20 bytes, and every
+    address compared with another is compared as bytes.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not such a string (or 20 bytes).
+    """
+    if isinstance(value, bytes) and len(value) == 20:
+        return value
+    if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise ValueError(f"not an address: {value!r:.80}")
 
 
 def _struct_hash(name: str, data: dict[str, Any]) -> bytes:
@@ -216,6 +235,14 @@ def _domain_separator(name: str, version: str, chain_id: int, contract: str) -> 
     )
 
 
+def _digest(domain: dict[str, Any], primary: str, message: dict[str, Any]) -> bytes:
+    """``keccak(0x1901 || domainSeparator || hashStruct(message))``."""
+    separator = _domain_separator(
+        domain["name"], domain["version"], domain["chainId"], domain["verifyingContract"]
+    )
+    return keccak(b"\x19\x01" + separator + _struct_hash(primary, message))
+
+
 def typed_digest(typed_data: dict[str, Any]) -> bytes:
     """Return the 32-byte EIP-712 digest (``keccak(0x1901 || domain || struct)``).
 
@@ -232,11 +259,46 @@ def typed_digest(typed_data: dict[str, Any]) -> bytes:
     primary = typed_data["primaryType"]
     if primary not in MESSAGE_TYPES and primary not in BALLOT_TYPES:
         raise ValueError(f"primary type {primary!r} is not a SecCL struct")
-    domain = typed_data["domain"]
-    separator = _domain_separator(
-        domain["name"], domain["version"], domain["chainId"], domain["verifyingContract"]
-    )
-    return keccak(b"\x19\x01" + separator + _struct_hash(primary, typed_data["message"]))
+    return _digest(typed_data["domain"], primary, typed_data["message"])
+
+
+def message_hash(
+    binding: RunBinding, round_: int, kind: Kind, author: str, payload_hash: bytes
+) -> bytes:
+    """Return the digest of a ``Message`` (the contract's ``hashMessage``).
+
+    Equal to ``typed_digest(message_typed_data(...))`` without building the typed
+    data: this is what every node computes for every peer update it checks.
+    """
+    message = {
+        "runId": binding.run_id,
+        "round": round_,
+        "kind": int(kind),
+        "author": author,
+        "payloadHash": payload_hash,
+    }
+    return _digest(binding.domain(), "Message", message)
+
+
+def ballot_hash(
+    binding: RunBinding,
+    round_: int,
+    evaluator: str,
+    peers: Sequence[str],
+    scores: Sequence[int],
+) -> bytes:
+    """Return the digest of a ``Ballot`` (the contract's ``hashBallot``).
+
+    Equal to ``typed_digest(ballot_typed_data(...))`` without building the typed data.
+    """
+    message = {
+        "runId": binding.run_id,
+        "round": round_,
+        "evaluator": evaluator,
+        "peers": peers,
+        "scores": scores,
+    }
+    return _digest(binding.domain(), "Ballot", message)
 
 
 def _private_key_bytes(private_key: bytes | str) -> bytes:
@@ -245,16 +307,19 @@ def _private_key_bytes(private_key: bytes | str) -> bytes:
     return bytes(private_key)
 
 
-def sign_typed(private_key: bytes | str, typed_data: dict[str, Any]) -> bytes:
-    """Sign EIP-712 typed data; return the 65-byte ``r || s || v`` signature.
+def sign_digest(private_key: bytes | str, digest: bytes) -> bytes:
+    """Sign a 32-byte EIP-712 digest; return the 65-byte ``r || s || v`` signature.
 
     libsecp256k1 (through coincurve) signs deterministically (RFC 6979) and always
     in the low-``s`` form, as eth-account does.
     """
-    signature = PrivateKey(_private_key_bytes(private_key)).sign_recoverable(
-        typed_digest(typed_data), hasher=None
-    )
+    signature = PrivateKey(_private_key_bytes(private_key)).sign_recoverable(digest, hasher=None)
     return signature[:64] + bytes([signature[64] + 27])
+
+
+def sign_typed(private_key: bytes | str, typed_data: dict[str, Any]) -> bytes:
+    """Sign EIP-712 typed data; return the 65-byte ``r || s || v`` signature."""
+    return sign_digest(private_key, typed_digest(typed_data))
 
 
 def recover_digest(digest: bytes, signature: bytes) -> bytes:
@@ -305,7 +370,7 @@ def verify_digest(digest: bytes, signature: bytes, signer: str) -> None:
         If the signature is malformed or recovers to another address.
     """
     recovered = recover_digest(digest, signature)
-    if recovered != to_canonical_address(signer):
+    if recovered != address_bytes(signer):
         raise SignatureError(
             f"signature recovers to {to_checksum_address(recovered)}, "
             f"expected {to_checksum_address(signer)}"
