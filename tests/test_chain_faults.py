@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-import requests
 from eth_account import Account
 from flwr.app import ArrayRecord
 
@@ -88,16 +87,18 @@ def test_a_node_that_stays_down_gives_a_clear_error_in_bounded_time(node):
 def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
     csc = deployed(node.url)
     eth = csc.w3.eth
-    real_send = eth.send_raw_transaction
+    real_request = csc._node.request
     sent = []
 
-    def send_then_lose_the_reply(raw):
-        sent.append(bytes(raw))
-        real_send(raw)  # the node gets it ...
-        if len(sent) == 1:  # ... but the first reply never arrives
-            raise requests.exceptions.ConnectionError("reply lost")
+    def send_then_lose_the_reply(method, params):
+        answer = real_request(method, params)  # the node gets it ...
+        if method == "eth_sendRawTransaction":
+            sent.append(params[0])
+            if len(sent) == 1:  # ... but the first reply never arrives
+                raise ChainUnreachableError("reply lost")
+        return answer
 
-    monkeypatch.setattr(eth, "send_raw_transaction", send_then_lose_the_reply)
+    monkeypatch.setattr(csc._node, "request", send_then_lose_the_reply)
     nonce = eth.get_transaction_count(SERVER.address)
     csc.retry = RetryPolicy(attempts=3, first_delay=0.1)
     info = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])

@@ -5,6 +5,10 @@ Transactions are signed locally by the ``sender`` account (the server, who owns 
 run and pays gas), their receipts are awaited, and every revert is raised as a
 :class:`~seccl_flwr.chain.errors.ContractRevertError` that names the contract's
 custom error and its arguments. Views need no sender.
+
+Calls are ABI-encoded with eth-abi and sent as bare JSON-RPC on the fastest
+transport to the chain (:func:`~seccl_flwr.chain.jsonrpc.json_rpc_of`); web3 is used
+for transaction fee defaults and event decoding only.
 """
 
 import functools
@@ -19,13 +23,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3._utils.transactions import fill_transaction_defaults  # what build_transaction uses
-from web3.exceptions import (
-    ContractCustomError,
-    ContractLogicError,
-    TransactionNotFound,
-)
 
 from ..protocol.eip712 import Kind, RunBinding
 from .artifact import load_artifact
@@ -36,8 +35,9 @@ from .errors import (
     ContractCodeMismatchError,
     ContractRevertError,
     NoContractError,
+    NodeError,
 )
-from .jsonrpc import JsonRpcHttp
+from .jsonrpc import json_rpc_of
 from .retry import RetryPolicy, retrying
 
 T = TypeVar("T")
@@ -148,19 +148,16 @@ class CandidateSelection:
         self.gas_limit = gas_limit
         self._errors, self._inputs, self._outputs = _abi_tables()
         self._chain_id: int | None = None
-        self._http = (
-            JsonRpcHttp(w3.provider.endpoint_uri, _provider_timeout(w3.provider))
-            if isinstance(w3.provider, HTTPProvider)
-            else None
-        )
+        self._node = json_rpc_of(w3)
         self._binding: RunBinding | None = None
         self._owner: str | None = None
 
     @functools.cached_property
     def contract(self) -> Any:
-        """The web3 contract object, built on first use.
+        """The web3 contract object (for event decoding), built on first use.
 
-        Clients that read over HTTP never need it, and building it costs 2 ms.
+        Calls, transactions and anchor reads go through :attr:`_node` instead;
+        building it costs 2 ms, which clients never need to pay.
         """
         return self.w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
 
@@ -206,10 +203,7 @@ class CandidateSelection:
             If the code is not the packaged artifact's runtime code.
         """
         csc = cls(w3, address, sender, gas_limit=gas_limit)
-        if csc._http is not None:
-            code = bytes.fromhex(csc._http_result("eth_getCode", [csc.address, "latest"])[2:])
-        else:
-            code = csc._rpc("eth_getCode", lambda: bytes(w3.eth.get_code(csc.address)))
+        code = _hex_bytes(csc._result("eth_getCode", [csc.address, "latest"]))
         address = csc.address
         if not code:
             raise NoContractError(f"no contract code at {address}")
@@ -235,7 +229,7 @@ class CandidateSelection:
     def chain_id(self) -> int:
         """Return the chain id (read once)."""
         if self._chain_id is None:
-            self._chain_id = self._rpc("eth_chainId", lambda: int(self.w3.eth.chain_id))
+            self._chain_id = int(self._result("eth_chainId", []), 16)
         return self._chain_id
 
     # ------------------------------------------------------------ transactions
@@ -272,16 +266,17 @@ class CandidateSelection:
         Cheaper than one :meth:`anchor_of` call per author when a client checks a
         whole round's updates; the contract anchors each (round, kind, author) once.
         """
-        if self._http is not None:
-            return self._http_anchors_of(round_, kind)
-        event = self.contract.events.Anchored
-        logs = self._rpc(
-            "Anchored logs",
-            lambda: event.get_logs(
-                from_block=0, argument_filters={"round": round_, "kind": int(kind)}
-            ),
-        )
-        return {str(log["args"]["author"]): bytes(log["args"]["digest"]) for log in logs}
+        topics = [
+            ANCHORED_TOPIC,
+            "0x" + int(round_).to_bytes(32, "big").hex(),
+            "0x" + int(kind).to_bytes(32, "big").hex(),
+        ]
+        query = {"address": self.address, "fromBlock": "0x0", "toBlock": "latest", "topics": topics}
+        return {
+            to_checksum_address("0x" + log["topics"][3][-40:]): _hex_bytes(log["data"])
+            for log in self._result("eth_getLogs", [query])
+            if not log.get("removed", False)
+        }
 
     def update_authors(self, round_: int) -> list[str]:
         """Return the round's update authors in anchoring order."""
@@ -373,62 +368,44 @@ class CandidateSelection:
 
     # --------------------------------------------------------------- internals
     def _view(self, name: str, *args: Any) -> Any:
-        if self._http is not None:
-            return self._http_view(name, args)
-        fn = getattr(self.contract.functions, name)(*args)
-        return self._decoded(name, lambda: fn.call())
+        """Call a view with one bare ``eth_call``: a fifth of web3's per-call cost.
 
-    def _http_anchors_of(self, round_: int, kind: Kind) -> dict[str, bytes]:
-        """:meth:`anchors_of` with one bare ``eth_getLogs`` (see :meth:`_http_view`)."""
-        topics = [
-            ANCHORED_TOPIC,
-            "0x" + int(round_).to_bytes(32, "big").hex(),
-            "0x" + int(kind).to_bytes(32, "big").hex(),
-        ]
-        # a one-element address list: the JSON-RPC spec allows it and eth-tester needs it
-        query = {
-            "address": [self.address],
-            "fromBlock": "0x0",
-            "toBlock": "latest",
-            "topics": topics,
-        }
-        logs = self._http_result("eth_getLogs", [query])
-        return {
-            to_checksum_address("0x" + log["topics"][3][-40:]): bytes.fromhex(log["data"][2:])
-            for log in logs
-            if not log.get("removed", False)
-        }
+        The call is encoded with eth-abi and sent on :attr:`_node`, skipping web3's
+        encoder, middleware and result formatters; the reply is decoded with the
+        ABI's output types here, addresses checksummed, and a revert is named from
+        the contract's custom errors.
+        """
+        data = "0x" + self._call_data(name, args).hex()
+        result = self._result("eth_call", [{"to": self.address, "data": data}, "latest"], name)
+        values = _abi_values(self._outputs[name], _hex_bytes(result))
+        return values[0] if len(values) == 1 else tuple(values)
 
-    def _http_result(self, method: str, params: list) -> Any:
-        """Return the result of one bare JSON-RPC call (retried while the node is down).
+    def _result(self, method: str, params: list, name: str | None = None) -> Any:
+        """Return the result of one JSON-RPC call, retried while the node is down.
+
+        ``name`` is the contract function the call serves: errors name it, and a
+        revert is decoded into its custom error.
 
         Raises
         ------
-        ChainError
-            If the node answers with an error.
+        ContractRevertError
+            If ``name`` is given and the call reverted.
+        NodeError
+            If the node answers with another error.
+        ChainUnreachableError
+            If the node stays unreachable through the retry policy.
         """
-        response = self._rpc(method, lambda: self._http.request(method, params))
-        if response.get("error") is not None:
-            raise ChainError(f"{method} failed: {response['error']}")
-        return response["result"]
-
-    def _http_view(self, name: str, args: tuple) -> Any:
-        """Call a view with one bare ``eth_call``: a fifth of web3's per-call cost.
-
-        The call is encoded with eth-abi and posted by :class:`JsonRpcHttp`,
-        skipping web3's encoder, middleware and result formatters; the reply is
-        decoded with the ABI's output types here, addresses checksummed, and a
-        revert is named from the contract's custom errors as on the web3 path.
-        """
-        data = "0x" + self._call_data(name, args).hex()
-        request = [{"to": self.address, "data": data}, "latest"]
-        response = self._rpc(name, lambda: self._http.request("eth_call", request))
+        what = method if name is None else f"{name} ({method})"
+        response = retrying(lambda: self._node.request(method, params), self.retry, what)
         error = response.get("error")
-        if error is not None:
-            revert = error.get("data") if isinstance(error, dict) else None
-            raise self._revert_of(name, revert, str(error))
-        values = _abi_values(self._outputs[name], bytes.fromhex(response["result"][2:]))
-        return values[0] if len(values) == 1 else tuple(values)
+        if error is None:
+            return response.get("result")
+        if name is not None and isinstance(error, dict) and error.get("code") == 3:
+            raise self._revert_of(name, error.get("data"), str(error.get("message")))
+        if name is not None and "revert" in str(error).lower():
+            data = error.get("data") if isinstance(error, dict) else None
+            raise self._revert_of(name, data, str(error))
+        raise NodeError(method, error)
 
     def _call_data(self, name: str, args: tuple) -> bytes:
         """ABI-encode a call (or the deployment) with eth-abi: a tenth of web3's cost."""
@@ -438,50 +415,44 @@ class CandidateSelection:
         signature = f"{name}({','.join(self._inputs[name])})"
         return function_signature_to_4byte_selector(signature) + encoded
 
-    def _transact(self, name: str, *args: Any) -> tuple[Any, TxInfo]:
+    def _transact(self, name: str, *args: Any) -> tuple[dict, TxInfo]:
         if self.sender is None:
             raise PermissionError(f"{name} sends a transaction; give the client a sender")
         address = self.sender.address
         call = {"from": address, "data": "0x" + self._call_data(name, args).hex()}
         if self.address is not None:
             call["to"] = self.address
-
-        def build() -> dict:
-            gas = self.gas_limit
-            if gas is None and isinstance(self.w3.provider, EmbeddedProvider):
-                # py-evm runs a transaction a dozen times to estimate its gas; the
-                # block's gas limit is a safe bound on this private chain
-                gas = _embedded_gas_limit(self.w3)
-            if gas is None:
-                gas = self.w3.eth.estimate_gas(call)
-            else:  # one execution surfaces any revert (with its named error)
-                self.w3.eth.call(call)
-            params = {
-                **call,
-                "gas": gas,
-                "chainId": self.chain_id(),
-                "nonce": self.w3.eth.get_transaction_count(address, "pending"),
-            }
-            return fill_transaction_defaults(self.w3, params)
-
-        tx = self._decoded(name, build)
+        gas = self.gas_limit
+        if gas is None and isinstance(self.w3.provider, EmbeddedProvider):
+            # py-evm runs a transaction a dozen times to estimate its gas; the
+            # block's gas limit is a safe bound on this private chain
+            block = self._result("eth_getBlockByNumber", ["latest", False], name)
+            gas = int(block["gasLimit"], 16) * 9 // 10
+        if gas is None:
+            gas = int(self._result("eth_estimateGas", [call], name), 16)
+        else:  # one execution surfaces any revert (with its named error)
+            self._result("eth_call", [call, "latest"], name)
+        nonce = int(self._result("eth_getTransactionCount", [address, "pending"], name), 16)
+        params = {**call, "gas": gas, "chainId": self.chain_id(), "nonce": nonce}
+        tx = self._rpc(name, lambda: fill_transaction_defaults(self.w3, params))
         signed = self.sender.sign_transaction(tx)
-        receipt = self._rpc(name, lambda: self._send_and_wait(name, signed, tx["nonce"]))
-        tx_hash = signed.hash
-        if receipt["status"] != 1:
-            raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash.hex()})
-        info = TxInfo(
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        receipt = retrying(
+            lambda: self._send_and_wait(name, signed.raw_transaction, tx_hash, nonce),
+            self.retry,
             name,
-            "0x" + bytes(tx_hash).hex().removeprefix("0x"),
-            int(receipt["gasUsed"]),
-            int(receipt["blockNumber"]),
         )
+        if int(receipt["status"], 16) != 1:
+            raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash})
+        info = TxInfo(name, tx_hash, int(receipt["gasUsed"], 16), int(receipt["blockNumber"], 16))
         return receipt, info
 
     def _rpc(self, what: str, call: Callable[[], T]) -> T:
         return retrying(lambda: _rpc(call), self.retry, what)
 
-    def _send_and_wait(self, name: str, signed: Any, nonce: int, timeout: float = 60.0) -> Any:
+    def _send_and_wait(
+        self, name: str, raw: bytes, tx_hash: str, nonce: int, timeout: float = 60.0
+    ) -> dict:
         """Send one signed transaction (again) and wait for its receipt.
 
         Resending the same signed bytes is idempotent: a node that already has the
@@ -490,44 +461,35 @@ class CandidateSelection:
         does not come (a node restarted without the pending transaction) makes the
         caller's retry send the same bytes again.
         """
-        try:
-            self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            raise
-        except Exception as exc:  # the wording is node-specific; anything else is re-raised
-            text = str(exc).lower()
+        response = self._node.request("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+        error = response.get("error")
+        if error is not None:  # the wording is node-specific
+            text = str(error).lower()
             if "already known" not in text and "nonce too low" not in text:
-                raise
-            if "nonce too low" in text and self._receipt(signed.hash) is None:
+                raise NodeError("eth_sendRawTransaction", error)
+            if "nonce too low" in text and self._receipt(tx_hash) is None:
                 raise ChainError(
                     f"{name}: nonce {nonce} of the sender was used by another transaction "
-                    f"than 0x{bytes(signed.hash).hex()}; not resending"
-                ) from exc
+                    f"than {tx_hash}; not resending"
+                )
         # poll from 2 ms, doubling up to 0.5 s: an auto-mining dev node answers in a
         # few ms (web3's fixed 0.1 s poll made every transaction cost 0.1 s there),
         # and a node with 12 s blocks is asked a few times a second at most
         deadline = time.monotonic() + timeout
         delay = 0.002
-        while (receipt := self._receipt(signed.hash)) is None:
+        while (receipt := self._receipt(tx_hash)) is None:
             if time.monotonic() >= deadline:
-                raise ChainUnreachableError(
-                    f"{name}: no receipt for 0x{bytes(signed.hash).hex()} within {timeout}s"
-                )
+                raise ChainUnreachableError(f"{name}: no receipt for {tx_hash} within {timeout}s")
             time.sleep(delay)
             delay = min(2 * delay, 0.5)
         return receipt
 
-    def _receipt(self, tx_hash: bytes) -> Any | None:
-        try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
-            return None
-
-    def _decoded(self, name: str, call: Callable[[], T]) -> T:
-        try:
-            return self._rpc(name, call)
-        except (ContractCustomError, ContractLogicError) as exc:
-            raise self._revert_of(name, exc.data, str(exc)) from None
+    def _receipt(self, tx_hash: str) -> dict | None:
+        """Return the transaction's receipt (wire values), or ``None`` if not mined."""
+        response = self._node.request("eth_getTransactionReceipt", [tx_hash])
+        if response.get("error") is not None:
+            raise NodeError("eth_getTransactionReceipt", response["error"])
+        return response.get("result")
 
     def _revert_of(self, name: str, data: Any, message: str) -> ContractRevertError:
         """Name a revert by its custom error if ``data`` holds one, else ``Revert``."""
@@ -568,13 +530,11 @@ def num_candidates_for(candidate_fraction: float, num_participants: int) -> int:
     )
 
 
-def _provider_timeout(provider: HTTPProvider) -> float:
-    timeout = (provider.get_request_kwargs() or {}).get("timeout", 10.0)
-    return float(timeout[-1] if isinstance(timeout, tuple) else timeout)
-
-
-def _embedded_gas_limit(w3: Web3) -> int:
-    return int(w3.eth.get_block("latest")["gasLimit"]) * 9 // 10
+def _hex_bytes(value: Any) -> bytes:
+    """Return the bytes of a ``0x``-hex wire value."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ChainError(f"expected 0x-hex bytes from the node, got {value!r:.80}")
+    return bytes.fromhex(value[2:])
 
 
 def _rpc(call: Callable[[], T]) -> T:

@@ -11,6 +11,23 @@ class ChainUnreachableError(ChainError):
     """The JSON-RPC endpoint does not answer."""
 
 
+class NodeError(ChainError):
+    """The node answered a JSON-RPC call with an error (other than a named revert).
+
+    Attributes
+    ----------
+    method : str
+        The JSON-RPC method, e.g. ``"eth_sendRawTransaction"``.
+    error : Any
+        The node's error object.
+    """
+
+    def __init__(self, method: str, error: Any) -> None:
+        self.method = method
+        self.error = error
+        super().__init__(f"{method} failed: {error}")
+
+
 class WrongChainError(ChainError):
     """The endpoint serves another chain id than the one expected."""
 

@@ -1,20 +1,134 @@
-"""Bare JSON-RPC over HTTP for the reads every client makes each round.
+"""Bare JSON-RPC transports: one call in, the node's JSON-RPC answer out.
 
-A view read through web3 (``contract.encode_abi``, ``HTTPProvider`` over requests,
-middleware, result formatters) costs about 1.6 ms on loopback; the node itself
-answers in a tenth of that. :class:`JsonRpcHttp` posts one JSON-RPC request on a
-kept-alive urllib3 connection (0.3 ms), and :class:`~seccl_flwr.chain.csc.CandidateSelection`
-encodes and decodes the call with eth-abi. Transactions keep going through web3.
+:class:`~seccl_flwr.chain.csc.CandidateSelection` speaks to its chain through one
+of these, encoding calls and decoding answers itself with eth-abi. A view read
+through web3 (``contract.encode_abi``, ``HTTPProvider`` over requests, middleware,
+result formatters) costs about 1.6 ms on loopback, and a transaction's nonce, send
+and receipt as much each; the node itself answers in a tenth of that.
+
+* :class:`JsonRpcHttp`: a node's URL, on a kept-alive urllib3 connection (0.3 ms);
+* :class:`EmbeddedJsonRpc`: the in-process eth-tester chain, answering with the
+  wire values a node sends (also what :mod:`~seccl_flwr.chain.rpc_server` serves);
+* :class:`ProviderJsonRpc`: any other web3 provider (IPC, WebSocket), raw.
 """
 
 import itertools
 import json
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import urllib3
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
 
+from .connection import EmbeddedProvider
 from .errors import ChainError, ChainUnreachableError
+
+_BLOOM_KEYS = {"logsBloom"}
+_FILTER_METHODS = {"eth_getLogs", "eth_newFilter"}
+
+
+class JsonRpc(Protocol):
+    """A chain endpoint that answers one JSON-RPC call at a time."""
+
+    def request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """Return the JSON-RPC response object (``result`` or ``error``)."""
+        ...
+
+
+def json_rpc_of(w3: Web3) -> JsonRpc:
+    """Return the fastest bare transport to the chain ``w3`` is connected to."""
+    provider = w3.provider
+    if isinstance(provider, HTTPProvider):
+        timeout = (provider.get_request_kwargs() or {}).get("timeout", 10.0)
+        timeout = timeout[-1] if isinstance(timeout, tuple) else timeout
+        return JsonRpcHttp(str(provider.endpoint_uri), float(timeout))
+    if isinstance(provider, EmbeddedProvider):
+        return EmbeddedJsonRpc(w3)
+    return ProviderJsonRpc(w3)
+
+
+def json_rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    """Return a JSON-RPC error response."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def to_rpc(value: Any, key: str = "") -> Any:
+    """Re-encode a web3-formatted result as JSON-RPC wire values."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if key in _BLOOM_KEYS:
+            return "0x" + value.to_bytes(256, "big").hex()
+        return hex(value)
+    if isinstance(value, HexBytes | bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {k: to_rpc(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_rpc(v, key) for v in value]
+    return value
+
+
+class EmbeddedJsonRpc:
+    """The embedded chain (eth-tester + py-evm) answering as a JSON-RPC node does.
+
+    Requests go through web3's eth-tester request formatters, results are
+    re-encoded the way Ethereum nodes send them (quantities and byte strings as
+    ``0x`` hex), and reverts are code-3 errors with their revert data.
+
+    Parameters
+    ----------
+    w3 : Web3
+        Web3 on an :class:`~seccl_flwr.chain.connection.EmbeddedProvider`.
+    """
+
+    def __init__(self, w3: Web3) -> None:
+        if not isinstance(w3.provider, EmbeddedProvider):
+            raise TypeError("EmbeddedJsonRpc serves only an EmbeddedProvider chain")
+        self._lock = threading.Lock()
+        self._request = w3.provider.request_func(w3, w3.middleware_onion)
+        self._ids = itertools.count(1)
+
+    def request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """Return the JSON-RPC response object of one call."""
+        return self.answer({"id": next(self._ids), "method": method, "params": params})
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one JSON-RPC request object."""
+        request_id = request.get("id")
+        method, params = request.get("method"), request.get("params", [])
+        if not isinstance(method, str) or not isinstance(params, list | dict):
+            return json_rpc_error(request_id, -32600, "invalid request")
+        if method in _FILTER_METHODS and params and isinstance(params[0], dict):
+            # eth-tester takes a filter's address only as a list; the spec allows both
+            if isinstance(params[0].get("address"), str):
+                params = [{**params[0], "address": [params[0]["address"]]}, *params[1:]]
+        try:
+            with self._lock:
+                response = self._request(method, params)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an RPC error
+            return json_rpc_error(request_id, -32000, f"{type(exc).__name__}: {exc}")
+        if "error" in response:
+            # The error object keeps its integer code (JSON-RPC requires a number);
+            # only its ``data`` (revert bytes) is re-encoded as hex.
+            error = dict(response["error"])
+            if "data" in error:
+                error["data"] = to_rpc(error["data"])
+            return {"jsonrpc": "2.0", "id": request_id, "error": error}
+        return {"jsonrpc": "2.0", "id": request_id, "result": to_rpc(response["result"])}
+
+
+class ProviderJsonRpc:
+    """Any other web3 provider, asked with its raw ``make_request``."""
+
+    def __init__(self, w3: Web3) -> None:
+        self._provider = w3.provider
+
+    def request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """Return the provider's raw JSON-RPC response object."""
+        return dict(self._provider.make_request(method, params))
 
 
 class JsonRpcHttp:
