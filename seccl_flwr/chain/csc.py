@@ -22,7 +22,8 @@ import requests
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, keccak
+from eth_utils import to_checksum_address as _to_checksum_address
 from web3 import Web3
 from web3._utils.transactions import fill_transaction_defaults  # what build_transaction uses
 
@@ -41,6 +42,10 @@ from .jsonrpc import json_rpc_of
 from .retry import RetryPolicy, retrying
 
 T = TypeVar("T")
+
+to_checksum_address = functools.lru_cache(maxsize=1 << 16)(_to_checksum_address)
+"""eth-utils' checksum (a keccak per call), cached: a run names the same few addresses
+in every read, and decoding a round's anchors or candidates checksums each of them."""
 
 ANCHORED_TOPIC = "0x" + keccak(text="Anchored(uint32,uint8,address,bytes32)").hex()
 """Topic 0 of the contract's ``Anchored`` event."""
