@@ -63,6 +63,25 @@ def test_iid_and_dirichlet_partitions(example):
     assert np.mean([classes(p) for p in skewed]) > 2 * np.mean([classes(p) for p in iid])
 
 
+def test_digits_per_participant_draws_a_fixed_size_share_each_that_may_overlap(example):
+    data = example.load_data(source="idx", pool_size=2000, test_size=500)
+    parts = [example.partition(data, p, 4, per_participant=1500) for p in range(4)]
+
+    def digits(part):
+        x = np.concatenate([part.train.dataset.tensors[0].numpy(), part.val_x.numpy()])
+        return [d.tobytes() for d in x]
+
+    shares = [digits(p) for p in parts]
+    assert all(len(share) == 1500 for share in shares)
+    assert len(set(shares[0])) > 1400  # drawn without replacement (MNIST has a few twins)
+    assert set(shares[0]) & set(shares[1])  # 4 x 1,500 of 2,000: participants overlap
+    assert shares[0] != shares[1]
+    again = example.partition(data, 0, 4, per_participant=1500)
+    assert digits(again) == shares[0]  # deterministic for a seed
+    with pytest.raises(ValueError, match="digits-per-participant 2001 not in"):
+        example.partition(data, 0, 4, per_participant=2001)
+
+
 def test_both_client_apps_share_one_set_of_functions(example):
     from mnist_seccl import client_app
 

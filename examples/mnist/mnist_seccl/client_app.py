@@ -3,7 +3,7 @@
 Both call the very same client functions (:func:`client_functions`: one partition,
 one model, one SGD loop), so SecCL and FedAvg/Krum/... differ only in the protocol.
 Run config keys: ``seed``, ``lr``, ``batch-size``, ``local-epochs``,
-``val-fraction``, ``dirichlet-alpha`` and the data keys of
+``val-fraction``, ``dirichlet-alpha``, ``digits-per-participant`` and the data keys of
 :func:`mnist_seccl.task.data_from_config`; the SecCL keys of
 :mod:`seccl_flwr.identity`; for experiments the attack keys of
 :data:`seccl_flwr.attacks.ATTACK_KEYS`.
@@ -34,6 +34,7 @@ DATA_KEYS = (
     "seed",
     "dirichlet-alpha",
     "val-fraction",
+    "digits-per-participant",
 )
 """Run config keys that decide a node's data partition."""
 
@@ -50,6 +51,7 @@ def _partition(
         alpha=float(cfg.get("dirichlet-alpha", 0.0)),
         val_fraction=float(cfg.get("val-fraction", 0.2)),
         seed=int(cfg.get("seed", 0)),
+        per_participant=int(cfg.get("digits-per-participant", 0)),
     )
 
 

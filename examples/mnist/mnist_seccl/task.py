@@ -227,17 +227,30 @@ def partition(
     val_fraction: float = 0.2,
     batch_size: int = 32,
     seed: int = 0,
+    per_participant: int = 0,
 ) -> Partition:
     """Return one participant's training loader and validation split.
 
     ``alpha <= 0`` is the paper's IID equal split; ``alpha > 0`` a Dirichlet(alpha)
-    label-skewed split.
+    label-skewed split. ``per_participant > 0`` instead gives each participant that
+    many digits drawn from the whole pool on its own (participants' digits overlap):
+    a per-participant workload as large as the paper's (3,000 digits of MNIST's 60k
+    training set each, at 20 participants) where the pool is smaller, for timing.
     """
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition-id {partition_id} not in [0, {num_partitions})")
-    indices = partition_indices(
-        data.pool_y, num_partitions, seed, alpha=alpha if alpha > 0 else None
-    )[partition_id]
+    if per_participant < 0 or per_participant > len(data.pool_y):
+        raise ValueError(
+            f"digits-per-participant {per_participant} not in [0, {len(data.pool_y)}] "
+            "(the pool's size)"
+        )
+    if per_participant:
+        rng = np.random.default_rng([seed, partition_id])
+        indices = rng.choice(len(data.pool_y), size=per_participant, replace=False)
+    else:
+        indices = partition_indices(
+            data.pool_y, num_partitions, seed, alpha=alpha if alpha > 0 else None
+        )[partition_id]
     if len(indices) < 2:
         raise ValueError(
             f"partition {partition_id} of {num_partitions} holds {len(indices)} digits "
