@@ -125,3 +125,44 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
         csc.participant_index(server.address)
     assert info.value.error_name == "UnknownParticipant"
     assert info.value.error_args == {"account": server.address}
+
+
+def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch):
+    """Clients' log queries for a round's update anchors start at the block of the
+    previous round's (not at genesis), and still find every anchor of the round."""
+    from flwr.app import ArrayRecord
+
+    from seccl_flwr.apps import digits
+    from seccl_flwr.chain.jsonrpc import JsonRpcHttp
+    from seccl_flwr.chain.rpc_server import free_loopback_url
+    from seccl_flwr.inprocess import InProcessGrid
+    from seccl_flwr.strategy import SecCL
+
+    queries = []
+    real_request = JsonRpcHttp.request
+
+    def spy(self, method, params):
+        answer = real_request(self, method, params)
+        topics = params[0]["topics"] if method == "eth_getLogs" else []
+        if len(topics) == 3 and int(topics[2], 16) == Kind.UPDATE:
+            queries.append((int(topics[1], 16), int(params[0]["fromBlock"], 16), answer))
+        return answer
+
+    monkeypatch.setattr(JsonRpcHttp, "request", spy)
+    url = free_loopback_url()
+    run_config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    grid = InProcessGrid(digits.app, 3, run_config=run_config)
+    strategy = SecCL(chain="embedded", chain_url=url, candidate_fraction=0.5, run_label="floor")
+    result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=3)
+    assert all(record.rejections == [] for record in result.rounds)  # every peer verified
+    by_round = {}
+    for round_, from_block, answer in queries:
+        assert len(answer["result"]) == 3  # all three updates of the round found
+        by_round.setdefault(round_, set()).add(from_block)
+    assert by_round[1] == {0}
+    last_block = {
+        r: max(int(log["blockNumber"], 16) for q, _, a in queries if q == r for log in a["result"])
+        for r in by_round
+    }
+    for r in (2, 3):
+        assert by_round[r] == {last_block[r - 1]}

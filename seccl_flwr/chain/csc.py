@@ -50,6 +50,11 @@ in every read, and decoding a round's anchors or candidates checksums each of th
 ANCHORED_TOPIC = "0x" + keccak(text="Anchored(uint32,uint8,address,bytes32)").hex()
 """Topic 0 of the contract's ``Anchored`` event."""
 
+IN_ROUND_ORDER = (Kind.UPDATE, Kind.GLOBAL_MODEL)
+"""Kinds the contract anchors strictly in round order: round r's anchors of these
+kinds are in blocks at or after round r-1's (updates need round r open, i.e. the
+global model of r-1 anchored; global models follow one another)."""
+
 BALLOT_CHUNK = 25
 """Ballots per ``submitBallots`` transaction (keeps each well under the gas limit)."""
 
@@ -154,6 +159,7 @@ class CandidateSelection:
         self._errors, self._inputs, self._outputs = _abi_tables()
         self._chain_id: int | None = None
         self._node = json_rpc_of(w3)
+        self._anchor_blocks: dict[tuple[Kind, int], int] = {}  # (kind, round) -> last block
         self._binding: RunBinding | None = None
         self._owner: str | None = None
 
@@ -270,17 +276,29 @@ class CandidateSelection:
 
         Cheaper than one :meth:`anchor_of` call per author when a client checks a
         whole round's updates; the contract anchors each (round, kind, author) once.
+        For the kinds in :data:`IN_ROUND_ORDER` the query starts at the last block
+        this client saw an earlier round's anchor in, not at the genesis block (a
+        node's log search, and eth-tester's above all, grows with the range).
         """
+        kind = Kind(kind)
         topics = [
             ANCHORED_TOPIC,
             "0x" + int(round_).to_bytes(32, "big").hex(),
             "0x" + int(kind).to_bytes(32, "big").hex(),
         ]
-        query = {"address": self.address, "fromBlock": "0x0", "toBlock": "latest", "topics": topics}
+        earlier = [b for (k, r), b in self._anchor_blocks.items() if k == kind and r < round_]
+        query = {
+            "address": self.address,
+            "fromBlock": hex(max(earlier, default=0)),
+            "toBlock": "latest",
+            "topics": topics,
+        }
+        logs = [log for log in self._result("eth_getLogs", [query]) if not log.get("removed")]
+        if kind in IN_ROUND_ORDER and logs:
+            self._anchor_blocks[(kind, round_)] = max(int(log["blockNumber"], 16) for log in logs)
         return {
             to_checksum_address("0x" + log["topics"][3][-40:]): _hex_bytes(log["data"])
-            for log in self._result("eth_getLogs", [query])
-            if not log.get("removed", False)
+            for log in logs
         }
 
     def update_authors(self, round_: int) -> list[str]:
