@@ -445,15 +445,17 @@ class CandidateSelection:
         call = {"from": address, "data": "0x" + self._call_data(name, args).hex()}
         if self.address is not None:
             call["to"] = self.address
-        gas = self.gas_limit
-        if gas is None and isinstance(self.w3.provider, EmbeddedProvider):
-            # py-evm runs a transaction a dozen times to estimate its gas; the
-            # block's gas limit is a safe bound on this private chain
+        if isinstance(self.w3.provider, EmbeddedProvider):
+            # py-evm runs a transaction a dozen times to estimate its gas and as
+            # slowly again for a preflight call: neither is done, the block's gas
+            # limit bounds it on this private chain, and a revert (which eth-tester
+            # mines with status 0) is named by replaying it below
             block = self._result("eth_getBlockByNumber", ["latest", False], name)
-            gas = int(block["gasLimit"], 16) * 9 // 10
-        if gas is None:
+            gas = self.gas_limit or int(block["gasLimit"], 16) * 9 // 10
+        elif self.gas_limit is None:  # the estimate surfaces any revert, named
             gas = int(self._result("eth_estimateGas", [call], name), 16)
         else:  # one execution surfaces any revert (with its named error)
+            gas = self.gas_limit
             self._result("eth_call", [call, "latest"], name)
         nonce = int(self._result("eth_getTransactionCount", [address, "pending"], name), 16)
         params = {**call, "gas": gas, "chainId": self.chain_id(), "nonce": nonce}
@@ -466,6 +468,9 @@ class CandidateSelection:
             name,
         )
         if int(receipt["status"], 16) != 1:
+            # replay the call on the state the transaction ran on to name its error
+            before = hex(int(receipt["blockNumber"], 16) - 1)
+            self._result("eth_call", [call, before], name)
             raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash})
         info = TxInfo(name, tx_hash, int(receipt["gasUsed"], 16), int(receipt["blockNumber"], 16))
         return receipt, info
