@@ -98,3 +98,39 @@ def test_a_node_that_does_not_answer_in_time_is_unreachable(node):
             JsonRpcHttp(url, timeout=0.3).request("eth_blockNumber", [])
     finally:
         gate.set()
+
+
+def test_embedded_reads_are_answered_once_per_head_block():
+    """Identical calls while no block is mined run the EVM once; a transaction (a new
+    head) makes the next call read the new state."""
+    from eth_account import Account
+
+    from seccl_flwr.chain.connection import connect, ensure_funded
+    from seccl_flwr.chain.csc import CandidateSelection
+    from seccl_flwr.chain.jsonrpc import EmbeddedJsonRpc
+    from seccl_flwr.protocol.eip712 import Kind
+
+    w3 = connect("embedded")
+    owner = Account.from_key(b"\x0b" * 32)
+    ensure_funded(w3, owner)
+    csc, _ = CandidateSelection.deploy(w3, owner, b"\x01" * 32, [owner.address], 1)
+    rpc = EmbeddedJsonRpc(w3)
+    executed = []
+    real = rpc._request
+
+    def counting(method, params):
+        executed.append(method)
+        return real(method, params)
+
+    rpc._request = counting
+    csc._node = rpc
+    for _ in range(3):
+        assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == bytes(32)
+    assert executed == ["eth_call"]
+    csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x07" * 32])
+    executed.clear()
+    assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == b"\x07" * 32
+    assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == b"\x07" * 32
+    assert executed == ["eth_call"]
+    answer = rpc.request("eth_call", [{"to": csc.address, "data": "0x12345678"}, "latest"])
+    assert answer["error"]["code"] == 3  # an unknown selector reverts, and is not cached as ok

@@ -27,6 +27,10 @@ from .errors import ChainError, ChainUnreachableError
 
 _BLOOM_KEYS = {"logsBloom"}
 _FILTER_METHODS = {"eth_getLogs", "eth_newFilter"}
+_CACHED_READS = {"eth_call", "eth_getLogs", "eth_getCode"}
+"""Reads :class:`EmbeddedJsonRpc` answers once per chain head: every client asks the
+same ``candidatesOf``, ``participants`` or round's anchors, and py-evm takes
+milliseconds for each."""
 
 
 class JsonRpc(Protocol):
@@ -76,7 +80,9 @@ class EmbeddedJsonRpc:
 
     Requests go through web3's eth-tester request formatters, results are
     re-encoded the way Ethereum nodes send them (quantities and byte strings as
-    ``0x`` hex), and reverts are code-3 errors with their revert data.
+    ``0x`` hex), and reverts are code-3 errors with their revert data. Calls, log
+    queries and code reads are answered from a cache while the chain's head block
+    stays the same (every transaction mines a new one).
 
     Parameters
     ----------
@@ -89,7 +95,17 @@ class EmbeddedJsonRpc:
             raise TypeError("EmbeddedJsonRpc serves only an EmbeddedProvider chain")
         self._lock = threading.Lock()
         self._request = w3.provider.request_func(w3, w3.middleware_onion)
+        self._tester = w3.provider.ethereum_tester
         self._ids = itertools.count(1)
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._cache_head: Any = None
+
+    def _head(self) -> Any:
+        """Return the head block's hash (py-evm's own in 1 us, else eth-tester's)."""
+        chain = getattr(self._tester.backend, "chain", None)
+        if chain is not None:
+            return chain.get_canonical_head().hash
+        return self._tester.get_block_by_number("latest")["hash"]
 
     def request(self, method: str, params: list[Any]) -> dict[str, Any]:
         """Return the JSON-RPC response object of one call."""
@@ -106,10 +122,26 @@ class EmbeddedJsonRpc:
             if isinstance(params[0].get("address"), str):
                 params = [{**params[0], "address": [params[0]["address"]]}, *params[1:]]
         try:
+            key = json.dumps([method, params], sort_keys=True) if method in _CACHED_READS else ""
+        except (TypeError, ValueError):  # not JSON (an in-process caller's objects)
+            key = ""
+        try:
             with self._lock:
-                response = self._request(method, params)
+                if key:
+                    head = self._head()
+                    if head != self._cache_head:
+                        self._cache, self._cache_head = {}, head
+                    if key in self._cache:
+                        return {**self._cache[key], "id": request_id}
+                response = self._answer(request_id, method, params)
+                if key:
+                    self._cache[key] = response
+                return response
         except Exception as exc:  # noqa: BLE001 - every failure becomes an RPC error
             return json_rpc_error(request_id, -32000, f"{type(exc).__name__}: {exc}")
+
+    def _answer(self, request_id: Any, method: str, params: Any) -> dict[str, Any]:
+        response = self._request(method, params)
         if "error" in response:
             # The error object keeps its integer code (JSON-RPC requires a number);
             # only its ``data`` (revert bytes) is re-encoded as hex.
