@@ -1,13 +1,23 @@
 """SecCL vs Flower's FedAvg: same clients, data, model and rounds, in one process.
 
 Both strategies run through :class:`~seccl_flwr.inprocess.InProcessGrid` (no Ray,
-ClientApps called in-process one after the other), on the digits partitions of
-:mod:`seccl_flwr.apps.digits`; FedAvg's ClientApp
-(:mod:`seccl_flwr.apps.digits_fedavg`) calls the very same ``train_fn`` and
-``evaluate_fn``. SecCL runs on each chain named by ``--chain``: ``embedded``
-(eth-tester + py-evm in this process, served over loopback HTTP so the clients read
-it as they would a real node) and ``anvil`` (Foundry's native dev node, started on a
-free port; the default includes it when it is installed), side by side in one run.
+ClientApps called in-process one after the other) on the same client functions:
+FedAvg's ClientApp calls the very same ``train_fn`` and ``evaluate_fn`` as SecCL's.
+Workloads (``--task``, see :class:`Workload`):
+
+* ``digits``: :mod:`seccl_flwr.apps.digits`, scikit-learn's 8x8 digits and a 1.4k
+  parameter CNN (``--hidden 4096``: 570k), about 70 training images per client at
+  20 clients: a client trains in milliseconds;
+* ``mnist``: the MNIST example app (``examples/mnist``, the paper's CNN) on the
+  shared MNIST digits, once with the reproduction's equal split (400 per client at
+  20 clients) and once with the paper's 3,000 digits per client
+  (``--digits-per-client 0 3000``; this machine has only the 10k test set, so the
+  3,000 are drawn per client with overlap, a workload for timing).
+
+SecCL runs on each chain named by ``--chain``: ``embedded`` (eth-tester + py-evm in
+this process, served over loopback HTTP so the clients read it as they would a real
+node) and ``anvil`` (Foundry's native dev node, started on a free port; the default
+includes it when it is installed), side by side in one run.
 
 What is counted as "chain + hash + sign" (the protocol's security overhead):
 
@@ -24,8 +34,9 @@ client functions themselves; what is left of a phase is message handling
 
 Usage::
 
-    python benchmarks/seccl_vs_fedavg.py                   # 5 and 20 clients, 3 rounds
-    python benchmarks/seccl_vs_fedavg.py --quick           # 1 round at 5 clients
+    python benchmarks/seccl_vs_fedavg.py                   # every workload, 5 and 20 clients
+    python benchmarks/seccl_vs_fedavg.py --quick           # digits, 1 round at 5 clients
+    python benchmarks/seccl_vs_fedavg.py --task mnist --digits-per-client 3000
     python benchmarks/seccl_vs_fedavg.py --chain anvil     # only the anvil node
     python benchmarks/seccl_vs_fedavg.py --clients 5 --rounds 2 --profile out.pstats
 """
@@ -556,23 +567,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--hidden",
         type=int,
         nargs="+",
-        default=[0, 4096],
+        default=[0],
         help="hidden-layer widths of DigitsNet to compare (0: the 1.4k-parameter CNN; "
         "4096: 570k parameters)",
     )
-    parser.add_argument("--local-epochs", type=int, default=1)
+    parser.add_argument("--local-epochs", type=int, default=2)
     parser.add_argument(
         "--digits-per-client",
         type=int,
-        default=0,
-        help="mnist only: each client draws this many of the 8,000 pool digits (clients "
-        "overlap; 3000 is the paper's share at 20 participants); 0: the equal split",
+        nargs="+",
+        default=[0, 3000],
+        help="mnist workloads to compare: each client draws this many of the 8,000 pool "
+        "digits (clients overlap; 3000 is the paper's share at 20 participants); 0: the "
+        "equal split of the reproduction (400 each at 20 clients)",
     )
     parser.add_argument(
         "--task",
         nargs="+",
         choices=TASKS,
-        default=["digits"],
+        default=list(TASKS),
         help="client workloads: digits (scikit-learn 8x8 digits) and/or mnist (the "
         "MNIST example app on the shared MNIST test digits; --hidden does not apply)",
     )
@@ -595,22 +608,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.rounds, args.hidden = [5], 1, args.hidden[:1]
+        args.task, args.digits_per_client = args.task[:1], args.digits_per_client[:1]
     if args.chain is None:
         args.chain = [EMBEDDED] + (["anvil"] if anvil_command() is not None else [])
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     torch.set_num_threads(1)
     profile = cProfile.Profile() if args.profile else None
-    workloads = [
-        Workload(
-            task,
-            args.seed,
-            hidden if task == "digits" else 0,
-            args.local_epochs,
-            args.digits_per_client if task == "mnist" else 0,
-        )
-        for task in args.task
-        for hidden in (args.hidden if task == "digits" else [0])
+    workloads = [Workload("digits", args.seed, h, args.local_epochs) for h in args.hidden]
+    workloads = [w for w in workloads if "digits" in args.task] + [
+        Workload("mnist", args.seed, 0, args.local_epochs, share)
+        for share in args.digits_per_client
+        if "mnist" in args.task
     ]
     rows = []
     with contextlib.ExitStack() as stack:

@@ -39,7 +39,7 @@ def test_mnist_workload_runs_the_example_app_with_a_share_per_client(capsys):
         skip_or_fail(f"MNIST IDX files not here: {exc}")
     argv = ["--quick", "--chain", "embedded", "--task", "mnist", "--digits-per-client", "300"]
     (row,) = bench.main(argv)
-    assert row["model"] == "mnist 11k/1ep/300pc"
+    assert row["model"] == "mnist 11k/2ep/300pc"
     assert 0 < row["overhead_pct"] < 100 and row["seccl_score_fn_s"] > 0
     out = capsys.readouterr().out
     assert "each client draws 300 of the participants' digits" in out
