@@ -84,17 +84,26 @@ class SignedBallot:
 
 
 @functools.cache
-def _abi_tables() -> tuple[dict, dict[str, list[str]], dict[str, list[str]]]:
-    """Return the artifact's error table and each function's input and output types."""
-    abi = load_artifact()["abi"]
+def _abi_tables() -> tuple[dict, dict[str, list[str]], dict[str, list[str]], dict[str, bytes]]:
+    """Return the artifact's error table and each function's types and call prefix.
+
+    The prefix is what a call's data starts with: the selector, or the init code
+    for the constructor.
+    """
+    artifact = load_artifact()
+    abi = artifact["abi"]
     functions = [e for e in abi if e.get("type") in ("function", "constructor")]
     inputs = {e.get("name", "constructor"): [_abi_type(i) for i in e["inputs"]] for e in functions}
-    outputs = {
-        e["name"]: [_abi_type(o) for o in e["outputs"]]
-        for e in functions
-        if e["type"] == "function"
+    views = [e for e in functions if e["type"] == "function"]
+    outputs = {e["name"]: [_abi_type(o) for o in e["outputs"]] for e in views}
+    prefixes = {
+        e["name"]: function_signature_to_4byte_selector(
+            f"{e['name']}({','.join(inputs[e['name']])})"
+        )
+        for e in views
     }
-    return _error_table(abi), inputs, outputs
+    prefixes["constructor"] = bytes.fromhex(artifact["bytecode"].removeprefix("0x"))
+    return _error_table(abi), inputs, outputs, prefixes
 
 
 def _error_table(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[str]]]:
@@ -156,10 +165,11 @@ class CandidateSelection:
         if gas_limit is not None and gas_limit <= 0:
             raise ValueError(f"gas_limit must be positive, got {gas_limit}")
         self.gas_limit = gas_limit
-        self._errors, self._inputs, self._outputs = _abi_tables()
+        self._errors, self._inputs, self._outputs, self._prefixes = _abi_tables()
         self._chain_id: int | None = None
         self._node = json_rpc_of(w3)
         self._anchor_blocks: dict[tuple[Kind, int], int] = {}  # (kind, round) -> last block
+        self._block_gas_limit: int | None = None
         self._binding: RunBinding | None = None
         self._owner: str | None = None
 
@@ -432,11 +442,7 @@ class CandidateSelection:
 
     def _call_data(self, name: str, args: tuple) -> bytes:
         """ABI-encode a call (or the deployment) with eth-abi: a tenth of web3's cost."""
-        encoded = abi_encode(self._inputs[name], list(args))
-        if name == "constructor":
-            return bytes.fromhex(load_artifact()["bytecode"].removeprefix("0x")) + encoded
-        signature = f"{name}({','.join(self._inputs[name])})"
-        return function_signature_to_4byte_selector(signature) + encoded
+        return self._prefixes[name] + abi_encode(self._inputs[name], list(args))
 
     def _transact(self, name: str, *args: Any) -> tuple[dict, TxInfo]:
         if self.sender is None:
@@ -450,8 +456,7 @@ class CandidateSelection:
             # slowly again for a preflight call: neither is done, the block's gas
             # limit bounds it on this private chain, and a revert (which eth-tester
             # mines with status 0) is named by replaying it below
-            block = self._result("eth_getBlockByNumber", ["latest", False], name)
-            gas = self.gas_limit or int(block["gasLimit"], 16) * 9 // 10
+            gas = self.gas_limit or self._embedded_gas_limit(name)
         elif self.gas_limit is None:  # the estimate surfaces any revert, named
             gas = int(self._result("eth_estimateGas", [call], name), 16)
         else:  # one execution surfaces any revert (with its named error)
@@ -474,6 +479,13 @@ class CandidateSelection:
             raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash})
         info = TxInfo(name, tx_hash, int(receipt["gasUsed"], 16), int(receipt["blockNumber"], 16))
         return receipt, info
+
+    def _embedded_gas_limit(self, name: str) -> int:
+        """Return 90% of the embedded chain's block gas limit (read once)."""
+        if self._block_gas_limit is None:
+            block = self._result("eth_getBlockByNumber", ["latest", False], name)
+            self._block_gas_limit = int(block["gasLimit"], 16)
+        return self._block_gas_limit * 9 // 10
 
     def _rpc(self, what: str, call: Callable[[], T]) -> T:
         return retrying(lambda: _rpc(call), self.retry, what)
