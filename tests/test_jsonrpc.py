@@ -54,6 +54,7 @@ def test_answers_are_matched_to_their_request_on_one_kept_alive_connection(node)
     rpc = JsonRpcHttp(node(_echo))
     for i in range(5):
         assert rpc.request("eth_call", [i])["result"] == [i]
+    rpc.close()
 
 
 def test_a_json_rpc_error_is_returned_for_the_caller_to_name(node):
@@ -61,7 +62,9 @@ def test_a_json_rpc_error_is_returned_for_the_caller_to_name(node):
         error = {"code": 3, "message": "execution reverted", "data": "0x12345678"}
         return 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode()
 
-    assert JsonRpcHttp(node(revert)).request("eth_call", [])["error"]["data"] == "0x12345678"
+    rpc = JsonRpcHttp(node(revert))
+    assert rpc.request("eth_call", [])["error"]["data"] == "0x12345678"
+    rpc.close()
 
 
 @pytest.mark.parametrize(
@@ -75,8 +78,10 @@ def test_a_json_rpc_error_is_returned_for_the_caller_to_name(node):
     ids=["http-error", "not-json", "wrong-id", "not-an-object"],
 )
 def test_an_answer_that_is_not_json_rpc_is_a_chain_error(node, reply, message):
+    rpc = JsonRpcHttp(node(reply))
     with pytest.raises(ChainError, match=message):
-        JsonRpcHttp(node(reply)).request("eth_blockNumber", [])
+        rpc.request("eth_blockNumber", [])
+    rpc.close()
 
 
 def test_a_node_that_is_down_is_unreachable_not_a_hang():
@@ -92,12 +97,13 @@ def test_a_node_that_does_not_answer_in_time_is_unreachable(node):
         gate.wait(5)
         return _echo(request)
 
-    url = node(stall)
+    rpc = JsonRpcHttp(node(stall), timeout=0.3)
     try:
         with pytest.raises(ChainUnreachableError, match="does not answer"):
-            JsonRpcHttp(url, timeout=0.3).request("eth_blockNumber", [])
+            rpc.request("eth_blockNumber", [])
     finally:
         gate.set()
+        rpc.close()
 
 
 def test_embedded_reads_are_answered_once_per_head_block():

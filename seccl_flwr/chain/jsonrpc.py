@@ -184,6 +184,10 @@ class JsonRpcHttp:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._pool.clear()
+
     def request(self, method: str, params: list[Any]) -> dict[str, Any]:
         """Return the JSON-RPC response object (``result`` or ``error``) of one call.
 
