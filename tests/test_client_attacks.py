@@ -124,22 +124,33 @@ def test_colluders_fake_rankings_reach_the_contract():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("poison", ["scale", "random"])
-def test_scaled_and_random_updates_are_not_elected(poison):
+def test_scaled_and_random_updates_are_not_elected(poison, seed):
+    """Once honest training moves the model (3 local epochs: about 0.4 to 0.8 accuracy
+    in 4 rounds), a 20-fold or random update scores last with every honest evaluator.
+
+    While every model is near chance (digits with 1 local epoch, accuracy 0.2-0.3),
+    validation F1 cannot tell a poisoned update from an honest one and such updates
+    were elected in some rounds: the election can only be as good as the scores.
+    """
     result, strategy, _ = run_digits(
         num_nodes=5,
-        num_rounds=3,
+        num_rounds=4,
         run_config={
+            "seed": seed,
+            "local-epochs": 3,
             "attack-poison": poison,
             "attack-fraction": 0.2,
-            "attack-start": 2,
+            "attack-start": 3,
             "attack-scale": 20.0,
             "attack-noise": 5.0,
         },
     )
     attacker = strategy.participants[1]
-    for record in result.rounds[1:]:
+    for record in result.rounds[2:]:
         assert attacker in record.authors and attacker not in record.candidates
+        assert record.totals[attacker] == 0
     accuracy = [r.evaluate_metrics["accuracy"] for r in result.rounds]
     assert accuracy[-1] >= accuracy[0]  # the poison never entered the model
 

@@ -9,6 +9,7 @@ validation split for cross-evaluation. Run config keys: ``seed``, ``local-epochs
 """
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from ..attacks.client import ClientAttack, node_attack
+from ..attacks.client import attack_from_config, node_attack
 from ..client import seccl_client_app
 from ..datasets import (
     load_digits_arrays,
@@ -83,22 +84,30 @@ def test_set(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @cache
-def _client(
-    partition_id: int,
-    num_partitions: int,
-    seed: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    attack: ClientAttack | None,
-    hidden: int = 0,
-):
+def _client(settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int):
+    """Return a node's functions, built once per run.
+
+    ``settings`` is the run config, so a new run (another chain URL or key seed)
+    starts from a fresh, equally seeded shuffle, whatever ran before in this process.
+    """
+    cfg = dict(settings)
+    seed = int(cfg.get("seed", 0))
     (x, y), _ = _pool(seed)
     indices = partition_indices(y, num_partitions, seed)[partition_id]
-    part = make_partition(x, y, indices, batch_size=batch_size, seed=seed + partition_id)
-    model = DigitsNet(hidden)
-    labels = attack.labels if attack is not None else None
-    train = torch_train_fn(model, sgd_train(part.train, epochs=epochs, lr=lr, labels=labels))
+    part = make_partition(
+        x, y, indices, batch_size=int(cfg.get("batch-size", 32)), seed=seed + partition_id
+    )
+    model = DigitsNet(int(cfg.get("hidden", 0)))
+    attack = attack_from_config(cfg, partition_id, num_partitions)
+    train = torch_train_fn(
+        model,
+        sgd_train(
+            part.train,
+            epochs=int(cfg.get("local-epochs", 1)),
+            lr=float(cfg.get("lr", 0.05)),
+            labels=attack.labels if attack is not None else None,
+        ),
+    )
     return (
         train,
         torch_score_fn(model, part.val_x, part.val_y),
@@ -108,16 +117,10 @@ def _client(
 
 def client_functions(context: Context):
     """Return ``(train_fn, score_fn, evaluate_fn)`` of this node's partition."""
-    cfg = context.run_config
     return _client(
+        tuple(sorted(context.run_config.items())),
         int(context.node_config["partition-id"]),
         int(context.node_config["num-partitions"]),
-        int(cfg.get("seed", 0)),
-        int(cfg.get("local-epochs", 1)),
-        float(cfg.get("lr", 0.05)),
-        int(cfg.get("batch-size", 32)),
-        node_attack(context),
-        int(cfg.get("hidden", 0)),
     )
 
 
