@@ -53,6 +53,8 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         raise SystemExit(f"--attackers must lie in [0, 1), got {args.attackers}")
     if args.attack_start < 1:
         raise SystemExit(f"--attack-start must be at least 1, got {args.attack_start}")
+    if args.gas_limit is not None and args.gas_limit <= 0:
+        raise SystemExit(f"--gas-limit must be positive, got {args.gas_limit}")
     chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
     run_config = {
         KEY_SEED: args.seed,

@@ -26,9 +26,10 @@ def test_simulate_with_colluding_label_flippers_counts_elected_attackers(tmp_pat
     [
         (["--attackers", "1.0"], "--attackers must lie in"),
         (["--attack-start", "0"], "--attack-start must be at least 1"),
+        (["--gas-limit", "0"], "--gas-limit must be positive"),
     ],
 )
-def test_simulate_names_bad_attack_options(extra, message, tmp_path):
+def test_simulate_names_bad_options(extra, message, tmp_path):
     argv = ["simulate", "--engine", "inprocess", "--attack", "scale", *extra]
     with pytest.raises(SystemExit, match=message):
         main([*argv, "--out", str(tmp_path)])
