@@ -440,3 +440,33 @@ def test_get_logs_takes_an_address_string_or_list_over_http(server):
         )
         assert [log["data"] for log in answer["result"]] == ["0x" + "07" * 32]
     assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {owner.address: b"\x07" * 32}
+
+
+@pytest.mark.parametrize("base_fee", [True, False], ids=["eip1559", "legacy"])
+def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
+    """EIP-1559 fields where blocks carry a base fee (tip + 2 x base at most), the
+    node's gas price where they do not."""
+    w3 = connect("embedded")
+    owner = fresh_accounts(1)[0]
+    ensure_funded(w3, owner)
+    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
+    real_request = csc._node.request
+
+    def without_base_fee(method, params):
+        answer = real_request(method, params)
+        if method == "eth_getBlockByNumber" and not base_fee:
+            answer = {**answer, "result": {**answer["result"], "baseFeePerGas": None}}
+        return answer
+
+    monkeypatch.setattr(csc._node, "request", without_base_fee)
+    info = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x03" * 32])
+    tx = w3.eth.get_transaction(info.tx_hash)
+    tip = int(real_request("eth_maxPriorityFeePerGas", [])["result"], 16)
+    if base_fee:
+        block = w3.eth.get_block(info.block_number - 1)
+        assert tx["type"] == 2 and tx["maxPriorityFeePerGas"] == tip
+        assert tx["maxFeePerGas"] == tip + 2 * block["baseFeePerGas"]
+    else:
+        assert tx["type"] == 0
+        assert tx["gasPrice"] == int(real_request("eth_gasPrice", [])["result"], 16)
+    assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == b"\x03" * 32

@@ -8,7 +8,7 @@ custom error and its arguments. Views need no sender.
 
 Calls are ABI-encoded with eth-abi and sent as bare JSON-RPC on the fastest
 transport to the chain (:func:`~seccl_flwr.chain.jsonrpc.json_rpc_of`); web3 is used
-for transaction fee defaults and event decoding only.
+for event decoding only.
 """
 
 import functools
@@ -25,7 +25,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, keccak
 from eth_utils import to_checksum_address as _to_checksum_address
 from web3 import Web3
-from web3._utils.transactions import fill_transaction_defaults  # what build_transaction uses
 
 from ..protocol.eip712 import Kind, RunBinding
 from .artifact import load_artifact
@@ -463,8 +462,14 @@ class CandidateSelection:
             gas = self.gas_limit
             self._result("eth_call", [call, "latest"], name)
         nonce = int(self._result("eth_getTransactionCount", [address, "pending"], name), 16)
-        params = {**call, "gas": gas, "chainId": self.chain_id(), "nonce": nonce}
-        tx = self._rpc(name, lambda: fill_transaction_defaults(self.w3, params))
+        tx = {
+            **call,
+            "gas": gas,
+            "chainId": self.chain_id(),
+            "nonce": nonce,
+            "value": 0,
+            **self._fee_fields(name),
+        }
         signed = self.sender.sign_transaction(tx)
         tx_hash = "0x" + bytes(signed.hash).hex()
         receipt = retrying(
@@ -479,6 +484,21 @@ class CandidateSelection:
             raise ContractRevertError(name, "TransactionReverted", {"tx": tx_hash})
         info = TxInfo(name, tx_hash, int(receipt["gasUsed"], 16), int(receipt["blockNumber"], 16))
         return receipt, info
+
+    def _fee_fields(self, name: str) -> dict[str, int]:
+        """Return a transaction's fee fields, as web3 fills them by default.
+
+        EIP-1559 where blocks have a base fee: the node's suggested priority fee,
+        and at most that plus twice the base fee; else the node's gas price.
+        """
+        block = self._result("eth_getBlockByNumber", ["latest", False], name)
+        if block.get("baseFeePerGas") is None:
+            return {"gasPrice": int(self._result("eth_gasPrice", [], name), 16)}
+        tip = int(self._result("eth_maxPriorityFeePerGas", [], name), 16)
+        return {
+            "maxPriorityFeePerGas": tip,
+            "maxFeePerGas": tip + 2 * int(block["baseFeePerGas"], 16),
+        }
 
     def _embedded_gas_limit(self, name: str) -> int:
         """Return 90% of the embedded chain's block gas limit (read once)."""
