@@ -130,8 +130,8 @@ class CandidateSelection:
     ----------
     w3 : Web3
         Connection to the chain.
-    address : str
-        Address of the contract.
+    address : str | None
+        Address of the contract (``None`` only inside :meth:`deploy`, before it exists).
     sender : LocalAccount | None
         Account that signs transactions (the run's owner). Views work without it.
     retry : RetryPolicy | None
@@ -146,7 +146,9 @@ class CandidateSelection:
         integer skips the estimate, which on a node costs a binary search of a
         dozen executions (80 ms for a ballot batch of 20 on anvil): one ``eth_call``
         first surfaces any revert with its named error, and the account must be
-        able to cover ``gas_limit`` x gas price. Meant for private chains.
+        able to cover ``gas_limit`` x gas price. Meant for private chains. On the
+        embedded chain nothing is executed before sending; a transaction that
+        reverts is replayed as a call to name its error.
     """
 
     def __init__(
