@@ -210,7 +210,10 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
         return
     prev = int(memo["round"])
     me = ctx.account.address
-    on_chain = ctx.csc.anchor_of(prev, Kind.BALLOT, me)
+    # one round trip for both reads; the round is elected (its global model is anchored)
+    on_chain, candidates = ctx.csc.views(
+        ("anchorOf", (prev, int(Kind.BALLOT), me)), ("candidatesOf", (prev,))
+    )
     if on_chain != bytes(memo["ballot-digest"]):
         raise BallotMissingError(
             prev,
@@ -218,7 +221,6 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
             f"my ballot 0x{bytes(memo['ballot-digest']).hex()} is not on chain "
             f"(found 0x{on_chain.hex()})",
         )
-    candidates = ctx.csc.candidates_of(prev)
     updates = []
     for author in candidates:
         key = _OWN_UPDATE if author == me else _UPDATE_PREFIX + author

@@ -121,6 +121,12 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
         expected = getattr(csc.contract.functions, name)(*args).call()
         got = csc._view(name, *args)
         assert as_lists(got) == as_lists(expected), name
+    # the same views in one batch
+    batched = csc.views(*((name, tuple(args)) for name, *args in calls))
+    assert as_lists(batched) == as_lists([csc._view(name, *args) for name, *args in calls])
+    with pytest.raises(ContractRevertError) as info:
+        csc.views(("owner", ()), ("participantIndex", (server.address,)))
+    assert info.value.error_name == "UnknownParticipant"
     with pytest.raises(ContractRevertError) as info:
         csc.participant_index(server.address)
     assert info.value.error_name == "UnknownParticipant"
@@ -166,3 +172,27 @@ def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch
     }
     for r in (2, 3):
         assert by_round[r] == {last_block[r - 1]}
+
+
+def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url, monkeypatch):
+    from seccl_flwr.chain.jsonrpc import JsonRpcHttp
+
+    w3 = connect(anvil_url)
+    server = Account.from_key(b"\x0c" * 32)
+    ensure_funded(w3, server)
+    members = [Account.from_key(bytes([i + 40]) * 32) for i in range(2)]
+    run_id = run_id_from_label("attach-batch")
+    csc, _ = CandidateSelection.deploy(w3, server, run_id, [m.address for m in members], 1)
+    posts = []
+    real_post = JsonRpcHttp._post
+
+    def counted(self, what, payload):
+        posts.append(what)
+        return real_post(self, what, payload)
+
+    monkeypatch.setattr(JsonRpcHttp, "_post", counted)
+    attached = CandidateSelection.attach(w3, csc.address)
+    assert attached.binding.run_id == run_id and attached.binding.chain_id == 31337
+    assert attached.owner() == server.address
+    assert attached.participants() == [m.address for m in members]
+    assert len(posts) == 1  # one POST: the batch

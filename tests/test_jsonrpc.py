@@ -16,7 +16,7 @@ def _node(reply):
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's name
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # or a batch
             status, body = reply(request)
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
@@ -140,3 +140,40 @@ def test_embedded_reads_are_answered_once_per_head_block():
     assert executed == ["eth_call"]
     answer = rpc.request("eth_call", [{"to": csc.address, "data": "0x12345678"}, "latest"])
     assert answer["error"]["code"] == 3  # an unknown selector reverts, and is not cached as ok
+
+
+def test_a_batch_is_one_post_answered_by_id_in_any_order(node):
+    posts = []
+
+    def reversed_batch(request):
+        posts.append(request)
+        answers = [json.loads(_echo(r)[1]) for r in reversed(request)]
+        return 200, json.dumps(answers).encode()
+
+    rpc = JsonRpcHttp(node(reversed_batch))
+    answers = rpc.batch([("eth_call", [1]), ("eth_chainId", []), ("eth_call", [3])])
+    assert [a["result"] for a in answers] == [[1], [], [3]]
+    assert len(posts) == 1 and len(posts[0]) == 3
+    rpc.close()
+
+
+def test_a_node_without_batches_is_asked_call_by_call(node):
+    def no_batches(request):
+        if isinstance(request, list):
+            error = {"code": -32600, "message": "batch requests are not supported"}
+            return 200, json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+        return _echo(request)
+
+    rpc = JsonRpcHttp(node(no_batches))
+    assert [a["result"] for a in rpc.batch([("a", [1]), ("b", [2])])] == [[1], [2]]
+    rpc.close()
+
+
+def test_a_batch_answer_that_misses_a_call_is_a_chain_error(node):
+    def drops_one(request):
+        return 200, json.dumps([json.loads(_echo(r)[1]) for r in request[:-1]]).encode()
+
+    rpc = JsonRpcHttp(node(drops_one))
+    with pytest.raises(ChainError, match="misses requests"):
+        rpc.batch([("a", [1]), ("b", [2])])
+    rpc.close()

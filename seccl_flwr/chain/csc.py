@@ -173,6 +173,7 @@ class CandidateSelection:
         self._block_gas_limit: int | None = None
         self._binding: RunBinding | None = None
         self._owner: str | None = None
+        self._participants: list[str] | None = None
 
     @functools.cached_property
     def contract(self) -> Any:
@@ -217,6 +218,9 @@ class CandidateSelection:
     ) -> "CandidateSelection":
         """Attach to an existing contract after checking its code.
 
+        The code, chain id, run id, owner and participants (none of which changes
+        once deployed) are read in one round trip and kept.
+
         Raises
         ------
         NoContractError
@@ -225,8 +229,12 @@ class CandidateSelection:
             If the code is not the packaged artifact's runtime code.
         """
         csc = cls(w3, address, sender, gas_limit=gas_limit)
-        code = _hex_bytes(csc._result("eth_getCode", [csc.address, "latest"]))
         address = csc.address
+        fixed = ("runId", "owner", "participants")
+        calls = [("eth_getCode", [address, "latest"]), ("eth_chainId", [])]
+        calls += [csc._call_request(name, ()) for name in fixed]
+        responses = csc._responses(calls, "attach")
+        code = _hex_bytes(csc._checked(responses[0], "eth_getCode", None))
         if not code:
             raise NoContractError(f"no contract code at {address}")
         expected = bytes.fromhex(load_artifact()["deployedBytecode"].removeprefix("0x"))
@@ -235,6 +243,14 @@ class CandidateSelection:
                 f"code at {address} ({len(code)} bytes) is not the CandidateSelection "
                 f"artifact's runtime code ({len(expected)} bytes)"
             )
+        # the views are decoded only now: at another address they mean nothing
+        run_id, owner, participants = (
+            csc._decoded_view(name, csc._checked(response, "eth_call", name))
+            for name, response in zip(fixed, responses[2:], strict=True)
+        )
+        csc._chain_id = int(csc._checked(responses[1], "eth_chainId", None), 16)
+        csc._binding = RunBinding(chain_id=csc._chain_id, contract=address, run_id=bytes(run_id))
+        csc._owner, csc._participants = str(owner), list(participants)
         return csc
 
     @property
@@ -334,8 +350,10 @@ class CandidateSelection:
         return list(self._view("evaluatorsOf", round_))
 
     def participants(self) -> list[str]:
-        """Return the run's participants in registration order."""
-        return list(self._view("participants"))
+        """Return the run's participants in registration order (fixed at deployment)."""
+        if self._participants is None:
+            self._participants = list(self._view("participants"))
+        return list(self._participants)
 
     def num_candidates(self) -> int:
         """Return the number of candidates ``M`` per round."""
@@ -401,6 +419,17 @@ class CandidateSelection:
         return self._rpc(f"{name} logs", lambda: list(event.get_logs(from_block=from_block)))
 
     # --------------------------------------------------------------- internals
+    def views(self, *calls: tuple[str, tuple]) -> list[Any]:
+        """Return several views' values, read in one round trip (a JSON-RPC batch).
+
+        ``calls`` are ``(function name, arguments)``; a revert raises
+        :class:`ContractRevertError` as :meth:`_view` does.
+        """
+        results = self._results(
+            [self._call_request(name, args) for name, args in calls], [n for n, _ in calls]
+        )
+        return [self._decoded_view(name, r) for (name, _), r in zip(calls, results, strict=True)]
+
     def _view(self, name: str, *args: Any) -> Any:
         """Call a view with one bare ``eth_call``: a fifth of web3's per-call cost.
 
@@ -409,8 +438,14 @@ class CandidateSelection:
         ABI's output types here, addresses checksummed, and a revert is named from
         the contract's custom errors.
         """
+        return self._decoded_view(name, self._result(*self._call_request(name, args), name))
+
+    def _call_request(self, name: str, args: tuple) -> tuple[str, list]:
+        """Return the ``eth_call`` of a view on the latest block."""
         data = "0x" + self._call_data(name, args).hex()
-        result = self._result("eth_call", [{"to": self.address, "data": data}, "latest"], name)
+        return "eth_call", [{"to": self.address, "data": data}, "latest"]
+
+    def _decoded_view(self, name: str, result: Any) -> Any:
         values = _abi_values(self._outputs[name], _hex_bytes(result))
         return values[0] if len(values) == 1 else tuple(values)
 
@@ -431,6 +466,29 @@ class CandidateSelection:
         """
         what = method if name is None else f"{name} ({method})"
         response = retrying(lambda: self._node.request(method, params), self.retry, what)
+        return self._checked(response, method, name)
+
+    def _results(self, calls: list[tuple[str, list]], names: list[str | None]) -> list[Any]:
+        """Return the results of several JSON-RPC calls made in one batch.
+
+        As :meth:`_result`, with one contract function name (or ``None``) per call.
+        """
+        what = "+".join(
+            method if n is None else n for (method, _), n in zip(calls, names, strict=True)
+        )
+        return [
+            self._checked(response, method, name)
+            for response, (method, _), name in zip(
+                self._responses(calls, what), calls, names, strict=True
+            )
+        ]
+
+    def _responses(self, calls: list[tuple[str, list]], what: str) -> list[dict]:
+        """Return the raw responses of one batch, retried while the node is down."""
+        return retrying(lambda: self._node.batch(calls), self.retry, what)
+
+    def _checked(self, response: dict, method: str, name: str | None) -> Any:
+        """Return a response's result, or raise its error (a named revert if ``name``)."""
         error = response.get("error")
         if error is None:
             return response.get("result")

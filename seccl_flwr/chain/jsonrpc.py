@@ -15,7 +15,7 @@ and receipt as much each; the node itself answers in a tenth of that.
 import itertools
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import urllib3
@@ -34,11 +34,27 @@ milliseconds for each."""
 
 
 class JsonRpc(Protocol):
-    """A chain endpoint that answers one JSON-RPC call at a time."""
+    """A chain endpoint that answers JSON-RPC calls."""
 
     def request(self, method: str, params: list[Any]) -> dict[str, Any]:
         """Return the JSON-RPC response object (``result`` or ``error``)."""
         ...
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Return the response objects of several calls, in their order."""
+        ...
+
+
+class _OneByOne:
+    """A transport whose ``batch`` is one request after another (no round trip to save)."""
+
+    def request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """Return the JSON-RPC response object (``result`` or ``error``)."""
+        raise NotImplementedError
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Return the response objects of several calls, in their order."""
+        return [self.request(method, params) for method, params in calls]
 
 
 def json_rpc_of(w3: Web3) -> JsonRpc:
@@ -75,7 +91,7 @@ def to_rpc(value: Any, key: str = "") -> Any:
     return value
 
 
-class EmbeddedJsonRpc:
+class EmbeddedJsonRpc(_OneByOne):
     """The embedded chain (eth-tester + py-evm) answering as a JSON-RPC node does.
 
     Requests go through web3's eth-tester request formatters, results are
@@ -152,7 +168,7 @@ class EmbeddedJsonRpc:
         return {"jsonrpc": "2.0", "id": request_id, "result": to_rpc(response["result"])}
 
 
-class ProviderJsonRpc:
+class ProviderJsonRpc(_OneByOne):
     """Any other web3 provider, asked with its raw ``make_request``."""
 
     def __init__(self, w3: Web3) -> None:
@@ -198,25 +214,64 @@ class JsonRpcHttp:
         ChainError
             If the answer is not a JSON-RPC response (HTTP error, not JSON).
         """
+        request_id = self._next_id()
+        answer = self._post(method, self._call(request_id, method, params))
+        if not isinstance(answer, dict) or answer.get("id") != request_id:
+            raise ChainError(
+                f"{method} at {self.url}: not a JSON-RPC answer to request {request_id}"
+            )
+        return answer
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Return the response objects of several calls, posted as one JSON-RPC batch.
+
+        A node that does not take batches (it answers with one error object) is
+        asked one call after another.
+
+        Raises
+        ------
+        ChainUnreachableError, ChainError
+            As :meth:`request`; also if an answer of the batch is missing.
+        """
+        ids = [self._next_id() for _ in calls]
+        what = "+".join(method for method, _ in calls)
+        answer = self._post(
+            what, [self._call(i, m, p) for i, (m, p) in zip(ids, calls, strict=True)]
+        )
+        if isinstance(answer, dict):
+            return [self.request(method, params) for method, params in calls]
+        by_id = (
+            {a.get("id"): a for a in answer if isinstance(a, dict)}
+            if isinstance(answer, list)
+            else {}
+        )
+        if set(ids) - set(by_id):
+            raise ChainError(f"{what} at {self.url}: the batch answer misses requests")
+        return [by_id[i] for i in ids]
+
+    def _next_id(self) -> int:
         with self._lock:
-            request_id = next(self._ids)
-        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            return next(self._ids)
+
+    @staticmethod
+    def _call(request_id: int, method: str, params: list[Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+    def _post(self, what: str, payload: Any) -> Any:
         try:
             response = self._pool.request(
-                "POST", self.url, body=body, headers={"Content-Type": "application/json"}
+                "POST",
+                self.url,
+                body=json.dumps(payload),
+                headers={"Content-Type": "application/json"},
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ChainUnreachableError(
                 f"chain endpoint {self.url} does not answer: {exc}"
             ) from exc
         if response.status != 200:
-            raise ChainError(f"{method} at {self.url}: HTTP {response.status}")
+            raise ChainError(f"{what} at {self.url}: HTTP {response.status}")
         try:
-            answer = json.loads(response.data)
+            return json.loads(response.data)
         except ValueError as exc:
-            raise ChainError(f"{method} at {self.url}: answer is not JSON") from exc
-        if not isinstance(answer, dict) or answer.get("id") != request_id:
-            raise ChainError(
-                f"{method} at {self.url}: not a JSON-RPC answer to request {request_id}"
-            )
-        return answer
+            raise ChainError(f"{what} at {self.url}: answer is not JSON") from exc
