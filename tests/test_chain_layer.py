@@ -470,3 +470,17 @@ def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
         assert tx["type"] == 0
         assert tx["gasPrice"] == int(real_request("eth_gasPrice", [])["result"], 16)
     assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == b"\x03" * 32
+
+
+def test_the_loopback_server_keeps_connections_alive_until_it_stops():
+    from seccl_flwr.chain.jsonrpc import JsonRpcHttp
+
+    server = LoopbackRPCServer().start()
+    rpc = JsonRpcHttp(server.url, timeout=2)
+    for _ in range(3):
+        assert rpc.request("eth_chainId", [])["result"].startswith("0x")
+    assert len(server._connections) == 1  # one kept-alive connection served all three
+    server.stop()
+    with pytest.raises(ChainUnreachableError):
+        rpc.request("eth_chainId", [])
+    rpc.close()
