@@ -123,21 +123,42 @@ def _typed(
     }
 
 
+def _message_struct(
+    binding: RunBinding, round_: int, kind: Kind, author: str, payload_hash: bytes
+) -> dict[str, Any]:
+    """Return the field values of a ``Message`` struct."""
+    return {
+        "runId": binding.run_id,
+        "round": round_,
+        "kind": int(kind),
+        "author": author,
+        "payloadHash": payload_hash,
+    }
+
+
+def _ballot_struct(
+    binding: RunBinding,
+    round_: int,
+    evaluator: str,
+    peers: Sequence[str],
+    scores: Sequence[int],
+) -> dict[str, Any]:
+    """Return the field values of a ``Ballot`` struct."""
+    return {
+        "runId": binding.run_id,
+        "round": round_,
+        "evaluator": evaluator,
+        "peers": peers,
+        "scores": scores,
+    }
+
+
 def message_typed_data(
     binding: RunBinding, round_: int, kind: Kind, author: str, payload_hash: bytes
 ) -> dict[str, Any]:
-    """Return the full EIP-712 typed data of a ``Message``."""
-    return _typed(
-        binding,
-        MESSAGE_TYPES,
-        {
-            "runId": binding.run_id,
-            "round": round_,
-            "kind": int(kind),
-            "author": to_checksum_address(author),
-            "payloadHash": payload_hash,
-        },
-    )
+    """Return the full EIP-712 typed data of a ``Message`` (addresses checksummed)."""
+    struct = _message_struct(binding, round_, kind, to_checksum_address(author), payload_hash)
+    return _typed(binding, MESSAGE_TYPES, struct)
 
 
 def ballot_typed_data(
@@ -147,18 +168,15 @@ def ballot_typed_data(
     peers: Sequence[str],
     scores: Sequence[int],
 ) -> dict[str, Any]:
-    """Return the full EIP-712 typed data of a ``Ballot``."""
-    return _typed(
+    """Return the full EIP-712 typed data of a ``Ballot`` (addresses checksummed)."""
+    struct = _ballot_struct(
         binding,
-        BALLOT_TYPES,
-        {
-            "runId": binding.run_id,
-            "round": round_,
-            "evaluator": to_checksum_address(evaluator),
-            "peers": [to_checksum_address(p) for p in peers],
-            "scores": [int(s) for s in scores],
-        },
+        round_,
+        to_checksum_address(evaluator),
+        [to_checksum_address(p) for p in peers],
+        [int(s) for s in scores],
     )
+    return _typed(binding, BALLOT_TYPES, struct)
 
 
 def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
@@ -270,14 +288,9 @@ def message_hash(
     Equal to ``typed_digest(message_typed_data(...))`` without building the typed
     data: this is what every node computes for every peer update it checks.
     """
-    message = {
-        "runId": binding.run_id,
-        "round": round_,
-        "kind": int(kind),
-        "author": author,
-        "payloadHash": payload_hash,
-    }
-    return _digest(binding.domain(), "Message", message)
+    return _digest(
+        binding.domain(), "Message", _message_struct(binding, round_, kind, author, payload_hash)
+    )
 
 
 def ballot_hash(
@@ -291,14 +304,9 @@ def ballot_hash(
 
     Equal to ``typed_digest(ballot_typed_data(...))`` without building the typed data.
     """
-    message = {
-        "runId": binding.run_id,
-        "round": round_,
-        "evaluator": evaluator,
-        "peers": peers,
-        "scores": scores,
-    }
-    return _digest(binding.domain(), "Ballot", message)
+    return _digest(
+        binding.domain(), "Ballot", _ballot_struct(binding, round_, evaluator, peers, scores)
+    )
 
 
 def _private_key_bytes(private_key: bytes | str) -> bytes:
