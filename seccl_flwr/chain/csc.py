@@ -607,9 +607,7 @@ class CandidateSelection:
     def _receipt(self, tx_hash: str) -> dict | None:
         """Return the transaction's receipt (wire values), or ``None`` if not mined."""
         response = self._node.request("eth_getTransactionReceipt", [tx_hash])
-        if response.get("error") is not None:
-            raise NodeError("eth_getTransactionReceipt", response["error"])
-        return response.get("result")
+        return self._checked(response, "eth_getTransactionReceipt", None)
 
     def _revert_of(self, name: str, data: Any, message: str) -> ContractRevertError:
         """Name a revert by its custom error if ``data`` holds one, else ``Revert``."""
