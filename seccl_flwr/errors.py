@@ -1,8 +1,12 @@
-"""Protocol violations SecCL detects; each names round, node and message."""
+"""The exceptions of seccl-flwr, under one root: :class:`SecCLError`.
+
+Protocol violations (:class:`VerificationError` and its subclasses) name round, node
+and message; chain errors live in :mod:`seccl_flwr.chain.errors` under the same root.
+"""
 
 
-class SecCLError(RuntimeError):
-    """Base class of SecCL protocol errors."""
+class SecCLError(Exception):
+    """Root of every exception seccl-flwr raises on purpose."""
 
 
 class VerificationError(SecCLError):

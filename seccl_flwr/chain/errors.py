@@ -2,8 +2,10 @@
 
 from typing import Any
 
+from ..errors import SecCLError
 
-class ChainError(RuntimeError):
+
+class ChainError(SecCLError, RuntimeError):
     """Base class of every chain-layer error."""
 
 
