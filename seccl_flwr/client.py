@@ -211,9 +211,7 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
     prev = int(memo["round"])
     me = ctx.account.address
     # one round trip for both reads; the round is elected (its global model is anchored)
-    on_chain, candidates = ctx.csc.views(
-        ("anchorOf", (prev, int(Kind.BALLOT), me)), ("candidatesOf", (prev,))
-    )
+    on_chain, candidates = ctx.csc.ballot_and_candidates(prev, me)
     if on_chain != bytes(memo["ballot-digest"]):
         raise BallotMissingError(
             prev,

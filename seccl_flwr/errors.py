@@ -9,6 +9,10 @@ class SecCLError(Exception):
     """Root of every exception seccl-flwr raises on purpose."""
 
 
+class ConfigurationError(SecCLError, ValueError):
+    """An argument or setting is invalid; the message names it and the accepted values."""
+
+
 class VerificationError(SecCLError):
     """Something received does not match what the chain or its author committed to.
 

@@ -40,7 +40,7 @@ from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
 from .chain.connection import EMBEDDED, connect, embedded_web3, ensure_funded
-from .chain.csc import CandidateSelection, SignedBallot, TxInfo, num_candidates_for
+from .chain.csc import CandidateSelection, SignedBallot, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
 from .client import CROSS_EVALUATE, REGISTER
 from .errors import (
@@ -67,6 +67,7 @@ from .protocol.eip712 import (
     verify_digest,
 )
 from .protocol.encoding import EncodingError, metrics_to_arrays
+from .protocol.params import num_candidates
 from .protocol.sparse import (
     ModelLayout,
     SparseUpdate,
@@ -833,7 +834,7 @@ class SecCL(Strategy):
                 server,
                 run_id,
                 addresses,
-                num_candidates_for(self.candidate_fraction, len(addresses)),
+                num_candidates(self.candidate_fraction, len(addresses)),
                 gas_limit=self.gas_limit,
             )
         log(

@@ -12,7 +12,6 @@ for event decoding only.
 """
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -418,6 +417,18 @@ class CandidateSelection:
         event = getattr(self.contract.events, name)
         return self._rpc(f"{name} logs", lambda: list(event.get_logs(from_block=from_block)))
 
+    def ballot_and_candidates(self, round_: int, evaluator: str) -> tuple[bytes, list[str]]:
+        """Return the evaluator's anchored ballot digest and the round's candidates.
+
+        Both are read in one round trip (a JSON-RPC batch); a client checks them
+        together after the round's election.
+        """
+        ballot, candidates = self.views(
+            ("anchorOf", (round_, int(Kind.BALLOT), to_checksum_address(evaluator))),
+            ("candidatesOf", (round_,)),
+        )
+        return bytes(ballot), candidates
+
     # --------------------------------------------------------------- internals
     def views(self, *calls: tuple[str, tuple]) -> list[Any]:
         """Return several views' values, read in one round trip (a JSON-RPC batch).
@@ -636,16 +647,6 @@ def _checksummed(abi_type: str, value: Any) -> Any:
     if abi_type == "address[]":
         return [to_checksum_address(v) for v in value]
     return value
-
-
-def num_candidates_for(candidate_fraction: float, num_participants: int) -> int:
-    """Return ``M = ceil(λ·n)``, at least 1 and at most ``n``."""
-    if not 0.0 < candidate_fraction <= 1.0:
-        raise ValueError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
-    return max(
-        1,
-        min(num_participants, math.ceil(candidate_fraction * num_participants - 1e-9)),
-    )
 
 
 def _hex_bytes(value: Any) -> bytes:
