@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 from flwr.app import ArrayRecord, Context
@@ -50,7 +51,7 @@ PROG = "seccl-flwr"
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: the option, what is wrong, the fix."""
 
-    def error(self, message: str):  # noqa: D102 - argparse's hook
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse's hook
         self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
 
 
@@ -373,14 +374,10 @@ def audit(args: argparse.Namespace) -> int:
 
     try:
         csc = CandidateSelection.attach(_connect(args.chain), args.contract)
-    except (NoContractError, ContractCodeMismatchError) as exc:
+        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
+    except (NoContractError, ContractCodeMismatchError) as exc:  # only attach raises these
         print(f"audit FAILED: {args.contract} is not a SecCL contract: {exc}")
         return 1
-    except ChainError as exc:
-        _say_error("audit", f"cannot read the chain: {_error_line(exc)}")
-        return 2
-    try:
-        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
     except ChainError as exc:
         _say_error("audit", f"cannot read the chain: {_error_line(exc)}")
         return 2
