@@ -9,24 +9,214 @@ run's published messages (``messages/<run label>/``).
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
 (:mod:`seccl_flwr.audit`), prints a per-round verdict table and exits with 1 if
 anything does not match (2 if the chain or the store cannot be read).
+
+Errors are one line on stderr that names the input at fault and the fix, never a
+traceback: arguments are checked as they are parsed (exit 2, as argparse does), a
+JSON-RPC chain is probed before a simulation starts (exit 2), and any error of the
+package (:class:`~seccl_flwr.errors.SecCLError`) found later ends ``simulate`` with
+exit 1 and ``audit`` with exit 2.
 """
 
 import argparse
 import logging
+import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlparse
 
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from .attacks import POISONS, attacker_addresses
-from .chain.connection import EMBEDDED
-from .chain.errors import ChainError, ContractCodeMismatchError, NoContractError
+from .chain.connection import EMBEDDED, connect
+from .chain.errors import (
+    ChainError,
+    ChainUnreachableError,
+    ContractCodeMismatchError,
+    NoContractError,
+)
 from .chain.rpc_server import free_loopback_url
+from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
 from .strategy import RoundRecord, SecCL, SecCLResult
+
+PROG = "seccl-flwr"
+
+
+# ------------------------------------------------------------------ arguments
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the option, what is wrong, the fix."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _number(
+    convert: Callable[[str], float],
+    low: float,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    fix: str,
+) -> Callable[[str], float]:
+    """Return an argparse ``type`` that parses a number and checks its range.
+
+    Parameters
+    ----------
+    convert : Callable[[str], float]
+        ``int`` or ``float``.
+    low, high : float, float | None
+        Bounds of the range (``high`` None: no upper bound).
+    open_low, open_high : bool
+        Whether the bound itself is excluded.
+    fix : str
+        What to give instead, appended to the error (e.g. "e.g. 0.4").
+    """
+    if high is None:
+        rule = f"must be {'greater than' if open_low else 'at least'} {low}"
+    else:
+        rule = f"must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    kind = "an integer" if convert is int else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; {fix}") from None
+        below = value <= low if open_low else value < low
+        above = high is not None and (value >= high if open_high else value > high)
+        if not math.isfinite(value) or below or above:
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}; {fix}")
+        return value
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _rpc_url(text: str) -> str:
+    """Argparse ``type`` of a JSON-RPC URL: ``http(s)://host[:port]``."""
+    parsed = urlparse(text)
+    try:
+        port_ok = parsed.port is None or 0 < parsed.port
+    except ValueError:  # a port that is not a number or out of range
+        port_ok = False
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a JSON-RPC URL; give the chain node's http(s):// URL, "
+            "e.g. http://127.0.0.1:8545"
+        )
+    return text
+
+
+def _chain(text: str) -> str:
+    """Argparse ``type`` of ``simulate --chain``: ``embedded`` or a JSON-RPC URL."""
+    if text == EMBEDDED:
+        return text
+    try:
+        return _rpc_url(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'embedded' nor a JSON-RPC URL; give 'embedded' (the "
+            "default) or the chain node's http(s):// URL, e.g. http://127.0.0.1:8545"
+        ) from None
+
+
+def _audit_chain(text: str) -> str:
+    """Argparse ``type`` of ``audit --chain``: a JSON-RPC URL (never the embedded chain)."""
+    if text == EMBEDDED:
+        raise argparse.ArgumentTypeError(
+            "an embedded chain ends with the process that ran it; give the JSON-RPC URL "
+            "of the run's chain (runs on e.g. anvil can be audited)"
+        )
+    return _rpc_url(text)
+
+
+def _address(text: str) -> str:
+    """Argparse ``type`` of a contract address (0x and 40 hex digits)."""
+    from eth_utils import is_address
+
+    if not is_address(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address; give the run's contract address, 0x and 40 hex "
+            "digits (simulate prints it)"
+        )
+    return text
+
+
+def _directory(text: str) -> str:
+    """Argparse ``type`` of an existing directory."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a directory; give the run's message store "
+            "(simulate prints it: OUT/messages/<run label>)"
+        )
+    return text
+
+
+def _make_directory(path: Path, option: str) -> None:
+    """Create ``path`` now, so an unusable ``option`` fails before the run, not after."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{option} {path}: cannot create the directory ({exc.strerror or exc}); "
+            f"give a writable directory"
+        ) from exc
+
+
+def _connect(url: str):
+    """Connect to the chain at ``url`` (``--chain``); if it is down, say so naming it."""
+    try:
+        return connect(url)
+    except ChainUnreachableError as exc:
+        raise ChainUnreachableError(
+            f"--chain {url}: no chain node answers ({_root_cause(exc)})"
+        ) from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """Return the innermost cause of ``exc`` in a few words (e.g. "Connection refused")."""
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    return _one_line(getattr(exc, "strerror", None) or exc)
+
+
+#: the fix appended to an error of the package, by type (the first that matches)
+_FIXES: dict[type[SecCLError], str] = {
+    ChainUnreachableError: "start the chain node (e.g. anvil) or fix --chain",
+    ChainError: "check the chain node at --chain",
+    NotEnoughNodesError: "see the log above; a longer --timeout helps slow nodes",
+}
+
+
+def _error_line(exc: SecCLError) -> str:
+    """Return ``exc`` as one line: its type, its message (naming the input) and a fix."""
+    name, text = type(exc).__name__, _one_line(exc)
+    line = text if text.startswith(name) else f"{name}: {text}"
+    fix = next((fix for kind, fix in _FIXES.items() if isinstance(exc, kind)), None)
+    return line if fix is None else f"{line}; {fix}"
+
+
+def _say_error(command: str, message: str) -> None:
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+
+
+def _guarded(command: str, run: Callable[[], int | None], exit_code: int) -> int:
+    """Return ``run()`` (None as 0), or ``exit_code`` after one line on an error of the package."""
+    try:
+        return run() or 0
+    except SecCLError as exc:
+        _say_error(command, _error_line(exc))
+        return exit_code
 
 
 def _progress(num_rounds: int, started: float):
@@ -43,18 +233,32 @@ def _progress(num_rounds: int, started: float):
     return show
 
 
+def check_simulate_inputs(args: argparse.Namespace) -> None:
+    """Check what parsing cannot, before anything starts.
+
+    A JSON-RPC ``--chain`` must answer (probed with
+    :func:`~seccl_flwr.chain.connection.connect`) and the output directories must be
+    creatable, so a wrong input fails in a second with its name, not inside the
+    simulation engine or after the run.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``--out`` or ``--store`` cannot be created.
+    ChainUnreachableError
+        If no chain node answers at ``--chain``.
+    """
+    if args.chain != EMBEDDED:
+        _connect(args.chain)
+    _make_directory(Path(args.out), "--out")
+    if args.store:
+        _make_directory(Path(args.store), "--store")
+
+
 def simulate(args: argparse.Namespace) -> SecCLResult:
     """Run one simulation as ``args`` say; return its result."""
     from .apps import digits
 
-    if args.participants < 2:
-        raise SystemExit("--participants must be at least 2")
-    if not 0.0 <= args.attackers < 1.0:
-        raise SystemExit(f"--attackers must lie in [0, 1), got {args.attackers}")
-    if args.attack_start < 1:
-        raise SystemExit(f"--attack-start must be at least 1, got {args.attack_start}")
-    if args.gas_limit is not None and args.gas_limit <= 0:
-        raise SystemExit(f"--gas-limit must be positive, got {args.gas_limit}")
     chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
     run_config = {
         KEY_SEED: args.seed,
@@ -159,65 +363,109 @@ def _report(result: SecCLResult, args: argparse.Namespace) -> None:
 
 
 def audit(args: argparse.Namespace) -> int:
-    """Audit a run as ``args`` say; print the verdicts; return the exit code."""
-    from eth_utils import is_address
+    """Audit a run as ``args`` say; print the verdicts; return the exit code.
 
+    Returns 0 if everything matches, 1 on a finding (a contract that is not a SecCL
+    contract is one), 2 if the chain cannot be read. An error of the store raises.
+    """
     from .audit import audit_run, format_report
-    from .chain.connection import connect
     from .chain.csc import CandidateSelection
     from .store import DirectoryStore
 
-    if args.chain == EMBEDDED:
-        print(
-            "seccl-flwr audit: --chain must be the JSON-RPC URL of the run's chain (an "
-            "embedded chain ends with the process that ran it)",
-            file=sys.stderr,
-        )
-        return 2
-    if not is_address(args.contract):
-        print(f"seccl-flwr audit: --contract {args.contract!r} is not an address", file=sys.stderr)
-        return 2
-    if not Path(args.store).is_dir():
-        print(f"seccl-flwr audit: message store {args.store} is not a directory", file=sys.stderr)
-        return 2
     try:
-        csc = CandidateSelection.attach(connect(args.chain), args.contract)
-    except (NoContractError, ContractCodeMismatchError) as exc:
+        csc = CandidateSelection.attach(_connect(args.chain), args.contract)
+        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
+    except (NoContractError, ContractCodeMismatchError) as exc:  # only attach raises these
         print(f"audit FAILED: {args.contract} is not a SecCL contract: {exc}")
         return 1
-    except (ChainError, ValueError) as exc:
-        print(f"seccl-flwr audit: cannot read the chain: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
     except ChainError as exc:
-        print(f"seccl-flwr audit: cannot read the chain: {exc}", file=sys.stderr)
+        _say_error("audit", f"cannot read the chain: {_error_line(exc)}")
         return 2
     print(format_report(report))
     return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``seccl-flwr``."""
-    parser = argparse.ArgumentParser(prog="seccl-flwr", description=__doc__.split("\n")[0])
+    """Return the argument parser of ``seccl-flwr``.
+
+    Every option is checked as it is parsed (range, URL, address, directory); a bad
+    one ends the parse with one line naming it and the fix, and exit code 2.
+    """
+    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sim = commands.add_parser("simulate", help="run a SecCL simulation and report per round")
-    sim.add_argument("--participants", type=int, default=5)
-    sim.add_argument("--rounds", type=int, default=8)
-    sim.add_argument("--candidate-fraction", type=float, default=0.4, help="λ")
-    sim.add_argument("--share-fraction", type=float, default=0.2)
+    sim = commands.add_parser(
+        "simulate",
+        help="run a SecCL simulation and report per round",
+        description="Run a SecCL simulation on scikit-learn's digits and report per "
+        "round. Exit code 0 on success, 1 if the run fails, 2 on a bad argument or "
+        "a --chain that does not answer (checked before the run starts).",
+    )
+    count = "a whole number"
+    sim.add_argument(
+        "--participants",
+        type=_number(int, 2, fix="SecCL needs 2 or more to cross-evaluate, e.g. 5"),
+        default=5,
+        help="number of participants n (at least 2; default 5)",
+    )
+    sim.add_argument(
+        "--rounds",
+        type=_number(int, 1, fix=f"give the number of rounds, {count}, e.g. 8"),
+        default=8,
+        help="number of rounds (default 8)",
+    )
+    sim.add_argument(
+        "--candidate-fraction",
+        type=_number(
+            float, 0, 1, open_low=True, fix="λ is the fraction of participants elected, e.g. 0.4"
+        ),
+        default=0.4,
+        help="λ, the fraction of participants elected each round, in (0, 1] (default 0.4)",
+    )
+    sim.add_argument(
+        "--share-fraction",
+        type=_number(
+            float,
+            0,
+            1,
+            open_low=True,
+            fix="it is the fraction of its update's entries a client sends, e.g. 0.2",
+        ),
+        default=0.2,
+        help="fraction of its update's entries a client sends, in (0, 1] (default 0.2)",
+    )
     sim.add_argument("--dataset", choices=["digits"], default="digits")
-    sim.add_argument("--chain", default=EMBEDDED, help="'embedded' or a JSON-RPC URL")
+    sim.add_argument(
+        "--chain",
+        type=_chain,
+        default=EMBEDDED,
+        help="'embedded' (default) or the JSON-RPC URL of a chain node, e.g. anvil's "
+        "http://127.0.0.1:8545",
+    )
     sim.add_argument(
         "--gas-limit",
-        type=int,
+        type=_number(int, 1, fix="give a gas amount, e.g. 20000000, or leave it out"),
         default=None,
         help="gas limit of every server transaction (default: estimated by the node); "
         "saves the estimate on a private chain",
     )
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--lr", type=float, default=0.1)
-    sim.add_argument("--local-epochs", type=int, default=2)
+    sim.add_argument(
+        "--seed",
+        type=_number(int, 0, fix=f"give {count} from 0 on"),
+        default=0,
+        help="seed of the data split, the model and the simulation keys (default 0)",
+    )
+    sim.add_argument(
+        "--lr",
+        type=_number(float, 0, open_low=True, fix="give the clients' learning rate, e.g. 0.1"),
+        default=0.1,
+        help="clients' learning rate (default 0.1)",
+    )
+    sim.add_argument(
+        "--local-epochs",
+        type=_number(int, 1, fix=f"give {count}, e.g. 2"),
+        default=2,
+        help="epochs each client trains per round (default 2)",
+    )
     sim.add_argument(
         "--engine",
         choices=["ray", "inprocess"],
@@ -232,18 +480,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--attackers",
-        type=float,
+        type=_number(
+            float,
+            0,
+            1,
+            open_high=True,
+            fix="ε is the fraction of participants that attack, e.g. 0.2",
+        ),
         default=0.2,
-        help="fraction ε of participants that attack (the first partitions; default 0.2)",
+        help="fraction ε of participants that attack, in [0, 1) (the first partitions; "
+        "default 0.2)",
     )
-    sim.add_argument("--attack-start", type=int, default=1, help="first round of the attack")
+    sim.add_argument(
+        "--attack-start",
+        type=_number(int, 1, fix="rounds count from 1"),
+        default=1,
+        help="first round of the attack (default 1)",
+    )
     sim.add_argument(
         "--collude",
         action="store_true",
         help="attackers rank each other first and everyone else last",
     )
-    sim.add_argument("--timeout", type=float, default=600.0, help="seconds per phase")
-    sim.add_argument("--out", default="seccl-runs/simulate")
+    sim.add_argument(
+        "--timeout",
+        type=_number(float, 0, open_low=True, fix="give seconds, e.g. 600"),
+        default=600.0,
+        help="seconds per phase (default 600)",
+    )
+    sim.add_argument("--out", default="seccl-runs/simulate", help="output directory")
     sim.add_argument(
         "--store",
         default=None,
@@ -258,18 +523,26 @@ def build_parser() -> argparse.ArgumentParser:
         "every digest against its anchor, every signature, every election (Python "
         "reference vs. contract), every global model (previous + merge of the elected "
         "updates). Prints a per-round verdict table; exit code 0 if everything matches, "
-        "1 on a finding (each names round, node and message), 2 if the chain or the "
-        "store cannot be read. The embedded chain ends with the process that ran it, so "
-        "only runs on a JSON-RPC chain (e.g. `simulate --chain URL` on anvil) can be "
-        "audited afterwards.",
+        "1 on a finding (each names round, node and message), 2 on a bad argument or "
+        "if the chain or the store cannot be read. The embedded chain ends with the "
+        "process that ran it, so only runs on a JSON-RPC chain (e.g. `simulate --chain "
+        "URL` on anvil) can be audited afterwards.",
     )
-    aud.add_argument("--chain", required=True, help="JSON-RPC URL of the run's chain")
+    aud.add_argument(
+        "--chain", type=_audit_chain, required=True, help="JSON-RPC URL of the run's chain"
+    )
     aud.add_argument(
         "--contract",
+        type=_address,
         required=True,
         help="address of the run's contract (pin the one you trust, not the server's word)",
     )
-    aud.add_argument("--store", required=True, help="directory of the run's published messages")
+    aud.add_argument(
+        "--store",
+        type=_directory,
+        required=True,
+        help="directory of the run's published messages",
+    )
     aud.add_argument(
         "--shared-store",
         action="store_true",
@@ -279,14 +552,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``seccl-flwr``."""
-    args = build_parser().parse_args(argv)
+    """Entry point of ``seccl-flwr``; return the exit code.
+
+    A bad argument gives exit code 2 (argparse's). An error of the package
+    (:class:`~seccl_flwr.errors.SecCLError`) is printed as one line on stderr: exit
+    code 2 before a simulation starts and in ``audit``, 1 once a simulation runs.
+    Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument already printed
+        return exc.code if isinstance(exc.code, int) else 2
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    if args.command == "simulate":
-        _report(simulate(args), args)
-    elif args.command == "audit":
-        return audit(args)
-    return 0
+    if args.command == "audit":
+        return _guarded("audit", lambda: audit(args), exit_code=2)
+    code = _guarded("simulate", lambda: check_simulate_inputs(args), exit_code=2)
+    if code:
+        return code
+    return _guarded("simulate", lambda: _report(simulate(args), args), exit_code=1)
 
 
 if __name__ == "__main__":
