@@ -62,6 +62,27 @@ def test_retry_policy_backs_off_exponentially_up_to_a_cap():
         RetryPolicy(attempts=0)
 
 
+def test_the_default_retry_waits_31_5_s_and_the_error_and_readme_say_so(monkeypatch):
+    """The back-off total is one number (``RetryPolicy.budget``) stated everywhere."""
+    from pathlib import Path
+
+    from seccl_flwr.chain import retry
+
+    assert RetryPolicy().budget == 31.5  # 0.5 + 1 + 2 + 4 + 8 + 8 + 8
+    slept = []
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
+
+    def down():
+        raise ChainUnreachableError("refused")
+
+    with pytest.raises(ChainUnreachableError) as info:
+        retry.retrying(down, RetryPolicy(), "owner")
+    assert slept == list(RetryPolicy().delays()) and sum(slept) == 31.5
+    assert "owner: chain unreachable after 8 attempts and 31.5s of back-off" in str(info.value)
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert "31.5 s" in readme.read_text(encoding="utf-8")
+
+
 def test_views_and_transactions_wait_for_a_restarted_node(node):
     csc = deployed(node.url)
     csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x01" * 32])
