@@ -167,7 +167,7 @@ def instrumented(modules: tuple = (digits,)) -> Iterator[None]:
     saved_csc = {
         "_view": CandidateSelection.__dict__["_view"],
         "anchors_of": CandidateSelection.__dict__["anchors_of"],
-        "views": CandidateSelection.__dict__["views"],
+        "_views": CandidateSelection.__dict__["_views"],
         "attach": CandidateSelection.__dict__["attach"],
     }
     saved_functions = {module: module.client_functions for module in modules}
@@ -177,7 +177,7 @@ def instrumented(modules: tuple = (digits,)) -> Iterator[None]:
         seccl_client.connect = METER.wrap(CHAIN_READ, saved_client["connect"])
         CandidateSelection._view = METER.wrap(CHAIN_READ, saved_csc["_view"])
         CandidateSelection.anchors_of = METER.wrap(CHAIN_READ, saved_csc["anchors_of"])
-        CandidateSelection.views = METER.wrap(CHAIN_READ, saved_csc["views"])
+        CandidateSelection._views = METER.wrap(CHAIN_READ, saved_csc["_views"])
         CandidateSelection.attach = classmethod(
             METER.wrap(CHAIN_READ, saved_csc["attach"].__func__)
         )

@@ -29,7 +29,8 @@ pragma solidity 0.8.28;
 /// O(k * M) memory operations for the partial selection of its top `M` peers, i.e.
 /// O(n * M) per ballot; `elect` is O(#authors * M). Storage writes per ballot are
 /// O(M) (points) plus its digest. Measured for n = 100, M = 20 (99 peers per ballot):
-/// about 0.5M gas per ballot inside a chunk, about 10.3M gas per chunk of 20 ballots,
+/// about 0.5M gas per ballot inside a chunk, about 12.7M gas per chunk of 25 ballots
+/// (the chunk the Python client sends, `seccl_flwr.chain.csc.BALLOT_CHUNK`),
 /// about 1.2M gas for `elect` — each transaction fits the 30M block gas limit and the
 /// 2^24 per-transaction cap of EIP-7825 (see tests/test_contract.py).
 ///

@@ -12,6 +12,7 @@ from seccl_flwr.chain.anvil import AnvilNode, anvil_command
 from seccl_flwr.chain.connection import connect, ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ChainUnreachableError
+from seccl_flwr.chain.jsonrpc import json_rpc_of
 from seccl_flwr.chain.retry import RetryPolicy
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
@@ -43,11 +44,11 @@ def restart_later(anvil: AnvilNode, delay: float) -> threading.Thread:
     return thread
 
 
-def deployed(url: str) -> CandidateSelection:
+def deployed(url: str, retry: RetryPolicy | None = None) -> CandidateSelection:
     w3 = connect(url)
     ensure_funded(w3, SERVER)
     csc, _ = CandidateSelection.deploy(
-        w3, SERVER, run_id_from_label("faults"), [m.address for m in MEMBERS], 1
+        w3, SERVER, run_id_from_label("faults"), [m.address for m in MEMBERS], 1, retry=retry
     )
     return csc
 
@@ -59,6 +60,27 @@ def test_retry_policy_backs_off_exponentially_up_to_a_cap():
     assert list(RetryPolicy(attempts=1).delays()) == []
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def test_the_default_retry_waits_31_5_s_and_the_error_and_readme_say_so(monkeypatch):
+    """The back-off total is one number (``RetryPolicy.budget``) stated everywhere."""
+    from pathlib import Path
+
+    from seccl_flwr.chain import retry
+
+    assert RetryPolicy().budget == 31.5  # 0.5 + 1 + 2 + 4 + 8 + 8 + 8
+    slept = []
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
+
+    def down():
+        raise ChainUnreachableError("refused")
+
+    with pytest.raises(ChainUnreachableError) as info:
+        retry.retrying(down, RetryPolicy(), "owner")
+    assert slept == list(RetryPolicy().delays()) and sum(slept) == 31.5
+    assert "owner: chain unreachable after 8 attempts and 31.5s of back-off" in str(info.value)
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert "31.5 s" in readme.read_text(encoding="utf-8")
 
 
 def test_views_and_transactions_wait_for_a_restarted_node(node):
@@ -74,8 +96,7 @@ def test_views_and_transactions_wait_for_a_restarted_node(node):
 
 
 def test_a_node_that_stays_down_gives_a_clear_error_in_bounded_time(node):
-    csc = deployed(node.url)
-    csc.retry = RetryPolicy(attempts=3, first_delay=0.1)
+    csc = deployed(node.url, RetryPolicy(attempts=3, first_delay=0.1))
     node.stop()
     started = time.monotonic()
     with pytest.raises(ChainUnreachableError, match="after 3 attempts") as info:
@@ -85,9 +106,11 @@ def test_a_node_that_stays_down_gives_a_clear_error_in_bounded_time(node):
 
 
 def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
-    csc = deployed(node.url)
-    eth = csc.w3.eth
-    real_request = csc._node.request
+    deployer = deployed(node.url)
+    w3 = deployer.w3
+    eth = w3.eth
+    transport = json_rpc_of(w3)
+    real_request = transport.request
     sent = []
 
     def send_then_lose_the_reply(method, params):
@@ -98,9 +121,10 @@ def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
                 raise ChainUnreachableError("reply lost")
         return answer
 
-    monkeypatch.setattr(csc._node, "request", send_then_lose_the_reply)
+    monkeypatch.setattr(transport, "request", send_then_lose_the_reply)
+    retry = RetryPolicy(attempts=3, first_delay=0.1)
+    csc = CandidateSelection(w3, deployer.address, SERVER, retry=retry, transport=transport)
     nonce = eth.get_transaction_count(SERVER.address)
-    csc.retry = RetryPolicy(attempts=3, first_delay=0.1)
     info = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])
     assert len(sent) == 2 and sent[0] == sent[1]  # the very same signed bytes
     assert eth.get_transaction_count(SERVER.address) == nonce + 1  # one effect

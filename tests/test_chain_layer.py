@@ -23,6 +23,7 @@ from seccl_flwr.chain.errors import (
     NoContractError,
     WrongChainError,
 )
+from seccl_flwr.chain.jsonrpc import json_rpc_of
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
 from seccl_flwr.messages import message_digest, sign_message
 from seccl_flwr.protocol import borda
@@ -449,8 +450,11 @@ def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
     w3 = connect("embedded")
     owner = fresh_accounts(1)[0]
     ensure_funded(w3, owner)
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
-    real_request = csc._node.request
+    deployed, _ = CandidateSelection.deploy(
+        w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1
+    )
+    transport = json_rpc_of(w3)
+    real_request = transport.request
 
     def without_base_fee(method, params):
         answer = real_request(method, params)
@@ -458,7 +462,8 @@ def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
             answer = {**answer, "result": {**answer["result"], "baseFeePerGas": None}}
         return answer
 
-    monkeypatch.setattr(csc._node, "request", without_base_fee)
+    monkeypatch.setattr(transport, "request", without_base_fee)
+    csc = CandidateSelection(w3, deployed.address, owner, transport=transport)
     info = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x03" * 32])
     tx = w3.eth.get_transaction(info.tx_hash)
     tip = int(real_request("eth_maxPriorityFeePerGas", [])["result"], 16)

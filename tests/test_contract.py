@@ -8,6 +8,7 @@ from eth_abi import encode
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
 
+from seccl_flwr.chain.csc import BALLOT_CHUNK
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import (
     MAX_SCORE,
@@ -596,7 +597,7 @@ def test_rounds_are_independent(csc, owner, keys, binding):
 def test_gas_one_round_of_100_participants_fits_blocks(w3, owner):
     n = 100
     m = math.ceil(0.2 * n)
-    chunk = 20
+    chunk = BALLOT_CHUNK  # what the library sends per submitBallots transaction
     accounts = make_keys(n, "gas")
     addr = [a.address for a in accounts]
     csc = deploy(w3, owner, RUN_ID, addr, m)

@@ -72,6 +72,11 @@ def as_lists(value):
     return [as_lists(v) for v in value] if isinstance(value, tuple | list) else value
 
 
+def totals_as_lists(totals: dict) -> list:
+    """``{author: points}`` as the contract returns it: ``[authors, points]``."""
+    return [list(totals), list(totals.values())]
+
+
 @pytest.mark.parametrize("chain", ["anvil", "embedded"])
 def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request):
     """Every view, encoded and decoded by the CSC client itself, equals web3's call."""
@@ -97,36 +102,51 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
     )
     csc.submit_ballots(1, [ballot])
     csc.elect(1)
-    calls = [
-        ("owner",),
-        ("runId",),
-        ("numCandidates",),
-        ("participants",),
-        ("participantIndex", members[2].address),
-        ("isParticipant", server.address),
-        ("lastCompletedRound",),
-        ("currentRound",),
-        ("anchorOf", 1, int(Kind.UPDATE), members[1].address),
-        ("anchorOf", 9, int(Kind.UPDATE), members[1].address),
-        ("updateAuthors", 1),
-        ("isElected", 1),
-        ("candidatesOf", 1),
-        ("totalsOf", 1),
-        ("ballotCount", 1),
-        ("evaluatorsOf", 1),
-        ("domainSeparator",),
-        ("hashBallot", 1, members[0].address, peers, scores),
+    web3 = csc.contract.functions
+    reads = [  # (typed method and arguments, web3's call of the same view)
+        (csc.owner, (), web3.owner()),
+        (csc.run_id, (), web3.runId()),
+        (csc.num_candidates, (), web3.numCandidates()),
+        (csc.participants, (), web3.participants()),
+        (csc.participant_index, (members[2].address,), web3.participantIndex(members[2].address)),
+        (csc.is_participant, (server.address,), web3.isParticipant(server.address)),
+        (csc.last_completed_round, (), web3.lastCompletedRound()),
+        (csc.current_round, (), web3.currentRound()),
+        (
+            csc.anchor_of,
+            (1, Kind.UPDATE, members[1].address),
+            web3.anchorOf(1, int(Kind.UPDATE), members[1].address),
+        ),
+        (
+            csc.anchor_of,
+            (9, Kind.UPDATE, members[1].address),
+            web3.anchorOf(9, int(Kind.UPDATE), members[1].address),
+        ),
+        (csc.update_authors, (1,), web3.updateAuthors(1)),
+        (csc.is_elected, (1,), web3.isElected(1)),
+        (csc.candidates_of, (1,), web3.candidatesOf(1)),
+        (lambda r: totals_as_lists(csc.totals_of(r)), (1,), web3.totalsOf(1)),
+        (csc.ballot_count, (1,), web3.ballotCount(1)),
+        (csc.evaluators_of, (1,), web3.evaluatorsOf(1)),
+        (csc.domain_separator, (), web3.domainSeparator()),
+        (
+            csc.hash_ballot,
+            (1, members[0].address, peers, scores),
+            web3.hashBallot(1, members[0].address, peers, scores),
+        ),
     ]
-    for name, *args in calls:
-        expected = getattr(csc.contract.functions, name)(*args).call()
-        got = csc._view(name, *args)
-        assert as_lists(got) == as_lists(expected), name
-    # the same views in one batch
-    batched = csc.views(*((name, tuple(args)) for name, *args in calls))
-    assert as_lists(batched) == as_lists([csc._view(name, *args) for name, *args in calls])
+    for typed, args, call in reads:
+        expected = call.call()
+        got = typed(*args)
+        assert as_lists(got) == as_lists(expected), call.fn_name
+    # views read in one batch equal the same views read one by one
+    assert csc.ballot_and_candidates(1, members[0].address) == (
+        csc.anchor_of(1, Kind.BALLOT, members[0].address),
+        csc.candidates_of(1),
+    )
     with pytest.raises(ContractRevertError) as info:
-        csc.views(("owner", ()), ("participantIndex", (server.address,)))
-    assert info.value.error_name == "UnknownParticipant"
+        csc.ballot_and_candidates(2, members[0].address)  # round 2 has no election yet
+    assert info.value.error_name == "NotElected"
     with pytest.raises(ContractRevertError) as info:
         csc.participant_index(server.address)
     assert info.value.error_name == "UnknownParticipant"

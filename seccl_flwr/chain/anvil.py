@@ -14,14 +14,10 @@ import time
 from pathlib import Path
 
 from .connection import connect
-from .errors import ChainUnreachableError
+from .errors import AnvilNotFoundError, ChainUnreachableError
 from .rpc_server import free_loopback_url
 
 _NODE_MODULES = Path(__file__).resolve().parents[2] / "contracts" / "node_modules"
-
-
-class AnvilNotFoundError(RuntimeError):
-    """No anvil executable was found."""
 
 
 def anvil_command() -> list[str] | None:
@@ -82,8 +78,9 @@ class AnvilNode:
         ------
         AnvilNotFoundError
             If anvil is not installed.
-        RuntimeError
-            If it exits or does not answer within ``timeout`` seconds.
+        ChainUnreachableError
+            If it exits or does not answer within ``timeout`` seconds (with the
+            end of anvil's log).
         """
         command = anvil_command()
         if command is None:
@@ -101,7 +98,7 @@ class AnvilNode:
         while not _answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(
+                raise ChainUnreachableError(
                     f"anvil did not answer on {self.url}:\n{self.log_path.read_text()[-2000:]}"
                 )
             time.sleep(0.1)

@@ -13,16 +13,14 @@ from typing import Any
 
 from eth_utils import keccak
 
+from .errors import ArtifactMismatchError, ArtifactMissingError
+
 ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "CandidateSelection.json"
 """Path of the committed artifact inside the package."""
 
 CONTRACT_NAME = "CandidateSelection"
 SOURCE_RELPATH = "contracts/CandidateSelection.sol"
 """Path of the Solidity source relative to the repository root."""
-
-
-class ArtifactMismatchError(RuntimeError):
-    """The committed artifact was not built from the current Solidity source."""
 
 
 def repo_root() -> Path:
@@ -60,13 +58,14 @@ def load_artifact() -> dict[str, Any]:
 
     Raises
     ------
-    FileNotFoundError
-        If the artifact is missing (run ``python -m seccl_flwr.chain.build``).
+    ArtifactMissingError
+        If the artifact is missing (run ``python -m seccl_flwr.chain.build``); a
+        ``FileNotFoundError`` too.
     """
     try:
         text = _load_cached()
     except FileNotFoundError as exc:
-        raise FileNotFoundError(
+        raise ArtifactMissingError(
             f"contract artifact {ARTIFACT_PATH} is missing; "
             "run `npm ci --prefix contracts && python -m seccl_flwr.chain.build`"
         ) from exc

@@ -32,6 +32,7 @@ from seccl_flwr.chain.artifact import (
     source_hash,
     source_path,
 )
+from seccl_flwr.chain.errors import CompilerNotFoundError
 
 SOLC_ENV = "SECCL_SOLC"
 """Environment variable naming a solc-compatible executable."""
@@ -44,10 +45,6 @@ SETTINGS: dict[str, Any] = {
     "metadata": {"bytecodeHash": "none", "appendCBOR": False},
 }
 """Compiler settings of the committed artifact."""
-
-
-class CompilerNotFoundError(RuntimeError):
-    """No Solidity compiler is available to rebuild the artifact."""
 
 
 def wrapper_path() -> Path:

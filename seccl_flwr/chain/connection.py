@@ -8,6 +8,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
+from ..errors import ConfigurationError
 from .errors import ChainUnreachableError, InsufficientFundsError, WrongChainError
 
 EMBEDDED = "embedded"
@@ -93,7 +94,7 @@ def connect(endpoint: str, *, expected_chain_id: int | None = None, timeout: flo
         If the endpoint does not answer.
     WrongChainError
         If it serves another chain than ``expected_chain_id``.
-    ValueError
+    ConfigurationError
         If the endpoint is neither ``"embedded"`` nor an http(s) URL.
     """
     if endpoint == EMBEDDED:
@@ -101,7 +102,7 @@ def connect(endpoint: str, *, expected_chain_id: int | None = None, timeout: flo
     elif endpoint.startswith(("http://", "https://")):
         w3 = Web3(HTTPProvider(endpoint, request_kwargs={"timeout": timeout}))
     else:
-        raise ValueError(
+        raise ConfigurationError(
             f"chain endpoint must be 'embedded' or an http(s):// URL, got {endpoint!r}"
         )
     chain_id = chain_id_of(w3, endpoint)

@@ -1,4 +1,9 @@
-"""Exceptions of the chain layer; each names the endpoint, address or error at fault."""
+"""Exceptions of the chain layer; each names the endpoint, address or error at fault.
+
+All derive from :class:`ChainError`, which sits under the package root
+:class:`~seccl_flwr.errors.SecCLError`; stdlib mixins stay where callers expect them
+(``RuntimeError`` for all, ``PermissionError`` and ``FileNotFoundError`` where named).
+"""
 
 from typing import Any
 
@@ -44,6 +49,26 @@ class ContractCodeMismatchError(ChainError):
 
 class InsufficientFundsError(ChainError):
     """The account that sends transactions cannot pay for gas."""
+
+
+class NoSenderError(ChainError, PermissionError):
+    """A transaction was asked of a contract client that has no account to sign it."""
+
+
+class AnvilNotFoundError(ChainError):
+    """No anvil executable was found (``$SECCL_ANVIL``, ``PATH``, ``contracts/node_modules``)."""
+
+
+class ArtifactMissingError(ChainError, FileNotFoundError):
+    """The packaged contract artifact is missing (rebuild it from the source)."""
+
+
+class ArtifactMismatchError(ChainError):
+    """The committed artifact was not built from the current Solidity source."""
+
+
+class CompilerNotFoundError(ChainError):
+    """No Solidity compiler is available to rebuild the artifact."""
 
 
 class ContractRevertError(ChainError):

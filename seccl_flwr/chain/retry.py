@@ -2,8 +2,9 @@
 
 A node that stops, restarts or answers slowly makes a call raise
 :class:`~seccl_flwr.chain.errors.ChainUnreachableError`; :func:`retrying` tries
-again after 0.5 s, 1 s, 2 s, ... (capped), and gives up after a fixed number of
-attempts with an error that says how long it tried. Only calls that are safe to
+again after 0.5 s, 1 s, 2 s, ... (capped at 8 s), and gives up after a fixed number
+of attempts (8 by default, so 31.5 s of back-off: :attr:`RetryPolicy.budget`) with
+an error that says how long it waited. Only calls that are safe to
 repeat go through it: views, and the sending of one already signed transaction
 (same nonce, same hash, so a repeat can never have a second effect).
 """
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 from flwr.common.logger import log
 
+from ..errors import ConfigurationError
 from .errors import ChainUnreachableError
 
 T = TypeVar("T")
@@ -33,6 +35,18 @@ class RetryPolicy:
         Seconds before the second attempt; doubled before each further one.
     max_delay : float (default: 8.0)
         Cap of one delay.
+
+    Notes
+    -----
+    The defaults sleep 0.5 + 1 + 2 + 4 + 8 + 8 + 8 = 31.5 s in all (:attr:`budget`)
+    before giving up. The attempts themselves add their own time: a refused
+    connection fails at once, a node that accepts but does not answer costs the
+    transport's timeout (10 s by default) per attempt.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``attempts`` is below 1 or a delay is negative.
     """
 
     attempts: int = 8
@@ -41,9 +55,12 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+            raise ConfigurationError(f"attempts must be at least 1, got {self.attempts}")
         if self.first_delay < 0 or self.max_delay < 0:
-            raise ValueError("retry delays must be non-negative")
+            raise ConfigurationError(
+                f"retry delays must be non-negative, got first_delay={self.first_delay}, "
+                f"max_delay={self.max_delay}"
+            )
 
     def delays(self) -> Iterator[float]:
         """Yield the sleep before each retry (``attempts - 1`` values)."""
@@ -52,7 +69,10 @@ class RetryPolicy:
 
     @property
     def budget(self) -> float:
-        """Total seconds slept before giving up."""
+        """Total seconds slept between the attempts before giving up (31.5 by default).
+
+        Errors and docs state this one number; the attempts' own time comes on top.
+        """
         return sum(self.delays())
 
 
@@ -75,8 +95,8 @@ def retrying(call: Callable[[], T], policy: RetryPolicy, what: str) -> T:
             delay = next(delays, None)
             if delay is None:
                 raise ChainUnreachableError(
-                    f"{what}: chain unreachable after {policy.attempts} attempts over "
-                    f"{policy.budget:.1f}s: {exc}"
+                    f"{what}: chain unreachable after {policy.attempts} attempts and "
+                    f"{policy.budget:.1f}s of back-off: {exc}"
                 ) from exc
             log(WARNING, "SecCL: %s: chain unreachable, retrying in %.1fs", what, delay)
             time.sleep(delay)
