@@ -16,7 +16,7 @@ from flwr.clientapp import ClientApp
 
 from ..attacks.client import ClientAttack, node_attack
 from ..client import EvaluateFn, TrainFn, run_config_mod
-from ..messages import arrays_of, record_of
+from ..records import arrays_of, record_of
 from . import digits
 
 

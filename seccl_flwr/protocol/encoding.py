@@ -20,16 +20,14 @@ from collections.abc import Mapping
 import numpy as np
 from eth_utils import keccak
 
+from ..errors import EncodingError
+
 MAGIC = b"SECCL\x01"
 
 ALLOWED_DTYPES = frozenset(
     ["<f2", "<f4", "<f8", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "|b1"]
 )
 """Numeric dtypes a payload may carry (object, string and void dtypes never)."""
-
-
-class EncodingError(ValueError):
-    """A payload is malformed: truncated, wrong magic, bad dtype or shape, or extra bytes."""
 
 
 def _canonical_dtype(array: np.ndarray) -> np.dtype:
