@@ -43,6 +43,7 @@ from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind, ballot_typed_data, sign_typed
 from seccl_flwr.protocol.encoding import metrics_to_arrays
 from seccl_flwr.protocol.signed import SignedMessage
+from seccl_flwr.run_setup import server_account
 from seccl_flwr.store import DirectoryStore, digest_hex, encode_message
 from seccl_flwr.strategy import SecCL
 
@@ -345,7 +346,11 @@ def test_auditing_another_contract_than_the_runs_fails(copy):
     strategy, store_dir, store = copy
     csc = strategy.csc
     other, _ = CandidateSelection.deploy(
-        csc.w3, strategy._server_account(), csc.run_id(), csc.participants(), 2
+        csc.w3,
+        server_account(strategy.server_key, strategy.run_label),
+        csc.run_id(),
+        csc.participants(),
+        2,
     )
     report = audit_run(CandidateSelection.attach(csc.w3, other.address), DirectoryStore(store_dir))
     kinds = [f.kind for f in report.findings]
