@@ -32,29 +32,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from logging import INFO, WARNING
-from urllib.parse import urlparse
+from logging import INFO
 
 import numpy as np
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, keccak
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from . import wire
-from .chain.connection import EMBEDDED, connect, embedded_web3, ensure_funded
+from .chain.connection import EMBEDDED, ensure_funded
 from .chain.csc import CandidateSelection, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
 from .errors import (
     ConfigurationError,
-    MalformedMessageError,
     NotEnoughNodesError,
-    UntrustedContractError,
-    VerificationError,
 )
 from .metering import use_meter
 from .protocol.eip712 import Kind
@@ -62,12 +55,12 @@ from .protocol.params import num_candidates
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, budget
 from .records import arrays_of, record_of
-from .resume import ResumePoint, resume_point
+from .resume import ResumePoint
+from .run_setup import RunSettings, open_chain, open_contract, register_nodes, server_account
 from .store import MessageStore, open_store
 from .verify import (
     ReplyRules,
     accept_replies,
-    seccl_fields,
     verify_ballot,
     verify_evaluation,
     verify_update,
@@ -206,6 +199,15 @@ class RoundState:
         """
         return self.chain_time()
 
+    def accept(
+        self, replies: list[Message], verify: Callable[[Message], SignedMessage], phase: str
+    ) -> dict[str, tuple[SignedMessage, Message]]:
+        """Verify a phase's replies (the checks count as chain time); record the drops."""
+        with use_meter(self.meter):
+            return accept_replies(
+                replies, verify, phase, self.rules.participants, self.record.dropped
+            )
+
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Count the block's time as phase ``name``."""
@@ -234,6 +236,100 @@ def _aggregate_metrics(contents: list[RecordDict], weighted_by_key: str) -> Metr
     if not contents or sum(c[wire.METRICS][weighted_by_key] for c in contents) <= 0:
         return None
     return aggregate_metricrecords(contents, weighted_by_key)
+
+
+def sample_registered(
+    grid: Grid, participants: Mapping[int, str], fraction: float, minimum: int
+) -> list[int]:
+    """Return a random ``fraction`` (at least ``minimum``) of the connected participants.
+
+    A ``fraction`` of 0 turns the phase off: no node.
+    """
+    if fraction == 0.0:
+        return []
+    registered = [n for n in grid.get_node_ids() if n in participants]
+    size = min(max(int(len(registered) * fraction), minimum), len(registered))
+    # sample positions, not ids: Flower's node ids can exceed int64 and numpy
+    # would turn a mixed array of them into floats
+    chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
+    return sorted(registered[int(i)] for i in chosen)
+
+
+def round_messages(  # noqa: PLR0913 - one message's parts
+    message_type: str,
+    server_round: int,
+    arrays: ArrayRecord,
+    config: ConfigRecord,
+    fields: ConfigRecord,
+    node_ids: list[int],
+) -> list[Message]:
+    """Return the round's ``message_type`` message (model, config, SecCL fields) per node."""
+    config["server-round"] = server_round
+    content = {wire.ARRAYS: arrays, wire.CONFIG: config, wire.SECCL_KEY: fields}
+    return [
+        Message(RecordDict(content), message_type=message_type, dst_node_id=node_id)
+        for node_id in node_ids
+    ]
+
+
+def _log_summary(strategy: "SecCL") -> None:
+    """Log the settings of a :class:`SecCL` strategy, in the style of Flower's."""
+    log(INFO, "\t├──> SecCL:")
+    log(INFO, "\t│\t├── Candidate fraction λ: %.2f", strategy.candidate_fraction)
+    log(
+        INFO,
+        "\t│\t├── Share fraction: %.3f%s",
+        strategy.share_fraction,
+        " (per tensor)" if strategy.per_tensor else "",
+    )
+    log(
+        INFO,
+        "\t│\t└── Chain: %s%s (gas limit: %s)",
+        strategy.chain,
+        f" served at {strategy.chain_url}"
+        if strategy.chain == EMBEDDED and strategy.chain_url
+        else "",
+        "estimated" if strategy.gas_limit is None else f"{strategy.gas_limit:,}",
+    )
+    log(INFO, "\t└──> Sampling:")
+    log(
+        INFO,
+        "\t\t├── Fraction: train (%.2f) | evaluate (%.2f)",
+        strategy.fraction_train,
+        strategy.fraction_evaluate,
+    )
+    log(
+        INFO,
+        "\t\t├── Minimum nodes: train (%d) | evaluate (%d)",
+        strategy.min_train_nodes,
+        strategy.min_evaluate_nodes,
+    )
+    log(INFO, "\t\t└── Minimum available nodes: %d", strategy.min_available_nodes)
+
+
+def _server_evaluate(run: RunContext, server_round: int, arrays: ArrayRecord) -> None:
+    """Evaluate ``arrays`` with the server-side ``evaluate_fn``, if there is one."""
+    if run.evaluate_fn:
+        metrics = run.evaluate_fn(server_round, arrays)
+        if metrics is not None:
+            run.result.evaluate_metrics_serverapp[server_round] = metrics
+
+
+def _close_round(
+    result: SecCLResult, record: RoundRecord, on_round: Callable[[RoundRecord], None] | None
+) -> None:
+    """Log the round, add its record to the result, tell ``on_round``."""
+    log(
+        INFO,
+        "SecCL round %d: candidates %s, gas %d, %.2fs",
+        record.round,
+        [a[:8] for a in record.candidates],
+        sum(record.gas.values()),
+        sum(record.seconds.values()),
+    )
+    result.rounds.append(record)
+    if on_round is not None:
+        on_round(record)
 
 
 class SecCL(Strategy):
@@ -338,38 +434,9 @@ class SecCL(Strategy):
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
 
-    # ----------------------------------------------------------------- summary
     def summary(self) -> None:
         """Log the strategy's settings, in the style of Flower's strategies."""
-        log(INFO, "\t├──> SecCL:")
-        log(INFO, "\t│\t├── Candidate fraction λ: %.2f", self.candidate_fraction)
-        log(
-            INFO,
-            "\t│\t├── Share fraction: %.3f%s",
-            self.share_fraction,
-            " (per tensor)" if self.per_tensor else "",
-        )
-        log(
-            INFO,
-            "\t│\t└── Chain: %s%s (gas limit: %s)",
-            self.chain,
-            f" served at {self.chain_url}" if self.chain == EMBEDDED and self.chain_url else "",
-            "estimated" if self.gas_limit is None else f"{self.gas_limit:,}",
-        )
-        log(INFO, "\t└──> Sampling:")
-        log(
-            INFO,
-            "\t\t├── Fraction: train (%.2f) | evaluate (%.2f)",
-            self.fraction_train,
-            self.fraction_evaluate,
-        )
-        log(
-            INFO,
-            "\t\t├── Minimum nodes: train (%d) | evaluate (%d)",
-            self.min_train_nodes,
-            self.min_evaluate_nodes,
-        )
-        log(INFO, "\t\t└── Minimum available nodes: %d", self.min_available_nodes)
+        _log_summary(self)
 
     # ------------------------------------------------------------------ the run
     def start(  # noqa: PLR0913 - Flower's signature
@@ -404,9 +471,8 @@ class SecCL(Strategy):
         """
         log(INFO, "Starting SecCL strategy:")
         self.summary()
-        w3 = self._open_chain()
         try:
-            resume, result = self._open_run(w3, grid, timeout)
+            resume, result = self._open_run(grid, timeout)
             arrays = initial_arrays if resume.fresh else record_of(resume.global_arrays)
             run = RunContext(
                 grid,
@@ -422,7 +488,7 @@ class SecCL(Strategy):
             else:
                 result.arrays = arrays
             first_round = resume.last_completed + 1 if not resume.fresh else 1
-            self._server_evaluate(run, first_round - 1, arrays)
+            _server_evaluate(run, first_round - 1, arrays)
             for server_round in range(first_round, num_rounds + 1):
                 log(INFO, "")
                 log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
@@ -431,7 +497,7 @@ class SecCL(Strategy):
                 state = RoundState.resumed(rules, arrays, sent, resume)
                 self.play_round(run, state)
                 arrays = state.arrays
-                self._close_round(result, state.record, on_round)
+                _close_round(result, state.record, on_round)
             return result
         finally:
             self.close()
@@ -456,14 +522,7 @@ class SecCL(Strategy):
         """Send the global model for training; keep the verified, signed updates."""
         messages = self.configure_train(state.round, state.sent, run.train_config, run.grid)
         replies = self._send(run, state, messages, "train")
-        with use_meter(state.meter):
-            accepted = accept_replies(
-                replies,
-                partial(verify_update, state.rules),
-                "train",
-                self.participants,
-                state.record.dropped,
-            )
+        accepted = state.accept(replies, partial(verify_update, state.rules), "train")
         state.updates = {author: message for author, (message, _) in accepted.items()}
         self._require(len(state.updates), "valid updates", state)
         _, metrics = self.aggregate_train(state.round, [reply for _, reply in accepted.values()])
@@ -490,32 +549,26 @@ class SecCL(Strategy):
         connected are not asked.
         """
         forwarded = self.relay_updates(state.round, state.updates)
-        authors = list(forwarded)
-        content: dict = {wire.ARRAYS: state.sent}
-        for author, message in forwarded.items():
-            content[wire.peer_update_key(author)] = record_of(message.payload)
-        content[wire.SECCL_KEY] = self._server_fields(
+        fields = self._server_fields(
             state.round,
             **{
-                wire.AUTHORS: authors,
-                wire.SIGNATURES: [forwarded[a].signature for a in authors],
+                wire.AUTHORS: list(forwarded),
+                wire.SIGNATURES: [message.signature for message in forwarded.values()],
             },
+        )
+        records = wire.cross_evaluation_records(
+            state.sent, {a: record_of(m.payload) for a, m in forwarded.items()}, fields
         )
         node_of = {address: node for node, address in self.participants.items()}
         messages = [
-            Message(RecordDict(content), message_type=wire.CROSS_EVALUATE, dst_node_id=node_of[a])
+            Message(RecordDict(records), message_type=wire.CROSS_EVALUATE, dst_node_id=node_of[a])
             for a in state.updates
             if a not in state.voted and a in node_of
         ]
         replies = self._send(run, state, messages, "ballot")
-        with use_meter(state.meter):
-            accepted = accept_replies(
-                replies,
-                partial(verify_ballot, state.rules, authors=list(state.updates)),
-                "ballot",
-                self.participants,
-                state.record.dropped,
-            )
+        accepted = state.accept(
+            replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
+        )
         for _, reply in accepted.values():
             fields = reply.content[wire.SECCL_KEY]
             state.record.rejections.extend(str(r) for r in fields.get(wire.REJECTED, []))
@@ -558,14 +611,7 @@ class SecCL(Strategy):
         sent = self.relay_global(state.round, state.arrays)
         messages = self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid)
         replies = self._send(run, state, messages, "evaluate")
-        with use_meter(state.meter):
-            accepted = accept_replies(
-                replies,
-                partial(verify_evaluation, state.rules),
-                "evaluate",
-                self.participants,
-                state.record.dropped,
-            )
+        accepted = state.accept(replies, partial(verify_evaluation, state.rules), "evaluate")
         for message, _ in accepted.values():
             self._publish(message)
         if accepted:
@@ -577,22 +623,17 @@ class SecCL(Strategy):
         if metrics is not None:
             run.result.evaluate_metrics_clientapp[state.round] = metrics
             state.record.evaluate_metrics = dict(metrics)
-        self._server_evaluate(run, state.round, state.arrays)
+        _server_evaluate(run, state.round, state.arrays)
 
     # ------------------------------------------------------------ Strategy API
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the global model and the SecCL settings to the sampled nodes."""
-        return self._configure(
-            wire.TRAIN,
-            server_round,
-            arrays,
-            config,
-            grid,
-            self.fraction_train,
-            self.min_train_nodes,
-        )
+        fraction, minimum = self.fraction_train, self.min_train_nodes
+        nodes = sample_registered(grid, self.participants, fraction, minimum)
+        fields = self._server_fields(server_round)
+        return round_messages(wire.TRAIN, server_round, arrays, config, fields, nodes)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -607,15 +648,10 @@ class SecCL(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the new global model to the nodes sampled for evaluation."""
-        return self._configure(
-            wire.EVALUATE,
-            server_round,
-            arrays,
-            config,
-            grid,
-            self.fraction_evaluate,
-            self.min_evaluate_nodes,
-        )
+        fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
+        nodes = sample_registered(grid, self.participants, fraction, minimum)
+        fields = self._server_fields(server_round)
+        return round_messages(wire.EVALUATE, server_round, arrays, config, fields, nodes)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -645,127 +681,34 @@ class SecCL(Strategy):
         return arrays
 
     # ---------------------------------------------------------------- helpers
-    def _open_chain(self):
-        if self.chain == EMBEDDED:
-            w3 = embedded_web3()
-            if self.chain_url:
-                parsed = urlparse(self.chain_url)
-                if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
-                    raise ConfigurationError(
-                        f"the embedded chain is served on loopback only, got {self.chain_url}"
-                    )
-                self._rpc_server = LoopbackRPCServer(w3, "127.0.0.1", parsed.port or 0).start()
-                log(INFO, "SecCL: embedded chain served at %s", self._rpc_server.url)
-            return w3
-        return connect(self.chain)
-
     def close(self) -> None:
         """Stop serving the embedded chain (if this strategy serves it)."""
         if self._rpc_server is not None:
             self._rpc_server.stop()
             self._rpc_server = None
 
-    def _open_run(self, w3, grid: Grid, timeout: float) -> tuple[ResumePoint, SecCLResult]:
-        """Register the nodes, deploy (or attach to) the contract; return where it stands."""
-        server = self._server_account()
+    def _open_run(self, grid: Grid, timeout: float) -> tuple[ResumePoint, SecCLResult]:
+        """Open the chain, register the nodes, deploy (or attach to) the contract."""
+        w3, self._rpc_server = open_chain(self.chain, self.chain_url)
+        server = server_account(self.server_key, self.run_label)
         ensure_funded(w3, server)
-        self.participants = self.register(grid, timeout)
-        addresses = list(self.participants.values())
-        run_id = keccak(text=self.run_label)
-        resume = ResumePoint()
-        if self.contract_address:
-            self.csc = CandidateSelection.attach(
-                w3, self.contract_address, server, gas_limit=self.gas_limit
-            )
-            resume = self._attach_run(server.address)
-        else:
-            self.csc, _ = CandidateSelection.deploy(
-                w3,
-                server,
-                run_id,
-                addresses,
-                num_candidates(self.candidate_fraction, len(addresses)),
-                gas_limit=self.gas_limit,
-            )
-        log(
-            INFO,
-            "SecCL: run %s on chain %s, contract %s, %d participants, M=%d",
-            self.run_label,
-            self.csc.binding.chain_id,
-            self.csc.address,
-            len(addresses),
-            self.csc.num_candidates(),
+        participants = register_nodes(grid, self.run_label, self.min_available_nodes, timeout)
+        self.csc, self.participants, resume = open_contract(
+            w3,
+            server,
+            participants,
+            RunSettings(
+                self.run_label, self.candidate_fraction, self.contract_address, self.gas_limit
+            ),
+            self.store,
         )
         result = SecCLResult(
             chain_id=self.csc.binding.chain_id,
             contract=self.csc.address,
-            run_id="0x" + run_id.hex(),
+            run_id="0x" + self.csc.binding.run_id.hex(),
             participants=dict(self.participants),
         )
         return resume, result
-
-    def _server_account(self) -> LocalAccount:
-        key = self.server_key or keccak(text=f"seccl-server:{self.run_label}")
-        return Account.from_key(key)
-
-    def register(self, grid: Grid, timeout: float) -> dict[int, str]:
-        """Ask every connected node for its address; return node id -> address."""
-        sample_nodes(grid, self.min_available_nodes, self.min_available_nodes)  # waits
-        messages = [
-            Message(
-                RecordDict({wire.SECCL_KEY: ConfigRecord({wire.RUN: self.run_label})}),
-                message_type=wire.REGISTER,
-                dst_node_id=node_id,
-            )
-            for node_id in grid.get_node_ids()
-        ]
-        participants: dict[int, str] = {}
-        for reply in grid.send_and_receive(messages, timeout=timeout):
-            node_id = reply.metadata.src_node_id
-            try:
-                fields = seccl_fields(0, str(node_id), reply)
-                address = wire.typed_field(0, str(node_id), fields, wire.ADDRESS, str)
-                if not is_address(address):
-                    raise MalformedMessageError(0, str(node_id), f"{address!r} is no address")
-            except VerificationError as exc:
-                log(WARNING, "SecCL: node %s failed to register: %s", node_id, exc)
-                continue
-            if address in participants.values():
-                log(WARNING, "SecCL: node %s repeats address %s; ignored", node_id, address)
-                continue
-            participants[node_id] = address
-        if len(participants) < self.min_available_nodes:
-            raise NotEnoughNodesError(
-                f"{len(participants)} nodes registered, fewer than min_available_nodes="
-                f"{self.min_available_nodes}"
-            )
-        return dict(sorted(participants.items()))
-
-    def _attach_run(self, owner: str) -> ResumePoint:
-        """Check an attached contract is this server's run; return where it stands."""
-        if self.csc.owner() != owner:
-            raise UntrustedContractError(
-                f"contract {self.csc.address} is owned by {self.csc.owner()}, not by this "
-                f"server ({owner})"
-            )
-        members = set(self.csc.participants())
-        for node, address in list(self.participants.items()):
-            if address not in members:
-                log(WARNING, "SecCL: node %s (%s) is not in the run; ignored", node, address)
-                del self.participants[node]
-        resume = resume_point(self.csc, self.store, owner)
-        if not resume.fresh:
-            log(
-                INFO,
-                "SecCL: resuming run at contract %s after round %d%s",
-                self.csc.address,
-                resume.last_completed,
-                f" ({len(resume.open_updates)} updates of round "
-                f"{resume.last_completed + 1} already anchored)"
-                if resume.open_updates
-                else "",
-            )
-        return resume
 
     def _publish_and_anchor_initial(self, arrays: ArrayRecord) -> None:
         """Publish and anchor global model 0 (the initial arrays)."""
@@ -789,39 +732,6 @@ class SecCL(Strategy):
         return wire.server_fields(
             server_round, self.csc.address, self.share_fraction, self.per_tensor, **extra
         )
-
-    def _configure(  # noqa: PLR0913
-        self,
-        message_type: str,
-        server_round: int,
-        arrays: ArrayRecord,
-        config: ConfigRecord,
-        grid: Grid,
-        fraction: float,
-        minimum: int,
-    ) -> list[Message]:
-        """Return the round's message of ``message_type`` to each sampled node."""
-        if fraction == 0.0:
-            return []
-        config["server-round"] = server_round
-        content = {
-            wire.ARRAYS: arrays,
-            wire.CONFIG: config,
-            wire.SECCL_KEY: self._server_fields(server_round),
-        }
-        return [
-            Message(RecordDict(content), message_type=message_type, dst_node_id=node_id)
-            for node_id in self._sample(grid, fraction, minimum)
-        ]
-
-    def _sample(self, grid: Grid, fraction: float, minimum: int) -> list[int]:
-        registered = [n for n in grid.get_node_ids() if n in self.participants]
-        size = max(int(len(registered) * fraction), minimum)
-        size = min(size, len(registered))
-        # sample positions, not ids: Flower's node ids can exceed int64 and numpy
-        # would turn a mixed array of them into floats
-        chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
-        return sorted(registered[int(i)] for i in chosen)
 
     def _publish(self, message: SignedMessage) -> None:
         """Store a message about to be anchored, if the strategy has a store."""
@@ -848,26 +758,3 @@ class SecCL(Strategy):
                 f"round {state.round}: {count} {what}, fewer than min_train_nodes="
                 f"{self.min_train_nodes}; dropped: {state.record.dropped}"
             )
-
-    @staticmethod
-    def _server_evaluate(run: RunContext, server_round: int, arrays: ArrayRecord) -> None:
-        if run.evaluate_fn:
-            metrics = run.evaluate_fn(server_round, arrays)
-            if metrics is not None:
-                run.result.evaluate_metrics_serverapp[server_round] = metrics
-
-    @staticmethod
-    def _close_round(
-        result: SecCLResult, record: RoundRecord, on_round: Callable[[RoundRecord], None] | None
-    ) -> None:
-        log(
-            INFO,
-            "SecCL round %d: candidates %s, gas %d, %.2fs",
-            record.round,
-            [a[:8] for a in record.candidates],
-            sum(record.gas.values()),
-            sum(record.seconds.values()),
-        )
-        result.rounds.append(record)
-        if on_round is not None:
-            on_round(record)

@@ -24,9 +24,10 @@ The server fields (:func:`server_fields`) are ``ROUND``, ``CONTRACT``,
 ``SHARE_FRACTION`` and ``PER_TENSOR``.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord
 
 from .errors import MalformedMessageError
 
@@ -93,6 +94,16 @@ def server_fields(
             **extra,
         }
     )
+
+
+def cross_evaluation_records(
+    global_arrays: ArrayRecord, updates: Mapping[str, ArrayRecord], fields: ConfigRecord
+) -> dict[str, ArrayRecord | ConfigRecord]:
+    """Return a cross-evaluation message's records: the model and every author's update."""
+    records: dict[str, ArrayRecord | ConfigRecord] = {ARRAYS: global_arrays}
+    records.update({peer_update_key(author): record for author, record in updates.items()})
+    records[SECCL_KEY] = fields
+    return records
 
 
 # ------------------------------------------------------------------ typed readers

@@ -224,7 +224,7 @@ def test_update_replayed_from_the_previous_round_is_dropped(tmp_path):
     assert hostile in first.authors and first.dropped == {}
     assert second.dropped.keys() == {f"train:{hostile}"}
     dropped = second.dropped[f"train:{hostile}"]
-    assert dropped.startswith(f"MalformedMessageError: round 2, node {hostile}: signature ")
+    assert dropped.startswith(f"UpdateSignatureError: round 2, node {hostile}: signature ")
     assert csc.anchor_of(2, Kind.UPDATE, hostile) == ZERO
     assert hostile not in csc.update_authors(2) and hostile not in second.candidates
     assert [m.round for m in stored(strategy, Kind.UPDATE, hostile)] == [1]

@@ -8,6 +8,7 @@ from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.signed import message_digest
 from seccl_flwr.protocol.sparse import ModelLayout, SparseUpdate, merge_updates
 from seccl_flwr.records import arrays_of
+from seccl_flwr.run_setup import open_chain
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.torch_task import load_arrays, predict
 from seccl_flwr.wire import CROSS_EVALUATE
@@ -132,4 +133,4 @@ def test_bad_settings_name_the_parameter():
     with pytest.raises(ValueError, match="share_fraction"):
         SecCL(share_fraction=1.5)
     with pytest.raises(ValueError, match="loopback"):
-        SecCL(chain_url="http://10.1.2.3:8545")._open_chain()
+        open_chain("embedded", "http://10.1.2.3:8545")
