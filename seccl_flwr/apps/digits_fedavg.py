@@ -16,6 +16,7 @@ from flwr.clientapp import ClientApp
 
 from ..attacks.client import ClientAttack, node_attack
 from ..client import EvaluateFn, TrainFn, run_config_mod
+from ..metering import EVALUATE, TRAIN, metered
 from ..records import arrays_of, record_of
 from . import digits
 
@@ -48,7 +49,9 @@ def fedavg_client_app(
     def train(msg: Message, context: Context) -> Message:
         arrays = arrays_of(msg.content.array_records["arrays"])
         config = msg.content.config_records.get("config", ConfigRecord())
-        trained, metrics = train_fn(context)(arrays, config)
+        train_on = train_fn(context)
+        with metered(TRAIN):
+            trained, metrics = train_on(arrays, config)
         attacker = attack_of(context)
         if attacker is not None:
             trained = attacker.poison_arrays(arrays, trained, int(config["server-round"]))
@@ -63,7 +66,9 @@ def fedavg_client_app(
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         arrays = arrays_of(msg.content.array_records["arrays"])
-        metrics = evaluate_fn(context)(arrays)
+        evaluate_on = evaluate_fn(context)
+        with metered(EVALUATE):
+            metrics = evaluate_on(arrays)
         content = RecordDict({"metrics": MetricRecord({k: float(v) for k, v in metrics.items()})})
         return Message(content, reply_to=msg)
 
