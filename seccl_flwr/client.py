@@ -47,7 +47,7 @@ from .errors import (
     MalformedMessageError,
     UntrustedContractError,
     UpdateDigestMismatchError,
-    UpdateSignatureError,
+    VerificationError,
 )
 from .identity import CHAIN_URL, CONTRACT, load_account, setting
 from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
@@ -373,11 +373,7 @@ def handle_cross_evaluate(
             update = verify_peer_update(
                 ctx, author, record, signature, anchors.get(author, bytes(32))
             )
-        except (
-            MalformedMessageError,
-            UpdateSignatureError,
-            UpdateDigestMismatchError,
-        ) as exc:
+        except VerificationError as exc:
             log(WARNING, "SecCL: not scoring %s", exc)
             rejected.append(str(exc))
             continue

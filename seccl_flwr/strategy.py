@@ -208,6 +208,20 @@ class RoundState:
                 replies, verify, phase, self.rules.participants, self.record.dropped
             )
 
+    def require(self, count: int, what: str, minimum: int) -> None:
+        """Stop the run unless ``count`` valid ``what`` reached ``minimum``.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            Naming the round, the count and why the others were dropped.
+        """
+        if count < minimum:
+            raise NotEnoughNodesError(
+                f"round {self.round}: {count} {what}, fewer than min_train_nodes="
+                f"{minimum}; dropped: {self.record.dropped}"
+            )
+
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Count the block's time as phase ``name``."""
@@ -229,6 +243,38 @@ class RunContext:
     evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None
     result: "SecCLResult"
     layout: ModelLayout
+
+    def send(self, state: "RoundState", messages: Iterable[Message], phase: str) -> list[Message]:
+        """Send and receive; record every node that did not answer as dropped."""
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
+        answered = {reply.metadata.src_node_id for reply in replies}
+        for message in messages:
+            node = message.metadata.dst_node_id
+            if node not in answered:
+                address = state.rules.participants.get(node, str(node))
+                state.record.dropped[f"{phase}:{address}"] = f"no reply within {self.timeout}s"
+        return replies
+
+
+def _check_settings(
+    candidate_fraction: float,
+    share_fraction: float,
+    fraction_train: float,
+    fraction_evaluate: float,
+    gas_limit: int | None,
+) -> None:
+    """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range."""
+    num_candidates(candidate_fraction, 1)  # λ in (0, 1]
+    budget(1, share_fraction)  # share fraction in (0, 1]
+    for name, value in (
+        ("fraction_train", fraction_train),
+        ("fraction_evaluate", fraction_evaluate),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigurationError(f"{name} must lie in [0, 1], got {value}")
+    if gas_limit is not None and gas_limit <= 0:
+        raise ConfigurationError(f"gas_limit must be positive, got {gas_limit}")
 
 
 def _aggregate_metrics(contents: list[RecordDict], weighted_by_key: str) -> MetricRecord | None:
@@ -253,23 +299,6 @@ def sample_registered(
     # would turn a mixed array of them into floats
     chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
     return sorted(registered[int(i)] for i in chosen)
-
-
-def round_messages(  # noqa: PLR0913 - one message's parts
-    message_type: str,
-    server_round: int,
-    arrays: ArrayRecord,
-    config: ConfigRecord,
-    fields: ConfigRecord,
-    node_ids: list[int],
-) -> list[Message]:
-    """Return the round's ``message_type`` message (model, config, SecCL fields) per node."""
-    config["server-round"] = server_round
-    content = {wire.ARRAYS: arrays, wire.CONFIG: config, wire.SECCL_KEY: fields}
-    return [
-        Message(RecordDict(content), message_type=message_type, dst_node_id=node_id)
-        for node_id in node_ids
-    ]
 
 
 def _log_summary(strategy: "SecCL") -> None:
@@ -404,16 +433,9 @@ class SecCL(Strategy):
         store: MessageStore | str | os.PathLike | None = None,
         gas_limit: int | None = None,
     ) -> None:
-        num_candidates(candidate_fraction, 1)  # validates λ
-        budget(1, share_fraction)  # validates the share fraction
-        for name, value in (
-            ("fraction_train", fraction_train),
-            ("fraction_evaluate", fraction_evaluate),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigurationError(f"{name} must lie in [0, 1], got {value}")
-        if gas_limit is not None and gas_limit <= 0:
-            raise ConfigurationError(f"gas_limit must be positive, got {gas_limit}")
+        _check_settings(
+            candidate_fraction, share_fraction, fraction_train, fraction_evaluate, gas_limit
+        )
         self.candidate_fraction = candidate_fraction
         self.share_fraction = share_fraction
         self.fraction_train = fraction_train
@@ -521,10 +543,10 @@ class SecCL(Strategy):
     def _train(self, run: RunContext, state: RoundState) -> None:
         """Send the global model for training; keep the verified, signed updates."""
         messages = self.configure_train(state.round, state.sent, run.train_config, run.grid)
-        replies = self._send(run, state, messages, "train")
+        replies = run.send(state, messages, "train")
         accepted = state.accept(replies, partial(verify_update, state.rules), "train")
         state.updates = {author: message for author, (message, _) in accepted.items()}
-        self._require(len(state.updates), "valid updates", state)
+        state.require(len(state.updates), "valid updates", self.min_train_nodes)
         _, metrics = self.aggregate_train(state.round, [reply for _, reply in accepted.values()])
         if metrics is not None:
             run.result.train_metrics_clientapp[state.round] = metrics
@@ -565,7 +587,7 @@ class SecCL(Strategy):
             for a in state.updates
             if a not in state.voted and a in node_of
         ]
-        replies = self._send(run, state, messages, "ballot")
+        replies = run.send(state, messages, "ballot")
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
         )
@@ -573,7 +595,7 @@ class SecCL(Strategy):
             fields = reply.content[wire.SECCL_KEY]
             state.record.rejections.extend(str(r) for r in fields.get(wire.REJECTED, []))
         state.ballots = [ballot for ballot, _ in accepted.values()]
-        self._require(len(state.ballots) + len(state.voted), "valid ballots", state)
+        state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
 
     def _elect(self, run: RunContext, state: RoundState) -> None:
         """Publish and submit the ballots, close the vote."""
@@ -610,7 +632,7 @@ class SecCL(Strategy):
         """Evaluate the new model; publish and anchor the verified signed metrics."""
         sent = self.relay_global(state.round, state.arrays)
         messages = self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid)
-        replies = self._send(run, state, messages, "evaluate")
+        replies = run.send(state, messages, "evaluate")
         accepted = state.accept(replies, partial(verify_evaluation, state.rules), "evaluate")
         for message, _ in accepted.values():
             self._publish(message)
@@ -630,10 +652,7 @@ class SecCL(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the global model and the SecCL settings to the sampled nodes."""
-        fraction, minimum = self.fraction_train, self.min_train_nodes
-        nodes = sample_registered(grid, self.participants, fraction, minimum)
-        fields = self._server_fields(server_round)
-        return round_messages(wire.TRAIN, server_round, arrays, config, fields, nodes)
+        return self._round_messages(wire.TRAIN, server_round, arrays, config, grid)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -648,10 +667,7 @@ class SecCL(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the new global model to the nodes sampled for evaluation."""
-        fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
-        nodes = sample_registered(grid, self.participants, fraction, minimum)
-        fields = self._server_fields(server_round)
-        return round_messages(wire.EVALUATE, server_round, arrays, config, fields, nodes)
+        return self._round_messages(wire.EVALUATE, server_round, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -733,28 +749,31 @@ class SecCL(Strategy):
             server_round, self.csc.address, self.share_fraction, self.per_tensor, **extra
         )
 
+    def _round_messages(  # noqa: PLR0913 - Flower's configure_* arguments
+        self,
+        message_type: str,
+        server_round: int,
+        arrays: ArrayRecord,
+        config: ConfigRecord,
+        grid: Grid,
+    ) -> list[Message]:
+        """Return the ``TRAIN`` or ``EVALUATE`` message (model, config, fields) per sampled node."""
+        if message_type == wire.TRAIN:
+            fraction, minimum = self.fraction_train, self.min_train_nodes
+        else:
+            fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
+        config["server-round"] = server_round
+        records = {
+            wire.ARRAYS: arrays,
+            wire.CONFIG: config,
+            wire.SECCL_KEY: self._server_fields(server_round),
+        }
+        return [
+            Message(RecordDict(records), message_type=message_type, dst_node_id=node_id)
+            for node_id in sample_registered(grid, self.participants, fraction, minimum)
+        ]
+
     def _publish(self, message: SignedMessage) -> None:
         """Store a message about to be anchored, if the strategy has a store."""
         if self.store is not None:
             self.store.put(message)
-
-    def _send(
-        self, run: RunContext, state: RoundState, messages: Iterable[Message], phase: str
-    ) -> list[Message]:
-        """Send and receive; record every node that did not answer as dropped."""
-        messages = list(messages)
-        replies = list(run.grid.send_and_receive(messages, timeout=run.timeout))
-        answered = {reply.metadata.src_node_id for reply in replies}
-        for message in messages:
-            node = message.metadata.dst_node_id
-            if node not in answered:
-                address = self.participants.get(node, str(node))
-                state.record.dropped[f"{phase}:{address}"] = f"no reply within {run.timeout}s"
-        return replies
-
-    def _require(self, count: int, what: str, state: RoundState) -> None:
-        if count < self.min_train_nodes:
-            raise NotEnoughNodesError(
-                f"round {state.round}: {count} {what}, fewer than min_train_nodes="
-                f"{self.min_train_nodes}; dropped: {state.record.dropped}"
-            )

@@ -166,6 +166,20 @@ def seccl_fields(
     return fields
 
 
+def _sender(rules: ReplyRules, reply: Message) -> str:
+    """Return the registered address of the node that sent ``reply``.
+
+    Raises
+    ------
+    MalformedMessageError
+        If the node is not a registered participant.
+    """
+    node = reply.metadata.src_node_id
+    if node not in rules.participants:
+        raise MalformedMessageError(rules.round, str(node), "unknown node")
+    return rules.participants[node]
+
+
 def verify_update(rules: ReplyRules, reply: Message) -> SignedMessage:
     """Return a train reply's update once its sender, form, metrics and signature check out.
 
@@ -176,11 +190,8 @@ def verify_update(rules: ReplyRules, reply: Message) -> SignedMessage:
         unknown node, claims another author, has malformed metrics or update;
         ``UpdateSignatureError`` if the update is not signed by its author.
     """
-    node = reply.metadata.src_node_id
-    author = rules.participants.get(node)
-    if author is None and not reply.has_error():
-        raise MalformedMessageError(rules.round, str(node), "unknown node")
-    fields = seccl_fields(rules.round, author or str(node), reply, claim=wire.AUTHOR)
+    author = _sender(rules, reply)
+    fields = seccl_fields(rules.round, author, reply, claim=wire.AUTHOR)
     checked_metrics(rules.round, author, reply.content, rules.weighted_by_key)
     if wire.UPDATE not in reply.content.array_records:
         raise MalformedMessageError(rules.round, author, f"no {wire.UPDATE!r} ArrayRecord")
@@ -209,11 +220,8 @@ def verify_ballot(rules: ReplyRules, reply: Message, authors: Iterable[str]) -> 
         scores that do not match, scores itself or a non-author, or a score out of
         range; ``BallotSignatureError`` if the ballot is not signed by its evaluator.
     """
-    node = reply.metadata.src_node_id
-    evaluator = rules.participants.get(node, str(node))
+    evaluator = _sender(rules, reply)
     round_ = rules.round
-    if evaluator not in rules.participants.values():
-        raise MalformedMessageError(round_, evaluator, "unknown node")
     fields = seccl_fields(round_, evaluator, reply, claim=wire.EVALUATOR)
     peers = wire.typed_list_field(round_, evaluator, fields, wire.PEERS, str)
     scores = wire.typed_list_field(round_, evaluator, fields, wire.SCORES, int)
@@ -248,10 +256,7 @@ def verify_evaluation(rules: ReplyRules, reply: Message) -> SignedMessage:
         unknown node or has malformed metrics; ``EvaluationSignatureError`` if the
         metrics are not signed by the node.
     """
-    node = reply.metadata.src_node_id
-    author = rules.participants.get(node, str(node))
-    if node not in rules.participants:
-        raise MalformedMessageError(rules.round, author, "unknown node")
+    author = _sender(rules, reply)
     fields = seccl_fields(rules.round, author, reply)
     metrics = dict(checked_metrics(rules.round, author, reply.content, rules.weighted_by_key))
     signature = wire.typed_field(rules.round, author, fields, wire.SIGNATURE, bytes)

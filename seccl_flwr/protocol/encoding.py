@@ -49,12 +49,20 @@ def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
     -------
     bytes
         The canonical encoding.
+
+    Raises
+    ------
+    EncodingError
+        If an array has a disallowed dtype or a name that is not encodable.
     """
     parts = [MAGIC, struct.pack("<I", len(arrays))]
     for name, value in arrays.items():
         array = np.asarray(value)
         dtype = _canonical_dtype(array)
-        name_bytes = name.encode("utf-8")
+        try:
+            name_bytes = name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EncodingError(f"array name {name[:40]!r} is not valid unicode: {exc}") from exc
         if len(name_bytes) > 0xFFFF:
             raise EncodingError(f"array name too long: {name[:40]}...")
         dtype_bytes = dtype.str.encode("ascii")
