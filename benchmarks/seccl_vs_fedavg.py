@@ -80,9 +80,9 @@ WORK = (TRAIN, SCORE, EVALUATE)
 class Meter:
     """Client-side time, by message type and category, measured in-process.
 
-    Only time spent while a message is being delivered to a ClientApp counts; calls
-    nested in an already metered call (e.g. a view inside ``attach``) are not
-    counted twice.
+    A meter of :mod:`seccl_flwr.metering` (:meth:`measure`), installed by
+    :class:`MeteredGrid` only while a message is being delivered to a ClientApp;
+    a block nested in an already metered one is not counted twice.
     """
 
     def __init__(self) -> None:

@@ -164,7 +164,7 @@ class RoundState:
     done: frozenset[str] = frozenset()
 
     @classmethod
-    def resumed(
+    def begin(
         cls, rules: ReplyRules, arrays: ArrayRecord, sent: ArrayRecord, resume: ResumePoint
     ) -> "RoundState":
         """Return a round's state at its start, with what the chain holds of it already."""
@@ -516,7 +516,7 @@ class SecCL(Strategy):
                 log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
                 rules = self._reply_rules(server_round, run.layout)
                 sent = self.relay_global(server_round, arrays)
-                state = RoundState.resumed(rules, arrays, sent, resume)
+                state = RoundState.begin(rules, arrays, sent, resume)
                 self.play_round(run, state)
                 arrays = state.arrays
                 _close_round(result, state.record, on_round)
