@@ -762,7 +762,7 @@ class SecCL(Strategy):
             fraction, minimum = self.fraction_train, self.min_train_nodes
         else:
             fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
-        config["server-round"] = server_round
+        config[wire.SERVER_ROUND] = server_round
         records = {
             wire.ARRAYS: arrays,
             wire.CONFIG: config,

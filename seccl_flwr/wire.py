@@ -56,6 +56,8 @@ UPDATE = "update"
 """Key of the ArrayRecord with a train reply's sparse update."""
 METRICS = "metrics"
 """Key of the MetricRecord of a train or evaluate reply."""
+SERVER_ROUND = "server-round"
+"""Key of the server round in the ``CONFIG`` record (Flower's convention)."""
 _PEER_UPDATE_PREFIX = "update."
 
 
