@@ -24,12 +24,14 @@ What is counted as "chain + hash + sign" (the protocol's security overhead):
 * server: ``RoundRecord.chain_seconds`` - every transaction (build incl. gas
   estimation, signing, sending, receipt), every view, digest, signature check;
 * clients: time inside the SecCL client handlers spent in chain reads over HTTP
-  (``CandidateSelection`` views and attach/connect) and in hashing, signing and
-  signature verification (``message_digest``, ``sign_message``,
-  ``verify_digest``, ``ballot_hash``, ``sign_digest``).
+  (connecting, attaching to the contract, views and log queries) and in hashing,
+  signing and signature verification, as the client reports it through the
+  library's metering hook (:mod:`seccl_flwr.metering`, categories ``chain-read``
+  and ``hash-sign-verify``).
 
-Training, scoring (the cross-evaluation inference) and evaluation are timed in the
-client functions themselves; what is left of a phase is message handling
+Training, scoring (the cross-evaluation inference) and evaluation are timed through
+the same hook, around the calls of the client functions (SecCL's and FedAvg's
+ClientApps report them alike); what is left of a phase is message handling
 (InProcessGrid deep copies, sparsification, record conversion).
 
 Usage::
@@ -49,7 +51,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,38 +60,29 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
-from seccl_flwr import client as seccl_client
 from seccl_flwr.apps import digits, digits_fedavg
 from seccl_flwr.chain.anvil import AnvilNode, anvil_command
 from seccl_flwr.chain.connection import EMBEDDED
-from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.inprocess import InProcessGrid
-from seccl_flwr.messages import arrays_of
+from seccl_flwr.metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, use_meter
+from seccl_flwr.records import arrays_of
 from seccl_flwr.report import write_csv
 from seccl_flwr.strategy import PHASES, SecCL
 from seccl_flwr.torch_task import load_arrays, predict
+from seccl_flwr.wire import CROSS_EVALUATE
 
 TASKS = ("digits", "mnist")
-CHAIN_READ = "chain-read"
-CRYPTO = "hash-sign-verify"
-WORK = {"train": 0, "score": 1, "evaluate": 2}
-_CRYPTO_FUNCTIONS = (
-    "message_digest",
-    "sign_message",
-    "verify_digest",
-    "ballot_hash",
-    "sign_digest",
-)
+WORK = (TRAIN, SCORE, EVALUATE)
 
 
 # --------------------------------------------------------------------- metering
 class Meter:
     """Client-side time, by message type and category, measured in-process.
 
-    Only time spent while a message is being delivered to a ClientApp counts; calls
-    nested in an already metered call (e.g. a view inside ``attach``) are not
-    counted twice.
+    A meter of :mod:`seccl_flwr.metering` (:meth:`measure`), installed by
+    :class:`MeteredGrid` only while a message is being delivered to a ClientApp;
+    a block nested in an already metered one is not counted twice.
     """
 
     def __init__(self) -> None:
@@ -105,24 +98,21 @@ class Meter:
         self.calls.clear()
         self.messages.clear()
 
-    def wrap(self, category: str, fn: Callable) -> Callable:
-        """Return ``fn`` timed under ``category`` while a client handler runs."""
-
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            if self.message_type is None or self.depth:
-                return fn(*args, **kwargs)
-            self.depth += 1
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                key = (self.message_type, category)
-                self.seconds[key] += time.perf_counter() - start
-                self.calls[key] += 1
-                self.depth -= 1
-
-        return timed
+    @contextlib.contextmanager
+    def measure(self, category: str) -> Iterator[None]:
+        """Time the block under ``category`` while a client handler runs (a library meter)."""
+        if self.message_type is None or self.depth:
+            yield
+            return
+        self.depth += 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = (self.message_type, category)
+            self.seconds[key] += time.perf_counter() - start
+            self.calls[key] += 1
+            self.depth -= 1
 
     def total(self, category: str, message_type: str | None = None) -> float:
         """Seconds in ``category`` (for one message type, or all)."""
@@ -141,7 +131,12 @@ METER = Meter()
 
 
 class MeteredGrid(InProcessGrid):
-    """InProcessGrid that tells the meter which message type is being handled."""
+    """InProcessGrid that meters each ClientApp call with :data:`METER`.
+
+    The client reports its chain reads, its hash/sign/verify work and its calls of
+    the client functions through :mod:`seccl_flwr.metering`; the grid installs the
+    meter only while it delivers a message, so the server's own work is not counted.
+    """
 
     def send_and_receive(self, messages, *, timeout=None):
         """Deliver messages one by one, metering each ClientApp call."""
@@ -150,59 +145,11 @@ class MeteredGrid(InProcessGrid):
             METER.message_type = message.metadata.message_type
             METER.messages[METER.message_type] += 1
             try:
-                replies.extend(super().send_and_receive([message], timeout=timeout))
+                with use_meter(METER.measure):
+                    replies.extend(super().send_and_receive([message], timeout=timeout))
             finally:
                 METER.message_type = None
         return replies
-
-
-@contextlib.contextmanager
-def instrumented(modules: tuple = (digits,)) -> Iterator[None]:
-    """Time client-side chain reads, crypto and the client functions (then undo).
-
-    ``modules`` are the task modules whose ``client_functions(context)`` the apps
-    look up at call time (their ClientApps call it through a lambda).
-    """
-    saved_client = {name: getattr(seccl_client, name) for name in (*_CRYPTO_FUNCTIONS, "connect")}
-    saved_csc = {
-        "_view": CandidateSelection.__dict__["_view"],
-        "anchors_of": CandidateSelection.__dict__["anchors_of"],
-        "_views": CandidateSelection.__dict__["_views"],
-        "attach": CandidateSelection.__dict__["attach"],
-    }
-    saved_functions = {module: module.client_functions for module in modules}
-    try:
-        for name in _CRYPTO_FUNCTIONS:
-            setattr(seccl_client, name, METER.wrap(CRYPTO, saved_client[name]))
-        seccl_client.connect = METER.wrap(CHAIN_READ, saved_client["connect"])
-        CandidateSelection._view = METER.wrap(CHAIN_READ, saved_csc["_view"])
-        CandidateSelection.anchors_of = METER.wrap(CHAIN_READ, saved_csc["anchors_of"])
-        CandidateSelection._views = METER.wrap(CHAIN_READ, saved_csc["_views"])
-        CandidateSelection.attach = classmethod(
-            METER.wrap(CHAIN_READ, saved_csc["attach"].__func__)
-        )
-        wrapped: dict[int, tuple] = {}
-
-        def metered(original: Callable) -> Callable:
-            def client_functions(context):
-                fns = original(context)
-                if id(fns) not in wrapped:
-                    timed = tuple(METER.wrap(k, fns[i]) for k, i in WORK.items())
-                    wrapped[id(fns)] = (fns, timed)
-                return wrapped[id(fns)][1]
-
-            return client_functions
-
-        for module, original in saved_functions.items():
-            module.client_functions = metered(original)
-        yield
-    finally:
-        for name, fn in saved_client.items():
-            setattr(seccl_client, name, fn)
-        for name, fn in saved_csc.items():
-            setattr(CandidateSelection, name, fn)
-        for module, original in saved_functions.items():
-            module.client_functions = original
 
 
 # ------------------------------------------------------------------------- runs
@@ -347,7 +294,7 @@ def client_summary(rounds: int) -> dict[str, float]:
     out = {}
     for category in (CHAIN_READ, CRYPTO, *WORK):
         out[category] = METER.total(category) / rounds
-    ce = seccl_client.CROSS_EVALUATE
+    ce = CROSS_EVALUATE
     out["ce.chain-read"] = METER.total(CHAIN_READ, ce) / rounds
     out["ce.chain-read-calls"] = METER.count(CHAIN_READ, ce) / rounds
     out["ce.crypto"] = METER.total(CRYPTO, ce) / rounds
@@ -625,7 +572,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     rows = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(instrumented(tuple({w.module: None for w in workloads})))
         urls = {EMBEDDED: EMBEDDED}
         if "anvil" in args.chain:
             urls["anvil"] = stack.enter_context(AnvilNode()).url

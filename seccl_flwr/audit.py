@@ -25,17 +25,12 @@ from dataclasses import dataclass, field
 from eth_utils import to_checksum_address
 
 from .chain.csc import CandidateSelection
-from .messages import message_digest, verify_message
+from .errors import SignatureError, SparseUpdateError
 from .protocol.borda import elect
-from .protocol.eip712 import Kind, SignatureError, ballot_hash, verify_digest
-from .protocol.sparse import ModelLayout, SparseUpdate, SparseUpdateError, aggregate
-from .store import (
-    MessageNotFoundError,
-    MessageStore,
-    StoredMessage,
-    StoredMessageFormatError,
-    digest_hex,
-)
+from .protocol.eip712 import Kind
+from .protocol.signed import SignedMessage, next_global_model
+from .protocol.sparse import ModelLayout, SparseUpdate
+from .store import MessageNotFoundError, MessageStore, StoredMessageFormatError, digest_hex
 
 MISSING_MESSAGE = "missing-message"
 """A digest is anchored on chain but the store has no message under it."""
@@ -202,23 +197,10 @@ def _label(kind: Kind, digest: bytes) -> str:
     return f"{kind.name.lower()} {digest_hex(digest)}"
 
 
-def _signature_problem(message: StoredMessage) -> str | None:
+def _signature_problem(message: SignedMessage) -> str | None:
     """Return why the message's signature is wrong, or ``None`` if it is right."""
     try:
-        if message.kind == Kind.BALLOT:
-            digest = ballot_hash(
-                message.binding, message.round, message.author, message.peers, message.scores
-            )
-            verify_digest(digest, message.signature, message.author)
-        elif message.kind != Kind.GLOBAL_MODEL:
-            verify_message(
-                message.binding,
-                message.round,
-                message.kind,
-                message.author,
-                message.payload,
-                message.signature,
-            )
+        message.verify()
     except SignatureError as exc:
         return str(exc)
     return None
@@ -235,7 +217,7 @@ class _Audit:
         self.owner = csc.owner()
         self.participants = csc.participants()
         self.anchors = chain_anchors(csc)
-        self.verified: dict[Key, StoredMessage] = {}
+        self.verified: dict[Key, SignedMessage] = {}
         last = max([csc.last_completed_round(), *(r for r, _, _ in self.anchors)])
         self.report = AuditReport(
             chain_id=self.binding.chain_id,
@@ -262,7 +244,7 @@ class _Audit:
         if column is not None and round_ is not None and 0 <= round_ < len(self.report.rounds):
             self.report.rounds[round_].mark(column, verdict)
 
-    def fetch(self, digest: bytes, key: Key | None) -> StoredMessage | None:
+    def fetch(self, digest: bytes, key: Key | None) -> SignedMessage | None:
         round_, kind, author = key if key is not None else (None, None, "?")
         column = _COLUMN_OF_KIND[kind] if kind is not None else None
         label = _label(kind, digest) if kind is not None else f"message {digest_hex(digest)}"
@@ -438,14 +420,14 @@ class _Audit:
             return
         label = _label(Kind.GLOBAL_MODEL, self.anchors[key])
         try:
-            layout = ModelLayout.of(previous.payload)
-            sparse = [SparseUpdate.from_arrays(u.payload, layout.size) for u in updates]
-            expected = aggregate(layout, previous.payload, sparse)
+            expected = next_global_model(
+                self.binding, round_, self.owner, previous.payload, [u.payload for u in updates]
+            )
         except SparseUpdateError as exc:
             self.find(round_, self.owner, label, MALFORMED_MESSAGE, str(exc), "updates")
             self.mark(round_, "global_model", UNCHECKED)
             return
-        digest = message_digest(self.binding, round_, Kind.GLOBAL_MODEL, self.owner, expected)
+        digest = expected.digest()
         if digest != self.anchors[key]:
             self.find(
                 round_,

@@ -12,8 +12,9 @@ before using it, and sign everything they send:
 * ``evaluate``: check the global model's anchor, evaluate, sign the metrics.
 * ``query.seccl_register``: tell the server this node's address.
 
-Use :func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*``
-functions from your own handlers.
+Message types, record keys and fields are those of :mod:`seccl_flwr.wire`. Use
+:func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*`` functions
+from your own handlers.
 """
 
 from collections.abc import Callable, Mapping
@@ -34,51 +35,31 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
+from . import wire
 from .chain.connection import connect
 from .chain.csc import CandidateSelection
 from .chain.errors import ChainError
 from .errors import (
     AggregationMismatchError,
     BallotMissingError,
+    EncodingError,
     GlobalModelMismatchError,
     MalformedMessageError,
     UntrustedContractError,
     UpdateDigestMismatchError,
-    UpdateSignatureError,
+    VerificationError,
 )
 from .identity import CHAIN_URL, CONTRACT, load_account, setting
-from .messages import (
-    SECCL_KEY,
-    arrays_of,
-    message_digest,
-    record_of,
-    sign_message,
-    typed_list_field,
-)
-from .protocol.eip712 import (
-    MAX_SCORE,
-    Kind,
-    SignatureError,
-    ballot_hash,
-    sign_digest,
-    verify_digest,
-)
-from .protocol.encoding import EncodingError, metrics_to_arrays
-from .protocol.sparse import (
-    ModelLayout,
-    SparseUpdate,
-    SparseUpdateError,
-    aggregate,
-    apply_update,
-    entry_limit,
-    sparsify,
-)
+from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
+from .protocol.eip712 import MAX_SCORE, Kind
+from .protocol.encoding import metrics_to_arrays
+from .protocol.signed import SignedMessage, next_global_model
+from .protocol.sparse import ModelLayout, SparseUpdate, apply_update, entry_limit, sparsify
+from .records import arrays_of, record_of
+from .verify import check_signature, read_update
 
 if TYPE_CHECKING:
     from .attacks.client import ClientAttack
-
-REGISTER = "query.seccl_register"
-CROSS_EVALUATE = "query.seccl_evaluate"
 
 TrainFn = Callable[[dict[str, np.ndarray], ConfigRecord], tuple[dict[str, np.ndarray], dict]]
 """``(global arrays, config) -> (trained arrays, metrics incl. 'num-examples')``."""
@@ -113,7 +94,7 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
         raise UntrustedContractError(
             f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
         )
-    named = str(config.get("contract", ""))
+    named = str(config.get(wire.CONTRACT, ""))
     pinned = setting(context, CONTRACT)
     address = pinned or named
     if pinned and named and pinned.lower() != named.lower():
@@ -126,8 +107,9 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
     key = (url, address.lower(), account.address)
     if key not in _CONTRACTS:
         try:
-            csc = CandidateSelection.attach(connect(url), address)
-            members = csc.participants()
+            with metered(CHAIN_READ):
+                csc = CandidateSelection.attach(connect(url), address)
+                members = csc.participants()
         except ChainError as exc:
             raise UntrustedContractError(f"contract {address} rejected: {exc}") from exc
         if account.address not in members:
@@ -139,8 +121,12 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
 
 
 @dataclass
-class _Verified:
-    """What a handler has checked: contract, account, round, global arrays."""
+class VerifiedRound:
+    """What a handler has checked before it uses a server message.
+
+    The run's contract on the node's own endpoint, the node's account, the round, the
+    global model (arrays, layout and anchored digest) and the server's SecCL fields.
+    """
 
     csc: CandidateSelection
     account: Any
@@ -164,7 +150,8 @@ def _anchored_global(
     key = f"{csc.address}:{model_round}"
     if key in cache:
         return bytes(cache[key])
-    anchored = csc.anchor_of(model_round, Kind.GLOBAL_MODEL, owner)
+    with metered(CHAIN_READ):
+        anchored = csc.anchor_of(model_round, Kind.GLOBAL_MODEL, owner)
     if anchored != bytes(32):
         kept = {
             k: v
@@ -175,22 +162,24 @@ def _anchored_global(
     return anchored
 
 
-def _verified_global(msg: Message, context: Context, model_round: int) -> _Verified:
+def _verified_global(msg: Message, context: Context, model_round: int) -> VerifiedRound:
     """Check the global model in ``msg`` against its anchor for ``model_round``."""
-    config = msg.content.config_records.get(SECCL_KEY, ConfigRecord())
+    config = msg.content.config_records.get(wire.SECCL_KEY, ConfigRecord())
     csc = trusted_contract(context, config)
     account = load_account(context)
-    record = msg.content.array_records.get("arrays")
+    record = msg.content.array_records.get(wire.ARRAYS)
     try:
         if record is None:
-            raise EncodingError("the message carries no 'arrays' record")
+            raise EncodingError(f"the message carries no {wire.ARRAYS!r} record")
         arrays = arrays_of(record)
     except EncodingError as exc:
         raise MalformedMessageError(
             model_round, account.address, f"global model from the server: {exc}"
         ) from exc
-    owner = csc.owner()
-    digest = message_digest(csc.binding, model_round, Kind.GLOBAL_MODEL, owner, arrays)
+    with metered(CHAIN_READ):
+        owner = csc.owner()
+    with metered(CRYPTO):
+        digest = SignedMessage(csc.binding, model_round, Kind.GLOBAL_MODEL, owner, arrays).digest()
     anchored = _anchored_global(context, csc, model_round, owner)
     if digest != anchored:
         raise GlobalModelMismatchError(
@@ -198,12 +187,12 @@ def _verified_global(msg: Message, context: Context, model_round: int) -> _Verif
             account.address,
             f"global model digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
-    return _Verified(
-        csc, account, int(config["round"]), arrays, ModelLayout.of(arrays), digest, config
+    return VerifiedRound(
+        csc, account, int(config[wire.ROUND]), arrays, ModelLayout.of(arrays), digest, config
     )
 
 
-def _check_previous_round(ctx: _Verified, context: Context) -> None:
+def _check_previous_round(ctx: VerifiedRound, context: Context) -> None:
     """Check last round's ballot and aggregation, if this node took part in it."""
     memo = context.state.config_records.get(_MEMO)
     if memo is None or int(memo["round"]) != ctx.round - 1:
@@ -211,7 +200,8 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
     prev = int(memo["round"])
     me = ctx.account.address
     # one round trip for both reads; the round is elected (its global model is anchored)
-    on_chain, candidates = ctx.csc.ballot_and_candidates(prev, me)
+    with metered(CHAIN_READ):
+        on_chain, candidates = ctx.csc.ballot_and_candidates(prev, me)
     if on_chain != bytes(memo["ballot-digest"]):
         raise BallotMissingError(
             prev,
@@ -225,15 +215,16 @@ def _check_previous_round(ctx: _Verified, context: Context) -> None:
         record = context.state.array_records.get(key)
         if record is None:
             return  # not every candidate's update was seen: cannot recompute
-        updates.append(SparseUpdate.from_arrays(arrays_of(record), ctx.layout.size))
+        updates.append(arrays_of(record))
     previous = arrays_of(context.state.array_records[_PREV_GLOBAL])
-    expected = aggregate(ctx.layout, previous, updates)
-    owner = ctx.csc.owner()
+    with metered(CHAIN_READ):
+        owner = ctx.csc.owner()
+    expected = next_global_model(ctx.csc.binding, prev, owner, previous, updates)
     # ctx.global_digest is the received model's digest for round ``prev``, already
     # checked equal to its anchor
-    if message_digest(ctx.csc.binding, prev, Kind.GLOBAL_MODEL, owner, expected) != (
-        ctx.global_digest
-    ):
+    with metered(CRYPTO):
+        matches = expected.digest() == ctx.global_digest
+    if not matches:
         raise AggregationMismatchError(
             prev,
             owner,
@@ -246,7 +237,7 @@ def handle_register(msg: Message, context: Context) -> Message:
     """Answer the server's registration query with this node's address."""
     account = load_account(context)
     return Message(
-        RecordDict({SECCL_KEY: ConfigRecord({"address": account.address})}),
+        RecordDict({wire.SECCL_KEY: ConfigRecord({wire.ADDRESS: account.address})}),
         reply_to=msg,
     )
 
@@ -270,40 +261,46 @@ def handle_train(
     attack : ClientAttack | None
         Experiments only: replace the honest change by a poisoned one.
     """
-    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
+    ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
     _check_previous_round(ctx, context)
-    config = msg.content.config_records.get("config", ConfigRecord())
-    trained, metrics = train_fn(ctx.arrays, config)
+    config = msg.content.config_records.get(wire.CONFIG, ConfigRecord())
+    with metered(TRAIN):
+        trained, metrics = train_fn(ctx.arrays, config)
     ctx.layout.check(trained)
     delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
     if attack is not None:
         delta = attack.update(delta, ctx.round)
-    share = float(ctx.config["share-fraction"])
-    update = sparsify(
-        delta, share, ctx.layout, per_tensor=bool(ctx.config.get("per-tensor", False))
-    )
-    digest, signature = sign_message(
-        ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
-    )
-    context.state[_OWN_UPDATE] = record_of(update.to_arrays())
+    share, per_tensor = _share_of(ctx.config)
+    update = sparsify(delta, share, ctx.layout, per_tensor=per_tensor)
+    with metered(CRYPTO):
+        signed = SignedMessage.sign(
+            ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
+        )
+    context.state[_OWN_UPDATE] = record_of(signed.payload)
     reply = RecordDict(
         {
-            "update": record_of(update.to_arrays()),
-            "metrics": MetricRecord({k: float(v) for k, v in metrics.items()}),
-            SECCL_KEY: ConfigRecord(
-                {
-                    "author": ctx.account.address,
-                    "digest": digest,
-                    "signature": signature,
-                }
+            wire.UPDATE: record_of(signed.payload),
+            wire.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()}),
+            wire.SECCL_KEY: ConfigRecord(
+                {wire.AUTHOR: ctx.account.address, wire.SIGNATURE: signed.signature}
             ),
         }
     )
     return Message(reply, reply_to=msg)
 
 
+def _round_of(msg: Message) -> int:
+    """Return the server round a message names."""
+    return int(msg.content[wire.SECCL_KEY][wire.ROUND])
+
+
+def _share_of(config: ConfigRecord) -> tuple[float, bool]:
+    """Return the share fraction and per-tensor flag the server sent."""
+    return float(config[wire.SHARE_FRACTION]), bool(config.get(wire.PER_TENSOR, False))
+
+
 def verify_peer_update(
-    ctx: _Verified,
+    ctx: VerifiedRound,
     author: str,
     record: ArrayRecord,
     signature: bytes,
@@ -320,33 +317,28 @@ def verify_peer_update(
     MalformedMessageError, UpdateSignatureError, UpdateDigestMismatchError
         Named after what failed, with round, author and detail.
     """
-    size = ctx.layout.size
+    share, per_tensor = _share_of(ctx.config)
+    limit = entry_limit(ctx.layout, share, per_tensor)
+    update = read_update(ctx.round, author, record, ctx.layout, limit)
     try:
-        update = SparseUpdate.from_arrays(
-            arrays_of(record),
-            size,
-            entry_limit(
-                ctx.layout,
-                float(ctx.config["share-fraction"]),
-                bool(ctx.config.get("per-tensor", False)),
-            ),
+        message = SignedMessage(
+            ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays(), signature
         )
-    except (EncodingError, SparseUpdateError) as exc:
+    except EncodingError as exc:
         raise MalformedMessageError(ctx.round, author, str(exc)) from exc
     # hash the payload once: one digest for the anchor and the signature check
-    digest = message_digest(ctx.csc.binding, ctx.round, Kind.UPDATE, author, update.to_arrays())
+    with metered(CRYPTO):
+        digest = message.digest()
     if anchored is None:
-        anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
+        with metered(CHAIN_READ):
+            anchored = ctx.csc.anchor_of(ctx.round, Kind.UPDATE, author)
     if digest != anchored:
         raise UpdateDigestMismatchError(
             ctx.round,
             author,
             f"update digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
-    try:
-        verify_digest(digest, signature, author)
-    except SignatureError as exc:
-        raise UpdateSignatureError(ctx.round, author, str(exc)) from exc
+    check_signature(message)
     return update
 
 
@@ -360,59 +352,59 @@ def handle_cross_evaluate(
 
     ``attack`` (experiments only) may replace the honest scores by a fake ranking.
     """
-    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]) - 1)
+    ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
     me = ctx.account.address
-    authors = typed_list_field(ctx.round, me, ctx.config, "authors", str)
-    signatures = typed_list_field(ctx.round, me, ctx.config, "signatures", bytes)
+    authors = wire.typed_list_field(ctx.round, me, ctx.config, wire.AUTHORS, str)
+    signatures = wire.typed_list_field(ctx.round, me, ctx.config, wire.SIGNATURES, bytes)
     if len(authors) != len(signatures):
         raise MalformedMessageError(ctx.round, me, "authors and signatures do not match one to one")
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, rejected, verified = [], [], [], {}
-    anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
+    with metered(CHAIN_READ):
+        anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
     records = msg.content.array_records  # Flower builds this view anew on each access
     for author, signature in zip(authors, signatures, strict=True):
         if author == ctx.account.address:
             continue
-        record = records.get(f"update.{author}")
+        record = records.get(wire.peer_update_key(author))
         try:
             if record is None:
                 raise MalformedMessageError(ctx.round, author, "update missing from message")
             update = verify_peer_update(
                 ctx, author, record, signature, anchors.get(author, bytes(32))
             )
-        except (
-            MalformedMessageError,
-            UpdateSignatureError,
-            UpdateDigestMismatchError,
-        ) as exc:
+        except VerificationError as exc:
             log(WARNING, "SecCL: not scoring %s", exc)
             rejected.append(str(exc))
             continue
         candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
-        f1 = float(score_fn(candidate))
+        with metered(SCORE):
+            f1 = float(score_fn(candidate))
         peers.append(author)
         scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
         verified[author] = update
     if attack is not None:
         scores = attack.ballot(ctx.account.address, peers, scores, ctx.round)
-    digest = ballot_hash(ctx.csc.binding, ctx.round, ctx.account.address, peers, scores)
-    signature = sign_digest(ctx.account.key, digest)
-    _remember(context, ctx, verified, digest)
+    with metered(CRYPTO):
+        ballot = SignedMessage.sign(
+            ctx.account, ctx.csc.binding, ctx.round, Kind.BALLOT, peers=peers, scores=scores
+        )
+    _remember(context, ctx, verified, ballot.digest())
     reply = ConfigRecord(
         {
-            "evaluator": ctx.account.address,
-            "peers": peers,
-            "scores": scores,
-            "signature": signature,
-            "rejected": rejected,
+            wire.EVALUATOR: ctx.account.address,
+            wire.PEERS: peers,
+            wire.SCORES: scores,
+            wire.SIGNATURE: ballot.signature,
+            wire.REJECTED: rejected,
         }
     )
-    return Message(RecordDict({SECCL_KEY: reply}), reply_to=msg)
+    return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
 def _remember(
     context: Context,
-    ctx: _Verified,
+    ctx: VerifiedRound,
     verified: Mapping[str, SparseUpdate],
     ballot: bytes,
 ) -> None:
@@ -427,24 +419,18 @@ def _remember(
 
 def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> Message:
     """Verify the new global model's anchor, evaluate it and sign the metrics."""
-    ctx = _verified_global(msg, context, model_round=int(msg.content[SECCL_KEY]["round"]))
-    metrics = {k: float(v) for k, v in evaluate_fn(ctx.arrays).items()}
-    digest, signature = sign_message(
-        ctx.account,
-        ctx.csc.binding,
-        ctx.round,
-        Kind.EVALUATION,
-        metrics_to_arrays(metrics),
-    )
+    ctx = _verified_global(msg, context, model_round=_round_of(msg))
+    with metered(EVALUATE):
+        metrics = {k: float(v) for k, v in evaluate_fn(ctx.arrays).items()}
+    with metered(CRYPTO):
+        signed = SignedMessage.sign(
+            ctx.account, ctx.csc.binding, ctx.round, Kind.EVALUATION, metrics_to_arrays(metrics)
+        )
     reply = RecordDict(
         {
-            "metrics": MetricRecord(metrics),
-            SECCL_KEY: ConfigRecord(
-                {
-                    "author": ctx.account.address,
-                    "digest": digest,
-                    "signature": signature,
-                }
+            wire.METRICS: MetricRecord(metrics),
+            wire.SECCL_KEY: ConfigRecord(
+                {wire.AUTHOR: ctx.account.address, wire.SIGNATURE: signed.signature}
             ),
         }
     )
@@ -499,7 +485,7 @@ def seccl_client_app(
     attack_of = attack or (lambda context: None)
     app = ClientApp(mods=[run_config_mod(run_config)] if run_config else None)
 
-    @app.query("seccl_register")
+    @app.query(wire.REGISTER_QUERY)
     def register(msg: Message, context: Context) -> Message:
         return handle_register(msg, context)
 
@@ -507,7 +493,7 @@ def seccl_client_app(
     def train(msg: Message, context: Context) -> Message:
         return handle_train(msg, context, train_fn(context), attack_of(context))
 
-    @app.query("seccl_evaluate")
+    @app.query(wire.CROSS_EVALUATE_QUERY)
     def cross_evaluate(msg: Message, context: Context) -> Message:
         return handle_cross_evaluate(msg, context, score_fn(context), attack_of(context))
 

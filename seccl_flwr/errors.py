@@ -1,7 +1,13 @@
 """The exceptions of seccl-flwr, under one root: :class:`SecCLError`.
 
 Protocol violations (:class:`VerificationError` and its subclasses) name round, node
-and message; chain errors live in :mod:`seccl_flwr.chain.errors` under the same root.
+and message; they are the only errors that make the server drop a node's reply.
+Errors of the building blocks (:class:`EncodingError`, :class:`SparseUpdateError`,
+:class:`SignatureError`) are ``ValueError`` subclasses without round or node; the checks of a
+received message turn them into the matching :class:`VerificationError`. Chain
+errors live in :mod:`seccl_flwr.chain.errors`, store errors in
+:mod:`seccl_flwr.store`, :class:`~seccl_flwr.resume.ResumeError` in
+:mod:`seccl_flwr.resume`, all under the same root.
 """
 
 
@@ -11,6 +17,18 @@ class SecCLError(Exception):
 
 class ConfigurationError(SecCLError, ValueError):
     """An argument or setting is invalid; the message names it and the accepted values."""
+
+
+class EncodingError(SecCLError, ValueError):
+    """A payload is malformed: truncated, wrong magic, bad dtype or shape, or extra bytes."""
+
+
+class SparseUpdateError(SecCLError, ValueError):
+    """A sparse update is malformed: bad indices, non-finite values or oversized."""
+
+
+class SignatureError(SecCLError, ValueError):
+    """A signature is malformed or does not recover to the expected author."""
 
 
 class VerificationError(SecCLError):
@@ -59,6 +77,10 @@ class BallotMissingError(VerificationError):
 
 class BallotSignatureError(VerificationError):
     """A ballot is not signed by its evaluator."""
+
+
+class EvaluationSignatureError(VerificationError):
+    """Signed evaluation metrics are not signed by the node that sent them."""
 
 
 class UntrustedContractError(SecCLError):

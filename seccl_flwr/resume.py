@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chain.csc import CandidateSelection
+from .errors import SecCLError
 from .protocol.eip712 import Kind
-from .store import MessageNotFoundError, MessageStore, StoredMessage
+from .protocol.signed import SignedMessage
+from .store import MessageNotFoundError, MessageStore
 
 ZERO_DIGEST = bytes(32)
 
 
-class ResumeError(RuntimeError):
+class ResumeError(SecCLError, RuntimeError):
     """The run cannot be resumed (a message behind an anchor is not in the store)."""
 
 
@@ -33,7 +35,7 @@ class ResumePoint:
         Last round whose global model is anchored; ``-1`` if nothing is (a fresh run).
     global_arrays : dict[str, np.ndarray] | None
         That round's global model, from the store.
-    open_updates : dict[str, StoredMessage]
+    open_updates : dict[str, SignedMessage]
         Updates already anchored in round ``last_completed + 1``, by author.
     voted : set[str]
         Evaluators whose ballot the contract holds for that round.
@@ -43,7 +45,7 @@ class ResumePoint:
 
     last_completed: int = -1
     global_arrays: dict[str, np.ndarray] | None = None
-    open_updates: dict[str, StoredMessage] = field(default_factory=dict)
+    open_updates: dict[str, SignedMessage] = field(default_factory=dict)
     voted: set[str] = field(default_factory=set)
     elected: bool = False
 
@@ -51,6 +53,10 @@ class ResumePoint:
     def fresh(self) -> bool:
         """Whether nothing of the run is on chain yet."""
         return self.last_completed < 0
+
+    def updates_of(self, round_: int) -> dict[str, SignedMessage]:
+        """Return the updates the chain already holds for ``round_`` (the open round)."""
+        return dict(self.open_updates) if round_ == self.last_completed + 1 else {}
 
 
 def _fetch(store: MessageStore, csc: CandidateSelection, digest: bytes, what: str):

@@ -29,24 +29,21 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-from eth_utils import to_checksum_address
-
-from .messages import message_digest
-from .protocol.eip712 import Kind, RunBinding, ballot_hash
-from .protocol.encoding import EncodingError, decode_arrays, encode_arrays
+from .errors import ConfigurationError, EncodingError, SecCLError
+from .protocol.eip712 import Kind, RunBinding
+from .protocol.encoding import decode_arrays, encode_arrays
+from .protocol.signed import SignedMessage
 
 MAGIC = b"SECCL-MSG\x01"
 _DIGEST_NAME = re.compile(r"^0x[0-9a-f]{64}$")
 _KIND_NAMES = {kind: kind.name.lower() for kind in Kind}
 
 
-class StoreError(RuntimeError):
+class StoreError(SecCLError, RuntimeError):
     """Base class of message store errors."""
 
 
@@ -62,131 +59,69 @@ class StoredMessageFormatError(StoreError, ValueError):
     """A stored message cannot be decoded (bad magic, header or payload)."""
 
 
-@dataclass(frozen=True, eq=False)
-class StoredMessage:
-    """One published message and what is needed to re-verify it.
+def encode_message(message: SignedMessage) -> bytes:
+    """Return the stored form of ``message`` (see the module docstring)."""
+    header = {
+        "chain_id": message.binding.chain_id,
+        "contract": message.binding.contract,
+        "run_id": "0x" + message.binding.run_id.hex(),
+        "round": message.round,
+        "kind": _KIND_NAMES[message.kind],
+        "author": message.author,
+        "signature": "0x" + message.signature.hex(),
+    }
+    if message.kind == Kind.BALLOT:
+        header["peers"] = list(message.peers)
+        header["scores"] = list(message.scores)
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return MAGIC + struct.pack("<I", len(raw)) + raw + encode_arrays(message.payload)
 
-    Attributes
-    ----------
-    binding : RunBinding
-        Chain id, contract and run id the message belongs to.
-    round : int
-        Server round (0 for the initial global model).
-    kind : Kind
-        Message kind.
-    author : str
-        Author (checksummed); the evaluator of a ballot, the run's owner for a
-        global model.
-    payload : Mapping[str, np.ndarray]
-        The message's arrays: the sparse update, the global model, the evaluation
-        metrics (:func:`~seccl_flwr.protocol.encoding.metrics_to_arrays`); empty for
-        a ballot.
-    signature : bytes
-        The author's 65-byte EIP-712 signature; empty for a global model.
-    peers, scores : tuple
-        The scored peers and their scores (ballots only).
+
+def decode_message(data: bytes) -> SignedMessage:
+    """Decode a stored message, strictly.
+
+    Only the canonical form :func:`encode_message` writes is accepted, so one message
+    has exactly one stored form.
+
+    Raises
+    ------
+    StoredMessageFormatError
+        If the bytes are not a well-formed stored message in canonical form.
     """
-
-    binding: RunBinding
-    round: int
-    kind: Kind
-    author: str
-    payload: Mapping[str, np.ndarray] = field(default_factory=dict)
-    signature: bytes = b""
-    peers: tuple[str, ...] = ()
-    scores: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", Kind(self.kind))
-        object.__setattr__(self, "author", to_checksum_address(self.author))
-        object.__setattr__(self, "signature", bytes(self.signature))
-        object.__setattr__(self, "peers", tuple(to_checksum_address(p) for p in self.peers))
-        object.__setattr__(self, "scores", tuple(int(s) for s in self.scores))
-        if not 0 <= self.round < 2**32:
-            raise ValueError(f"round must be a uint32, got {self.round}")
-        if not 0 <= self.binding.chain_id < 2**256:
-            raise ValueError(f"chain id must be a uint256, got {self.binding.chain_id}")
-        if any(not 0 <= s < 2**32 for s in self.scores):
-            raise ValueError(f"scores must be uint32 values, got {list(self.scores)}")
-        if self.kind == Kind.BALLOT:
-            if self.payload:
-                raise ValueError("a ballot carries peers and scores, not arrays")
-            if len(self.peers) != len(self.scores):
-                raise ValueError(
-                    f"ballot has {len(self.peers)} peers but {len(self.scores)} scores"
-                )
-        elif self.peers or self.scores:
-            raise ValueError(f"only ballots have peers and scores, not a {self.kind.name}")
-
-    def digest(self) -> bytes:
-        """Return the message's 32-byte EIP-712 digest (its address in a store)."""
-        if self.kind == Kind.BALLOT:
-            return ballot_hash(self.binding, self.round, self.author, self.peers, self.scores)
-        return message_digest(self.binding, self.round, self.kind, self.author, self.payload)
-
-    def to_bytes(self) -> bytes:
-        """Return the stored form (see the module docstring)."""
-        header = {
-            "chain_id": self.binding.chain_id,
-            "contract": self.binding.contract,
-            "run_id": "0x" + self.binding.run_id.hex(),
-            "round": self.round,
-            "kind": _KIND_NAMES[self.kind],
-            "author": self.author,
-            "signature": "0x" + self.signature.hex(),
-        }
-        if self.kind == Kind.BALLOT:
-            header["peers"] = list(self.peers)
-            header["scores"] = list(self.scores)
-        raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-        return MAGIC + struct.pack("<I", len(raw)) + raw + encode_arrays(self.payload)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "StoredMessage":
-        """Decode a stored message, strictly.
-
-        Only the canonical form :meth:`to_bytes` writes is accepted, so one message has
-        exactly one stored form.
-
-        Raises
-        ------
-        StoredMessageFormatError
-            If the bytes are not a well-formed stored message in canonical form.
-        """
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
-            raise StoredMessageFormatError("not a SecCL stored message (bad magic bytes)")
-        start = len(MAGIC) + 4
-        (size,) = struct.unpack("<I", data[len(MAGIC) : start])
-        if start + size > len(data):
-            raise StoredMessageFormatError(f"header of {size} bytes is truncated")
-        try:
-            header = json.loads(data[start : start + size].decode())
-            kinds = [k for k, name in _KIND_NAMES.items() if name == header["kind"]]
-            if not kinds:
-                raise ValueError(f"unknown message kind {header['kind']!r}")
-            message = cls(
-                binding=RunBinding(
-                    chain_id=int(header["chain_id"]),
-                    contract=str(header["contract"]),
-                    run_id=_hex_bytes(header["run_id"]),
-                ),
-                round=int(header["round"]),
-                kind=kinds[0],
-                author=str(header["author"]),
-                payload=decode_arrays(data[start + size :]),
-                signature=_hex_bytes(header["signature"]),
-                peers=tuple(header.get("peers", ())),
-                scores=tuple(header.get("scores", ())),
-            )
-        except EncodingError as exc:
-            raise StoredMessageFormatError(f"bad stored payload: {exc}") from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoredMessageFormatError(f"bad stored message header: {exc!r}") from exc
-        if message.to_bytes() != data:
-            raise StoredMessageFormatError(
-                "stored message is not in canonical form (re-encoding it gives other bytes)"
-            )
-        return message
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        raise StoredMessageFormatError("not a SecCL stored message (bad magic bytes)")
+    start = len(MAGIC) + 4
+    (size,) = struct.unpack("<I", data[len(MAGIC) : start])
+    if start + size > len(data):
+        raise StoredMessageFormatError(f"header of {size} bytes is truncated")
+    try:
+        header = json.loads(data[start : start + size].decode())
+        kinds = [k for k, name in _KIND_NAMES.items() if name == header["kind"]]
+        if not kinds:
+            raise ValueError(f"unknown message kind {header['kind']!r}")
+        message = SignedMessage(
+            binding=RunBinding(
+                chain_id=int(header["chain_id"]),
+                contract=str(header["contract"]),
+                run_id=_hex_bytes(header["run_id"]),
+            ),
+            round=int(header["round"]),
+            kind=kinds[0],
+            author=str(header["author"]),
+            payload=decode_arrays(data[start + size :]),
+            signature=_hex_bytes(header["signature"]),
+            peers=tuple(header.get("peers", ())),
+            scores=tuple(header.get("scores", ())),
+        )
+    except EncodingError as exc:
+        raise StoredMessageFormatError(f"bad stored payload: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoredMessageFormatError(f"bad stored message header: {exc!r}") from exc
+    if encode_message(message) != data:
+        raise StoredMessageFormatError(
+            "stored message is not in canonical form (re-encoding it gives other bytes)"
+        )
+    return message
 
 
 def _hex_bytes(text: str) -> bytes:
@@ -205,11 +140,11 @@ def parse_digest(name: str) -> bytes:
 
     Raises
     ------
-    ValueError
+    ConfigurationError
         If ``name`` is not 0x followed by 64 hex digits.
     """
     if not _DIGEST_NAME.match(name.lower()):
-        raise ValueError(f"not a 0x-prefixed 32-byte hex digest: {name!r}")
+        raise ConfigurationError(f"not a 0x-prefixed 32-byte hex digest: {name!r}")
     return bytes.fromhex(name[2:])
 
 
@@ -217,11 +152,11 @@ def parse_digest(name: str) -> bytes:
 class MessageStore(Protocol):
     """What SecCL needs of a message store: content-addressed put/get by digest."""
 
-    def put(self, message: StoredMessage) -> bytes:
+    def put(self, message: SignedMessage) -> bytes:
         """Store ``message`` under its digest (idempotent); return the digest."""
         ...
 
-    def get(self, digest: bytes) -> StoredMessage:
+    def get(self, digest: bytes) -> SignedMessage:
         """Return the message stored under ``digest`` (``MessageNotFoundError`` if none)."""
         ...
 
@@ -260,10 +195,10 @@ class DirectoryStore:
     def file_of(self, digest: bytes) -> Path:
         """Return the path of the file that holds (or would hold) ``digest``."""
         if len(digest) != 32:
-            raise ValueError(f"a digest has 32 bytes, got {len(digest)}")
+            raise ConfigurationError(f"a digest has 32 bytes, got {len(digest)}")
         return self.path / digest_hex(digest)
 
-    def put(self, message: StoredMessage) -> bytes:
+    def put(self, message: SignedMessage) -> bytes:
         """Store ``message`` under its digest; return the digest.
 
         Raises
@@ -272,7 +207,7 @@ class DirectoryStore:
             If a different content is already stored under the same digest.
         """
         digest = message.digest()
-        data = message.to_bytes()
+        data = encode_message(message)
         target = self.file_of(digest)
         if target.exists():
             if target.read_bytes() != data:
@@ -292,7 +227,7 @@ class DirectoryStore:
             raise
         return digest
 
-    def get(self, digest: bytes) -> StoredMessage:
+    def get(self, digest: bytes) -> SignedMessage:
         """Return the message stored under ``digest``, as stored (not re-verified).
 
         Raises
@@ -308,7 +243,7 @@ class DirectoryStore:
         except FileNotFoundError:
             raise MessageNotFoundError(f"no message {digest_hex(digest)} in {self.path}") from None
         try:
-            return StoredMessage.from_bytes(data)
+            return decode_message(data)
         except StoredMessageFormatError as exc:
             raise StoredMessageFormatError(f"{target}: {exc}") from exc
 

@@ -15,71 +15,59 @@ One server round of :class:`SecCL`:
    changes; its digest is anchored, so clients can check it next round.
 6. **evaluate** - federated evaluation of the new model; signed metrics anchored.
 
+:meth:`SecCL.start` runs these phases in this order for every round, each a method
+that takes the round's :class:`RoundState`. A resumed run starts its open round with
+the state the chain already holds (anchored updates, ballots cast, a closed vote), and
+the phases that state shows done are skipped. The checks of client replies are the
+pure functions of :mod:`seccl_flwr.verify`.
+
 The server is not trusted: what it could falsify is checked by the clients or the
 contract (see README, "Trust model"). Subclasses that simulate a lying server
 override the ``relay_*`` hooks (see :mod:`seccl_flwr.attacks`).
 """
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from logging import INFO, WARNING
-from urllib.parse import urlparse
+from functools import partial
+from logging import INFO
 
 import numpy as np
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-from .chain.connection import EMBEDDED, connect, embedded_web3, ensure_funded
-from .chain.csc import CandidateSelection, SignedBallot, TxInfo
+from . import wire
+from .chain.connection import EMBEDDED, ensure_funded
+from .chain.csc import CandidateSelection, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
-from .client import CROSS_EVALUATE, REGISTER
 from .errors import (
-    BallotSignatureError,
-    MalformedMessageError,
+    ConfigurationError,
     NotEnoughNodesError,
-    UntrustedContractError,
-    VerificationError,
 )
-from .messages import (
-    SECCL_KEY,
-    arrays_of,
-    message_digest,
-    record_of,
-    typed_field,
-    typed_list_field,
-    verify_message,
-)
-from .protocol.eip712 import (
-    MAX_SCORE,
-    Kind,
-    SignatureError,
-    ballot_hash,
-    verify_digest,
-)
-from .protocol.encoding import EncodingError, metrics_to_arrays
+from .metering import use_meter
+from .protocol.eip712 import Kind
 from .protocol.params import num_candidates
-from .protocol.sparse import (
-    ModelLayout,
-    SparseUpdate,
-    SparseUpdateError,
-    aggregate,
-    budget,
-    entry_limit,
+from .protocol.signed import SignedMessage, next_global_model
+from .protocol.sparse import ModelLayout, budget
+from .records import arrays_of, record_of
+from .resume import ResumePoint
+from .run_setup import RunSettings, open_chain, open_contract, register_nodes, server_account
+from .store import MessageStore, open_store
+from .verify import (
+    ReplyRules,
+    accept_replies,
+    verify_ballot,
+    verify_evaluation,
+    verify_update,
 )
-from .resume import ResumePoint, resume_point
-from .store import MessageStore, StoredMessage, open_store
 
 PHASES = ("train", "anchor", "cross_evaluate", "elect", "aggregate", "evaluate")
+"""The phases of a round, in the order :meth:`SecCL.start` runs them."""
 
 
 @dataclass
@@ -143,48 +131,234 @@ class SecCLResult(Result):
 
 
 @dataclass
-class _Update:
-    author: str
-    node_id: int | None
-    update: SparseUpdate
-    signature: bytes
-    digest: bytes
+class RoundState:
+    """What one round carries from phase to phase (see :meth:`SecCL.start`).
 
-
-def _checked_metrics(
-    server_round: int, sender: str, content: RecordDict, weighted_by_key: str
-) -> MetricRecord:
-    """Return a reply's only MetricRecord, ``metrics``, once every value is a finite number.
-
-    Raises
-    ------
-    MalformedMessageError
-        If the reply holds another MetricRecord layout, a list, NaN or infinite value,
-        or a missing or negative weight ``weighted_by_key``.
+    Attributes
+    ----------
+    rules : ReplyRules
+        What the round's replies must satisfy (round, run, participants, layout).
+    record : RoundRecord
+        What the round did, filled in by its phases.
+    arrays : ArrayRecord
+        The global model: the previous round's until ``aggregate``, then the new one.
+    sent : ArrayRecord
+        The global model as sent to the clients for training and cross-evaluation.
+    updates : dict[str, SignedMessage]
+        The round's verified (then anchored) updates, by author.
+    ballots : list[SignedMessage]
+        The verified ballots to submit.
+    voted : set[str]
+        Evaluators whose ballot the contract already holds (a resumed round).
+    done : frozenset[str]
+        Phases the chain shows done (a resumed round): they are skipped.
     """
-    records = content.metric_records
-    if list(records) != ["metrics"]:
-        raise MalformedMessageError(
-            server_round, sender, f"expected one MetricRecord 'metrics', got {list(records)}"
-        )
-    metrics = records["metrics"]
-    for key, value in metrics.items():
-        if isinstance(value, list) or not math.isfinite(value):
-            raise MalformedMessageError(
-                server_round, sender, f"metric {key!r} must be a finite number, got {value!r:.80}"
+
+    rules: ReplyRules
+    record: RoundRecord
+    arrays: ArrayRecord
+    sent: ArrayRecord
+    updates: dict[str, SignedMessage] = field(default_factory=dict)
+    ballots: list[SignedMessage] = field(default_factory=list)
+    voted: set[str] = field(default_factory=set)
+    done: frozenset[str] = frozenset()
+
+    @classmethod
+    def begin(
+        cls, rules: ReplyRules, arrays: ArrayRecord, sent: ArrayRecord, resume: ResumePoint
+    ) -> "RoundState":
+        """Return a round's state at its start, with what the chain holds of it already."""
+        updates = resume.updates_of(rules.round)
+        done = set()
+        if updates:
+            done |= {"train", "anchor"}
+            if resume.elected:
+                done |= {"cross_evaluate", "elect"}
+        record = RoundRecord(rules.round, authors=list(updates))
+        voted = set(resume.voted) if updates else set()
+        return cls(rules, record, arrays, sent, updates, voted=voted, done=frozenset(done))
+
+    @property
+    def round(self) -> int:
+        """The server round."""
+        return self.rules.round
+
+    @contextmanager
+    def chain_time(self) -> Iterator[None]:
+        """Count the block's time as the server's chain, hashing and signing time."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record.chain_seconds += time.perf_counter() - start
+
+    def meter(self, category: str) -> AbstractContextManager:
+        """Return a context that counts its block, of any category, as chain time.
+
+        The round's :data:`~seccl_flwr.metering.Meter` for the reply checks.
+        """
+        return self.chain_time()
+
+    def accept(
+        self, replies: list[Message], verify: Callable[[Message], SignedMessage], phase: str
+    ) -> dict[str, tuple[SignedMessage, Message]]:
+        """Verify a phase's replies (the checks count as chain time); record the drops."""
+        with use_meter(self.meter):
+            return accept_replies(
+                replies, verify, phase, self.rules.participants, self.record.dropped
             )
-    if metrics.get(weighted_by_key, -1) < 0:
-        raise MalformedMessageError(
-            server_round, sender, f"metric {weighted_by_key!r} missing or negative"
-        )
-    return metrics
+
+    def require(self, count: int, what: str, minimum: int) -> None:
+        """Stop the run unless ``count`` valid ``what`` reached ``minimum``.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            Naming the round, the count and why the others were dropped.
+        """
+        if count < minimum:
+            raise NotEnoughNodesError(
+                f"round {self.round}: {count} {what}, fewer than min_train_nodes="
+                f"{minimum}; dropped: {self.record.dropped}"
+            )
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the block's time as phase ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record.seconds[name] = time.perf_counter() - start
+
+
+@dataclass
+class RunContext:
+    """What every round of a run shares: where to send, what to send, what to report."""
+
+    grid: Grid
+    timeout: float
+    train_config: ConfigRecord
+    evaluate_config: ConfigRecord
+    evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None
+    result: "SecCLResult"
+    layout: ModelLayout
+
+    def send(self, state: "RoundState", messages: Iterable[Message], phase: str) -> list[Message]:
+        """Send and receive; record every node that did not answer as dropped."""
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=self.timeout))
+        answered = {reply.metadata.src_node_id for reply in replies}
+        for message in messages:
+            node = message.metadata.dst_node_id
+            if node not in answered:
+                address = state.rules.participants.get(node, str(node))
+                state.record.dropped[f"{phase}:{address}"] = f"no reply within {self.timeout}s"
+        return replies
+
+
+def _check_settings(
+    candidate_fraction: float,
+    share_fraction: float,
+    fraction_train: float,
+    fraction_evaluate: float,
+    gas_limit: int | None,
+) -> None:
+    """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range."""
+    num_candidates(candidate_fraction, 1)  # λ in (0, 1]
+    budget(1, share_fraction)  # share fraction in (0, 1]
+    for name, value in (
+        ("fraction_train", fraction_train),
+        ("fraction_evaluate", fraction_evaluate),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigurationError(f"{name} must lie in [0, 1], got {value}")
+    if gas_limit is not None and gas_limit <= 0:
+        raise ConfigurationError(f"gas_limit must be positive, got {gas_limit}")
 
 
 def _aggregate_metrics(contents: list[RecordDict], weighted_by_key: str) -> MetricRecord | None:
     """Flower's weighted metric average; ``None`` without replies or total weight."""
-    if not contents or sum(c["metrics"][weighted_by_key] for c in contents) <= 0:
+    if not contents or sum(c[wire.METRICS][weighted_by_key] for c in contents) <= 0:
         return None
     return aggregate_metricrecords(contents, weighted_by_key)
+
+
+def sample_registered(
+    grid: Grid, participants: Mapping[int, str], fraction: float, minimum: int
+) -> list[int]:
+    """Return a random ``fraction`` (at least ``minimum``) of the connected participants.
+
+    A ``fraction`` of 0 turns the phase off: no node.
+    """
+    if fraction == 0.0:
+        return []
+    registered = [n for n in grid.get_node_ids() if n in participants]
+    size = min(max(int(len(registered) * fraction), minimum), len(registered))
+    # sample positions, not ids: Flower's node ids can exceed int64 and numpy
+    # would turn a mixed array of them into floats
+    chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
+    return sorted(registered[int(i)] for i in chosen)
+
+
+def _log_summary(strategy: "SecCL") -> None:
+    """Log the settings of a :class:`SecCL` strategy, in the style of Flower's."""
+    log(INFO, "\t├──> SecCL:")
+    log(INFO, "\t│\t├── Candidate fraction λ: %.2f", strategy.candidate_fraction)
+    log(
+        INFO,
+        "\t│\t├── Share fraction: %.3f%s",
+        strategy.share_fraction,
+        " (per tensor)" if strategy.per_tensor else "",
+    )
+    log(
+        INFO,
+        "\t│\t└── Chain: %s%s (gas limit: %s)",
+        strategy.chain,
+        f" served at {strategy.chain_url}"
+        if strategy.chain == EMBEDDED and strategy.chain_url
+        else "",
+        "estimated" if strategy.gas_limit is None else f"{strategy.gas_limit:,}",
+    )
+    log(INFO, "\t└──> Sampling:")
+    log(
+        INFO,
+        "\t\t├── Fraction: train (%.2f) | evaluate (%.2f)",
+        strategy.fraction_train,
+        strategy.fraction_evaluate,
+    )
+    log(
+        INFO,
+        "\t\t├── Minimum nodes: train (%d) | evaluate (%d)",
+        strategy.min_train_nodes,
+        strategy.min_evaluate_nodes,
+    )
+    log(INFO, "\t\t└── Minimum available nodes: %d", strategy.min_available_nodes)
+
+
+def _server_evaluate(run: RunContext, server_round: int, arrays: ArrayRecord) -> None:
+    """Evaluate ``arrays`` with the server-side ``evaluate_fn``, if there is one."""
+    if run.evaluate_fn:
+        metrics = run.evaluate_fn(server_round, arrays)
+        if metrics is not None:
+            run.result.evaluate_metrics_serverapp[server_round] = metrics
+
+
+def _close_round(
+    result: SecCLResult, record: RoundRecord, on_round: Callable[[RoundRecord], None] | None
+) -> None:
+    """Log the round, add its record to the result, tell ``on_round``."""
+    log(
+        INFO,
+        "SecCL round %d: candidates %s, gas %d, %.2fs",
+        record.round,
+        [a[:8] for a in record.candidates],
+        sum(record.gas.values()),
+        sum(record.seconds.values()),
+    )
+    result.rounds.append(record)
+    if on_round is not None:
+        on_round(record)
 
 
 class SecCL(Strategy):
@@ -259,17 +433,9 @@ class SecCL(Strategy):
         store: MessageStore | str | os.PathLike | None = None,
         gas_limit: int | None = None,
     ) -> None:
-        if not 0.0 < candidate_fraction <= 1.0:
-            raise ValueError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
-        budget(1, share_fraction)  # validates the share fraction
-        for name, value in (
-            ("fraction_train", fraction_train),
-            ("fraction_evaluate", fraction_evaluate),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        if gas_limit is not None and gas_limit <= 0:
-            raise ValueError(f"gas_limit must be positive, got {gas_limit}")
+        _check_settings(
+            candidate_fraction, share_fraction, fraction_train, fraction_evaluate, gas_limit
+        )
         self.candidate_fraction = candidate_fraction
         self.share_fraction = share_fraction
         self.fraction_train = fraction_train
@@ -289,473 +455,13 @@ class SecCL(Strategy):
         self.csc: CandidateSelection | None = None
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
-        self._record: RoundRecord | None = None
-        self._updates: dict[str, _Update] = {}
 
-    # ----------------------------------------------------------------- summary
     def summary(self) -> None:
         """Log the strategy's settings, in the style of Flower's strategies."""
-        log(INFO, "\t├──> SecCL:")
-        log(INFO, "\t│\t├── Candidate fraction λ: %.2f", self.candidate_fraction)
-        log(
-            INFO,
-            "\t│\t├── Share fraction: %.3f%s",
-            self.share_fraction,
-            " (per tensor)" if self.per_tensor else "",
-        )
-        log(
-            INFO,
-            "\t│\t└── Chain: %s%s (gas limit: %s)",
-            self.chain,
-            f" served at {self.chain_url}" if self.chain == EMBEDDED and self.chain_url else "",
-            "estimated" if self.gas_limit is None else f"{self.gas_limit:,}",
-        )
-        log(INFO, "\t└──> Sampling:")
-        log(
-            INFO,
-            "\t\t├── Fraction: train (%.2f) | evaluate (%.2f)",
-            self.fraction_train,
-            self.fraction_evaluate,
-        )
-        log(
-            INFO,
-            "\t\t├── Minimum nodes: train (%d) | evaluate (%d)",
-            self.min_train_nodes,
-            self.min_evaluate_nodes,
-        )
-        log(INFO, "\t\t└── Minimum available nodes: %d", self.min_available_nodes)
+        _log_summary(self)
 
-    # -------------------------------------------------------------- chain set-up
-    def _server_account(self) -> LocalAccount:
-        key = self.server_key or keccak(text=f"seccl-server:{self.run_label}")
-        return Account.from_key(key)
-
-    def _open_chain(self):
-        if self.chain == EMBEDDED:
-            w3 = embedded_web3()
-            if self.chain_url:
-                parsed = urlparse(self.chain_url)
-                if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
-                    raise ValueError(
-                        f"the embedded chain is served on loopback only, got {self.chain_url}"
-                    )
-                self._rpc_server = LoopbackRPCServer(w3, "127.0.0.1", parsed.port or 0).start()
-                log(INFO, "SecCL: embedded chain served at %s", self._rpc_server.url)
-            return w3
-        return connect(self.chain)
-
-    def close(self) -> None:
-        """Stop serving the embedded chain (if this strategy serves it)."""
-        if self._rpc_server is not None:
-            self._rpc_server.stop()
-            self._rpc_server = None
-
-    def register(self, grid: Grid, timeout: float) -> dict[int, str]:
-        """Ask every connected node for its address; return node id -> address."""
-        sample_nodes(grid, self.min_available_nodes, self.min_available_nodes)  # waits
-        node_ids = list(grid.get_node_ids())
-        messages = [
-            Message(
-                RecordDict({SECCL_KEY: ConfigRecord({"run": self.run_label})}),
-                message_type=REGISTER,
-                dst_node_id=node_id,
-            )
-            for node_id in node_ids
-        ]
-        participants: dict[int, str] = {}
-        for reply in grid.send_and_receive(messages, timeout=timeout):
-            node_id = reply.metadata.src_node_id
-            if reply.has_error():
-                log(
-                    WARNING,
-                    "SecCL: node %s failed to register: %s",
-                    node_id,
-                    reply.error.reason,
-                )
-                continue
-            address = str(reply.content[SECCL_KEY]["address"])
-            if address in participants.values():
-                log(
-                    WARNING,
-                    "SecCL: node %s repeats address %s; ignored",
-                    node_id,
-                    address,
-                )
-                continue
-            participants[node_id] = address
-        if len(participants) < self.min_available_nodes:
-            raise NotEnoughNodesError(
-                f"{len(participants)} nodes registered, fewer than min_available_nodes="
-                f"{self.min_available_nodes}"
-            )
-        return dict(sorted(participants.items()))
-
-    # ------------------------------------------------------------ Strategy API
-    def _seccl_config(self, server_round: int, **extra) -> ConfigRecord:
-        assert self.csc is not None
-        return ConfigRecord(
-            {
-                "round": server_round,
-                "contract": self.csc.address,
-                "share-fraction": self.share_fraction,
-                "per-tensor": self.per_tensor,
-                **extra,
-            }
-        )
-
-    def _sample(self, grid: Grid, fraction: float, minimum: int) -> list[int]:
-        registered = [n for n in grid.get_node_ids() if n in self.participants]
-        size = max(int(len(registered) * fraction), minimum)
-        size = min(size, len(registered))
-        # sample positions, not ids: Flower's node ids can exceed int64 and numpy
-        # would turn a mixed array of them into floats
-        chosen = np.random.default_rng().choice(len(registered), size=size, replace=False)
-        return sorted(registered[int(i)] for i in chosen)
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Send the global model and the SecCL settings to the sampled nodes."""
-        if self.fraction_train == 0.0:
-            return []
-        config["server-round"] = server_round
-        seccl = self._seccl_config(server_round)
-        return [
-            Message(
-                RecordDict({"arrays": arrays, "config": config, SECCL_KEY: seccl}),
-                message_type="train",
-                dst_node_id=node_id,
-            )
-            for node_id in self._sample(grid, self.fraction_train, self.min_train_nodes)
-        ]
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Verify the updates (form, author, signature) and keep them for the vote.
-
-        Returns no arrays: SecCL aggregates only after the on-chain election.
-        """
-        record, layout = self._record, self._layout
-        self._updates = {}
-        contents = []
-        for reply in replies:
-            node = reply.metadata.src_node_id
-            try:
-                item = self._verify_update(server_round, node, reply, layout)
-                if item.author in self._updates:
-                    raise MalformedMessageError(server_round, item.author, "second update")
-            except (VerificationError, KeyError, TypeError, ValueError) as exc:
-                record.dropped[f"train:{self.participants.get(node, node)}"] = str(exc)
-                log(WARNING, "SecCL: update of node %s dropped: %s", node, exc)
-                continue
-            self._updates[item.author] = item
-            contents.append(reply.content)
-        return None, _aggregate_metrics(contents, self.weighted_by_key)
-
-    @staticmethod
-    def _seccl_fields(
-        server_round: int, sender: str, reply: Message, claim: str | None = None
-    ) -> ConfigRecord:
-        """Return a reply's SecCL fields; raise if it is an error or claims another sender.
-
-        Parameters
-        ----------
-        server_round : int
-            Round of the reply (for the error message).
-        sender : str
-            Registered address of the node that replied.
-        reply : Message
-            The reply.
-        claim : str | None
-            Field that must name ``sender`` (e.g. ``"author"``), if any.
-        """
-        if reply.has_error():
-            raise VerificationError(server_round, sender, f"node error: {reply.error.reason}")
-        fields = reply.content.config_records.get(SECCL_KEY)
-        if fields is None:
-            raise MalformedMessageError(server_round, sender, f"no {SECCL_KEY!r} ConfigRecord")
-        if claim is not None and typed_field(server_round, sender, fields, claim, str) != sender:
-            raise MalformedMessageError(server_round, sender, f"claims to be {fields[claim]}")
-        return fields
-
-    def _verify_update(
-        self, server_round: int, node: int, reply: Message, layout: ModelLayout
-    ) -> _Update:
-        author = self.participants.get(node)
-        if author is None and not reply.has_error():
-            raise MalformedMessageError(server_round, str(node), "unknown node")
-        fields = self._seccl_fields(server_round, author or str(node), reply, claim="author")
-        _checked_metrics(server_round, author, reply.content, self.weighted_by_key)
-        if "update" not in reply.content.array_records:
-            raise MalformedMessageError(server_round, author, "no 'update' ArrayRecord")
-        try:
-            update = SparseUpdate.from_arrays(
-                arrays_of(reply.content.array_records["update"]),
-                layout.size,
-                entry_limit(layout, self.share_fraction, self.per_tensor),
-            )
-        except (EncodingError, SparseUpdateError) as exc:
-            raise MalformedMessageError(server_round, author, str(exc)) from exc
-        signature = typed_field(server_round, author, fields, "signature", bytes)
-        with self._chain_timer():
-            try:
-                digest = verify_message(
-                    self.csc.binding,
-                    server_round,
-                    Kind.UPDATE,
-                    author,
-                    update.to_arrays(),
-                    signature,
-                )
-            except SignatureError as exc:
-                raise MalformedMessageError(server_round, author, str(exc)) from exc
-        return _Update(author, node, update, signature, digest)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Send the new global model to the nodes sampled for evaluation."""
-        if self.fraction_evaluate == 0.0:
-            return []
-        config["server-round"] = server_round
-        seccl = self._seccl_config(server_round)
-        return [
-            Message(
-                RecordDict({"arrays": arrays, "config": config, SECCL_KEY: seccl}),
-                message_type="evaluate",
-                dst_node_id=node_id,
-            )
-            for node_id in self._sample(grid, self.fraction_evaluate, self.min_evaluate_nodes)
-        ]
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        """Verify the signed metrics, anchor their digests, average them."""
-        record = self._record
-        authors, digests, contents = [], [], []
-        for reply in replies:
-            node = reply.metadata.src_node_id
-            author = self.participants.get(node, str(node))
-            try:
-                if node not in self.participants:
-                    raise MalformedMessageError(server_round, author, "unknown node")
-                if author in authors:
-                    raise MalformedMessageError(server_round, author, "second evaluation")
-                fields = self._seccl_fields(server_round, author, reply)
-                metrics = dict(
-                    _checked_metrics(server_round, author, reply.content, self.weighted_by_key)
-                )
-                signature = typed_field(server_round, author, fields, "signature", bytes)
-                with self._chain_timer():
-                    try:
-                        digest = verify_message(
-                            self.csc.binding,
-                            server_round,
-                            Kind.EVALUATION,
-                            author,
-                            metrics_to_arrays(metrics),
-                            signature,
-                        )
-                    except SignatureError as exc:
-                        raise MalformedMessageError(server_round, author, str(exc)) from exc
-            except (
-                VerificationError,
-                SignatureError,
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as exc:
-                record.dropped[f"evaluate:{author}"] = str(exc)
-                continue
-            authors.append(author)
-            digests.append(digest)
-            contents.append(reply.content)
-            self._publish(
-                server_round,
-                Kind.EVALUATION,
-                author,
-                metrics_to_arrays(metrics),
-                signature=signature,
-            )
-        if authors:
-            with self._chain_timer():
-                record.record_tx(
-                    "evaluate",
-                    self.csc.anchor(server_round, Kind.EVALUATION, authors, digests),
-                )
-        return _aggregate_metrics(contents, self.weighted_by_key)
-
-    # ------------------------------------------------------- lying-server hooks
-    def relay_updates(
-        self, server_round: int, updates: Mapping[str, _Update]
-    ) -> dict[str, _Update]:
-        """Return the updates forwarded for cross-evaluation (honest: unchanged)."""
-        return dict(updates)
-
-    def relay_ballots(self, server_round: int, ballots: list[SignedBallot]) -> list[SignedBallot]:
-        """Return the ballots submitted to the contract (honest: unchanged)."""
-        return ballots
-
-    def relay_candidates(self, server_round: int, candidates: list[str]) -> list[str]:
-        """Return whose updates are aggregated (honest: exactly the candidates)."""
-        return candidates
-
-    def relay_global(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
-        """Return the global model sent to clients (honest: the anchored one)."""
-        return arrays
-
-    # ------------------------------------------------------- published messages
-    def _publish(
-        self,
-        server_round: int,
-        kind: Kind,
-        author: str,
-        payload: Mapping[str, np.ndarray],
-        signature: bytes = b"",
-    ) -> None:
-        """Store a message about to be anchored, if the strategy has a store."""
-        if self.store is not None:
-            self.store.put(
-                StoredMessage(self.csc.binding, server_round, kind, author, payload, signature)
-            )
-
-    def _publish_ballot(self, server_round: int, ballot: SignedBallot) -> None:
-        """Store a ballot about to be submitted, if the strategy has a store."""
-        if self.store is not None:
-            self.store.put(
-                StoredMessage(
-                    self.csc.binding,
-                    server_round,
-                    Kind.BALLOT,
-                    ballot.evaluator,
-                    signature=ballot.signature,
-                    peers=ballot.peers,
-                    scores=ballot.scores,
-                )
-            )
-
-    # -------------------------------------------------------------- the round
-    @contextmanager
-    def _chain_timer(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._record is not None:
-                self._record.chain_seconds += time.perf_counter() - start
-
-    @contextmanager
-    def _phase(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._record.seconds[name] = time.perf_counter() - start
-
-    def _cross_evaluate(
-        self,
-        grid: Grid,
-        server_round: int,
-        arrays: ArrayRecord,
-        anchor_tx: str,
-        timeout: float,
-        skip: set[str] | frozenset[str] = frozenset(),
-    ) -> list[SignedBallot]:
-        """Send every author the others' updates; return the verified ballots.
-
-        Authors in ``skip`` (their ballot is already on chain) and authors whose
-        node is not connected are not asked.
-        """
-        record = self._record
-        forwarded = self.relay_updates(server_round, self._updates)
-        authors = list(forwarded)
-        content: dict = {"arrays": arrays}
-        for author, item in forwarded.items():
-            content[f"update.{author}"] = record_of(item.update.to_arrays())
-        seccl = self._seccl_config(
-            server_round,
-            authors=authors,
-            signatures=[forwarded[a].signature for a in authors],
-            **{"anchor-tx": anchor_tx},
-        )
-        content[SECCL_KEY] = seccl
-        evaluators = [
-            item.node_id
-            for author, item in self._updates.items()
-            if author not in skip and item.node_id is not None
-        ]
-        messages = [
-            Message(RecordDict(content), message_type=CROSS_EVALUATE, dst_node_id=node_id)
-            for node_id in evaluators
-        ]
-        ballots = []
-        for reply in self._send(grid, messages, timeout, "ballot"):
-            node = reply.metadata.src_node_id
-            evaluator = self.participants.get(node, str(node))
-            try:
-                if any(b.evaluator == evaluator for b in ballots):
-                    raise MalformedMessageError(server_round, evaluator, "second ballot")
-                ballots.append(self._verify_ballot(server_round, evaluator, reply))
-            except (
-                VerificationError,
-                SignatureError,
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as exc:
-                record.dropped[f"ballot:{evaluator}"] = str(exc)
-                log(WARNING, "SecCL: ballot of %s dropped: %s", evaluator, exc)
-                continue
-            record.rejections.extend(str(r) for r in reply.content[SECCL_KEY].get("rejected", []))
-        return ballots
-
-    def _verify_ballot(self, server_round: int, evaluator: str, reply: Message) -> SignedBallot:
-        if evaluator not in self.participants.values():
-            raise MalformedMessageError(server_round, evaluator, "unknown node")
-        fields = self._seccl_fields(server_round, evaluator, reply, claim="evaluator")
-        peers = typed_list_field(server_round, evaluator, fields, "peers", str)
-        scores = typed_list_field(server_round, evaluator, fields, "scores", int)
-        typed_list_field(server_round, evaluator, fields, "rejected", str)
-        if len(peers) != len(scores) or len(set(peers)) != len(peers):
-            raise MalformedMessageError(server_round, evaluator, "peers and scores do not match")
-        if evaluator in peers or not set(peers) <= set(self._updates):
-            raise MalformedMessageError(server_round, evaluator, "scores itself or a non-author")
-        if any(not 0 <= s <= MAX_SCORE for s in scores):
-            raise MalformedMessageError(
-                server_round, evaluator, f"score out of range [0, {MAX_SCORE}]"
-            )
-        signature = typed_field(server_round, evaluator, fields, "signature", bytes)
-        with self._chain_timer():
-            try:
-                verify_digest(
-                    ballot_hash(self.csc.binding, server_round, evaluator, peers, scores),
-                    signature,
-                    evaluator,
-                )
-            except SignatureError as exc:
-                raise BallotSignatureError(server_round, evaluator, str(exc)) from exc
-        return SignedBallot(evaluator, tuple(peers), tuple(scores), signature)
-
-    def _aggregate(
-        self, server_round: int, arrays: ArrayRecord, candidates: list[str]
-    ) -> ArrayRecord:
-        layout = self._layout
-        current = arrays_of(arrays)
-        chosen = self.relay_candidates(server_round, candidates)
-        new = aggregate(layout, current, [self._updates[a].update for a in chosen])
-        owner = self.csc.owner()
-        self._publish(server_round, Kind.GLOBAL_MODEL, owner, new)
-        with self._chain_timer():
-            digest = message_digest(self.csc.binding, server_round, Kind.GLOBAL_MODEL, owner, new)
-            self._record.record_tx(
-                "aggregate",
-                self.csc.anchor(server_round, Kind.GLOBAL_MODEL, [owner], [digest]),
-            )
-        return record_of(new)
-
-    def start(  # noqa: PLR0913, PLR0915 - Flower's signature
+    # ------------------------------------------------------------------ the run
+    def start(  # noqa: PLR0913 - Flower's signature
         self,
         grid: Grid,
         initial_arrays: ArrayRecord,
@@ -787,280 +493,287 @@ class SecCL(Strategy):
         """
         log(INFO, "Starting SecCL strategy:")
         self.summary()
-        train_config = ConfigRecord() if train_config is None else train_config
-        evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
-        w3 = self._open_chain()
         try:
-            return self._run(
-                w3,
+            resume, result = self._open_run(grid, timeout)
+            arrays = initial_arrays if resume.fresh else record_of(resume.global_arrays)
+            run = RunContext(
                 grid,
-                initial_arrays,
-                num_rounds,
                 timeout,
-                train_config,
-                evaluate_config,
+                ConfigRecord() if train_config is None else train_config,
+                ConfigRecord() if evaluate_config is None else evaluate_config,
                 evaluate_fn,
-                on_round,
+                result,
+                ModelLayout.of(arrays_of(arrays)),
             )
+            if resume.fresh:
+                self._publish_and_anchor_initial(arrays)
+            else:
+                result.arrays = arrays
+            first_round = resume.last_completed + 1 if not resume.fresh else 1
+            _server_evaluate(run, first_round - 1, arrays)
+            for server_round in range(first_round, num_rounds + 1):
+                log(INFO, "")
+                log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
+                rules = self._reply_rules(server_round, run.layout)
+                sent = self.relay_global(server_round, arrays)
+                state = RoundState.begin(rules, arrays, sent, resume)
+                self.play_round(run, state)
+                arrays = state.arrays
+                _close_round(result, state.record, on_round)
+            return result
         finally:
             self.close()
 
-    def _run(
-        self,
-        w3,
-        grid,
-        initial_arrays,
-        num_rounds,
-        timeout,
-        train_config,
-        evaluate_config,
-        evaluate_fn,
-        on_round,
-    ) -> SecCLResult:
-        server = self._server_account()
+    def play_round(self, run: RunContext, state: RoundState) -> None:
+        """Run one round's phases in order, skipping those ``state`` shows done."""
+        phases = (
+            self._train,
+            self._anchor,
+            self._cross_evaluate,
+            self._elect,
+            self._aggregate,
+            self._evaluate,
+        )
+        for name, phase in zip(PHASES, phases, strict=True):
+            if name not in state.done:
+                with state.phase(name):
+                    phase(run, state)
+
+    # ----------------------------------------------------------------- phases
+    def _train(self, run: RunContext, state: RoundState) -> None:
+        """Send the global model for training; keep the verified, signed updates."""
+        messages = self.configure_train(state.round, state.sent, run.train_config, run.grid)
+        replies = run.send(state, messages, "train")
+        accepted = state.accept(replies, partial(verify_update, state.rules), "train")
+        state.updates = {author: message for author, (message, _) in accepted.items()}
+        state.require(len(state.updates), "valid updates", self.min_train_nodes)
+        _, metrics = self.aggregate_train(state.round, [reply for _, reply in accepted.values()])
+        if metrics is not None:
+            run.result.train_metrics_clientapp[state.round] = metrics
+            state.record.train_metrics = dict(metrics)
+
+    def _anchor(self, run: RunContext, state: RoundState) -> None:
+        """Publish the verified updates and anchor all their digests in one transaction."""
+        for message in state.updates.values():
+            self._publish(message)
+        with state.chain_time():
+            authors = list(state.updates)
+            digests = [state.updates[a].digest() for a in authors]
+            state.record.record_tx(
+                "anchor", self.csc.anchor(state.round, Kind.UPDATE, authors, digests)
+            )
+            state.record.authors = authors
+
+    def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
+        """Send every author the others' updates; keep the verified ballots.
+
+        Authors whose ballot is already on chain and authors whose node is not
+        connected are not asked.
+        """
+        forwarded = self.relay_updates(state.round, state.updates)
+        fields = self._server_fields(
+            state.round,
+            **{
+                wire.AUTHORS: list(forwarded),
+                wire.SIGNATURES: [message.signature for message in forwarded.values()],
+            },
+        )
+        records = wire.cross_evaluation_records(
+            state.sent, {a: record_of(m.payload) for a, m in forwarded.items()}, fields
+        )
+        node_of = {address: node for node, address in self.participants.items()}
+        messages = [
+            Message(RecordDict(records), message_type=wire.CROSS_EVALUATE, dst_node_id=node_of[a])
+            for a in state.updates
+            if a not in state.voted and a in node_of
+        ]
+        replies = run.send(state, messages, "ballot")
+        accepted = state.accept(
+            replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
+        )
+        for _, reply in accepted.values():
+            fields = reply.content[wire.SECCL_KEY]
+            state.record.rejections.extend(str(r) for r in fields.get(wire.REJECTED, []))
+        state.ballots = [ballot for ballot, _ in accepted.values()]
+        state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
+
+    def _elect(self, run: RunContext, state: RoundState) -> None:
+        """Publish and submit the ballots, close the vote."""
+        with state.chain_time():
+            submitted = self.relay_ballots(state.round, state.ballots)
+            for ballot in submitted:
+                self._publish(ballot)
+            for tx in self.csc.submit_ballots(state.round, submitted):
+                state.record.record_tx("elect", tx)
+            state.record.record_tx("elect", self.csc.elect(state.round))
+
+    def _aggregate(self, run: RunContext, state: RoundState) -> None:
+        """Read the election; new global = old + merge of the candidates; anchor it."""
+        record = state.record
+        with state.chain_time():
+            record.candidates = self.csc.candidates_of(state.round)
+            record.totals = self.csc.totals_of(state.round)
+        chosen = self.relay_candidates(state.round, record.candidates, state.updates)
+        owner = self.csc.owner()
+        model = next_global_model(
+            self.csc.binding,
+            state.round,
+            owner,
+            arrays_of(state.arrays),
+            [state.updates[a].payload for a in chosen],
+        )
+        self._publish(model)
+        with state.chain_time():
+            tx = self.csc.anchor(state.round, Kind.GLOBAL_MODEL, [owner], [model.digest()])
+            record.record_tx("aggregate", tx)
+        state.arrays = run.result.arrays = record_of(model.payload)
+
+    def _evaluate(self, run: RunContext, state: RoundState) -> None:
+        """Evaluate the new model; publish and anchor the verified signed metrics."""
+        sent = self.relay_global(state.round, state.arrays)
+        messages = self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid)
+        replies = run.send(state, messages, "evaluate")
+        accepted = state.accept(replies, partial(verify_evaluation, state.rules), "evaluate")
+        for message, _ in accepted.values():
+            self._publish(message)
+        if accepted:
+            with state.chain_time():
+                digests = [message.digest() for message, _ in accepted.values()]
+                tx = self.csc.anchor(state.round, Kind.EVALUATION, list(accepted), digests)
+                state.record.record_tx("evaluate", tx)
+        metrics = self.aggregate_evaluate(state.round, [reply for _, reply in accepted.values()])
+        if metrics is not None:
+            run.result.evaluate_metrics_clientapp[state.round] = metrics
+            state.record.evaluate_metrics = dict(metrics)
+        _server_evaluate(run, state.round, state.arrays)
+
+    # ------------------------------------------------------------ Strategy API
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send the global model and the SecCL settings to the sampled nodes."""
+        return self._round_messages(wire.TRAIN, server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Average the metrics of the verified train replies.
+
+        Returns no arrays: SecCL aggregates only after the on-chain election.
+        """
+        return None, _aggregate_metrics([r.content for r in replies], self.weighted_by_key)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send the new global model to the nodes sampled for evaluation."""
+        return self._round_messages(wire.EVALUATE, server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Average the metrics of the verified evaluate replies."""
+        return _aggregate_metrics([r.content for r in replies], self.weighted_by_key)
+
+    # ------------------------------------------------------- lying-server hooks
+    def relay_updates(
+        self, server_round: int, updates: Mapping[str, SignedMessage]
+    ) -> dict[str, SignedMessage]:
+        """Return the updates forwarded for cross-evaluation (honest: unchanged)."""
+        return dict(updates)
+
+    def relay_ballots(self, server_round: int, ballots: list[SignedMessage]) -> list[SignedMessage]:
+        """Return the ballots submitted to the contract (honest: unchanged)."""
+        return ballots
+
+    def relay_candidates(
+        self, server_round: int, candidates: list[str], updates: Mapping[str, SignedMessage]
+    ) -> list[str]:
+        """Return whose ``updates`` are aggregated (honest: exactly the candidates')."""
+        return candidates
+
+    def relay_global(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:
+        """Return the global model sent to clients (honest: the anchored one)."""
+        return arrays
+
+    # ---------------------------------------------------------------- helpers
+    def close(self) -> None:
+        """Stop serving the embedded chain (if this strategy serves it)."""
+        if self._rpc_server is not None:
+            self._rpc_server.stop()
+            self._rpc_server = None
+
+    def _open_run(self, grid: Grid, timeout: float) -> tuple[ResumePoint, SecCLResult]:
+        """Open the chain, register the nodes, deploy (or attach to) the contract."""
+        w3, self._rpc_server = open_chain(self.chain, self.chain_url)
+        server = server_account(self.server_key, self.run_label)
         ensure_funded(w3, server)
-        self.participants = self.register(grid, timeout)
-        addresses = list(self.participants.values())
-        run_id = keccak(text=self.run_label)
-        resume = ResumePoint()
-        if self.contract_address:
-            self.csc = CandidateSelection.attach(
-                w3, self.contract_address, server, gas_limit=self.gas_limit
-            )
-            resume = self._attach_run(server.address)
-        else:
-            self.csc, _ = CandidateSelection.deploy(
-                w3,
-                server,
-                run_id,
-                addresses,
-                num_candidates(self.candidate_fraction, len(addresses)),
-                gas_limit=self.gas_limit,
-            )
-        log(
-            INFO,
-            "SecCL: run %s on chain %s, contract %s, %d participants, M=%d",
-            self.run_label,
-            self.csc.binding.chain_id,
-            self.csc.address,
-            len(addresses),
-            self.csc.num_candidates(),
+        participants = register_nodes(grid, self.run_label, self.min_available_nodes, timeout)
+        self.csc, self.participants, resume = open_contract(
+            w3,
+            server,
+            participants,
+            RunSettings(
+                self.run_label, self.candidate_fraction, self.contract_address, self.gas_limit
+            ),
+            self.store,
         )
         result = SecCLResult(
             chain_id=self.csc.binding.chain_id,
             contract=self.csc.address,
-            run_id="0x" + run_id.hex(),
+            run_id="0x" + self.csc.binding.run_id.hex(),
             participants=dict(self.participants),
         )
-        arrays = initial_arrays
-        owner = server.address
-        if resume.fresh:
-            self._publish(0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
-            self.csc.anchor(
-                0,
-                Kind.GLOBAL_MODEL,
-                [owner],
-                [message_digest(self.csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))],
-            )
-        else:
-            arrays = result.arrays = record_of(resume.global_arrays)
-        self._layout = ModelLayout.of(arrays_of(arrays))
-        first_round = resume.last_completed + 1 if not resume.fresh else 1
-        if evaluate_fn:
-            res = evaluate_fn(first_round - 1, arrays)
-            if res is not None:
-                result.evaluate_metrics_serverapp[first_round - 1] = res
-        for server_round in range(first_round, num_rounds + 1):
-            log(INFO, "")
-            log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
-            self._record = RoundRecord(server_round)
-            sent = self.relay_global(server_round, arrays)
-            if server_round == first_round and resume.open_updates:
-                # the run stopped inside this round: go on from what the chain holds
-                self._resume_round(server_round, resume)
-                anchor_tx, voted, elected = "", resume.voted, resume.elected
-            else:
-                anchor_tx = self._train_and_anchor(
-                    grid, server_round, sent, train_config, timeout, result
-                )
-                voted, elected = set(), False
-            if elected:
-                self._read_election(server_round)
-            else:
-                with self._phase("cross_evaluate"):
-                    ballots = self._cross_evaluate(
-                        grid, server_round, sent, anchor_tx, timeout, skip=voted
-                    )
-                self._require(len(ballots) + len(voted), "valid ballots", server_round)
-                self._elect(server_round, ballots)
-            arrays = self._finish_round(
-                grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
-            )
-            self._close_round(result, on_round)
-        return result
+        return resume, result
 
-    def _train_and_anchor(  # noqa: PLR0913
-        self,
-        grid: Grid,
-        server_round: int,
-        sent: ArrayRecord,
-        train_config: ConfigRecord,
-        timeout: float,
-        result: SecCLResult,
-    ) -> str:
-        """Train, verify and publish the updates, anchor them; return the anchor tx."""
-        record = self._record
-        with self._phase("train"):
-            replies = self._send(
-                grid,
-                self.configure_train(server_round, sent, train_config, grid),
-                timeout,
-                "train",
-            )
-            _, train_metrics = self.aggregate_train(server_round, replies)
-        self._require(len(self._updates), "valid updates", server_round)
-        if train_metrics is not None:
-            result.train_metrics_clientapp[server_round] = train_metrics
-            record.train_metrics = dict(train_metrics)
-        for item in self._updates.values():
-            self._publish(
-                server_round,
-                Kind.UPDATE,
-                item.author,
-                item.update.to_arrays(),
-                signature=item.signature,
-            )
-        with self._phase("anchor"), self._chain_timer():
-            authors = list(self._updates)
-            info = self.csc.anchor(
-                server_round,
-                Kind.UPDATE,
-                authors,
-                [self._updates[a].digest for a in authors],
-            )
-            record.record_tx("anchor", info)
-            record.authors = authors
-        return info.tx_hash
+    def _publish_and_anchor_initial(self, arrays: ArrayRecord) -> None:
+        """Publish and anchor global model 0 (the initial arrays)."""
+        owner = self.csc.owner()
+        model = SignedMessage(self.csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
+        self._publish(model)
+        self.csc.anchor(0, Kind.GLOBAL_MODEL, [owner], [model.digest()])
 
-    def _elect(self, server_round: int, ballots: list[SignedBallot]) -> None:
-        """Publish and submit the ballots, close the vote, read the candidates."""
-        record = self._record
-        with self._phase("elect"), self._chain_timer():
-            submitted = self.relay_ballots(server_round, ballots)
-            for ballot in submitted:
-                self._publish_ballot(server_round, ballot)
-            for tx in self.csc.submit_ballots(server_round, submitted):
-                record.record_tx("elect", tx)
-            record.record_tx("elect", self.csc.elect(server_round))
-            self._read_election(server_round)
-
-    def _read_election(self, server_round: int) -> None:
-        """Read the round's candidates and Borda totals from the contract."""
-        self._record.candidates = self.csc.candidates_of(server_round)
-        self._record.totals = self.csc.totals_of(server_round)
-
-    def _finish_round(  # noqa: PLR0913
-        self, grid, server_round, arrays, timeout, evaluate_config, evaluate_fn, result
-    ) -> ArrayRecord:
-        """Aggregate the candidates, anchor the new model, evaluate it; return it."""
-        record = self._record
-        with self._phase("aggregate"):
-            arrays = self._aggregate(server_round, arrays, record.candidates)
-            result.arrays = arrays
-        with self._phase("evaluate"):
-            sent = self.relay_global(server_round, arrays)
-            replies = self._send(
-                grid,
-                self.configure_evaluate(server_round, sent, evaluate_config, grid),
-                timeout,
-                "evaluate",
-            )
-            metrics = self.aggregate_evaluate(server_round, replies)
-            if metrics is not None:
-                result.evaluate_metrics_clientapp[server_round] = metrics
-                record.evaluate_metrics = dict(metrics)
-            if evaluate_fn:
-                res = evaluate_fn(server_round, arrays)
-                if res is not None:
-                    result.evaluate_metrics_serverapp[server_round] = res
-        return arrays
-
-    def _close_round(
-        self, result: SecCLResult, on_round: Callable[[RoundRecord], None] | None
-    ) -> None:
-        record = self._record
-        log(
-            INFO,
-            "SecCL round %d: candidates %s, gas %d, %.2fs",
-            record.round,
-            [self._short(a) for a in record.candidates],
-            sum(record.gas.values()),
-            sum(record.seconds.values()),
+    def _reply_rules(self, server_round: int, layout: ModelLayout) -> ReplyRules:
+        return ReplyRules(
+            self.csc.binding,
+            server_round,
+            dict(self.participants),
+            layout,
+            self.share_fraction,
+            self.per_tensor,
+            self.weighted_by_key,
         )
-        result.rounds.append(record)
-        if on_round is not None:
-            on_round(record)
 
-    def _attach_run(self, owner: str) -> ResumePoint:
-        """Check an attached contract is this server's run; return where it stands."""
-        if self.csc.owner() != owner:
-            raise UntrustedContractError(
-                f"contract {self.csc.address} is owned by {self.csc.owner()}, not by this "
-                f"server ({owner})"
-            )
-        members = set(self.csc.participants())
-        for node, address in list(self.participants.items()):
-            if address not in members:
-                log(WARNING, "SecCL: node %s (%s) is not in the run; ignored", node, address)
-                del self.participants[node]
-        resume = resume_point(self.csc, self.store, owner)
-        if not resume.fresh:
-            log(
-                INFO,
-                "SecCL: resuming run at contract %s after round %d%s",
-                self.csc.address,
-                resume.last_completed,
-                f" ({len(resume.open_updates)} updates of round "
-                f"{resume.last_completed + 1} already anchored)"
-                if resume.open_updates
-                else "",
-            )
-        return resume
+    def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
+        return wire.server_fields(
+            server_round, self.csc.address, self.share_fraction, self.per_tensor, **extra
+        )
 
-    def _resume_round(self, server_round: int, resume: ResumePoint) -> None:
-        """Take the round's updates that are already anchored (from the store)."""
-        node_of = {address: node for node, address in self.participants.items()}
-        self._updates = {
-            author: _Update(
-                author,
-                node_of.get(author),
-                SparseUpdate.from_arrays(message.payload, self._layout.size),
-                message.signature,
-                message.digest(),
-            )
-            for author, message in resume.open_updates.items()
+    def _round_messages(  # noqa: PLR0913 - Flower's configure_* arguments
+        self,
+        message_type: str,
+        server_round: int,
+        arrays: ArrayRecord,
+        config: ConfigRecord,
+        grid: Grid,
+    ) -> list[Message]:
+        """Return the ``TRAIN`` or ``EVALUATE`` message (model, config, fields) per sampled node."""
+        if message_type == wire.TRAIN:
+            fraction, minimum = self.fraction_train, self.min_train_nodes
+        else:
+            fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
+        config[wire.SERVER_ROUND] = server_round
+        records = {
+            wire.ARRAYS: arrays,
+            wire.CONFIG: config,
+            wire.SECCL_KEY: self._server_fields(server_round),
         }
-        self._record.authors = list(self._updates)
+        return [
+            Message(RecordDict(records), message_type=message_type, dst_node_id=node_id)
+            for node_id in sample_registered(grid, self.participants, fraction, minimum)
+        ]
 
-    def _send(self, grid: Grid, messages: Iterable[Message], timeout: float, phase: str) -> list:
-        """Send and receive; record every node that did not answer as dropped."""
-        messages = list(messages)
-        replies = list(grid.send_and_receive(messages, timeout=timeout))
-        answered = {reply.metadata.src_node_id for reply in replies}
-        for message in messages:
-            node = message.metadata.dst_node_id
-            if node not in answered:
-                address = self.participants.get(node, str(node))
-                self._record.dropped[f"{phase}:{address}"] = f"no reply within {timeout}s"
-        return replies
-
-    def _require(self, count: int, what: str, server_round: int) -> None:
-        if count < self.min_train_nodes:
-            raise NotEnoughNodesError(
-                f"round {server_round}: {count} {what}, fewer than min_train_nodes="
-                f"{self.min_train_nodes}; dropped: {self._record.dropped}"
-            )
-
-    @staticmethod
-    def _short(address: str) -> str:
-        return address[:8]
+    def _publish(self, message: SignedMessage) -> None:
+        """Store a message about to be anchored, if the strategy has a store."""
+        if self.store is not None:
+            self.store.put(message)

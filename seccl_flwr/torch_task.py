@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .client import EvaluateFn, ScoreFn, TrainFn
+from .wire import SERVER_ROUND
 
 
 def model_arrays(model: nn.Module) -> dict[str, np.ndarray]:
@@ -49,7 +50,7 @@ def sgd_train(
 
     def train(model: nn.Module, config: ConfigRecord) -> dict:
         n_epochs = int(config.get("local-epochs", epochs))
-        server_round = int(config.get("server-round", 0))
+        server_round = int(config.get(SERVER_ROUND, 0))
         optimizer = torch.optim.SGD(model.parameters(), lr=float(config.get("lr", lr)))
         criterion = nn.CrossEntropyLoss()
         model.train()

@@ -40,10 +40,11 @@ from seccl_flwr.cli import main
 from seccl_flwr.errors import NotEnoughNodesError
 from seccl_flwr.identity import simulation_key
 from seccl_flwr.inprocess import InProcessGrid
-from seccl_flwr.messages import sign_message
 from seccl_flwr.protocol.eip712 import Kind, ballot_typed_data, sign_typed
 from seccl_flwr.protocol.encoding import metrics_to_arrays
-from seccl_flwr.store import DirectoryStore, StoredMessage, digest_hex
+from seccl_flwr.protocol.signed import SignedMessage
+from seccl_flwr.run_setup import server_account
+from seccl_flwr.store import DirectoryStore, digest_hex, encode_message
 from seccl_flwr.strategy import SecCL
 
 KEY_SEED = 11
@@ -97,7 +98,7 @@ def copy(honest, tmp_path):
 
 def stored(
     store: DirectoryStore, kind: Kind, round_: int
-) -> dict[str, tuple[bytes, StoredMessage]]:
+) -> dict[str, tuple[bytes, SignedMessage]]:
     """Return author -> (digest, message) of the stored messages of one kind and round."""
     found = {}
     for digest in store.digests():
@@ -158,7 +159,7 @@ def test_altered_update_file_is_a_digest_mismatch(copy):
     digest, message = stored(store, Kind.UPDATE, 1)[author]
     values = message.payload["values"].copy()
     values[0] += np.float32(1.0)
-    altered = StoredMessage(
+    altered = SignedMessage(
         message.binding,
         1,
         Kind.UPDATE,
@@ -166,7 +167,7 @@ def test_altered_update_file_is_a_digest_mismatch(copy):
         {"indices": message.payload["indices"], "values": values},
         message.signature,
     )
-    (store_dir / digest_hex(digest)).write_bytes(altered.to_bytes())
+    (store_dir / digest_hex(digest)).write_bytes(encode_message(altered))
     report = audit(strategy, store_dir)
     (finding,) = only(report, DIGEST_MISMATCH)
     assert (finding.round, finding.node, finding.message) == (
@@ -183,7 +184,7 @@ def test_altered_update_file_is_a_digest_mismatch(copy):
 def test_altered_update_stored_under_its_own_digest_is_missing_and_unsigned(copy):
     strategy, store_dir, store = copy
     author, (digest, message) = next(iter(stored(store, Kind.UPDATE, 2).items()))
-    altered = StoredMessage(
+    altered = SignedMessage(
         message.binding,
         2,
         Kind.UPDATE,
@@ -241,7 +242,7 @@ def test_tampered_ballot_is_caught(copy, tamper, kind, election):
         else:  # a valid-looking signature over the same ballot, by someone else
             typed = ballot_typed_data(ballot.binding, 2, evaluator, ballot.peers, scores)
             signature = sign_typed(b"\x01" * 32, typed)
-        forged = StoredMessage(
+        forged = SignedMessage(
             ballot.binding,
             2,
             Kind.BALLOT,
@@ -250,7 +251,7 @@ def test_tampered_ballot_is_caught(copy, tamper, kind, election):
             peers=ballot.peers,
             scores=scores,
         )
-        path.write_bytes(forged.to_bytes())
+        path.write_bytes(encode_message(forged))
     report = audit(strategy, store_dir)
     (finding,) = only(report, kind)
     assert (finding.round, finding.node, finding.message) == (
@@ -314,8 +315,8 @@ def test_replaced_global_model_file_is_caught(copy):
     strategy, store_dir, store = copy
     (digest0, initial), *_ = stored(store, Kind.GLOBAL_MODEL, 0).values()
     (digest1, model1), *_ = stored(store, Kind.GLOBAL_MODEL, 1).values()
-    replaced = StoredMessage(model1.binding, 1, Kind.GLOBAL_MODEL, model1.author, initial.payload)
-    (store_dir / digest_hex(digest1)).write_bytes(replaced.to_bytes())
+    replaced = SignedMessage(model1.binding, 1, Kind.GLOBAL_MODEL, model1.author, initial.payload)
+    (store_dir / digest_hex(digest1)).write_bytes(encode_message(replaced))
     report = audit(strategy, store_dir)
     (finding,) = only(report, DIGEST_MISMATCH)
     assert (finding.round, finding.node) == (1, strategy.csc.owner())
@@ -332,8 +333,7 @@ def test_messages_the_chain_does_not_anchor_are_reported(copy):
     account = Account.from_key(participant_key(author))
     for round_, metrics in ((1, {"accuracy": 0.123}), (5, {"accuracy": 0.5})):
         arrays = metrics_to_arrays(metrics)
-        _, signature = sign_message(account, csc.binding, round_, Kind.EVALUATION, arrays)
-        store.put(StoredMessage(csc.binding, round_, Kind.EVALUATION, author, arrays, signature))
+        store.put(SignedMessage.sign(account, csc.binding, round_, Kind.EVALUATION, arrays))
     report = audit(strategy, store_dir)
     assert {(f.kind, f.round, f.node) for f in report.findings} == {
         (ANCHOR_MISMATCH, 1, author),  # round 1 anchors this author's real metrics
@@ -346,7 +346,11 @@ def test_auditing_another_contract_than_the_runs_fails(copy):
     strategy, store_dir, store = copy
     csc = strategy.csc
     other, _ = CandidateSelection.deploy(
-        csc.w3, strategy._server_account(), csc.run_id(), csc.participants(), 2
+        csc.w3,
+        server_account(strategy.server_key, strategy.run_label),
+        csc.run_id(),
+        csc.participants(),
+        2,
     )
     report = audit_run(CandidateSelection.attach(csc.w3, other.address), DirectoryStore(store_dir))
     kinds = [f.kind for f in report.findings]
@@ -363,7 +367,7 @@ def test_auditing_another_contract_than_the_runs_fails(copy):
     assert shared.foreign_skipped == len(list(store.digests()))
     # and a message of the other contract mixed into this run's store is reported
     (_, initial), *_ = stored(store, Kind.GLOBAL_MODEL, 0).values()
-    store.put(StoredMessage(other.binding, 0, Kind.GLOBAL_MODEL, csc.owner(), initial.payload))
+    store.put(SignedMessage(other.binding, 0, Kind.GLOBAL_MODEL, csc.owner(), initial.payload))
     (finding,) = only(audit(strategy, store_dir), FOREIGN_MESSAGE)
     assert other.address in finding.detail
     # an address without the SecCL code is refused before anything is read
@@ -389,10 +393,10 @@ def test_cli_audits_a_simulated_run_on_anvil(anvil_url, tmp_path, capsys):
 
     store = DirectoryStore(store_dir)
     (digest, update), *_ = stored(store, Kind.UPDATE, 2).values()
-    altered = StoredMessage(
+    altered = SignedMessage(
         update.binding, 2, Kind.UPDATE, update.author, update.payload, b"\x00" * 65
     )
-    (store.path / digest_hex(digest)).write_bytes(altered.to_bytes())
+    (store.path / digest_hex(digest)).write_bytes(encode_message(altered))
     assert main(command) == 1
     printed = capsys.readouterr().out
     assert f"audit FAILED: bad-signature: round 2, node {update.author}, update " in printed

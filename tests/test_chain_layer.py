@@ -25,7 +25,6 @@ from seccl_flwr.chain.errors import (
 )
 from seccl_flwr.chain.jsonrpc import json_rpc_of
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
-from seccl_flwr.messages import message_digest, sign_message
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import (
     Kind,
@@ -36,6 +35,7 @@ from seccl_flwr.protocol.eip712 import (
     verify_typed,
 )
 from seccl_flwr.protocol.encoding import payload_hash
+from seccl_flwr.protocol.signed import SignedMessage, message_digest
 
 RUN_ID = b"\x42" * 32
 # Init code that deploys the 10-byte runtime 0x602a60005260206000f3 ("return 42").
@@ -341,7 +341,7 @@ def test_full_round_through_the_typed_client(embedded):
     for author in authors:
         update = {"indices": np.array([0, 4], np.uint32), "values": rng.normal(size=2)}
         update["values"] = update["values"].astype(np.float32)
-        digest, _signature = sign_message(author, binding, 1, Kind.UPDATE, update)
+        digest = SignedMessage.sign(author, binding, 1, Kind.UPDATE, update).digest()
         # the contract computes the same digest
         onchain = csc.contract.functions.hashMessage(
             1, int(Kind.UPDATE), author.address, payload_hash(update)

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seccl_flwr.messages import message_digest
 from seccl_flwr.protocol.eip712 import Kind, RunBinding
 from seccl_flwr.protocol.encoding import (
     ALLOWED_DTYPES,
@@ -23,6 +22,7 @@ from seccl_flwr.protocol.encoding import (
     metrics_to_arrays,
     payload_hash,
 )
+from seccl_flwr.protocol.signed import message_digest
 
 DTYPES = sorted(ALLOWED_DTYPES)
 
@@ -272,7 +272,7 @@ def test_mutated_payloads_decode_or_raise_encoding_error(position, value, cut):
 _DIGEST_SCRIPT = """
 import json
 import numpy as np
-from seccl_flwr.messages import message_digest
+from seccl_flwr.protocol.signed import message_digest
 from seccl_flwr.protocol.eip712 import Kind, RunBinding
 from seccl_flwr.protocol.encoding import metrics_to_arrays, payload_hash
 

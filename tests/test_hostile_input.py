@@ -13,6 +13,7 @@ import io
 import itertools
 import math
 import struct
+from functools import partial
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ from numpy.lib import format as npy_format
 from seccl_flwr.chain.connection import ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection, TxInfo
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
-from seccl_flwr.client import CROSS_EVALUATE, _Verified, trusted_contract, verify_peer_update
+from seccl_flwr.client import VerifiedRound, trusted_contract, verify_peer_update
 from seccl_flwr.errors import (
     BallotSignatureError,
     MalformedMessageError,
@@ -46,7 +47,6 @@ from seccl_flwr.errors import (
 )
 from seccl_flwr.identity import CHAIN_URL, CONTRACT, simulation_key
 from seccl_flwr.inprocess import InProcessGrid
-from seccl_flwr.messages import SECCL_KEY, arrays_of, message_digest, record_of, sign_message
 from seccl_flwr.protocol.eip712 import (
     MAX_SCORE,
     Kind,
@@ -66,13 +66,23 @@ from seccl_flwr.protocol.encoding import (
     encode_arrays,
     metrics_to_arrays,
 )
+from seccl_flwr.protocol.signed import SignedMessage, message_digest
 from seccl_flwr.protocol.sparse import (
     ModelLayout,
     SparseUpdate,
     SparseUpdateError,
     entry_limit,
 )
-from seccl_flwr.strategy import RoundRecord, SecCL, _Update
+from seccl_flwr.records import arrays_of, record_of
+from seccl_flwr.strategy import PHASES, RoundRecord, RoundState, RunContext, SecCL, SecCLResult
+from seccl_flwr.verify import (
+    ReplyRules,
+    accept_replies,
+    verify_ballot,
+    verify_evaluation,
+    verify_update,
+)
+from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -440,13 +450,53 @@ class FakeCSC:
         return self.anchors.get((round_, kind, author), bytes(32))
 
 
+PARTICIPANTS = {node: account.address for node, account in NODES.items()}
+RULES = ReplyRules(BINDING, 1, PARTICIPANTS, LAYOUT, SHARE)
+AUTHORS = [NODES[node].address for node in (1, 2, 3, 4)]
+
+
 def make_strategy() -> SecCL:
     strategy = SecCL(candidate_fraction=0.5, share_fraction=SHARE)
     strategy.csc = FakeCSC()
-    strategy.participants = {node: account.address for node, account in NODES.items()}
-    strategy._layout = LAYOUT
-    strategy._record = RoundRecord(1)
+    strategy.participants = dict(PARTICIPANTS)
     return strategy
+
+
+def accept(verify, replies: list[Message], phase: str) -> tuple[dict, dict, list[Message]]:
+    """Verify ``replies`` as the server does; return the kept messages, the drops, the replies."""
+    dropped: dict[str, str] = {}
+    accepted = accept_replies(replies, verify, phase, PARTICIPANTS, dropped)
+    kept = {author: message for author, (message, _) in accepted.items()}
+    return kept, dropped, [reply for _, reply in accepted.values()]
+
+
+class ReplayGrid:
+    """A grid whose nodes answer with prepared replies, whatever they are sent."""
+
+    def __init__(self, node_ids: list[int], replies: list[Message]) -> None:
+        self.node_ids, self.replies = node_ids, replies
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.node_ids)
+
+    def send_and_receive(self, messages, *, timeout=None) -> list[Message]:
+        return list(self.replies)
+
+
+def play_only(phase: str, strategy: SecCL, grid, updates: dict | None = None) -> RoundState:
+    """Run one phase of round 1, as a round does when the chain shows the others done."""
+    run = RunContext(grid, 5, ConfigRecord(), ConfigRecord(), None, SecCLResult(), LAYOUT)
+    model = record_of(MODEL)
+    state = RoundState(
+        RULES,
+        RoundRecord(1),
+        model,
+        model,
+        updates=dict(updates or {}),
+        done=frozenset(PHASES) - {phase},
+    )
+    strategy.play_round(run, state)
+    return state
 
 
 def reply(node: int, content: RecordDict | Error, message_type: str = "train") -> Message:
@@ -476,8 +526,8 @@ def train_content(
 ) -> RecordDict:
     """A train reply as the honest client builds it, with any part replaceable."""
     arrays = update_arrays if update_arrays is not None else valid_update(0).to_arrays()
-    digest, signature = sign_message(signer or account, binding, round_, Kind.UPDATE, arrays)
-    fields = {"author": author or account.address, "digest": digest, "signature": signature}
+    signed = SignedMessage.sign(signer or account, binding, round_, Kind.UPDATE, arrays)
+    fields = {"author": author or account.address, "signature": signed.signature}
     fields.update(seccl_extra or {})
     return RecordDict(
         {
@@ -604,6 +654,13 @@ TRAIN_CASES = [
     "metrics-list",
     "node-error",
 ]
+TRAIN_ERRORS = {
+    "node-error": "VerificationError",
+    "other-round": "UpdateSignatureError",
+    **dict.fromkeys(OTHER_BINDINGS, "UpdateSignatureError"),
+    "unknown-signer": "UpdateSignatureError",
+}
+"""The error of each case that is not a ``MalformedMessageError``."""
 HONEST_TRAIN = {
     node: train_content(
         NODES[node], valid_update(node).to_arrays(), metrics={"loss": 1.0, "num-examples": 10}
@@ -616,45 +673,45 @@ HONEST_TRAIN = {
 @given(st.sampled_from(TRAIN_CASES), st.data())
 def test_hostile_train_reply_is_dropped_and_honest_updates_are_kept(case, data):
     node, content, reason = _train_case(case, data)
-    strategy = make_strategy()
     replies = [reply(1, HONEST_TRAIN[1]), reply(node, content), reply(2, HONEST_TRAIN[2])]
-    _, metrics = strategy.aggregate_train(1, replies)
+    updates, dropped_by, verified = accept(partial(verify_update, RULES), replies, "train")
+    _, metrics = make_strategy().aggregate_train(1, verified)
     honest = [NODES[1].address, NODES[2].address]
-    assert list(strategy._updates) == honest
-    key = f"train:{strategy.participants.get(node, node)}"
-    assert list(strategy._record.dropped) == [key]
-    dropped = strategy._record.dropped[key]
-    error = "VerificationError" if case == "node-error" else "MalformedMessageError"
+    assert list(updates) == honest
+    key = f"train:{PARTICIPANTS.get(node, node)}"
+    assert list(dropped_by) == [key]
+    dropped = dropped_by[key]
+    error = TRAIN_ERRORS.get(case, "MalformedMessageError")
     assert dropped.startswith(f"{error}: round 1, node "), dropped
     assert reason in dropped, dropped
     assert dict(metrics) == {"loss": 1.0}  # the hostile node's metrics were not averaged
 
 
 def test_second_update_of_one_author_is_dropped():
-    strategy = make_strategy()
     second = train_content(NODES[1], valid_update(5).to_arrays())
     replies = [reply(1, HONEST_TRAIN[1]), reply(1, second), reply(2, HONEST_TRAIN[2])]
-    strategy.aggregate_train(1, replies)
-    kept = strategy._updates[NODES[1].address].update
-    assert np.array_equal(kept.indices, valid_update(1).indices)
-    assert "second update" in strategy._record.dropped[f"train:{NODES[1].address}"]
+    updates, dropped, _ = accept(partial(verify_update, RULES), replies, "train")
+    kept = updates[NODES[1].address].payload
+    assert np.array_equal(kept["indices"], valid_update(1).indices)
+    assert "second update" in dropped[f"train:{NODES[1].address}"]
 
 
 def test_only_hostile_train_replies_leave_no_update_and_no_metrics():
-    strategy = make_strategy()
-    _, metrics = strategy.aggregate_train(
-        1, [reply(HOSTILE, train_content(NODES[HOSTILE], _bad_values(np.nan)))]
-    )
-    assert strategy._updates == {} and metrics is None
+    replies = [reply(HOSTILE, train_content(NODES[HOSTILE], _bad_values(np.nan)))]
+    updates, _, verified = accept(partial(verify_update, RULES), replies, "train")
+    _, metrics = make_strategy().aggregate_train(1, verified)
+    assert updates == {} and metrics is None
 
 
 # ---------------------------------------------------------------- ballots
-def with_updates(strategy: SecCL, nodes=(1, 2, 3, 4)) -> SecCL:
-    for node in nodes:
-        update = valid_update(node)
-        address = NODES[node].address
-        strategy._updates[address] = _Update(address, node, update, b"", b"")
-    return strategy
+def round_updates(nodes=(1, 2, 3, 4)) -> dict[str, SignedMessage]:
+    """The round's anchored updates (their signatures are not checked again)."""
+    return {
+        NODES[node].address: SignedMessage(
+            BINDING, 1, Kind.UPDATE, NODES[node].address, valid_update(node).to_arrays()
+        )
+        for node in nodes
+    }
 
 
 def ballot_fields(
@@ -769,11 +826,10 @@ BALLOT_CASES = [
 @given(st.sampled_from(BALLOT_CASES), st.data())
 def test_hostile_ballot_is_rejected_with_a_named_error(case, data):
     node, fields, reason = _ballot_case(case, data)
-    strategy = with_updates(make_strategy())
-    evaluator = strategy.participants.get(node, str(node))
+    evaluator = PARTICIPANTS.get(node, str(node))
     message = reply(node, RecordDict({SECCL_KEY: ConfigRecord(fields)}), CROSS_EVALUATE)
     with pytest.raises((MalformedMessageError, BallotSignatureError)) as info:
-        strategy._verify_ballot(1, evaluator, message)
+        verify_ballot(RULES, message, AUTHORS)
     assert str(info.value).startswith(f"{type(info.value).__name__}: round 1, node {evaluator}: ")
     assert reason in str(info.value)
 
@@ -781,10 +837,9 @@ def test_hostile_ballot_is_rejected_with_a_named_error(case, data):
 @FEW
 @given(st.lists(st.integers(0, MAX_SCORE), min_size=3, max_size=3))
 def test_valid_ballots_in_range_are_accepted(scores):
-    strategy = with_updates(make_strategy())
     fields = ballot_fields(NODES[HOSTILE], _others(HOSTILE), scores)
     message = reply(HOSTILE, RecordDict({SECCL_KEY: ConfigRecord(fields)}), CROSS_EVALUATE)
-    ballot = strategy._verify_ballot(1, NODES[HOSTILE].address, message)
+    ballot = verify_ballot(RULES, message, AUTHORS)
     assert ballot.scores == tuple(scores)
 
 
@@ -808,12 +863,12 @@ def test_cross_evaluation_goes_on_without_the_hostile_ballot(case, data):
         for node in (1, 2, 4)
     }
     ballots[HOSTILE] = hostile
-    strategy = with_updates(make_strategy())
     grid = InProcessGrid(ScriptedApp(ballots), num_nodes=4)
-    accepted = strategy._cross_evaluate(grid, 1, record_of(MODEL), "0x00", timeout=5)
+    state = play_only("cross_evaluate", make_strategy(), grid, round_updates())
+    accepted = state.ballots
     assert [b.evaluator for b in accepted] == [NODES[n].address for n in (1, 2, 4)]
-    assert list(strategy._record.dropped) == [f"ballot:{NODES[HOSTILE].address}"]
-    assert strategy._record.rejections == ["x", "x", "x"]
+    assert list(state.record.dropped) == [f"ballot:{NODES[HOSTILE].address}"]
+    assert state.record.rejections == ["x", "x", "x"]
 
 
 # ---------------------------------------------------------- evaluation replies
@@ -828,10 +883,10 @@ def evaluate_content(
     records: dict | None = None,
 ) -> RecordDict:
     metrics = metrics if metrics is not None else {"accuracy": 0.5, "num-examples": 10}
-    digest, signature = sign_message(
+    signed = SignedMessage.sign(
         signer or account, binding, round_, Kind.EVALUATION, metrics_to_arrays(metrics)
     )
-    fields = {"author": account.address, "digest": digest, "signature": signature}
+    fields = {"author": account.address, "signature": signed.signature}
     fields.update(extra or {})
     return RecordDict(
         {"metrics": MetricRecord(metrics), SECCL_KEY: ConfigRecord(fields), **(records or {})}
@@ -892,32 +947,37 @@ def test_hostile_evaluation_is_dropped_before_anchoring(case, data):
         reply(node, content, "evaluate"),
         reply(2, HONEST_EVALUATE[2], "evaluate"),
     ]
-    metrics = strategy.aggregate_evaluate(1, replies)
+    state = play_only("evaluate", strategy, ReplayGrid([1, 2, node], replies))
+    metrics = state.record.evaluate_metrics
     honest = [NODES[1].address, NODES[2].address]
     assert strategy.csc.anchored == [(1, Kind.EVALUATION, honest)]
     key = f"evaluate:{strategy.participants.get(node, node)}"
-    assert list(strategy._record.dropped) == [key]
-    assert reason in strategy._record.dropped[key]
+    assert list(state.record.dropped) == [key]
+    assert reason in state.record.dropped[key]
     assert dict(metrics) == {"accuracy": 0.5}
 
 
 def test_evaluations_of_only_hostile_nodes_anchor_nothing():
     strategy = make_strategy()
     bad = evaluate_content(NODES[HOSTILE], {"accuracy": np.nan, "num-examples": 1})
-    assert strategy.aggregate_evaluate(1, [reply(HOSTILE, bad, "evaluate")]) is None
+    _, _, verified = accept(partial(verify_evaluation, RULES), [reply(HOSTILE, bad)], "evaluate")
+    assert strategy.aggregate_evaluate(1, verified) is None
+    play_only("evaluate", strategy, ReplayGrid([HOSTILE], [reply(HOSTILE, bad, "evaluate")]))
     assert strategy.csc.anchored == []
 
 
 def test_zero_total_weight_gives_no_average_instead_of_a_division_error():
     strategy = make_strategy()
     content = evaluate_content(NODES[1], {"accuracy": 0.5, "num-examples": 0})
-    assert strategy.aggregate_evaluate(1, [reply(1, content, "evaluate")]) is None
+    _, _, verified = accept(partial(verify_evaluation, RULES), [reply(1, content)], "evaluate")
+    assert strategy.aggregate_evaluate(1, verified) is None
+    play_only("evaluate", strategy, ReplayGrid([1], [reply(1, content, "evaluate")]))
     assert strategy.csc.anchored == [(1, Kind.EVALUATION, [NODES[1].address])]
 
 
 # ================================================== the client's peer-update check
-def client_ctx(anchors: dict) -> _Verified:
-    return _Verified(
+def client_ctx(anchors: dict) -> VerifiedRound:
+    return VerifiedRound(
         csc=FakeCSC(anchors=anchors),
         account=NODES[1],
         round=1,
@@ -940,18 +1000,18 @@ def anchored_update(arrays: dict) -> dict:
 def _peer_case(name: str, data):  # noqa: PLR0911
     """Return (anchors, record, signature, expected error) for one forwarded update."""
     good = valid_update(11).to_arrays()
-    _, signature = sign_message(PEER, BINDING, 1, Kind.UPDATE, good)
+    signature = SignedMessage.sign(PEER, BINDING, 1, Kind.UPDATE, good).signature
     if name == "garbage-bytes":
         garbage = data.draw(st.binary(max_size=100), label="garbage")
         record = ArrayRecord({"indices": raw_array(garbage), "values": Array(np.ones(2))})
         return anchored_update(good), record, signature, MalformedMessageError
     if name == "non-finite":
         bad = _bad_values(data.draw(st.sampled_from([np.nan, np.inf, -np.inf])))
-        _, sig = sign_message(PEER, BINDING, 1, Kind.UPDATE, bad)
+        sig = SignedMessage.sign(PEER, BINDING, 1, Kind.UPDATE, bad).signature
         return anchored_update(bad), record_of(bad), sig, MalformedMessageError
     if name == "oversized":
         bad = _oversized(data.draw(st.integers(1, LAYOUT.size), label="extra"))
-        _, sig = sign_message(PEER, BINDING, 1, Kind.UPDATE, bad)
+        sig = SignedMessage.sign(PEER, BINDING, 1, Kind.UPDATE, bad).signature
         return anchored_update(bad), record_of(bad), sig, MalformedMessageError
     if name == "altered":
         altered = dict(good, values=good["values"] + np.float32(1))
@@ -959,19 +1019,19 @@ def _peer_case(name: str, data):  # noqa: PLR0911
     if name == "replayed-from-other-round":  # PEER's update of another round, as it signed it
         other = data.draw(st.integers(2, 2**32 - 1), label="round")
         old = valid_update(12).to_arrays()
-        _, sig = sign_message(PEER, BINDING, other, Kind.UPDATE, old)
+        sig = SignedMessage.sign(PEER, BINDING, other, Kind.UPDATE, old).signature
         return anchored_update(good), record_of(old), sig, UpdateDigestMismatchError
     if name == "signature-of-other-round":  # same payload, signature of another round
         other = data.draw(st.integers(2, 2**32 - 1), label="round")
-        _, sig = sign_message(PEER, BINDING, other, Kind.UPDATE, good)
+        sig = SignedMessage.sign(PEER, BINDING, other, Kind.UPDATE, good).signature
         return anchored_update(good), record_of(good), sig, UpdateSignatureError
     if name == "not-anchored":
         return {}, record_of(good), signature, UpdateDigestMismatchError
     if name == "forged-signature":
-        _, sig = sign_message(OUTSIDER, BINDING, 1, Kind.UPDATE, good)
+        sig = SignedMessage.sign(OUTSIDER, BINDING, 1, Kind.UPDATE, good).signature
         return anchored_update(good), record_of(good), sig, UpdateSignatureError
     if name == "signature-other-run":
-        _, sig = sign_message(PEER, OTHER_BINDINGS["other-run"], 1, Kind.UPDATE, good)
+        sig = SignedMessage.sign(PEER, OTHER_BINDINGS["other-run"], 1, Kind.UPDATE, good).signature
         return anchored_update(good), record_of(good), sig, UpdateSignatureError
     if name == "truncated-signature":
         cut = data.draw(st.integers(0, 64), label="cut")
@@ -1004,7 +1064,7 @@ def test_client_rejects_hostile_forwarded_updates_with_named_errors(case, data):
 
 def test_client_accepts_the_anchored_signed_update():
     good = valid_update(11).to_arrays()
-    _, signature = sign_message(PEER, BINDING, 1, Kind.UPDATE, good)
+    signature = SignedMessage.sign(PEER, BINDING, 1, Kind.UPDATE, good).signature
     update = verify_peer_update(
         client_ctx(anchored_update(good)), PEER.address, record_of(good), signature
     )

@@ -19,15 +19,17 @@ from numpy.lib import format as npy_format
 
 from seccl_flwr.apps import digits
 from seccl_flwr.chain.rpc_server import free_loopback_url
-from seccl_flwr.client import CROSS_EVALUATE, trusted_contract
+from seccl_flwr.client import trusted_contract
 from seccl_flwr.identity import load_account
 from seccl_flwr.inprocess import InProcessGrid
-from seccl_flwr.messages import SECCL_KEY, arrays_of, message_digest, record_of, sign_message
 from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.encoding import metrics_to_arrays
-from seccl_flwr.protocol.sparse import ModelLayout, merge_updates
+from seccl_flwr.protocol.signed import SignedMessage, message_digest
+from seccl_flwr.protocol.sparse import ModelLayout, SparseUpdate, merge_updates
+from seccl_flwr.records import arrays_of, record_of
 from seccl_flwr.store import DirectoryStore
 from seccl_flwr.strategy import SecCL
+from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
 
 HOSTILE_PARTITION = 1
 ZERO = bytes(32)
@@ -68,14 +70,12 @@ def _signed_update(msg: Message, reply: Message, context, arrays: dict) -> Recor
     """A train reply carrying ``arrays``, correctly signed by the hostile node itself."""
     account = load_account(context)
     binding = trusted_contract(context, msg.content[SECCL_KEY]).binding
-    digest, signature = sign_message(account, binding, _round(msg), Kind.UPDATE, arrays)
+    signed = SignedMessage.sign(account, binding, _round(msg), Kind.UPDATE, arrays)
     return RecordDict(
         {
             "update": record_of(arrays),
             "metrics": reply.content["metrics"],
-            SECCL_KEY: ConfigRecord(
-                {"author": account.address, "digest": digest, "signature": signature}
-            ),
+            SECCL_KEY: ConfigRecord({"author": account.address, "signature": signed.signature}),
         }
     )
 
@@ -126,15 +126,13 @@ def nan_metrics(msg, reply, context) -> RecordDict:
     metrics = {**dict(reply.content["metrics"]), "accuracy": float("nan")}
     account = load_account(context)
     binding = trusted_contract(context, msg.content[SECCL_KEY]).binding
-    digest, signature = sign_message(
+    signed = SignedMessage.sign(
         account, binding, _round(msg), Kind.EVALUATION, metrics_to_arrays(metrics)
     )
     return RecordDict(
         {
             "metrics": MetricRecord(metrics),
-            SECCL_KEY: ConfigRecord(
-                {"author": account.address, "digest": digest, "signature": signature}
-            ),
+            SECCL_KEY: ConfigRecord({"author": account.address, "signature": signed.signature}),
         }
     )
 
@@ -146,8 +144,8 @@ class RecordingSecCL(SecCL):
         super().__init__(**kwargs)
         self.seen: dict[int, dict] = {}
 
-    def relay_candidates(self, server_round, candidates):
-        self.seen[server_round] = {a: u.update for a, u in self._updates.items()}
+    def relay_candidates(self, server_round, candidates, updates):
+        self.seen[server_round] = {a: SparseUpdate(**u.payload) for a, u in updates.items()}
         return candidates
 
 
@@ -226,7 +224,7 @@ def test_update_replayed_from_the_previous_round_is_dropped(tmp_path):
     assert hostile in first.authors and first.dropped == {}
     assert second.dropped.keys() == {f"train:{hostile}"}
     dropped = second.dropped[f"train:{hostile}"]
-    assert dropped.startswith(f"MalformedMessageError: round 2, node {hostile}: signature ")
+    assert dropped.startswith(f"UpdateSignatureError: round 2, node {hostile}: signature ")
     assert csc.anchor_of(2, Kind.UPDATE, hostile) == ZERO
     assert hostile not in csc.update_authors(2) and hostile not in second.candidates
     assert [m.round for m in stored(strategy, Kind.UPDATE, hostile)] == [1]

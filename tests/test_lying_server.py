@@ -7,6 +7,7 @@ from seccl_flwr.attacks import LyingServer
 from seccl_flwr.chain.errors import ContractRevertError
 from seccl_flwr.errors import NotEnoughNodesError
 from seccl_flwr.strategy import SecCL
+from seccl_flwr.wire import SIGNATURES
 from tests.strategy_helpers import run_digits
 
 
@@ -68,10 +69,10 @@ def test_unknown_lie_is_refused():
 class MismatchedSignatures(SecCL):
     """Forwards one signature fewer than updates for cross-evaluation."""
 
-    def _seccl_config(self, server_round, **extra):
-        if "signatures" in extra:
-            extra["signatures"] = extra["signatures"][:-1]
-        return super()._seccl_config(server_round, **extra)
+    def _server_fields(self, server_round, **extra):
+        if SIGNATURES in extra:
+            extra[SIGNATURES] = extra[SIGNATURES][:-1]
+        return super()._server_fields(server_round, **extra)
 
 
 class GarbledGlobal(SecCL):

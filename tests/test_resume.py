@@ -38,9 +38,9 @@ class CrashingSecCL(SecCL):
         self._maybe_crash(server_round, "after-anchor")  # updates anchored, no ballot
         return super().relay_updates(server_round, updates)
 
-    def relay_candidates(self, server_round, candidates):
+    def relay_candidates(self, server_round, candidates, updates):
         self._maybe_crash(server_round, "after-elect")  # vote closed, no new model
-        return super().relay_candidates(server_round, candidates)
+        return super().relay_candidates(server_round, candidates, updates)
 
     def relay_global(self, server_round, arrays):
         self._maybe_crash(server_round, "round-start")  # last round complete

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seccl_flwr.messages import message_digest, sign_message
 from seccl_flwr.protocol.eip712 import (
     Kind,
     RunBinding,
@@ -19,15 +18,17 @@ from seccl_flwr.protocol.eip712 import (
     typed_digest,
 )
 from seccl_flwr.protocol.encoding import ALLOWED_DTYPES
+from seccl_flwr.protocol.signed import SignedMessage, message_digest
 from seccl_flwr.store import (
     MAGIC,
     DirectoryStore,
     MessageNotFoundError,
     MessageStore,
     StoreConflictError,
-    StoredMessage,
     StoredMessageFormatError,
+    decode_message,
     digest_hex,
+    encode_message,
     open_store,
     parse_digest,
 )
@@ -48,19 +49,18 @@ named_arrays = st.dictionaries(
 )
 
 
-def update_message(round_: int = 1, value: float = 0.5, author=ALICE) -> StoredMessage:
+def update_message(round_: int = 1, value: float = 0.5, author=ALICE) -> SignedMessage:
     payload = {
         "indices": np.array([1, 4], dtype="<u4"),
         "values": np.array([value, -value], dtype="<f4"),
     }
-    _, signature = sign_message(author, BINDING, round_, Kind.UPDATE, payload)
-    return StoredMessage(BINDING, round_, Kind.UPDATE, author.address, payload, signature)
+    return SignedMessage.sign(author, BINDING, round_, Kind.UPDATE, payload)
 
 
-def ballot_message(scores=(900_000, 10)) -> StoredMessage:
+def ballot_message(scores=(900_000, 10)) -> SignedMessage:
     peers = (BOB.address, CAROL.address)
     typed = ballot_typed_data(BINDING, 1, ALICE.address, peers, scores)
-    return StoredMessage(
+    return SignedMessage(
         BINDING,
         1,
         Kind.BALLOT,
@@ -71,7 +71,7 @@ def ballot_message(scores=(900_000, 10)) -> StoredMessage:
     )
 
 
-def same_message(a: StoredMessage, b: StoredMessage) -> bool:
+def same_message(a: SignedMessage, b: SignedMessage) -> bool:
     return (
         a.binding == b.binding
         and (a.round, a.kind, a.author, a.signature, a.peers, a.scores)
@@ -95,11 +95,11 @@ def same_message(a: StoredMessage, b: StoredMessage) -> bool:
     signature=st.binary(max_size=70),
 )
 def test_messages_round_trip_bit_exactly_and_keep_their_digest(payload, round_, kind, signature):
-    message = StoredMessage(BINDING, round_, kind, ALICE.address, payload, signature)
-    back = StoredMessage.from_bytes(message.to_bytes())
+    message = SignedMessage(BINDING, round_, kind, ALICE.address, payload, signature)
+    back = decode_message(encode_message(message))
     assert same_message(back, message)
     assert back.digest() == message.digest()
-    assert back.to_bytes() == message.to_bytes()
+    assert encode_message(back) == encode_message(message)
 
 
 @settings(max_examples=40, deadline=None)
@@ -109,10 +109,10 @@ def test_messages_round_trip_bit_exactly_and_keep_their_digest(payload, round_, 
 )
 def test_ballots_round_trip_and_are_addressed_by_their_eip712_digest(scores, round_):
     peers = tuple(Account.from_key(bytes([i + 1]) * 32).address for i in range(len(scores)))
-    message = StoredMessage(
+    message = SignedMessage(
         BINDING, round_, Kind.BALLOT, ALICE.address, peers=peers, scores=tuple(scores)
     )
-    back = StoredMessage.from_bytes(message.to_bytes())
+    back = decode_message(encode_message(message))
     assert same_message(back, message)
     expected = typed_digest(ballot_typed_data(BINDING, round_, ALICE.address, peers, scores))
     assert back.digest() == expected
@@ -129,7 +129,7 @@ def test_digest_is_the_anchored_message_digest():
 @given(data=st.binary(max_size=200))
 def test_arbitrary_bytes_decode_or_raise_the_format_error(data):
     try:
-        StoredMessage.from_bytes(data)
+        decode_message(data)
     except StoredMessageFormatError:
         pass
 
@@ -138,11 +138,11 @@ def test_arbitrary_bytes_decode_or_raise_the_format_error(data):
 @given(position=st.integers(0, 10_000), flip=st.integers(1, 255))
 def test_a_flipped_byte_never_passes_for_the_original(position, flip):
     original = update_message()
-    data = bytearray(original.to_bytes())
+    data = bytearray(encode_message(original))
     position %= len(data)
     data[position] ^= flip
     try:
-        changed = StoredMessage.from_bytes(bytes(data))
+        changed = decode_message(bytes(data))
     except StoredMessageFormatError:
         return
     # decodable (canonical form only): the digest or the signature differs
@@ -150,13 +150,13 @@ def test_a_flipped_byte_never_passes_for_the_original(position, flip):
 
 
 def test_only_the_canonical_form_decodes():
-    data = update_message().to_bytes()
+    data = encode_message(update_message())
     lower = patch_header(data, ALICE.address.encode(), ALICE.address.lower().encode())
     spaced = patch_header(data, b'"round":1', b'"round": 1')
     for variant in (lower, spaced):
         assert variant != data
         with pytest.raises(StoredMessageFormatError, match="canonical form"):
-            StoredMessage.from_bytes(variant)
+            decode_message(variant)
 
 
 @pytest.mark.parametrize(
@@ -171,38 +171,38 @@ def test_only_the_canonical_form_decodes():
 )
 def test_malformed_stored_messages_are_named(data, match):
     with pytest.raises(StoredMessageFormatError, match=match):
-        StoredMessage.from_bytes(data)
+        decode_message(data)
 
 
 def test_unknown_kind_and_bad_payload_are_format_errors():
-    data = update_message().to_bytes()
+    data = encode_message(update_message())
     with pytest.raises(StoredMessageFormatError, match="unknown message kind"):
-        StoredMessage.from_bytes(data.replace(b'"update"', b'"upd8te"'))
+        decode_message(data.replace(b'"update"', b'"upd8te"'))
     with pytest.raises(StoredMessageFormatError, match="payload"):
-        StoredMessage.from_bytes(data[:-1])
+        decode_message(data[:-1])
 
 
 def test_inconsistent_messages_are_refused():
     with pytest.raises(ValueError, match="peers"):
-        StoredMessage(BINDING, 1, Kind.BALLOT, ALICE.address, peers=(BOB.address,), scores=())
+        SignedMessage(BINDING, 1, Kind.BALLOT, ALICE.address, peers=(BOB.address,), scores=())
     with pytest.raises(ValueError, match="not arrays"):
-        StoredMessage(BINDING, 1, Kind.BALLOT, ALICE.address, {"x": np.zeros(1)})
+        SignedMessage(BINDING, 1, Kind.BALLOT, ALICE.address, {"x": np.zeros(1)})
     with pytest.raises(ValueError, match="only ballots"):
-        StoredMessage(BINDING, 1, Kind.UPDATE, ALICE.address, peers=(BOB.address,), scores=(1,))
+        SignedMessage(BINDING, 1, Kind.UPDATE, ALICE.address, peers=(BOB.address,), scores=(1,))
     with pytest.raises(ValueError, match="uint32"):
-        StoredMessage(BINDING, -1, Kind.UPDATE, ALICE.address)
+        SignedMessage(BINDING, -1, Kind.UPDATE, ALICE.address)
     with pytest.raises(ValueError, match="uint32"):
-        StoredMessage(BINDING, 2**32, Kind.UPDATE, ALICE.address)
+        SignedMessage(BINDING, 2**32, Kind.UPDATE, ALICE.address)
     with pytest.raises(ValueError, match="scores must be uint32"):
-        StoredMessage(BINDING, 1, Kind.BALLOT, ALICE.address, peers=(BOB.address,), scores=(-1,))
+        SignedMessage(BINDING, 1, Kind.BALLOT, ALICE.address, peers=(BOB.address,), scores=(-1,))
 
 
 def test_out_of_range_header_values_are_format_errors():
-    data = ballot_message(scores=(7, 8)).to_bytes()
+    data = encode_message(ballot_message(scores=(7, 8)))
     for old, new in ((b'"scores":[7,8]', b'"scores":[-7,8]'), (b'"round":1', b'"round":-1')):
         assert old in data
         with pytest.raises(StoredMessageFormatError):
-            StoredMessage.from_bytes(patch_header(data, old, new))
+            decode_message(patch_header(data, old, new))
 
 
 def patch_header(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -240,7 +240,7 @@ def test_put_is_idempotent_and_refuses_another_content_under_a_digest(tmp_path):
     assert store.put(update_message()) == digest  # same content: nothing rewritten
     assert (tmp_path / digest_hex(digest)).stat().st_mtime_ns == before
     # same digest (signature is not part of it), different bytes
-    other = StoredMessage(BINDING, 1, Kind.UPDATE, ALICE.address, message.payload, b"\x01" * 65)
+    other = SignedMessage(BINDING, 1, Kind.UPDATE, ALICE.address, message.payload, b"\x01" * 65)
     assert other.digest() == digest
     with pytest.raises(StoreConflictError, match=digest_hex(digest)):
         store.put(other)

@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 
 from seccl_flwr.apps import digits
-from seccl_flwr.messages import arrays_of, message_digest
 from seccl_flwr.protocol.eip712 import Kind
-from seccl_flwr.protocol.sparse import ModelLayout, merge_updates
+from seccl_flwr.protocol.signed import message_digest
+from seccl_flwr.protocol.sparse import ModelLayout, SparseUpdate, merge_updates
+from seccl_flwr.records import arrays_of
+from seccl_flwr.run_setup import open_chain
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.torch_task import load_arrays, predict
+from seccl_flwr.wire import CROSS_EVALUATE
 from tests.strategy_helpers import run_digits
 
 
@@ -19,10 +22,10 @@ class RecordingSecCL(SecCL):
         super().__init__(**kwargs)
         self.seen: dict[int, dict] = {}
 
-    def relay_candidates(self, server_round, candidates):
+    def relay_candidates(self, server_round, candidates, updates):
         self.seen[server_round] = {
-            "updates": {a: u.update for a, u in self._updates.items()},
-            "digests": {a: u.digest for a, u in self._updates.items()},
+            "updates": {a: SparseUpdate(**u.payload) for a, u in updates.items()},
+            "digests": {a: u.digest() for a, u in updates.items()},
             "candidates": list(candidates),
         }
         return candidates
@@ -104,7 +107,7 @@ def test_every_anchor_verifies(honest_run):
 
 def test_dropout_in_cross_evaluation_is_recorded_and_run_goes_on():
     def silent(node_id, message):
-        return node_id == 2 and message.metadata.message_type == "query.seccl_evaluate"
+        return node_id == 2 and message.metadata.message_type == CROSS_EVALUATE
 
     result, strategy, _ = run_digits(num_nodes=4, num_rounds=2, unavailable=silent)
     for record in result.rounds:
@@ -130,4 +133,4 @@ def test_bad_settings_name_the_parameter():
     with pytest.raises(ValueError, match="share_fraction"):
         SecCL(share_fraction=1.5)
     with pytest.raises(ValueError, match="loopback"):
-        SecCL(chain_url="http://10.1.2.3:8545")._open_chain()
+        open_chain("embedded", "http://10.1.2.3:8545")

@@ -25,7 +25,7 @@ from ..datasets import (
     partition_indices,
     split_held_out,
 )
-from ..messages import arrays_of
+from ..records import arrays_of
 from ..torch_task import (
     sgd_train,
     torch_evaluate_fn,

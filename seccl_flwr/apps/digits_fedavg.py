@@ -14,9 +14,11 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from .. import wire
 from ..attacks.client import ClientAttack, node_attack
 from ..client import EvaluateFn, TrainFn, run_config_mod
-from ..messages import arrays_of, record_of
+from ..metering import EVALUATE, TRAIN, metered
+from ..records import arrays_of, record_of
 from . import digits
 
 
@@ -46,25 +48,30 @@ def fedavg_client_app(
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        arrays = arrays_of(msg.content.array_records["arrays"])
-        config = msg.content.config_records.get("config", ConfigRecord())
-        trained, metrics = train_fn(context)(arrays, config)
+        arrays = arrays_of(msg.content.array_records[wire.ARRAYS])
+        config = msg.content.config_records.get(wire.CONFIG, ConfigRecord())
+        train_on = train_fn(context)
+        with metered(TRAIN):
+            trained, metrics = train_on(arrays, config)
         attacker = attack_of(context)
         if attacker is not None:
-            trained = attacker.poison_arrays(arrays, trained, int(config["server-round"]))
+            trained = attacker.poison_arrays(arrays, trained, int(config[wire.SERVER_ROUND]))
         content = RecordDict(
             {
-                "arrays": record_of(trained),
-                "metrics": MetricRecord({k: float(v) for k, v in metrics.items()}),
+                wire.ARRAYS: record_of(trained),
+                wire.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()}),
             }
         )
         return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        arrays = arrays_of(msg.content.array_records["arrays"])
-        metrics = evaluate_fn(context)(arrays)
-        content = RecordDict({"metrics": MetricRecord({k: float(v) for k, v in metrics.items()})})
+        arrays = arrays_of(msg.content.array_records[wire.ARRAYS])
+        evaluate_on = evaluate_fn(context)
+        with metered(EVALUATE):
+            metrics = evaluate_on(arrays)
+        metric_record = MetricRecord({k: float(v) for k, v in metrics.items()})
+        content = RecordDict({wire.METRICS: metric_record})
         return Message(content, reply_to=msg)
 
     return app

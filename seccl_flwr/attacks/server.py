@@ -22,10 +22,9 @@ import numpy as np
 from eth_account import Account
 from flwr.app import ArrayRecord
 
-from ..chain.csc import SignedBallot
-from ..messages import arrays_of, record_of
-from ..protocol.eip712 import ballot_hash, sign_digest
-from ..protocol.sparse import SparseUpdate
+from ..errors import ConfigurationError
+from ..protocol.signed import SignedMessage
+from ..records import arrays_of, record_of
 from ..strategy import SecCL
 
 SERVER_LIES = (
@@ -54,7 +53,7 @@ class LyingServer(SecCL):
 
     def __init__(self, lie: str, lie_round: int = 1, **kwargs) -> None:
         if lie not in SERVER_LIES:
-            raise ValueError(f"unknown lie {lie!r}; choose from {SERVER_LIES}")
+            raise ConfigurationError(f"unknown lie {lie!r}; choose from {SERVER_LIES}")
         super().__init__(**kwargs)
         self.lie = lie
         self.lie_round = lie_round
@@ -62,46 +61,45 @@ class LyingServer(SecCL):
     def _lying(self, server_round: int, lie: str) -> bool:
         return self.lie == lie and server_round >= self.lie_round
 
-    def relay_updates(self, server_round: int, updates: Mapping) -> dict:
+    def relay_updates(
+        self, server_round: int, updates: Mapping[str, SignedMessage]
+    ) -> dict[str, SignedMessage]:
         """Alter one update, or swap two authors' updates."""
         forwarded = dict(updates)
         authors = list(forwarded)
         if self._lying(server_round, "alter-update"):
             item = forwarded[authors[0]]
-            values = item.update.values.copy()
+            values = item.payload["values"].copy()
             values[0] += np.float32(1.0)
-            forwarded[authors[0]] = replace(item, update=SparseUpdate(item.update.indices, values))
+            forwarded[authors[0]] = replace(item, payload={**item.payload, "values": values})
         if self._lying(server_round, "swap-updates"):
             a, b = authors[0], authors[1]
             forwarded[a], forwarded[b] = (
-                replace(forwarded[a], update=updates[b].update, signature=updates[b].signature),
-                replace(forwarded[b], update=updates[a].update, signature=updates[a].signature),
+                replace(forwarded[a], payload=updates[b].payload, signature=updates[b].signature),
+                replace(forwarded[b], payload=updates[a].payload, signature=updates[a].signature),
             )
         return forwarded
 
-    def relay_ballots(self, server_round: int, ballots: list[SignedBallot]) -> list[SignedBallot]:
+    def relay_ballots(self, server_round: int, ballots: list[SignedMessage]) -> list[SignedMessage]:
         """Forge, alter or drop a ballot."""
         ballots = list(ballots)
         first = ballots[0]
         if self._lying(server_round, "forge-ballot"):
             forger = Account.from_key(b"\x01" * 32)
-            scores = tuple(0 for _ in first.scores)
-            digest = ballot_hash(
-                self.csc.binding, server_round, first.evaluator, first.peers, scores
-            )
-            ballots[0] = SignedBallot(
-                first.evaluator, first.peers, scores, sign_digest(forger.key, digest)
-            )
+            zeroed = replace(first, scores=tuple(0 for _ in first.scores))
+            ballots[0] = zeroed.signed_by(forger)  # the evaluator's name, another's key
         if self._lying(server_round, "alter-ranking"):
             ballots[0] = replace(first, scores=tuple(reversed(first.scores)))
         if self._lying(server_round, "drop-ballot"):
             ballots = ballots[1:]
         return ballots
 
-    def relay_candidates(self, server_round: int, candidates: list[str]) -> list[str]:
+    def relay_candidates(
+        self, server_round: int, candidates: list[str], updates: Mapping[str, SignedMessage]
+    ) -> list[str]:
         """Aggregate a non-candidate instead of the last candidate."""
         if self._lying(server_round, "aggregate-non-candidate"):
-            others = [a for a in self._updates if a not in candidates]
+            others = [a for a in updates if a not in candidates]
             if others:
                 return candidates[:-1] + [others[0]]
         return candidates

@@ -20,6 +20,8 @@ from typing import Any
 from coincurve import PrivateKey, PublicKey
 from eth_utils import keccak, to_checksum_address
 
+from ..errors import EncodingError, SignatureError
+
 DOMAIN_NAME = "SecCL"
 DOMAIN_VERSION = "1"
 
@@ -66,10 +68,6 @@ class Kind(IntEnum):
     EVALUATION = 4
 
 
-class SignatureError(ValueError):
-    """A signature does not recover to the expected author."""
-
-
 @dataclass(frozen=True)
 class RunBinding:
     """What every digest of a run is bound to.
@@ -90,9 +88,9 @@ class RunBinding:
 
     def __post_init__(self) -> None:
         if not isinstance(self.run_id, bytes | bytearray | memoryview):
-            raise ValueError(f"run_id must be 32 bytes, got {type(self.run_id).__name__}")
+            raise EncodingError(f"run_id must be 32 bytes, got {type(self.run_id).__name__}")
         if len(bytes(self.run_id)) != 32:
-            raise ValueError(f"run_id must be 32 bytes, got {len(bytes(self.run_id))}")
+            raise EncodingError(f"run_id must be 32 bytes, got {len(bytes(self.run_id))}")
         object.__setattr__(self, "run_id", bytes(self.run_id))
         object.__setattr__(self, "contract", to_checksum_address(self.contract))
 
@@ -196,20 +194,20 @@ def _encode_atom(kind: str, value: Any) -> bytes:
     """``encodeData`` of one value of an atomic or string type, as 32 bytes."""
     if kind == "bytes32":
         if not isinstance(value, bytes | bytearray) or len(value) != 32:
-            raise ValueError(f"bytes32 value must be 32 bytes, got {value!r:.80}")
+            raise EncodingError(f"bytes32 value must be 32 bytes, got {value!r:.80}")
         return bytes(value)
     if kind.startswith("uint"):
         bits = int(kind[4:])
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{kind} value must be an integer, got {value!r:.80}")
+            raise EncodingError(f"{kind} value must be an integer, got {value!r:.80}")
         if not 0 <= value < 1 << bits:
-            raise ValueError(f"{kind} value out of range: {value}")
+            raise EncodingError(f"{kind} value out of range: {value}")
         return int(value).to_bytes(32, "big")
     if kind == "address":
         return bytes(12) + address_bytes(value)
     if kind == "string":
         return keccak(text=value)
-    raise ValueError(f"type {kind} is not part of SecCL's typed data")
+    raise EncodingError(f"type {kind} is not part of SecCL's typed data")
 
 
 def address_bytes(value: Any) -> bytes:
@@ -220,7 +218,7 @@ def address_bytes(value: Any) -> bytes:
 
     Raises
     ------
-    ValueError
+    EncodingError
         If ``value`` is not such a string (or 20 bytes).
     """
     if isinstance(value, bytes) and len(value) == 20:
@@ -230,7 +228,7 @@ def address_bytes(value: Any) -> bytes:
             return bytes.fromhex(value[2:])
         except ValueError:
             pass
-    raise ValueError(f"not an address: {value!r:.80}")
+    raise EncodingError(f"not an address: {value!r:.80}")
 
 
 def _struct_hash(name: str, data: dict[str, Any]) -> bytes:
@@ -270,13 +268,13 @@ def typed_digest(typed_data: dict[str, Any]) -> bytes:
 
     Raises
     ------
-    ValueError
+    EncodingError
         If the typed data is not a SecCL ``Message`` or ``Ballot`` or a value does
         not fit its type.
     """
     primary = typed_data["primaryType"]
     if primary not in MESSAGE_TYPES and primary not in BALLOT_TYPES:
-        raise ValueError(f"primary type {primary!r} is not a SecCL struct")
+        raise EncodingError(f"primary type {primary!r} is not a SecCL struct")
     return _digest(typed_data["domain"], primary, typed_data["message"])
 
 

@@ -20,16 +20,14 @@ from collections.abc import Mapping
 import numpy as np
 from eth_utils import keccak
 
+from ..errors import EncodingError
+
 MAGIC = b"SECCL\x01"
 
 ALLOWED_DTYPES = frozenset(
     ["<f2", "<f4", "<f8", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "|b1"]
 )
 """Numeric dtypes a payload may carry (object, string and void dtypes never)."""
-
-
-class EncodingError(ValueError):
-    """A payload is malformed: truncated, wrong magic, bad dtype or shape, or extra bytes."""
 
 
 def _canonical_dtype(array: np.ndarray) -> np.dtype:
@@ -51,12 +49,20 @@ def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
     -------
     bytes
         The canonical encoding.
+
+    Raises
+    ------
+    EncodingError
+        If an array has a disallowed dtype or a name that is not encodable.
     """
     parts = [MAGIC, struct.pack("<I", len(arrays))]
     for name, value in arrays.items():
         array = np.asarray(value)
         dtype = _canonical_dtype(array)
-        name_bytes = name.encode("utf-8")
+        try:
+            name_bytes = name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EncodingError(f"array name {name[:40]!r} is not valid unicode: {exc}") from exc
         if len(name_bytes) > 0xFFFF:
             raise EncodingError(f"array name too long: {name[:40]}...")
         dtype_bytes = dtype.str.encode("ascii")

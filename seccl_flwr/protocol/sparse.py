@@ -18,12 +18,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..errors import ConfigurationError, SparseUpdateError
+
 INDEX_DTYPE = np.dtype("<u4")
 VALUE_DTYPE = np.dtype("<f4")
-
-
-class SparseUpdateError(ValueError):
-    """A sparse update is malformed: bad indices, non-finite values or oversized."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ def budget(size: int, share_fraction: float) -> int:
     (``0.07 * 100`` is 7, not the float ``7.000000000000001`` whose ceiling is 8).
     """
     if not 0.0 < share_fraction <= 1.0:
-        raise ValueError(f"share_fraction must lie in (0, 1], got {share_fraction}")
+        raise ConfigurationError(f"share_fraction must lie in (0, 1], got {share_fraction}")
     return min(size, math.ceil(Fraction(str(float(share_fraction))) * size))
 
 
@@ -225,7 +223,7 @@ def sparsify(
         indices = top_k_indices(magnitudes, budget(len(delta), share_fraction))
     else:
         if layout is None:
-            raise ValueError("per_tensor sparsification needs the model layout")
+            raise ConfigurationError("per_tensor sparsification needs the model layout")
         if len(delta) != layout.size:
             raise SparseUpdateError(
                 f"parameter change has {len(delta)} entries, the layout {layout.size}"

@@ -280,7 +280,7 @@ def server_evaluate_fn(data: MnistData):
     """Return Flower's ``evaluate_fn``: the global model on the held-out test set."""
     from flwr.app import ArrayRecord, MetricRecord
 
-    from seccl_flwr.messages import arrays_of
+    from seccl_flwr.records import arrays_of
     from seccl_flwr.torch_task import torch_evaluate_fn
 
     x, y = test_tensors(data)

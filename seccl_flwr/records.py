@@ -1,36 +1,21 @@
-"""SecCL message payloads: conversion to Flower records, digests and signatures.
+"""Flower ``ArrayRecord`` <-> named numpy arrays, decoded strictly.
 
-Both sides use these functions, so a digest a client computes is byte-for-byte the
-one the server anchored. A message digest is the EIP-712 hash of ``Message{runId,
-round, kind, author, payloadHash}`` where ``payloadHash`` is keccak-256 of the
-canonical encoding of the payload arrays (:mod:`seccl_flwr.protocol.encoding`).
-:func:`typed_field` and :func:`typed_list_field` read a message's SecCL fields, so
-that both sides reject a field of the wrong type with the same named error.
+Every array a node receives passes :func:`arrays_of`, which accepts only ``.npy``
+bytes of an allowed numeric dtype whose header matches the declared dtype and shape
+and whose data has exactly the size the header names (checked before anything is
+allocated). :func:`record_of` builds the record a node sends.
 """
 
 import io
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
-from eth_account.signers.local import LocalAccount
-from flwr.app import Array, ArrayRecord, ConfigRecord
+from flwr.app import Array, ArrayRecord
 from numpy.lib import format as npy_format
 
-from .errors import MalformedMessageError
-from .protocol.eip712 import (
-    Kind,
-    RunBinding,
-    message_hash,
-    sign_digest,
-    verify_digest,
-)
-from .protocol.encoding import ALLOWED_DTYPES, EncodingError, payload_hash
-
-SECCL_KEY = "seccl"
-"""Key of the ConfigRecord that carries SecCL fields in every message."""
-
+from .errors import EncodingError
+from .protocol.encoding import ALLOWED_DTYPES
 
 NUMPY_STYPE = "numpy.ndarray"
 """Flower's serialization type of an ``Array`` holding ``.npy`` bytes."""
@@ -116,79 +101,3 @@ def arrays_of(record: ArrayRecord) -> dict[str, np.ndarray]:
 def record_of(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     """Return an ``ArrayRecord`` holding ``arrays`` (order kept)."""
     return ArrayRecord({name: Array(np.asarray(a)) for name, a in arrays.items()})
-
-
-def message_digest(
-    binding: RunBinding,
-    round_: int,
-    kind: Kind,
-    author: str,
-    arrays: Mapping[str, np.ndarray],
-) -> bytes:
-    """Return the 32-byte digest of a message (what is signed and anchored)."""
-    return message_hash(binding, round_, kind, author, payload_hash(arrays))
-
-
-def sign_message(
-    account: LocalAccount,
-    binding: RunBinding,
-    round_: int,
-    kind: Kind,
-    arrays: Mapping[str, np.ndarray],
-) -> tuple[bytes, bytes]:
-    """Sign a message as its author; return ``(digest, signature)``."""
-    digest = message_digest(binding, round_, kind, account.address, arrays)
-    return digest, sign_digest(account.key, digest)
-
-
-def verify_message(
-    binding: RunBinding,
-    round_: int,
-    kind: Kind,
-    author: str,
-    arrays: Mapping[str, np.ndarray],
-    signature: bytes,
-) -> bytes:
-    """Check a message's signature by ``author``; return its digest.
-
-    Raises
-    ------
-    SignatureError
-        If the signature is malformed or made by someone else.
-    """
-    digest = message_digest(binding, round_, kind, author, arrays)
-    verify_digest(digest, signature, author)
-    return digest
-
-
-def _is_kind(value: Any, kind: type) -> bool:
-    # a bool is an int to Python, never to SecCL
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-
-
-def typed_field(server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type) -> Any:
-    """Return ``fields[key]`` if it is a ``kind``; raise ``MalformedMessageError`` otherwise.
-
-    ``bool`` is never taken for ``int``, and ``bytes`` is never built from a number (a
-    hostile ``bytes(10**12)`` would allocate a terabyte).
-    """
-    if key not in fields:
-        raise MalformedMessageError(server_round, sender, f"field {key!r} is missing")
-    value = fields[key]
-    if not _is_kind(value, kind):
-        raise MalformedMessageError(
-            server_round, sender, f"field {key!r} must be {kind.__name__}, got {value!r:.80}"
-        )
-    return value
-
-
-def typed_list_field(
-    server_round: int, sender: str, fields: ConfigRecord, key: str, kind: type
-) -> list:
-    """Return ``fields[key]`` if it is a list of ``kind`` (missing: empty list)."""
-    value = fields.get(key, [])
-    if not isinstance(value, list) or not all(_is_kind(v, kind) for v in value):
-        raise MalformedMessageError(
-            server_round, sender, f"field {key!r} must be a list of {kind.__name__}"
-        )
-    return value
