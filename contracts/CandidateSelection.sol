@@ -47,9 +47,9 @@ pragma solidity 0.8.28;
 /// share their first 216 bits, a keccak near-collision nobody can produce.
 ///
 /// Gas: a ballot with `k <= n-1` peers costs O(k) for validation and hashing plus
-/// O(k * M) memory operations for the partial selection of its top `M` peers, i.e.
-/// O(n * M) per ballot; `elect` is O(#authors * M). Storage writes per ballot are
-/// O(M) (points) plus its digest. Every batch function can be split into transactions
+/// O(k + M log k) memory operations for the partial heapsort of its top `M` peers;
+/// `elect` is O(#authors log #authors). Storage writes per ballot are O(M) (points)
+/// plus its digest. Every batch function can be split into transactions
 /// of any size; `seccl_flwr.chain.gas` sizes them from measured costs so that each
 /// transaction stays under the 2^24 per-transaction cap of EIP-7825 for every n <= 256.
 ///
@@ -464,7 +464,7 @@ contract CandidateSelection {
     /// peer is not the evaluator, anchored an update this round and appears once, every
     /// score is at most `MAX_SCORE`, the peers are all the round's authors other than
     /// the evaluator (`IncompleteBallot`), and the signature is a 65-byte low-s EIP-712
-    /// signature of the evaluator. Cost O(k * M) per ballot of `k` peers.
+    /// signature of the evaluator. Cost O(k + M log k) per ballot of `k` peers.
     /// @param round The current round.
     /// @param ballots The ballots.
     function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner whenOpen {
@@ -540,17 +540,15 @@ contract CandidateSelection {
         if (k != expected) revert IncompleteBallot(round, evaluator, k, expected);
     }
 
-    /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial selection).
+    /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial heapsort).
     function _tally(RoundState storage rs, address[] calldata peers, uint256[] memory keys, uint256 m)
         private
     {
         uint256 k = keys.length;
         uint256 top = m < k ? m : k;
-        uint256 previous = type(uint256).max;
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
-            uint256 best = _maxBelow(keys, previous);
-            previous = best;
-            rs.info[peers[best & 0xff]].points += uint32(m - p);
+            rs.info[peers[keys[k - 1 - p] & 0xff]].points += uint32(m - p);
         }
     }
 
@@ -559,7 +557,7 @@ contract CandidateSelection {
     /// @notice Elect the candidates of the current round from the ballots submitted so far.
     /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Ranks the round's
     /// update authors by total points (ties in the round's tie order) and stores the
-    /// first `min(M, #authors)`. Cost O(#authors * M).
+    /// first `min(M, #authors)`. Cost O(#authors * log(#authors)).
     /// @param round The current round.
     function elect(uint32 round) external onlyOwner whenOpen {
         uint32 current = _lastCompletedRound + 1;
@@ -582,10 +580,9 @@ contract CandidateSelection {
         uint256 top = m < a ? m : a;
         address[] memory candidates = new address[](top);
         uint32[] memory totals = new uint32[](top);
-        uint256 previous = type(uint256).max;
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
-            uint256 best = _maxBelow(keys, previous);
-            previous = best;
+            uint256 best = keys[a - 1 - p];
             candidates[p] = rs.authors[best & 0xff];
             totals[p] = uint32((best >> 224) - 1);
         }
@@ -810,26 +807,38 @@ contract CandidateSelection {
         return _typedDigest(domain, structHash);
     }
 
-    /// @dev The largest key strictly below `bound` (0 if none): one step of the
-    /// partial selection, O(keys.length). Keys are unique and non-zero.
-    // Inline assembly (slither: assembly, solhint: no-inline-assembly) on purpose: this
-    // loop runs M times per ballot (and in `elect`) over up to 256 keys and dominates
-    // their cost; in Solidity it would pay a bounds check and checked arithmetic per key.
-    // The block only reads `keys` (from its data start to start + 32 * length, in
-    // bounds), writes no memory and is marked memory-safe. The election is checked
-    // against the Python oracle in tests/test_election_differential.py.
-    // slither-disable-next-line assembly
-    function _maxBelow(uint256[] memory keys, uint256 bound) private pure returns (uint256 best) {
-        // Read-only, in-bounds selection loop; see the comment above the function.
-        // solhint-disable-next-line no-inline-assembly
-        assembly ("memory-safe") {
-            let ptr := add(keys, 0x20)
-            let end := add(ptr, shl(5, mload(keys)))
-            for {} lt(ptr, end) { ptr := add(ptr, 0x20) } {
-                let key := mload(ptr)
-                if and(gt(key, best), lt(key, bound)) { best := key }
-            }
+    /// @dev Partial heapsort: moves the `top` largest keys to the end of `keys`, the
+    /// largest last (`keys[len - 1 - p]` is the `p`-th best). O(len + top * log(len)):
+    /// a max-heap is built in place, then its root is swapped out `top` times.
+    function _selectTop(uint256[] memory keys, uint256 top) private pure {
+        uint256 len = keys.length;
+        for (uint256 i = len / 2; i > 0; --i) {
+            _siftDown(keys, i - 1, len);
         }
+        for (uint256 end = len; end > len - top; --end) {
+            uint256 largest = keys[0];
+            keys[0] = keys[end - 1];
+            keys[end - 1] = largest;
+            _siftDown(keys, 0, end - 1);
+        }
+    }
+
+    /// @dev Restore the max-heap property of `keys[0:end]` below `root`.
+    function _siftDown(uint256[] memory keys, uint256 root, uint256 end) private pure {
+        uint256 value = keys[root];
+        uint256 child = 2 * root + 1;
+        while (child < end) {
+            uint256 larger = keys[child];
+            if (child + 1 < end && keys[child + 1] > larger) {
+                ++child;
+                larger = keys[child];
+            }
+            if (larger < value) break;
+            keys[root] = larger;
+            root = child;
+            child = 2 * root + 1;
+        }
+        keys[root] = value;
     }
 
     /// @dev The selection key of a participant: `(value + 1) << 224`, then the top 216
