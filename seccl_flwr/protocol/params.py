@@ -1,8 +1,14 @@
 """Run parameters of SecCL and the sizes derived from them (no I/O)."""
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import keccak
 
 from ..errors import ConfigurationError
+from .eip712 import address_bytes
 
 
 def num_candidates(candidate_fraction: float, num_participants: int) -> int:
@@ -16,3 +22,65 @@ def num_candidates(candidate_fraction: float, num_participants: int) -> int:
     if not 0.0 < candidate_fraction <= 1.0:
         raise ConfigurationError(f"candidate_fraction must lie in (0, 1], got {candidate_fraction}")
     return max(1, min(num_participants, math.ceil(candidate_fraction * num_participants - 1e-9)))
+
+
+PPM = 1_000_000
+"""The share fraction is fixed on chain in parts per million."""
+
+MAX_PARTICIPANTS = 256
+"""The contract accepts at most this many participants."""
+
+TRUNCATED_BORDA = 0
+"""Election rule 0: truncated Borda (``seccl_flwr.protocol.borda``), the only rule so far."""
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """The protocol parameters a run fixes on chain at deployment (the contract's ``Params``).
+
+    Attributes
+    ----------
+    num_candidates : int
+        ``M``, the candidates elected per round, ``1 <= M <= n``.
+    quorum : int
+        The least number of ballots the election accepts, ``1 <= quorum <= n``.
+    share_fraction_ppm : int
+        The fraction of an update's entries a client shares, in parts per million,
+        ``1..1_000_000``.
+    per_tensor : bool
+        Whether the share fraction applies to each tensor (else to the whole update).
+    election_rule : int
+        The election rule; only ``TRUNCATED_BORDA`` (0) exists.
+    """
+
+    num_candidates: int
+    quorum: int
+    share_fraction_ppm: int
+    per_tensor: bool
+    election_rule: int = TRUNCATED_BORDA
+
+    def as_tuple(self) -> tuple[int, int, int, bool, int]:
+        """Return the ABI tuple of the contract's ``Params`` struct, in field order."""
+        return (
+            self.num_candidates,
+            self.quorum,
+            self.share_fraction_ppm,
+            self.per_tensor,
+            self.election_rule,
+        )
+
+    @classmethod
+    def from_tuple(cls, values: Sequence[Any]) -> "RunParams":
+        """Return the parameters read from the contract's ``params()`` view."""
+        num_candidates, quorum, ppm, per_tensor, rule = values
+        return cls(int(num_candidates), int(quorum), int(ppm), bool(per_tensor), int(rule))
+
+
+def roster_digest(participants: Sequence[str]) -> bytes:
+    """Return the contract's ``rosterDigest``: keccak-256 of ``abi.encodePacked(participants)``.
+
+    Solidity's packed encoding pads each element of an ``address[]`` to 32 bytes, so
+    this is the keccak of the addresses as 32-byte words, in registration order. A
+    client pins this digest (or the list) in its own configuration.
+    """
+    return keccak(b"".join(bytes(12) + address_bytes(p) for p in participants))
