@@ -51,7 +51,7 @@ from .errors import (
 )
 from .metering import use_meter
 from .protocol.eip712 import Kind
-from .protocol.params import num_candidates
+from .protocol.params import DEFAULT_CANDIDATE_FRACTION, DEFAULT_SHARE_FRACTION, num_candidates
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, budget
 from .records import arrays_of, record_of
@@ -416,8 +416,8 @@ class SecCL(Strategy):
 
     def __init__(  # noqa: PLR0913 - mirrors Flower's strategies
         self,
-        candidate_fraction: float = 0.2,
-        share_fraction: float = 0.1,
+        candidate_fraction: float = DEFAULT_CANDIDATE_FRACTION,
+        share_fraction: float = DEFAULT_SHARE_FRACTION,
         fraction_train: float = 1.0,
         fraction_evaluate: float = 1.0,
         min_train_nodes: int = 2,

@@ -10,6 +10,12 @@ from eth_utils import keccak
 from ..errors import ConfigurationError
 from .eip712 import address_bytes
 
+DEFAULT_CANDIDATE_FRACTION = 0.2
+"""λ of a run that sets none: ``M = ceil(0.2·n)`` (the server's and every client's default)."""
+
+DEFAULT_SHARE_FRACTION = 0.1
+"""Share fraction of a run that sets none (the server's and every client's default)."""
+
 
 def num_candidates(candidate_fraction: float, num_participants: int) -> int:
     """Return ``M = ceil(λ·n)``, the candidates elected per round: at least 1, at most ``n``.
@@ -32,6 +38,32 @@ MAX_PARTICIPANTS = 256
 
 TRUNCATED_BORDA = 0
 """Election rule 0: truncated Borda (``seccl_flwr.protocol.borda``), the only rule so far."""
+
+
+def default_quorum(num_participants: int) -> int:
+    """Return the least ballot quorum a run of ``n`` participants may fix: a majority.
+
+    ``n // 2 + 1`` ballots: a server that withholds the cross-evaluation of up to half
+    of the participants cannot hold an election. A client refuses a run whose quorum
+    is lower, unless its own configuration (``seccl-quorum``) accepts a lower one.
+    """
+    return num_participants // 2 + 1
+
+
+def share_fraction_ppm(share_fraction: float) -> int:
+    """Return a share fraction in parts per million, as the contract fixes it.
+
+    Raises
+    ------
+    ConfigurationError
+        If the fraction is not in ``(0, 1]`` or rounds to 0 ppm.
+    """
+    ppm = round(float(share_fraction) * PPM)
+    if not 0.0 < share_fraction <= 1.0 or ppm < 1:
+        raise ConfigurationError(
+            f"share_fraction must lie in (0, 1] and be at least 1 ppm, got {share_fraction}"
+        )
+    return ppm
 
 
 @dataclass(frozen=True)
@@ -58,6 +90,11 @@ class RunParams:
     share_fraction_ppm: int
     per_tensor: bool
     election_rule: int = TRUNCATED_BORDA
+
+    @property
+    def share_fraction(self) -> float:
+        """The share fraction as a float in ``(0, 1]``."""
+        return self.share_fraction_ppm / PPM
 
     def as_tuple(self) -> tuple[int, int, int, bool, int]:
         """Return the ABI tuple of the contract's ``Params`` struct, in field order."""
