@@ -95,7 +95,9 @@ class RoundRecord:
     dropped : dict[str, str]
         Node (address or node id) -> why its message of this round was not used.
     rejections : list[str]
-        Mismatches that honest evaluators reported (named errors).
+        Why evaluators refused to vote: the error replies of cross-evaluation (e.g. an
+        ``UpdateDigestMismatchError`` naming a tampered update's author). Such a
+        ballot is also in ``dropped``.
     train_metrics, evaluate_metrics : dict[str, float]
         Aggregated client metrics.
     """
@@ -588,12 +590,10 @@ class SecCL(Strategy):
             if a not in state.voted and a in node_of
         ]
         replies = run.send(state, messages, "ballot")
+        state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
         )
-        for _, reply in accepted.values():
-            fields = reply.content[wire.SECCL_KEY]
-            state.record.rejections.extend(str(r) for r in fields.get(wire.REJECTED, []))
         state.ballots = [ballot for ballot, _ in accepted.values()]
         state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
 
@@ -745,9 +745,7 @@ class SecCL(Strategy):
         )
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
-        return wire.server_fields(
-            server_round, self.csc.address, self.share_fraction, self.per_tensor, **extra
-        )
+        return wire.server_fields(server_round, self.csc.address, **extra)
 
     def _round_messages(  # noqa: PLR0913 - Flower's configure_* arguments
         self,

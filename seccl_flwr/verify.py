@@ -225,7 +225,6 @@ def verify_ballot(rules: ReplyRules, reply: Message, authors: Iterable[str]) -> 
     fields = seccl_fields(round_, evaluator, reply, claim=wire.EVALUATOR)
     peers = wire.typed_list_field(round_, evaluator, fields, wire.PEERS, str)
     scores = wire.typed_list_field(round_, evaluator, fields, wire.SCORES, int)
-    wire.typed_list_field(round_, evaluator, fields, wire.REJECTED, str)
     if len(peers) != len(scores) or len(set(peers)) != len(peers):
         raise MalformedMessageError(round_, evaluator, "peers and scores do not match")
     if evaluator in peers or not set(peers) <= set(authors):

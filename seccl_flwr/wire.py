@@ -12,16 +12,17 @@ message type           server sends                 client replies
 ``TRAIN``              ``ARRAYS``, ``CONFIG``,      ``UPDATE``, ``METRICS``,
                        ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
 ``CROSS_EVALUATE``     ``ARRAYS``, one              ``SECCL_KEY``: ``EVALUATOR``, ``PEERS``,
-                       :func:`peer_update_key`      ``SCORES``, ``SIGNATURE``,
-                       record per author, server    ``REJECTED``
-                       fields + ``AUTHORS``,
+                       :func:`peer_update_key`      ``SCORES``, ``SIGNATURE``; or an
+                       record per author, server    error naming why the evaluator
+                       fields + ``AUTHORS``,        does not vote
                        ``SIGNATURES``
 ``EVALUATE``           ``ARRAYS``, ``CONFIG``,      ``METRICS``,
                        ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
 =====================  ===========================  ===================================
 
-The server fields (:func:`server_fields`) are ``ROUND``, ``CONTRACT``,
-``SHARE_FRACTION`` and ``PER_TENSOR``.
+The server fields (:func:`server_fields`) are ``ROUND`` and ``CONTRACT``. Run
+parameters (share fraction, per-tensor, ...) are not among them: a client reads them
+from the chain, checked against its own configuration.
 """
 
 from collections.abc import Mapping
@@ -71,8 +72,6 @@ RUN = "run"
 ADDRESS = "address"
 ROUND = "round"
 CONTRACT = "contract"
-SHARE_FRACTION = "share-fraction"
-PER_TENSOR = "per-tensor"
 AUTHORS = "authors"
 SIGNATURES = "signatures"
 AUTHOR = "author"
@@ -80,22 +79,11 @@ SIGNATURE = "signature"
 EVALUATOR = "evaluator"
 PEERS = "peers"
 SCORES = "scores"
-REJECTED = "rejected"
 
 
-def server_fields(
-    server_round: int, contract: str, share_fraction: float, per_tensor: bool, **extra: Any
-) -> ConfigRecord:
+def server_fields(server_round: int, contract: str, **extra: Any) -> ConfigRecord:
     """Return the SecCL fields the server sends with every round message."""
-    return ConfigRecord(
-        {
-            ROUND: server_round,
-            CONTRACT: contract,
-            SHARE_FRACTION: share_fraction,
-            PER_TENSOR: per_tensor,
-            **extra,
-        }
-    )
+    return ConfigRecord({ROUND: server_round, CONTRACT: contract, **extra})
 
 
 def cross_evaluation_records(

@@ -66,6 +66,7 @@ from seccl_flwr.protocol.encoding import (
     encode_arrays,
     metrics_to_arrays,
 )
+from seccl_flwr.protocol.params import RunParams, share_fraction_ppm
 from seccl_flwr.protocol.signed import SignedMessage, message_digest
 from seccl_flwr.protocol.sparse import (
     ModelLayout,
@@ -730,7 +731,6 @@ def ballot_fields(
         "peers": peers,
         "scores": scores,
         "signature": sign_typed((signer or account).key, typed),
-        "rejected": [],
     }
     fields.update(extra or {})
     return fields
@@ -792,9 +792,6 @@ def _ballot_case(name: str, data) -> tuple[int, dict, str]:  # noqa: PLR0911
     if name == "claims-another-evaluator":
         fields = ballot_fields(me, peers, scores, extra={"evaluator": NODES[1].address})
         return HOSTILE, fields, "claims to be"
-    if name == "rejected-not-a-list":
-        fields = ballot_fields(me, peers, scores, extra={"rejected": 7})
-        return HOSTILE, fields, "field 'rejected' must be a list of str"
     if name == "unknown-node":
         return 99, ballot_fields(OUTSIDER, peers, scores), "unknown node"
     raise AssertionError(name)
@@ -817,7 +814,6 @@ BALLOT_CASES = [
     "truncated-signature",
     "signature-not-bytes",
     "claims-another-evaluator",
-    "rejected-not-a-list",
     "unknown-node",
 ]
 
@@ -858,17 +854,14 @@ class ScriptedApp:
 @given(st.sampled_from([c for c in BALLOT_CASES if c != "unknown-node"]), st.data())
 def test_cross_evaluation_goes_on_without_the_hostile_ballot(case, data):
     _, hostile, _ = _ballot_case(case, data)
-    ballots = {
-        node: ballot_fields(NODES[node], _others(node), [1, 2, 3], extra={"rejected": ["x"]})
-        for node in (1, 2, 4)
-    }
+    ballots = {node: ballot_fields(NODES[node], _others(node), [1, 2, 3]) for node in (1, 2, 4)}
     ballots[HOSTILE] = hostile
     grid = InProcessGrid(ScriptedApp(ballots), num_nodes=4)
     state = play_only("cross_evaluate", make_strategy(), grid, round_updates())
     accepted = state.ballots
     assert [b.evaluator for b in accepted] == [NODES[n].address for n in (1, 2, 4)]
     assert list(state.record.dropped) == [f"ballot:{NODES[HOSTILE].address}"]
-    assert state.record.rejections == ["x", "x", "x"]
+    assert state.record.rejections == []  # a malformed ballot is no refusal to vote
 
 
 # ---------------------------------------------------------- evaluation replies
@@ -979,12 +972,12 @@ def test_zero_total_weight_gives_no_average_instead_of_a_division_error():
 def client_ctx(anchors: dict) -> VerifiedRound:
     return VerifiedRound(
         csc=FakeCSC(anchors=anchors),
+        params=RunParams(2, 3, share_fraction_ppm(SHARE), per_tensor=False),
         account=NODES[1],
         round=1,
         arrays=MODEL,
         layout=LAYOUT,
         global_digest=bytes(32),
-        config=ConfigRecord({"share-fraction": SHARE, "per-tensor": False}),
     )
 
 
