@@ -10,7 +10,8 @@ before using it, and sign everything they send:
 * ``query.seccl_evaluate``: check every peer update's signature and anchor, score
   each verified one on the local validation split (macro F1), sign the score vector.
 * ``evaluate``: check the global model's anchor, evaluate, sign the metrics.
-* ``query.seccl_register``: tell the server this node's address.
+* ``query.seccl_register``: tell the server this node's address, proven by its
+  signature of ``Join(run id, address)`` on its own chain endpoint's chain id.
 
 Message types, record keys and fields are those of :mod:`seccl_flwr.wire`. Use
 :func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*`` functions
@@ -51,7 +52,7 @@ from .errors import (
 )
 from .identity import CHAIN_URL, CONTRACT, load_account, setting
 from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
-from .protocol.eip712 import MAX_SCORE, Kind
+from .protocol.eip712 import MAX_SCORE, Kind, sign_join
 from .protocol.encoding import metrics_to_arrays
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, SparseUpdate, apply_update, entry_limit, sparsify
@@ -76,6 +77,22 @@ _GLOBAL_ANCHORS = "seccl.global-anchors"
 _CONTRACTS: dict[tuple[str, str, str], CandidateSelection] = {}
 
 
+def _chain_url(context: Context) -> str:
+    """Return the node's own chain endpoint (node config, else run config).
+
+    Raises
+    ------
+    UntrustedContractError
+        If none is configured.
+    """
+    url = setting(context, CHAIN_URL)
+    if url is None:
+        raise UntrustedContractError(
+            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
+        )
+    return url
+
+
 def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelection:
     """Return the run's contract on the node's own chain endpoint, checked once.
 
@@ -89,11 +106,7 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
     UntrustedContractError
         If the contract fails these checks or the pinned and named addresses differ.
     """
-    url = setting(context, CHAIN_URL)
-    if url is None:
-        raise UntrustedContractError(
-            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
-        )
+    url = _chain_url(context)
     named = str(config.get(wire.CONTRACT, ""))
     pinned = setting(context, CONTRACT)
     address = pinned or named
@@ -234,12 +247,28 @@ def _check_previous_round(ctx: VerifiedRound, context: Context) -> None:
 
 
 def handle_register(msg: Message, context: Context) -> Message:
-    """Answer the server's registration query with this node's address."""
+    """Answer the server's registration query with this node's address and Join signature.
+
+    The node signs ``Join(run id, address)`` for the run id the server names, on the
+    chain id of its OWN chain endpoint (``seccl-chain-url``), never one the server
+    names: the signature can only open a run on the chain this node checks.
+
+    Raises
+    ------
+    MalformedMessageError
+        If the message names no valid run id.
+    UntrustedContractError
+        If the node has no chain endpoint.
+    """
     account = load_account(context)
-    return Message(
-        RecordDict({wire.SECCL_KEY: ConfigRecord({wire.ADDRESS: account.address})}),
-        reply_to=msg,
-    )
+    fields = msg.content.config_records.get(wire.SECCL_KEY, ConfigRecord())
+    run_id = wire.run_id_field(0, account.address, fields)
+    with metered(CHAIN_READ):
+        chain_id = connect(_chain_url(context)).eth.chain_id
+    with metered(CRYPTO):
+        signature = sign_join(account.key, run_id, chain_id)
+    reply = ConfigRecord({wire.ADDRESS: account.address, wire.JOIN_SIGNATURE: signature})
+    return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
 def handle_train(
