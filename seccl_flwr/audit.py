@@ -26,7 +26,7 @@ from eth_utils import to_checksum_address
 
 from .chain.csc import CandidateSelection
 from .errors import SignatureError, SparseUpdateError
-from .protocol.borda import elect
+from .protocol.borda import ElectionError, elect
 from .protocol.eip712 import Kind
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, SparseUpdate
@@ -215,7 +215,6 @@ class _Audit:
         self.ignore_foreign = ignore_foreign
         self.binding = csc.binding
         self.owner = csc.owner()
-        self.participants = csc.participants()
         self.anchors = chain_anchors(csc)
         self.verified: dict[Key, SignedMessage] = {}
         last = max([csc.last_completed_round(), *(r for r, _, _ in self.anchors)])
@@ -369,17 +368,18 @@ class _Audit:
         if any((round_, Kind.BALLOT, e) not in self.verified for e in evaluators):
             self.mark(round_, "election", UNCHECKED)
             return
-        index = {address: i for i, address in enumerate(self.participants)}
         authors = self.csc.update_authors(round_)
+        updates = {a: self.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors}
         ballots = {}
         for evaluator in evaluators:
             ballot = self.verified[(round_, Kind.BALLOT, evaluator)]
-            ballots[index[evaluator]] = {
-                index[p]: s for p, s in zip(ballot.peers, ballot.scores, strict=True)
-            }
+            ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
+        params = self.csc.params()
         try:
-            winners, totals = elect([index[a] for a in authors], ballots, self.csc.num_candidates())
-        except (ValueError, KeyError) as exc:
+            expected, expected_totals = elect(
+                updates, ballots, params.num_candidates, params.quorum
+            )
+        except ElectionError as exc:
             self.find(
                 round_,
                 "contract",
@@ -389,8 +389,6 @@ class _Audit:
                 "election",
             )
             return
-        expected = [self.participants[i] for i in winners]
-        expected_totals = {self.participants[i]: t for i, t in totals.items()}
         candidates, contract_totals = self.csc.candidates_of(round_), self.csc.totals_of(round_)
         if expected != candidates or expected_totals != contract_totals:
             self.find(

@@ -16,7 +16,8 @@ before using it, and sign everything they send:
   round, that its ballot is on chain and that the model is the previous one plus
   the merge of exactly the elected updates (the next train does this if evaluate
   never comes); evaluate, sign the metrics;
-* ``query.seccl_register``: tell the server this node's address.
+* ``query.seccl_register``: tell the server this node's address, proven by its
+  signature of ``Join(run id, address)`` on its own chain endpoint's chain id.
 
 The checks themselves are the pure functions of :mod:`seccl_flwr.client_checks`.
 
@@ -66,7 +67,7 @@ from .errors import (
 )
 from .identity import CHAIN_URL, CONTRACT, load_account, setting
 from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
-from .protocol.eip712 import MAX_SCORE, Kind
+from .protocol.eip712 import MAX_SCORE, Kind, sign_join
 from .protocol.encoding import metrics_to_arrays
 from .protocol.params import RunParams
 from .protocol.signed import SignedMessage
@@ -97,6 +98,22 @@ _BALLOT_DIGEST = "ballot-digest"
 _CONTRACTS: dict[tuple[str, str, str], tuple[CandidateSelection, RunParams]] = {}
 
 
+def _chain_url(context: Context) -> str:
+    """Return the node's own chain endpoint (node config, else run config).
+
+    Raises
+    ------
+    UntrustedContractError
+        If none is configured.
+    """
+    url = setting(context, CHAIN_URL)
+    if url is None:
+        raise UntrustedContractError(
+            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
+        )
+    return url
+
+
 def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelection:
     """Return the run's contract on the node's own chain endpoint, checked once.
 
@@ -120,11 +137,7 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
 
 def _trusted_run(context: Context, config: ConfigRecord) -> tuple[CandidateSelection, RunParams]:
     """Return the trusted contract and its checked parameters (see :func:`trusted_contract`)."""
-    url = setting(context, CHAIN_URL)
-    if url is None:
-        raise UntrustedContractError(
-            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
-        )
+    url = _chain_url(context)
     named = str(config.get(wire.CONTRACT, ""))
     pinned = setting(context, CONTRACT)
     address = pinned or named
@@ -374,12 +387,28 @@ _BALLOT = "ballot"
 
 
 def handle_register(msg: Message, context: Context) -> Message:
-    """Answer the server's registration query with this node's address."""
+    """Answer the server's registration query with this node's address and Join signature.
+
+    The node signs ``Join(run id, address)`` for the run id the server names, on the
+    chain id of its OWN chain endpoint (``seccl-chain-url``), never one the server
+    names: the signature can only open a run on the chain this node checks.
+
+    Raises
+    ------
+    MalformedMessageError
+        If the message names no valid run id.
+    UntrustedContractError
+        If the node has no chain endpoint.
+    """
     account = load_account(context)
-    return Message(
-        RecordDict({wire.SECCL_KEY: ConfigRecord({wire.ADDRESS: account.address})}),
-        reply_to=msg,
-    )
+    fields = msg.content.config_records.get(wire.SECCL_KEY, ConfigRecord())
+    run_id = wire.run_id_field(0, account.address, fields)
+    with metered(CHAIN_READ):
+        chain_id = connect(_chain_url(context)).eth.chain_id
+    with metered(CRYPTO):
+        signature = sign_join(account.key, run_id, chain_id)
+    reply = ConfigRecord({wire.ADDRESS: account.address, wire.JOIN_SIGNATURE: signature})
+    return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
 def handle_train(

@@ -103,6 +103,14 @@ class EvaluationSignatureError(VerificationError):
     """Signed evaluation metrics are not signed by the node that sent them."""
 
 
+class JoinSignatureError(VerificationError):
+    """A registration reply's Join signature does not prove the address it claims.
+
+    Raised on the server; ``node`` is the node id that sent the reply (the impostor),
+    never the address it claimed.
+    """
+
+
 class UntrustedContractError(SecCLError):
     """The contract a client is pointed to is not a SecCL run it belongs to."""
 

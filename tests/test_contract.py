@@ -1,10 +1,13 @@
 """Behaviour of the CandidateSelection contract on the embedded EVM (eth-tester)."""
 
+import math
+
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
 
+from seccl_flwr.chain import gas
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import (
     MAX_SCORE,
@@ -32,6 +35,7 @@ from tests.conftest_contract import (
     signed_ballot,
     table_of,
 )
+from tests.gas_measure import measure_round
 
 RUN_ID = keccak(text="test-run")
 N = 5
@@ -855,3 +859,46 @@ def test_rounds_are_independent(csc, owner, keys, binding):
         csc.functions.submitBallots(
             1, [signed_ballot(binding, 1, keys[1], [addr[0], addr[2]], [1, 1])]
         ).transact({"from": owner})
+
+
+# ------------------------------------------------------------------------ gas
+
+
+@pytest.mark.parametrize(("n", "fraction"), [(20, 0.4), (50, 0.4), (50, 1.0), (100, 0.4)])
+def test_gas_of_a_round_in_model_sized_batches(w3, owner, n, fraction):
+    """Every transaction of an opening and a round, in the batches seccl_flwr.chain.gas
+    sizes, stays under the EIP-7825 cap and under the model's estimate."""
+    m = math.ceil(fraction * n)
+    sizes = {
+        "register": gas.register_batch_size(),
+        "anchor": gas.anchor_batch_size(Kind.UPDATE),
+        "ballots": gas.ballot_batch_size(n - 1, m),
+    }
+    r = measure_round(
+        w3,
+        owner,
+        n,
+        m,
+        register_batch=sizes["register"],
+        anchor_batch=sizes["anchor"],
+        ballot_batches=sizes["ballots"],
+        gas=BLOCK_GAS_LIMIT,  # skip estimation: py-evm is slow at it
+    )
+    assert r.contract.functions.ballotCount(1).call() == n
+    for b, g in r.register:
+        assert g <= gas.register_gas(b)
+    for b, g in r.anchor:
+        assert g <= gas.anchor_gas(b, Kind.UPDATE)
+    for b, g in r.evaluation:
+        assert g <= gas.anchor_gas(b, Kind.EVALUATION)
+    for b, k, mm, g in r.ballots:
+        assert g <= gas.ballot_batch_gas(b, k, mm)
+    assert r.elect < gas.ELECT_GAS_AT_256
+    assert max(r.all_gas()) < gas.DEFAULT_BUDGET < EIP7825_TX_GAS_CAP
+    ballots = [g for *_, g in r.ballots]
+    print(
+        f"\nCSC gas, n={n}, M={m} (batches {sizes}): register {[g for _, g in r.register]}, "
+        f"open {r.open:,}, anchor {[g for _, g in r.anchor]}, {len(ballots)} ballot "
+        f"batches (largest {max(ballots):,}, per ballot {sum(ballots) // n:,}), "
+        f"elect {r.elect:,}, evaluation anchors {[g for _, g in r.evaluation]}"
+    )

@@ -40,32 +40,6 @@ TRUNCATED_BORDA = 0
 """Election rule 0: truncated Borda (``seccl_flwr.protocol.borda``), the only rule so far."""
 
 
-def default_quorum(num_participants: int) -> int:
-    """Return the least ballot quorum a run of ``n`` participants may fix: a majority.
-
-    ``n // 2 + 1`` ballots: a server that withholds the cross-evaluation of up to half
-    of the participants cannot hold an election. A client refuses a run whose quorum
-    is lower, unless its own configuration (``seccl-quorum``) accepts a lower one.
-    """
-    return num_participants // 2 + 1
-
-
-def share_fraction_ppm(share_fraction: float) -> int:
-    """Return a share fraction in parts per million, as the contract fixes it.
-
-    Raises
-    ------
-    ConfigurationError
-        If the fraction is not in ``(0, 1]`` or rounds to 0 ppm.
-    """
-    ppm = round(float(share_fraction) * PPM)
-    if not 0.0 < share_fraction <= 1.0 or ppm < 1:
-        raise ConfigurationError(
-            f"share_fraction must lie in (0, 1] and be at least 1 ppm, got {share_fraction}"
-        )
-    return ppm
-
-
 @dataclass(frozen=True)
 class RunParams:
     """The protocol parameters a run fixes on chain at deployment (the contract's ``Params``).
@@ -93,7 +67,7 @@ class RunParams:
 
     @property
     def share_fraction(self) -> float:
-        """The share fraction as a float in ``(0, 1]``."""
+        """The share fraction as a fraction in ``(0, 1]``."""
         return self.share_fraction_ppm / PPM
 
     def as_tuple(self) -> tuple[int, int, int, bool, int]:
@@ -111,6 +85,77 @@ class RunParams:
         """Return the parameters read from the contract's ``params()`` view."""
         num_candidates, quorum, ppm, per_tensor, rule = values
         return cls(int(num_candidates), int(quorum), int(ppm), bool(per_tensor), int(rule))
+
+
+def default_quorum(num_participants: int) -> int:
+    """Return the default ballot quorum of ``n`` participants: a majority, ``n // 2 + 1``.
+
+    A server that withholds the cross-evaluation of up to half of the participants
+    cannot hold an election. A client refuses a run whose quorum is lower, unless its
+    own configuration (``seccl-quorum``) accepts a lower one.
+    """
+    return num_participants // 2 + 1
+
+
+def share_fraction_ppm(share_fraction: float) -> int:
+    """Return the share fraction in parts per million, as the chain stores it.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``share_fraction`` is not in ``(0, 1]`` or rounds to 0 ppm.
+    """
+    ppm = round(share_fraction * PPM) if 0.0 < share_fraction <= 1.0 else 0
+    if ppm < 1:
+        raise ConfigurationError(
+            f"share_fraction must lie in (0, 1] and be at least 1e-6, got {share_fraction}"
+        )
+    return ppm
+
+
+def checked_quorum(quorum: int | None, num_participants: int) -> int:
+    """Return the ballot quorum of a run: ``quorum``, or :func:`default_quorum` if ``None``.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``quorum`` is not an int in ``[1, n]``.
+    """
+    if quorum is None:
+        return default_quorum(num_participants)
+    if not isinstance(quorum, int) or isinstance(quorum, bool) or quorum < 1:
+        raise ConfigurationError(f"quorum must be a positive int or None, got {quorum!r}")
+    if quorum > num_participants:
+        raise ConfigurationError(
+            f"quorum={quorum} exceeds the {num_participants} participants of the run"
+        )
+    return quorum
+
+
+def run_params(
+    num_participants: int,
+    candidate_fraction: float,
+    share_fraction: float,
+    per_tensor: bool,
+    quorum: int | None = None,
+) -> RunParams:
+    """Return the parameters a run of ``n`` participants opens with (election rule 0).
+
+    ``M = num_candidates(candidate_fraction, n)``; the quorum defaults to a majority
+    (:func:`default_quorum`); the share fraction is stored in ppm.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the first argument out of range.
+    """
+    return RunParams(
+        num_candidates=num_candidates(candidate_fraction, num_participants),
+        quorum=checked_quorum(quorum, num_participants),
+        share_fraction_ppm=share_fraction_ppm(share_fraction),
+        per_tensor=bool(per_tensor),
+        election_rule=TRUNCATED_BORDA,
+    )
 
 
 def roster_digest(participants: Sequence[str]) -> bytes:
