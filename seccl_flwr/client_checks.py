@@ -23,6 +23,7 @@ configuration, then call these functions, which raise the named error:
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from eth_utils import to_checksum_address
@@ -159,6 +160,28 @@ def run_pins(context: Context) -> RunPins:
         per_tensor=_flag(PER_TENSOR, per_tensor) if per_tensor is not None else False,
         quorum=_number(QUORUM, setting(context, QUORUM), int, None),
     )
+
+
+def pinned_run_config(
+    candidate_fraction: float = DEFAULT_CANDIDATE_FRACTION,
+    share_fraction: float = DEFAULT_SHARE_FRACTION,
+    per_tensor: bool = False,
+    quorum: int | None = None,
+) -> dict[str, Any]:
+    """Return the run config with which clients pin these run parameters.
+
+    For launchers that configure the server and the clients of one run (simulations,
+    benchmarks): pass the strategy's settings, so that honest clients accept the run
+    the server opens. ``quorum=None`` leaves the default (a majority).
+    """
+    config: dict[str, Any] = {
+        CANDIDATE_FRACTION: candidate_fraction,
+        SHARE_FRACTION: share_fraction,
+        PER_TENSOR: per_tensor,
+    }
+    if quorum is not None:
+        config[QUORUM] = quorum
+    return config
 
 
 def check_roster(

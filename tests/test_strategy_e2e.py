@@ -112,7 +112,11 @@ def test_dropout_in_cross_evaluation_is_recorded_and_run_goes_on():
     result, strategy, _ = run_digits(num_nodes=4, num_rounds=2, unavailable=silent)
     for record in result.rounds:
         address = strategy.participants[2]
-        assert record.dropped == {f"ballot:{address}": "no reply within 3600s"}
+        assert record.dropped.keys() == {f"ballot:{address}", f"evaluate:{address}"}
+        assert record.dropped[f"ballot:{address}"] == "no reply within 3600s"
+        # it trained but saw no peer update: it says it cannot check the aggregation
+        uncheckable = f"AggregationUncheckableError: round {record.round}, node {address}"
+        assert uncheckable in record.dropped[f"evaluate:{address}"]
         assert address not in strategy.csc.evaluators_of(record.round)
         assert len(strategy.csc.evaluators_of(record.round)) == 3
 
