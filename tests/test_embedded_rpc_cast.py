@@ -18,6 +18,7 @@ from seccl_flwr.chain.anvil import foundry_command
 from seccl_flwr.chain.connection import chain_id_of, ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
+from seccl_flwr.chain.tester_dialect import CALL_OBJECT_METHODS, RequestError, request_for_tester
 from seccl_flwr.protocol.eip712 import Kind
 
 from .conftest import skip_or_fail
@@ -207,3 +208,11 @@ def test_logs_by_block_hash_and_its_conflict_with_a_range(chain):
     both = _rpc(server.url, "eth_getLogs", {"blockHash": block_hash, "fromBlock": "0x0"})
     assert both["error"]["code"] == -32602
     assert _rpc(server.url, "net_version")["result"] == str(chain_id_of(server.w3))
+
+
+@pytest.mark.parametrize("method", sorted(CALL_OBJECT_METHODS))
+def test_every_method_that_takes_a_call_object_takes_input(method):
+    (call, *_) = request_for_tester(method, [{"to": PEER.address, "input": "0x01"}], tester=None)
+    assert call == {"to": PEER.address, "data": "0x01"}
+    with pytest.raises(RequestError, match='"data" and "input"'):
+        request_for_tester(method, [{"input": "0x01", "data": "0x02"}], tester=None)

@@ -24,7 +24,7 @@ from web3 import HTTPProvider, Web3
 
 from .connection import EmbeddedProvider
 from .errors import ChainError, ChainUnreachableError
-from .tester_dialect import RequestError, node_result, tester_request
+from .tester_dialect import RequestError, node_result, request_for_tester
 
 _BLOOM_KEYS = {"logsBloom"}
 _CACHED_READS = {"eth_call", "eth_getLogs", "eth_getCode"}
@@ -135,7 +135,7 @@ class EmbeddedJsonRpc(_OneByOne):
             return json_rpc_error(request_id, -32600, "invalid request")
         try:
             with self._lock:
-                params = tester_request(method, params, self._tester)
+                params = request_for_tester(method, params, self._tester)
                 key = _cache_key(method, params)
                 if key:
                     head = self._head()

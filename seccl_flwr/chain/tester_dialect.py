@@ -4,7 +4,7 @@ web3's eth-tester middleware was written for web3's own requests: it renames the
 camelCase keys it knows and turns hex quantities into integers, and what it does not
 know reaches eth-tester unchanged and is refused or misread.
 :class:`~seccl_flwr.chain.jsonrpc.EmbeddedJsonRpc` (also what the loopback server
-serves) passes every wire request through :func:`tester_request` before that
+serves) passes every wire request through :func:`request_for_tester` before that
 middleware and every answer through :func:`node_result` after it, so the embedded
 chain answers what clients such as foundry's ``cast``, ethers or viem send:
 
@@ -106,7 +106,7 @@ class RequestError(ValueError):
         super().__init__(message)
 
 
-def tester_request(method: str, params: Any, tester: Any) -> Any:
+def request_for_tester(method: str, params: Any, tester: Any) -> Any:
     """Return ``params`` as web3's eth-tester middleware and eth-tester take them.
 
     Parameters
