@@ -391,6 +391,9 @@ class _Audit:
         self.anchors = chain_anchors(csc)
         self.verified: dict[Key, SignedMessage] = {}
         self._elected: dict[int, bool] = {}
+        self._authors: dict[tuple[int, Kind], list[str]] = {}
+        for round_, kind, author in self.anchors:
+            self._authors.setdefault((round_, kind), []).append(author)
         last = max([csc.last_completed_round(), *(r for r, _, _ in self.anchors)])
         self.report = AuditReport(
             chain_id=self.binding.chain_id,
@@ -413,7 +416,7 @@ class _Audit:
 
     def authors(self, round_: int, kind: Kind) -> list[str]:
         """Return who has an anchor of ``kind`` in the round (from the chain's events)."""
-        return [a for (r, k, a) in self.anchors if r == round_ and k == kind]
+        return self._authors.get((round_, kind), [])
 
     # ----------------------------------------------------------------- helpers
     def find(
@@ -585,7 +588,7 @@ class _Audit:
                 label,
                 INCOMPLETE_BALLOT,
                 f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
-                f"authors: missing {missing}, not anchored {extra}"
+                f"authors: missing {missing}, unexpected {extra}"
                 + (", a peer twice" if len(peers) != len(set(peers)) else ""),
                 "ballots",
             )
