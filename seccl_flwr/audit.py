@@ -602,16 +602,16 @@ class _Audit:
             self.mark(round_, "quorum", OK)
             return
         whose = (
-            "the run's"
+            f"the run's quorum of {quorum}"
             if quorum == self.params.quorum
-            else f"the pinned (the run's is {self.params.quorum})"
+            else f"the pinned quorum of {quorum} (the run's is {self.params.quorum})"
         )
         self.find(
             round_,
             "contract",
             "election",
             BELOW_QUORUM,
-            f"elected with {cast} ballot(s), below {whose} quorum of {quorum}",
+            f"elected with {cast} ballot(s), below {whose}",
             "quorum",
         )
 
@@ -872,10 +872,10 @@ def describe_run(report: AuditReport) -> list[str]:
     pins, params, n = report.pins, report.params, len(report.participants)
     roster_pins = [
         ("digest", None if pins.roster_digest is None else "0x" + pins.roster_digest.hex()),
-        ("members", None if pins.roster is None else f"{len(pins.roster)} addresses"),
+        ("", None if pins.roster is None else f"{len(pins.roster)} members"),
     ]
     roster_problems = roster_mismatches(pins, report.participants, report.roster_digest)
-    roster_pin = [f"{what} {value}" for what, value in roster_pins if value is not None]
+    roster_pin = [f"{what} {value}".strip() for what, value in roster_pins if value is not None]
     m = None if pins.candidate_fraction is None else num_candidates(pins.candidate_fraction, n)
     ppm = None if pins.share_fraction is None else share_fraction_ppm(pins.share_fraction)
     rule = "truncated Borda" if params.election_rule == TRUNCATED_BORDA else "unknown"

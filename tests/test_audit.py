@@ -418,7 +418,7 @@ def test_the_pinned_roster_and_parameters_of_the_run_pass(honest):
     report = audit(strategy, store_dir, pins=honest_pins(strategy))
     assert report.ok, format_report(report)
     text = format_report(report)
-    assert "(pinned digest 0x" in text and ", members 4 addresses: matches)" in text
+    assert "(pinned digest 0x" in text and ", 4 members: matches)" in text
     assert "M = 2 (pinned λ 0.4 -> M = 2: matches)" in text
     assert "quorum = 3 (pinned at least 3: matches)" in text
     assert "per-tensor = false (pinned false: matches)" in text
@@ -517,7 +517,7 @@ def test_a_round_elected_below_the_quorum_is_a_finding(dropout):
         (1, "contract", "election"),
         (2, "contract", "election"),
     ]
-    assert "elected with 3 ballot(s), below the pinned (the run's is 3) quorum of 4" in (
+    assert "elected with 3 ballot(s), below the pinned quorum of 4 (the run's is 3)" in (
         below[0].detail
     )
     assert [v.quorum for v in report.rounds[1:]] == [FAIL, FAIL]
@@ -611,31 +611,70 @@ def test_a_round_left_open_is_a_stalled_round(tmp_path, stop_before, column, nod
 
 
 # --------------------------------------------------- last-round aggregation lie
-class LastRoundLiar(SecCL):
-    """Aggregates honestly except in the last round (when no client trains on it again)."""
-
-    def __init__(self, lie: str, last_round: int, **kwargs):
-        super().__init__(**kwargs)
-        self.lie, self.last_round = lie, last_round
-
-    def relay_candidates(self, server_round, candidates, updates):
-        if server_round != self.last_round:
-            return candidates
-        if self.lie == "non-candidate":
-            outsider = next(a for a in updates if a not in candidates)
-            return [*candidates[:-1], outsider]
-        return [candidates[0], *candidates]  # "weighted": the first one counts twice
-
-
-@pytest.mark.parametrize("lie", ["non-candidate", "weighted"])
+@pytest.mark.parametrize(
+    "lie",
+    ["aggregate-non-candidate", "aggregate-weighted", "replay-old-model", "previous-candidates"],
+)
 def test_an_aggregation_lie_in_the_last_round_is_caught(tmp_path, lie):
+    """The server aggregates honestly until the last round, when no client trains on
+    its model again: its published store still convicts it."""
     store_dir = tmp_path / "messages"
-    strategy = run_with_store(store_dir, LastRoundLiar, lie=lie, last_round=2)
+    strategy = run_with_store(store_dir, LyingServer, num_rounds=2, lie=lie, lie_round=2)
     report = audit(strategy, store_dir)
     (finding,) = only(report, AGGREGATION_MISMATCH)
     assert (finding.round, finding.node) == (2, strategy.csc.owner())
+    assert str(strategy.csc.candidates_of(2)) in finding.detail
     assert report.rounds[-1].round == 2 and report.rounds[2].global_model == FAIL
     assert report.rounds[1].ok  # honest until the last round
+
+
+# ------------------------------------------------- the issue's withholding lies
+def test_withheld_updates_leave_a_stalled_round_without_ballots(tmp_path):
+    """Each evaluator gets one author's update only: every one refuses to vote."""
+    store_dir = tmp_path / "messages"
+    strategy = run_with_store(
+        store_dir, LyingServer, num_rounds=1, raises=NotEnoughNodesError, lie="withhold-updates"
+    )
+    report = audit(strategy, store_dir)
+    (finding,) = only(report, STALLED_ROUND)
+    assert finding.round == 1
+    assert "4 update(s) anchored, never elected (0 ballot(s) cast, quorum 3)" in finding.detail
+    assert (report.rounds[1].updated, report.rounds[1].voted) == ("4/4", "0/4")
+
+
+def test_a_censored_update_is_a_missing_update_notice(tmp_path):
+    store_dir = tmp_path / "messages"
+    strategy = run_with_store(store_dir, LyingServer, num_rounds=1, lie="censor-update")
+    report = audit(strategy, store_dir)
+    assert report.ok, format_report(report)
+    (notice,) = report.notices
+    assert (notice.kind, notice.round) == (MISSING_UPDATE, 1)
+    assert notice.node in strategy.csc.participants()
+    assert notice.node not in strategy.csc.update_authors(1)
+    assert report.rounds[1].updated == "3/4"
+
+
+def test_a_dropped_ballot_is_a_missing_ballot_notice(tmp_path):
+    store_dir = tmp_path / "messages"
+    strategy = run_with_store(store_dir, LyingServer, num_rounds=1, lie="drop-ballot")
+    report = audit(strategy, store_dir)
+    assert report.ok, format_report(report)
+    (notice,) = report.notices
+    assert (notice.kind, notice.round) == (MISSING_BALLOT, 1)
+    assert notice.node in strategy.csc.update_authors(1)
+    assert notice.node not in strategy.csc.evaluators_of(1)
+
+
+def test_parameters_other_than_the_configured_ones_are_caught_with_a_pin(tmp_path):
+    """The server opens with λ = 1 (every author elected); clients refuse to train."""
+    store_dir = tmp_path / "messages"
+    strategy = run_with_store(
+        store_dir, LyingServer, num_rounds=1, raises=NotEnoughNodesError, lie="wrong-parameters"
+    )
+    assert audit(strategy, store_dir).ok  # unpinned, λ = 1 is only printed
+    report = audit(strategy, store_dir, pins=AuditPins(candidate_fraction=0.4))
+    (finding,) = only(report, PARAMETER_MISMATCH)
+    assert "M = 4, but the pinned λ = 0.4 and n = 4 give M = 2" in finding.detail
 
 
 # ------------------------------------------------------------------- ties
@@ -782,7 +821,7 @@ def test_cli_audit_checks_the_pins_it_is_given(honest, tmp_path, capsys):
         pins += ["--share-fraction", "0.1", "--per-tensor", "false", "--quorum", "3"]
         assert main([*base, *pins]) == 0
         out = capsys.readouterr().out
-        assert f"rosterDigest 0x{csc.roster_digest().hex()} (pinned members 4" in out
+        assert f"rosterDigest 0x{csc.roster_digest().hex()} (pinned 4 members" in out
         assert "audit passed" in out and "MISMATCH" not in out
         assert main([*base, "--roster-digest", "0x" + csc.roster_digest().hex()]) == 0
         assert "audit passed" in capsys.readouterr().out
