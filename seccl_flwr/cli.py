@@ -7,8 +7,11 @@ one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and th
 run's published messages (``messages/<run label>/``).
 
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
-(:mod:`seccl_flwr.audit`), prints a per-round verdict table and exits with 1 if
-anything does not match (2 if the chain or the store cannot be read).
+(:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
+on the command line (``--roster-digest``/``--roster``, ``--candidate-fraction``,
+``--share-fraction``, ``--per-tensor``, ``--quorum``), prints the run's roster digest
+and parameters and a per-round verdict table and exits with 1 if anything does not
+match (2 if the chain or the store cannot be read).
 
 Errors are one line on stderr that names the input at fault and the fix, never a
 traceback: arguments are checked as they are parsed (exit 2, as argparse does), a
