@@ -14,8 +14,10 @@ from seccl_flwr.wire import SIGNATURES
 from tests.strategy_helpers import run_digits
 
 
-def run_lying(lie: str, num_rounds: int = 1, lie_round: int = 1):
-    return run_digits(LyingServer, num_nodes=4, num_rounds=num_rounds, lie=lie, lie_round=lie_round)
+def run_lying(lie: str, num_rounds: int = 1, lie_round: int = 1, **kwargs):
+    return run_digits(
+        LyingServer, num_nodes=4, num_rounds=num_rounds, lie=lie, lie_round=lie_round, **kwargs
+    )
 
 
 class RecordedLyingServer(LyingServer):
