@@ -13,7 +13,7 @@ One server round of :class:`SecCL`:
    the signatures and, given the run's quorum of ballots, runs the truncated Borda
    election.
 5. **aggregate** - new global = old global + merge of the candidates' sparse
-   changes; its digest is anchored, so clients can check it next round.
+   changes; its digest is anchored, so clients can check it in the evaluate phase.
 6. **evaluate** - federated evaluation of the new model; signed metrics anchored.
 
 :meth:`SecCL.start` runs these phases in this order for every round, each a method
