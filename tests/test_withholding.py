@@ -16,6 +16,7 @@ from seccl_flwr import strategy as strategy_module
 from seccl_flwr.attacks import LyingServer
 from seccl_flwr.chain.connection import ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection
+from seccl_flwr.chain.errors import ContractRevertError
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
 from seccl_flwr.client import trusted_contract
 from seccl_flwr.errors import NotEnoughNodesError, UntrustedContractError
@@ -66,6 +67,14 @@ def test_an_evaluator_given_a_partial_set_does_not_vote():
     # four evaluators each refused, naming an author whose anchored update it lacks
     assert len(named_nodes(message, "WithheldUpdateError", 1)) == 4
     assert "that the cross-evaluation sent to" in message and "lacks" in message
+
+
+# ---------------------------------------------------------------- no ballots
+def test_an_election_without_ballots_is_refused_by_the_contract():
+    with pytest.raises(ContractRevertError) as info:
+        run_lying("no-ballots")
+    assert info.value.error_name == "QuorumNotReached"
+    assert info.value.function == "elect"
 
 
 # -------------------------------------------------------------- censorship

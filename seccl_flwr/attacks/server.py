@@ -22,6 +22,7 @@ honest clients or by the contract, with a named error:
 ``censor-update``            the censored author, at its next contact:
                              ``UpdateNotAnchoredError``
 ``wrong-parameters``         clients: ``ParameterMismatchError`` (λ = 1 on chain)
+``no-ballots``               (elect without ballots) contract: ``QuorumNotReached``
 ===========================  =================================================
 
 A client that finds a forged global model refuses the rest of the run.
@@ -53,6 +54,7 @@ SERVER_LIES = (
     "withhold-updates",
     "censor-update",
     "wrong-parameters",
+    "no-ballots",
 )
 
 
@@ -96,6 +98,12 @@ class LyingServer(SecCL):
             censored = list(state.updates)[-1]
             state.updates = {a: u for a, u in state.updates.items() if a != censored}
         super()._anchor(run, state)
+
+    def _elect(self, run, state) -> None:
+        """Call the election without submitting a single ballot."""
+        if self._lying(state.round, "no-ballots"):
+            state.record.record_tx("elect", self.csc.elect(state.round))
+        super()._elect(run, state)
 
     def relay_updates(
         self, server_round: int, updates: Mapping[str, SignedMessage]
