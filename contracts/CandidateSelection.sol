@@ -4,39 +4,59 @@ pragma solidity 0.8.28;
 /// @title CandidateSelection — the SecCL candidate selection contract (CSC) of one run
 /// @author The seccl-flwr contributors
 /// @notice One deployment serves one federated-learning run. The server (the deployer,
-/// `owner`) anchors the digests of the messages of each round, relays the evaluators'
-/// signed score vectors ("ballots") and triggers the election; every participant and
-/// any auditor can re-check all of it from the chain.
+/// `owner`) fixes the run's parameters at deployment, registers the participants (each
+/// proven by its own signature), opens the run, then anchors the digests of the messages
+/// of each round, relays the evaluators' signed score vectors ("ballots") and triggers
+/// the election; every participant and any auditor can re-check all of it from the chain.
+///
+/// Opening a run (nothing of it can change afterwards):
+/// 1. `constructor(runId, params)` — `Params`: the number `M` of candidates, the ballot
+///    quorum of `elect`, the share fraction (ppm), per-tensor sharing and the election
+///    rule (0 = truncated Borda, the only rule so far); `openingBlock()` is this block.
+/// 2. `register(accounts, joinSignatures)` — in one or more owner batches; each account
+///    signs the EIP-712 `Join(runId, participant)` under the domain ("SecCL", "1",
+///    chainId) *without* `verifyingContract`, so it can sign before the contract exists.
+/// 3. `open()` — checks `1 <= M <= n` and `1 <= quorum <= n`, stores `rosterDigest() =
+///    keccak256(abi.encodePacked(participants))` (each address as a 32-byte word) and
+///    emits `RunOpened`. `register` reverts from here on, every round function before.
 ///
 /// Round life cycle (`r = currentRound() = lastCompletedRound() + 1`):
-/// 1. `anchor(r, UPDATE, authors, digests)` — digests of the round's model updates;
+/// 1. `anchor(r, UPDATE, authors, digests)` — digests of the round's model updates
+///    (one or more batches); `roundSeed(r)` is the XOR of these digests;
 /// 2. `submitBallots(r, ballots)` — one EIP-712 signed ballot per evaluator, possibly in
-///    several transactions (chunks); updates of `r` are sealed from the first ballot on;
-/// 3. `elect(r)` — truncated Borda election, result stored and emitted;
+///    several transactions (batches); updates of `r` are sealed from the first ballot on,
+///    which fixes the seed; a ballot scores exactly the round's update authors other
+///    than its evaluator;
+/// 3. `elect(r)` — truncated Borda election over at least `quorum` ballots, result
+///    stored and emitted;
 /// 4. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
 ///    this completes round `r`. Round 0's GLOBAL_MODEL is the initial model.
 /// `anchor(r', EVALUATION, ...)` records federated-evaluation replies of completed rounds.
 ///
 /// Election rules (identical to `seccl_flwr.protocol.borda`, the Python oracle):
-/// * Participants are identified by their registration index `0..n-1`.
-/// * Per ballot the peers are ranked by score, highest first; equal scores rank the
-///   lower participant index first. The top `min(M, k)` of the ballot's `k` peers get
-///   `M, M-1, ...` points.
-/// * The round's update authors are ranked by total points, highest first; equal totals
-///   rank the lower participant index first. The first `min(M, #authors)` are elected.
+/// * The tie order of round `r`: participant `p` ranks before `q` on equal score or
+///   total if `keccak256(abi.encode(roundSeed(r), p)) < keccak256(abi.encode(roundSeed(r), q))`.
+///   The seed is fixed by the authors' signed update digests, so the server cannot
+///   choose the order (short of withholding updates, which clients detect).
+/// * Per ballot the peers are ranked by score, highest first, ties in the tie order.
+///   The top `min(M, k)` of the ballot's `k` peers get `M, M-1, ...` points.
+/// * The round's update authors are ranked by total points, highest first, ties in
+///   the tie order. The first `min(M, #authors)` are elected.
+/// The contract compares the top 216 bits of the tie hashes (then the anchoring
+/// position): it differs from the full 256-bit order only if two of at most 256 hashes
+/// share their first 216 bits, a keccak near-collision nobody can produce.
 ///
 /// Gas: a ballot with `k <= n-1` peers costs O(k) for validation and hashing plus
-/// O(k * M) memory operations for the partial selection of its top `M` peers, i.e.
-/// O(n * M) per ballot; `elect` is O(#authors * M). Storage writes per ballot are
-/// O(M) (points) plus its digest. Measured for n = 100, M = 20 (99 peers per ballot):
-/// about 0.5M gas per ballot inside a chunk, about 12.7M gas per chunk of 25 ballots
-/// (the chunk the Python client sends, `seccl_flwr.chain.csc.BALLOT_CHUNK`),
-/// about 1.2M gas for `elect` — each transaction fits the 30M block gas limit and the
-/// 2^24 per-transaction cap of EIP-7825 (see tests/test_contract.py).
+/// O(k + M log k) memory operations for the partial heapsort of its top `M` peers;
+/// `elect` is O(#authors log #authors). Storage writes per ballot are O(M) (points)
+/// plus its digest. Every batch function can be split into transactions
+/// of any size; `seccl_flwr.chain.gas` sizes them from measured costs so that each
+/// transaction stays under the 2^24 per-transaction cap of EIP-7825 for every n <= 256.
 ///
-/// Signatures are EIP-712 over the domain ("SecCL", "1", block.chainid, this contract),
-/// computed at call time, so a ballot cannot be replayed on another chain, contract,
-/// run or round. There are no `immutable` variables: the runtime code is identical for
+/// Signatures of messages and ballots are EIP-712 over the domain ("SecCL", "1",
+/// block.chainid, this contract), computed at call time, so a ballot cannot be replayed
+/// on another chain, contract, run or round. Join signatures bind the run id and the
+/// chain id. There are no `immutable` variables: the runtime code is identical for
 /// every run, which lets clients recognise the contract by its code.
 contract CandidateSelection {
     // ------------------------------------------------------------------ constants
@@ -53,6 +73,10 @@ contract CandidateSelection {
     uint32 private constant MAX_SCORE = 1_000_000;
     /// @dev Largest number of participants of a run.
     uint256 private constant MAX_PARTICIPANTS = 256;
+    /// @dev The share fraction is given in parts per million, `(0, 1e6]`.
+    uint32 private constant PPM = 1_000_000;
+    /// @dev Election rule 0: truncated Borda (the only rule so far).
+    uint8 private constant RULE_TRUNCATED_BORDA = 0;
 
     // The EIP-712 type strings below are longer than 32 bytes by definition (EIP-712
     // fixes their text). They are hashed at compile time: no string is stored in the
@@ -60,6 +84,9 @@ contract CandidateSelection {
     // solhint-disable gas-small-strings
     bytes32 private constant _DOMAIN_TYPEHASH = keccak256(
         "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    );
+    bytes32 private constant _JOIN_DOMAIN_TYPEHASH = keccak256(
+        "EIP712Domain(string name,string version,uint256 chainId)"
     );
     bytes32 private constant _NAME_HASH = keccak256("SecCL");
     bytes32 private constant _VERSION_HASH = keccak256("1");
@@ -69,6 +96,7 @@ contract CandidateSelection {
     bytes32 private constant _BALLOT_TYPEHASH = keccak256(
         "Ballot(bytes32 runId,uint32 round,address evaluator,address[] peers,uint32[] scores)"
     );
+    bytes32 private constant _JOIN_TYPEHASH = keccak256("Join(bytes32 runId,address participant)");
     // solhint-enable gas-small-strings
     /// @dev secp256k1n / 2: larger `s` values are malleable and rejected.
     uint256 private constant _HALF_ORDER =
@@ -76,9 +104,26 @@ contract CandidateSelection {
 
     // ---------------------------------------------------------------------- types
 
+    /// @notice The protocol parameters of a run, fixed at deployment.
+    /// @param numCandidates The number `M` of candidates elected per round, `1 <= M <= n`.
+    /// @param quorum The least number of ballots `elect` accepts, `1 <= quorum <= n`.
+    /// @param shareFractionPpm The fraction of an update's entries a client shares, in
+    /// parts per million, `1..1_000_000` (enforced by the clients, recorded here).
+    /// @param perTensor Whether the share fraction applies per tensor (else to the
+    /// whole flattened update); enforced by the clients, recorded here.
+    /// @param electionRule The election rule; 0 = truncated Borda (the only one so far).
+    struct Params {
+        uint16 numCandidates;
+        uint16 quorum;
+        uint32 shareFractionPpm;
+        bool perTensor;
+        uint8 electionRule;
+    }
+
     /// @notice A signed score vector of one evaluator for one round.
     /// @param evaluator The participant that scored its peers (and signed).
-    /// @param peers The scored update authors (never the evaluator itself).
+    /// @param peers The scored update authors: exactly the round's authors other than
+    /// the evaluator, in any order.
     /// @param scores Score of each peer, in `[0, MAX_SCORE]`.
     /// @param signature 65-byte `r || s || v` EIP-712 signature of the evaluator over
     /// `Ballot(runId, round, evaluator, peers, scores)`.
@@ -102,22 +147,26 @@ contract CandidateSelection {
         address[] evaluators;
         address[] candidates;
         bool elected;
+        bytes32 seed;
         mapping(address => AuthorInfo) info;
     }
 
     // -------------------------------------------------------------------- storage
 
-    // Slither (immutable-states) suggests `immutable` for `_owner`, `_numCandidates` and
-    // `_runId`. Deliberately not: immutables are embedded in the runtime code, which would
-    // then differ per run, and clients recognise the contract by comparing its runtime
-    // code with the packaged artifact (see the contract NatSpec). The cost is one SLOAD
-    // (2,100 gas cold) per read.
+    // Slither (immutable-states) suggests `immutable` for `_owner`, `_runId` and
+    // `_openingBlock`. Deliberately not: immutables are embedded in the runtime code,
+    // which would then differ per run, and clients recognise the contract by comparing
+    // its runtime code with the packaged artifact (see the contract NatSpec). The cost
+    // is one SLOAD (2,100 gas cold) per read.
     // slither-disable-start immutable-states
     address private _owner;
-    uint16 private _numCandidates;
     uint32 private _lastCompletedRound;
+    bool private _open;
     bytes32 private _runId;
+    uint256 private _openingBlock;
     // slither-disable-end immutable-states
+    Params private _params;
+    bytes32 private _rosterDigest;
     address[] private _participants;
     mapping(address => uint256) private _indexPlusOne;
     mapping(uint32 => mapping(uint8 => mapping(address => bytes32))) private _anchors;
@@ -125,18 +174,24 @@ contract CandidateSelection {
 
     // --------------------------------------------------------------------- events
 
-    /// @notice The run was opened.
+    /// @notice A participant joined the roster (before the run opened).
+    /// @param participant The participant, whose join signature was verified.
+    /// @param index Its registration index.
+    event Registered(address indexed participant, uint256 indexed index);
+    /// @notice The run was opened: roster and parameters are final.
     /// @param runId The run identifier.
     /// @param owner The server (deployer).
-    /// @param chainId The chain id at deployment.
-    /// @param participants The participants in registration order.
-    /// @param numCandidates The number `M` of candidates elected per round.
+    /// @param chainId The chain id.
+    /// @param rosterDigest `keccak256(abi.encodePacked(participants))`.
+    /// @param numParticipants The number `n` of participants.
+    /// @param params The run's parameters.
     event RunOpened(
         bytes32 indexed runId,
         address indexed owner,
         uint256 chainId,
-        address[] participants,
-        uint16 numCandidates
+        bytes32 rosterDigest,
+        uint256 numParticipants,
+        Params params
     );
     /// @notice A message digest was anchored.
     /// @param round The round of the message.
@@ -159,14 +214,28 @@ contract CandidateSelection {
 
     /// @notice The caller is not the owner (server).
     error NotOwner(address caller);
+    /// @notice The run is not open yet: round functions wait for `open()`.
+    error RunNotOpen();
+    /// @notice The run is open: the roster and parameters can no longer change.
+    error RunAlreadyOpen();
     /// @notice The number of participants is not in `[1, MAX_PARTICIPANTS]`.
     error InvalidParticipantCount(uint256 count);
     /// @notice The zero address was given as a participant.
     error ZeroAddressParticipant();
     /// @notice A participant was listed twice.
     error DuplicateParticipant(address participant);
-    /// @notice The number of candidates is not in `[1, numParticipants]`.
+    /// @notice A join signature is malformed (`recovered == 0`) or not the participant's.
+    error InvalidJoinSignature(address participant, address recovered);
+    /// @notice The number of candidates is not in `[1, numParticipants]` (at deployment,
+    /// `numParticipants` is `MAX_PARTICIPANTS`).
     error InvalidCandidateCount(uint256 numCandidates, uint256 numParticipants);
+    /// @notice The quorum is not in `[1, numParticipants]` (at deployment,
+    /// `numParticipants` is `MAX_PARTICIPANTS`).
+    error InvalidQuorum(uint256 quorum, uint256 numParticipants);
+    /// @notice The share fraction is not in `[1, 1_000_000]` ppm.
+    error InvalidShareFraction(uint32 shareFractionPpm);
+    /// @notice The election rule is not one this contract implements.
+    error UnsupportedElectionRule(uint8 electionRule);
     /// @notice Two arrays that must have equal lengths do not.
     error LengthMismatch(uint256 a, uint256 b);
     /// @notice A batch is empty.
@@ -189,6 +258,8 @@ contract CandidateSelection {
     error NoUpdates(uint32 round);
     /// @notice The round has already been elected.
     error AlreadyElected(uint32 round);
+    /// @notice Fewer ballots than the quorum were cast in the round.
+    error QuorumNotReached(uint32 round, uint256 ballots, uint256 quorum);
     /// @notice The evaluator already cast a ballot in the round.
     error DuplicateBallot(uint32 round, address evaluator);
     /// @notice A ballot scores its own evaluator.
@@ -197,6 +268,9 @@ contract CandidateSelection {
     error NotAnAuthor(uint32 round, address peer);
     /// @notice A ballot scores the same peer twice.
     error DuplicatePeer(address peer);
+    /// @notice A ballot does not score every update author of the round other than its
+    /// evaluator: it has `peers` peers where `expected` are required.
+    error IncompleteBallot(uint32 round, address evaluator, uint256 peers, uint256 expected);
     /// @notice A score exceeds `MAX_SCORE`.
     error ScoreOutOfRange(uint32 score);
     /// @notice A ballot signature is malformed (`recovered == 0`) or not the evaluator's.
@@ -209,30 +283,91 @@ contract CandidateSelection {
         _;
     }
 
+    modifier whenOpen() {
+        if (!_open) revert RunNotOpen();
+        _;
+    }
+
+    modifier beforeOpen() {
+        if (_open) revert RunAlreadyOpen();
+        _;
+    }
+
     // ---------------------------------------------------------------- constructor
 
-    /// @notice Open a run.
-    /// @param runId_ 32-byte identifier of the run.
-    /// @param participants_ Participant addresses in registration order (index 0..n-1),
-    /// `1 <= n <= 256`, no zero address, no duplicates.
-    /// @param numCandidates_ Number `M` of candidates elected per round, `1 <= M <= n`.
-    constructor(bytes32 runId_, address[] memory participants_, uint16 numCandidates_) {
-        uint256 n = participants_.length;
-        if (n == 0 || n > MAX_PARTICIPANTS) revert InvalidParticipantCount(n);
-        if (numCandidates_ == 0 || numCandidates_ > n) {
-            revert InvalidCandidateCount(numCandidates_, n);
+    /// @notice Create a run with fixed parameters; participants follow with `register`.
+    /// @dev Checks what does not depend on the roster: `1 <= M <= 256`,
+    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0; `open()`
+    /// checks `M <= n` and `quorum <= n`.
+    /// @param runId_ 32-byte identifier of the run (signed by every participant's join).
+    /// @param params_ The run's parameters.
+    constructor(bytes32 runId_, Params memory params_) {
+        if (params_.electionRule != RULE_TRUNCATED_BORDA) {
+            revert UnsupportedElectionRule(params_.electionRule);
         }
-        for (uint256 i = 0; i < n; ++i) {
-            address p = participants_[i];
-            if (p == address(0)) revert ZeroAddressParticipant();
-            if (_indexPlusOne[p] != 0) revert DuplicateParticipant(p);
-            _indexPlusOne[p] = i + 1;
+        if (params_.numCandidates == 0 || params_.numCandidates > MAX_PARTICIPANTS) {
+            revert InvalidCandidateCount(params_.numCandidates, MAX_PARTICIPANTS);
+        }
+        if (params_.quorum == 0 || params_.quorum > MAX_PARTICIPANTS) {
+            revert InvalidQuorum(params_.quorum, MAX_PARTICIPANTS);
+        }
+        if (params_.shareFractionPpm == 0 || params_.shareFractionPpm > PPM) {
+            revert InvalidShareFraction(params_.shareFractionPpm);
         }
         _owner = msg.sender;
         _runId = runId_;
-        _numCandidates = numCandidates_;
-        _participants = participants_;
-        emit RunOpened(runId_, msg.sender, block.chainid, participants_, numCandidates_);
+        _params = params_;
+        _openingBlock = block.number;
+    }
+
+    // --------------------------------------------------------------- registration
+
+    /// @notice Add participants to the roster (owner, before `open`; any number of batches).
+    /// @dev Each account must be new and non-zero, and its signature a 65-byte low-s
+    /// EIP-712 signature by the account of `Join(runId, account)` under the domain
+    /// ("SecCL", "1", block.chainid) — no `verifyingContract`. Registration indices
+    /// follow the call order. Any invalid entry reverts the whole batch.
+    /// @param accounts The participant addresses.
+    /// @param joinSignatures One join signature per account.
+    function register(address[] calldata accounts, bytes[] calldata joinSignatures)
+        external
+        onlyOwner
+        beforeOpen
+    {
+        uint256 count = accounts.length;
+        if (count != joinSignatures.length) revert LengthMismatch(count, joinSignatures.length);
+        if (count == 0) revert EmptyBatch();
+        uint256 first = _participants.length;
+        if (first + count > MAX_PARTICIPANTS) revert InvalidParticipantCount(first + count);
+        bytes32 domain = joinDomainSeparator();
+        bytes32 runId_ = _runId;
+        for (uint256 i = 0; i < count; ++i) {
+            address account = accounts[i];
+            if (account == address(0)) revert ZeroAddressParticipant();
+            if (_indexPlusOne[account] != 0) revert DuplicateParticipant(account);
+            bytes32 digest = _typedDigest(domain, keccak256(abi.encode(_JOIN_TYPEHASH, runId_, account)));
+            address recovered = _recover(digest, joinSignatures[i]);
+            if (recovered != account) revert InvalidJoinSignature(account, recovered);
+            _indexPlusOne[account] = first + i + 1;
+            _participants.push(account);
+            emit Registered(account, first + i);
+        }
+    }
+
+    /// @notice Seal the roster and open the run (owner, once).
+    /// @dev Checks `n >= 1`, `M <= n` and `quorum <= n`; stores the roster digest
+    /// `keccak256(abi.encodePacked(participants))` (each address padded to 32 bytes, in
+    /// registration order) and emits `RunOpened`.
+    function open() external onlyOwner beforeOpen {
+        uint256 n = _participants.length;
+        if (n == 0) revert InvalidParticipantCount(0);
+        Params memory runParams = _params;
+        if (runParams.numCandidates > n) revert InvalidCandidateCount(runParams.numCandidates, n);
+        if (runParams.quorum > n) revert InvalidQuorum(runParams.quorum, n);
+        bytes32 digest = keccak256(abi.encodePacked(_participants));
+        _rosterDigest = digest;
+        _open = true;
+        emit RunOpened(_runId, msg.sender, block.chainid, digest, n, runParams);
     }
 
     // -------------------------------------------------------------------- anchors
@@ -243,7 +378,8 @@ contract CandidateSelection {
     /// round 0 (initial model) once before any round completes, round `r >= 1` only
     /// when `r == currentRound()` is elected — this completes round `r`. EVALUATION:
     /// authors are participants and `1 <= round <= lastCompletedRound()`.
-    /// No `(round, kind, author)` can be anchored twice; digests are non-zero.
+    /// No `(round, kind, author)` can be anchored twice; digests are non-zero. UPDATE
+    /// digests are XORed into `roundSeed(round)`. Reverts `RunNotOpen` before `open`.
     /// @param round The round the messages belong to.
     /// @param kind 1 (UPDATE), 3 (GLOBAL_MODEL) or 4 (EVALUATION).
     /// @param authors The message authors.
@@ -251,6 +387,7 @@ contract CandidateSelection {
     function anchor(uint32 round, uint8 kind, address[] calldata authors, bytes32[] calldata digests)
         external
         onlyOwner
+        whenOpen
     {
         if (kind != KIND_UPDATE && kind != KIND_GLOBAL_MODEL && kind != KIND_EVALUATION) {
             revert InvalidKind(kind);
@@ -262,6 +399,7 @@ contract CandidateSelection {
         _checkAnchorRound(round, kind, rs);
 
         mapping(address => bytes32) storage slots = _anchors[round][kind];
+        bytes32 seed = rs.seed;
         for (uint256 i = 0; i < authors.length; ++i) {
             address author = authors[i];
             bytes32 digest = digests[i];
@@ -272,8 +410,12 @@ contract CandidateSelection {
             if (kind == KIND_UPDATE) {
                 rs.authors.push(author);
                 rs.info[author] = AuthorInfo({isAuthor: true, index: uint8(indexPlusOne - 1), points: 0});
+                seed ^= digest;
             }
             emit Anchored(round, kind, author, digest);
+        }
+        if (kind == KIND_UPDATE) {
+            rs.seed = seed;
         }
         if (kind == KIND_GLOBAL_MODEL && round != 0) {
             _lastCompletedRound = round;
@@ -320,11 +462,12 @@ contract CandidateSelection {
     /// round is current and has updates, it is not elected, the evaluator is a
     /// participant without an earlier ballot, `peers`/`scores` lengths match, every
     /// peer is not the evaluator, anchored an update this round and appears once, every
-    /// score is at most `MAX_SCORE`, and the signature is a 65-byte low-s EIP-712
-    /// signature of the evaluator. Cost O(k * M) per ballot of `k` peers.
+    /// score is at most `MAX_SCORE`, the peers are all the round's authors other than
+    /// the evaluator (`IncompleteBallot`), and the signature is a 65-byte low-s EIP-712
+    /// signature of the evaluator. Cost O(k + M log k) per ballot of `k` peers.
     /// @param round The current round.
     /// @param ballots The ballots.
-    function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner {
+    function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner whenOpen {
         if (ballots.length == 0) revert EmptyBatch();
         uint32 current = _lastCompletedRound + 1;
         if (round != current) revert WrongRound(round, current);
@@ -333,7 +476,7 @@ contract CandidateSelection {
         if (rs.elected) revert AlreadyElected(round);
 
         bytes32 domain = domainSeparator();
-        uint256 m = _numCandidates;
+        uint256 m = _params.numCandidates;
         for (uint256 b = 0; b < ballots.length; ++b) {
             _castBallot(round, rs, ballots[b], domain, m);
         }
@@ -364,9 +507,9 @@ contract CandidateSelection {
         emit BallotCast(round, evaluator, digest);
     }
 
-    /// @dev Check the peers and scores of a ballot; return one unique sort key per peer:
-    /// `(score + 1) << 16 | (255 - participantIndex) << 8 | position`, so that a larger
-    /// key means a better rank (higher score, then lower participant index).
+    /// @dev Check the peers and scores of a ballot; return one unique sort key per peer
+    /// (`_sortKey`), so that a larger key means a better rank (higher score, then the
+    /// round's tie order).
     function _rankKeys(uint32 round, RoundState storage rs, Ballot calldata ballot)
         private
         view
@@ -378,6 +521,7 @@ contract CandidateSelection {
         uint256 k = peers.length;
         if (k != scores.length) revert LengthMismatch(k, scores.length);
         keys = new uint256[](k);
+        bytes32 seed = rs.seed;
         uint256 seen = 0; // bitmap of participant indices, n <= 256
         for (uint256 i = 0; i < k; ++i) {
             address peer = peers[i];
@@ -390,54 +534,57 @@ contract CandidateSelection {
             seen |= bit;
             uint32 score = scores[i];
             if (score > MAX_SCORE) revert ScoreOutOfRange(score);
-            keys[i] = ((uint256(score) + 1) << 16) | ((255 - index) << 8) | i;
+            keys[i] = _sortKey(score, seed, peer, i);
         }
+        uint256 expected = rs.authors.length - (rs.info[evaluator].isAuthor ? 1 : 0);
+        if (k != expected) revert IncompleteBallot(round, evaluator, k, expected);
     }
 
-    /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial selection).
+    /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial heapsort).
     function _tally(RoundState storage rs, address[] calldata peers, uint256[] memory keys, uint256 m)
         private
     {
         uint256 k = keys.length;
         uint256 top = m < k ? m : k;
-        uint256 previous = type(uint256).max;
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
-            uint256 best = _maxBelow(keys, previous);
-            previous = best;
-            rs.info[peers[best & 0xff]].points += uint32(m - p);
+            rs.info[peers[keys[k - 1 - p] & 0xff]].points += uint32(m - p);
         }
     }
 
     // ------------------------------------------------------------------- election
 
     /// @notice Elect the candidates of the current round from the ballots submitted so far.
-    /// @dev Ranks the round's update authors by total points (ties: lower participant
-    /// index first) and stores the first `min(M, #authors)`. Zero ballots is allowed
-    /// (all totals 0). Cost O(#authors * M).
+    /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Ranks the round's
+    /// update authors by total points (ties in the round's tie order) and stores the
+    /// first `min(M, #authors)`. Cost O(#authors * log(#authors)).
     /// @param round The current round.
-    function elect(uint32 round) external onlyOwner {
+    function elect(uint32 round) external onlyOwner whenOpen {
         uint32 current = _lastCompletedRound + 1;
         if (round != current) revert WrongRound(round, current);
         RoundState storage rs = _rounds[round];
         uint256 a = rs.authors.length;
         if (a == 0) revert NoUpdates(round);
         if (rs.elected) revert AlreadyElected(round);
+        Params memory runParams = _params;
+        uint256 ballots = rs.evaluators.length;
+        if (ballots < runParams.quorum) revert QuorumNotReached(round, ballots, runParams.quorum);
 
+        bytes32 seed = rs.seed;
         uint256[] memory keys = new uint256[](a);
         for (uint256 i = 0; i < a; ++i) {
-            AuthorInfo storage info = rs.info[rs.authors[i]];
-            keys[i] = ((uint256(info.points) + 1) << 16) | ((255 - uint256(info.index)) << 8) | i;
+            address author = rs.authors[i];
+            keys[i] = _sortKey(rs.info[author].points, seed, author, i);
         }
-        uint256 m = _numCandidates;
+        uint256 m = runParams.numCandidates;
         uint256 top = m < a ? m : a;
         address[] memory candidates = new address[](top);
         uint32[] memory totals = new uint32[](top);
-        uint256 previous = type(uint256).max;
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
-            uint256 best = _maxBelow(keys, previous);
-            previous = best;
+            uint256 best = keys[a - 1 - p];
             candidates[p] = rs.authors[best & 0xff];
-            totals[p] = uint32((best >> 16) - 1);
+            totals[p] = uint32((best >> 224) - 1);
         }
         rs.candidates = candidates;
         rs.elected = true;
@@ -458,10 +605,37 @@ contract CandidateSelection {
         return _runId;
     }
 
-    /// @notice The number `M` of candidates elected per round.
-    /// @return M.
-    function numCandidates() external view returns (uint16) {
-        return _numCandidates;
+    /// @notice The run's parameters, fixed at deployment.
+    /// @return The parameters (`numCandidates`, `quorum`, `shareFractionPpm`,
+    /// `perTensor`, `electionRule`).
+    function params() external view returns (Params memory) {
+        return _params;
+    }
+
+    /// @notice Whether `open()` has sealed the roster (round functions need it).
+    /// @return True once the run is open.
+    function isOpen() external view returns (bool) {
+        return _open;
+    }
+
+    /// @notice `keccak256(abi.encodePacked(participants()))`, fixed by `open()`.
+    /// @return The roster digest; zero before the run is open.
+    function rosterDigest() external view returns (bytes32) {
+        return _rosterDigest;
+    }
+
+    /// @notice The block of the deployment: every event of the run is at or after it.
+    /// @return The block number.
+    function openingBlock() external view returns (uint256) {
+        return _openingBlock;
+    }
+
+    /// @notice The seed of a round's tie order: the XOR of its anchored UPDATE digests
+    /// (final from the round's first ballot on).
+    /// @param round The round.
+    /// @return The seed (zero before any update of the round).
+    function roundSeed(uint32 round) external view returns (bytes32) {
+        return _rounds[round].seed;
     }
 
     /// @notice The participants in registration order.
@@ -568,6 +742,20 @@ contract CandidateSelection {
         return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
     }
 
+    /// @notice The EIP-712 domain separator of join signatures ("SecCL", "1", block.chainid),
+    /// without `verifyingContract`.
+    /// @return The join domain separator, computed at call time.
+    function joinDomainSeparator() public view returns (bytes32) {
+        return keccak256(abi.encode(_JOIN_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid));
+    }
+
+    /// @notice The EIP-712 digest of `Join(runId, participant)` (what a participant signs).
+    /// @param participant The participant.
+    /// @return The digest `keccak256(0x1901 || joinDomainSeparator || structHash)`.
+    function hashJoin(address participant) external view returns (bytes32) {
+        return _typedDigest(joinDomainSeparator(), keccak256(abi.encode(_JOIN_TYPEHASH, _runId, participant)));
+    }
+
     /// @notice The EIP-712 digest of a `Message` of this run.
     /// @param round The round.
     /// @param kind The message kind.
@@ -619,26 +807,50 @@ contract CandidateSelection {
         return _typedDigest(domain, structHash);
     }
 
-    /// @dev The largest key strictly below `bound` (0 if none): one step of the
-    /// partial selection, O(keys.length). Keys are unique and non-zero.
-    // Inline assembly (slither: assembly, solhint: no-inline-assembly) on purpose: this
-    // loop runs M times per ballot (and in `elect`) over up to 256 keys and dominates
-    // their cost; in Solidity it would pay a bounds check and checked arithmetic per key.
-    // The block only reads `keys` (from its data start to start + 32 * length, in
-    // bounds), writes no memory and is marked memory-safe. The election is checked
-    // against the Python oracle in tests/test_election_differential.py.
-    // slither-disable-next-line assembly
-    function _maxBelow(uint256[] memory keys, uint256 bound) private pure returns (uint256 best) {
-        // Read-only, in-bounds selection loop; see the comment above the function.
-        // solhint-disable-next-line no-inline-assembly
-        assembly ("memory-safe") {
-            let ptr := add(keys, 0x20)
-            let end := add(ptr, shl(5, mload(keys)))
-            for {} lt(ptr, end) { ptr := add(ptr, 0x20) } {
-                let key := mload(ptr)
-                if and(gt(key, best), lt(key, bound)) { best := key }
-            }
+    /// @dev Partial heapsort: moves the `top` largest keys to the end of `keys`, the
+    /// largest last (`keys[len - 1 - p]` is the `p`-th best). O(len + top * log(len)):
+    /// a max-heap is built in place, then its root is swapped out `top` times.
+    function _selectTop(uint256[] memory keys, uint256 top) private pure {
+        uint256 len = keys.length;
+        for (uint256 i = len / 2; i > 0; --i) {
+            _siftDown(keys, i - 1, len);
         }
+        for (uint256 end = len; end > len - top; --end) {
+            uint256 largest = keys[0];
+            keys[0] = keys[end - 1];
+            keys[end - 1] = largest;
+            _siftDown(keys, 0, end - 1);
+        }
+    }
+
+    /// @dev Restore the max-heap property of `keys[0:end]` below `root`.
+    function _siftDown(uint256[] memory keys, uint256 root, uint256 end) private pure {
+        uint256 value = keys[root];
+        uint256 child = 2 * root + 1;
+        while (child < end) {
+            uint256 larger = keys[child];
+            if (child + 1 < end && keys[child + 1] > larger) {
+                ++child;
+                larger = keys[child];
+            }
+            if (larger < value) break;
+            keys[root] = larger;
+            root = child;
+            child = 2 * root + 1;
+        }
+        keys[root] = value;
+    }
+
+    /// @dev The selection key of a participant: `(value + 1) << 224`, then the top 216
+    /// bits of `~keccak256(abi.encode(seed, account))` (a lower hash gives a larger key),
+    /// then the position `< 256` in the low byte, which makes keys unique and non-zero.
+    function _sortKey(uint256 value, bytes32 seed, address account, uint256 position)
+        private
+        pure
+        returns (uint256)
+    {
+        uint256 tie = uint256(keccak256(abi.encode(seed, account)));
+        return ((value + 1) << 224) | ((~tie >> 40) << 8) | position;
     }
 
     function _typedDigest(bytes32 domain, bytes32 structHash) private pure returns (bytes32) {

@@ -14,20 +14,37 @@ store (:mod:`seccl_flwr.store`) it fetches the messages. It then re-derives:
   stored ballots elects the contract's candidates with the contract's totals;
 * **global models** - global model ``r`` equals global model ``r - 1`` plus the merge
   (:func:`~seccl_flwr.protocol.sparse.aggregate`) of exactly the elected
-  candidates' stored updates, in the contract's order.
+  candidates' stored updates, in the contract's order;
+* **the run** - it is open (roster sealed), and its roster and parameters are the
+  ones the auditor pins (:class:`AuditPins`; what is not pinned is reported as read);
+* **withholding** - every election had the quorum of ballots (counted from the
+  chain's ``BallotCast`` events, not taken from the contract's word), every ballot
+  scores exactly the round's other anchored authors, no round was left open, and
+  who sent no update or cast no ballot (notices: the audit cannot tell a node
+  that dropped out from a server that withheld it).
 
 Every mismatch is a :class:`Finding` that names the round, the node and the
-message; :class:`RoundVerdict` summarises each round.
+message; :class:`RoundVerdict` summarises each round. Every log query starts at
+the contract's opening block.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
 
 from .chain.csc import CandidateSelection
 from .errors import SignatureError, SparseUpdateError
-from .protocol.borda import elect
+from .protocol.borda import ElectionError, elect, round_seed
 from .protocol.eip712 import Kind
+from .protocol.params import (
+    PPM,
+    TRUNCATED_BORDA,
+    RunParams,
+    num_candidates,
+    roster_digest,
+    share_fraction_ppm,
+)
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, SparseUpdate
 from .store import MessageNotFoundError, MessageStore, StoredMessageFormatError, digest_hex
@@ -52,10 +69,33 @@ ELECTION_MISMATCH = "election-mismatch"
 """The Python reference election on the stored ballots differs from the contract's."""
 AGGREGATION_MISMATCH = "aggregation-mismatch"
 """A global model is not the previous one plus the merge of the elected updates."""
+RUN_NOT_OPEN = "run-not-open"
+"""The contract's run is not open: its roster is not sealed."""
+ROSTER_MISMATCH = "roster-mismatch"
+"""The contract's roster is not the one the auditor pins (or not its own digest)."""
+PARAMETER_MISMATCH = "parameter-mismatch"
+"""A run parameter on chain differs from the auditor's pin (or is a rule the audit lacks)."""
+BELOW_QUORUM = "below-quorum"
+"""A round was elected with fewer ballots (``BallotCast`` events) than the quorum."""
+INCOMPLETE_BALLOT = "incomplete-ballot"
+"""A ballot does not score exactly the round's anchored update authors but its evaluator."""
+STALLED_ROUND = "stalled-round"
+"""A round's updates are anchored but it was never elected, or never got its global model."""
+
+MISSING_UPDATE = "missing-update"
+"""Notice: a roster member has no anchored update in a round."""
+MISSING_BALLOT = "missing-ballot"
+"""Notice: an author whose update was anchored cast no ballot in an elected round."""
+
+RUN_KINDS = (RUN_NOT_OPEN, ROSTER_MISMATCH, PARAMETER_MISMATCH)
+"""Kinds of findings about the whole run, not one round (reported first)."""
 
 FINDING_KINDS = (
+    *RUN_KINDS,
     DIGEST_MISMATCH,
     BAD_SIGNATURE,
+    BELOW_QUORUM,
+    INCOMPLETE_BALLOT,
     ELECTION_MISMATCH,
     AGGREGATION_MISMATCH,
     MISSING_MESSAGE,
@@ -64,16 +104,25 @@ FINDING_KINDS = (
     UNANCHORED_MESSAGE,
     FOREIGN_MESSAGE,
     MISSING_ANCHOR,
+    STALLED_ROUND,
 )
 """Every kind of finding, most telling first: findings of a round are reported in this
 order (a tampered or forged message before the gaps it leaves)."""
+
+NOTICE_KINDS = (MISSING_UPDATE, MISSING_BALLOT)
+"""Kinds of notices: reported, but not failures. The protocol tolerates them (a round
+needs only the quorum of ballots and the updates it got), and neither the chain
+nor the store can tell who is at fault: a node that dropped out (crash, network,
+refusal to vote on a run it distrusts) leaves the same trace as a server that never
+contacted it or withheld what it sent. A pattern (one node never counted) is the
+auditor's to judge; the node itself knows which it was."""
 
 OK, FAIL, UNCHECKED, NOTHING = "ok", "FAIL", "?", "-"
 """Verdicts of one column of a round: checked and right, wrong, not checkable
 (inputs missing or wrong, see the findings), nothing to check."""
 _PRECEDENCE = {NOTHING: 0, OK: 1, UNCHECKED: 2, FAIL: 3}
 
-COLUMNS = ("updates", "ballots", "election", "global_model", "evaluations")
+COLUMNS = ("updates", "ballots", "quorum", "election", "global_model", "evaluations")
 _COLUMN_OF_KIND = {
     Kind.UPDATE: "updates",
     Kind.BALLOT: "ballots",
@@ -108,17 +157,116 @@ class Finding:
     detail: str
 
     def __str__(self) -> str:
-        where = "round ?" if self.round is None else f"round {self.round}"
+        if self.kind in RUN_KINDS:
+            where = "run"
+        else:
+            where = "round ?" if self.round is None else f"round {self.round}"
         return f"{self.kind}: {where}, node {self.node}, {self.message}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class AuditPins:
+    """What the auditor pins of the run; ``None``: not pinned (reported as read).
+
+    Attributes
+    ----------
+    roster_digest : bytes | None
+        The contract's ``rosterDigest`` (the participants in registration order).
+    roster : tuple[str, ...] | None
+        The participants, in any order (membership is compared).
+    candidate_fraction : float | None
+        λ: the run must elect ``M = num_candidates(λ, n)``.
+    share_fraction : float | None
+        The share fraction (compared in ppm, as the chain stores it).
+    per_tensor : bool | None
+        Whether the share fraction applies per tensor.
+    quorum : int | None
+        The least ballot quorum the auditor accepts (as a client's ``seccl-quorum``):
+        a run quorum below it is a mismatch, and a round elected with fewer ballots
+        is below the quorum.
+    """
+
+    roster_digest: bytes | None = None
+    roster: tuple[str, ...] | None = None
+    candidate_fraction: float | None = None
+    share_fraction: float | None = None
+    per_tensor: bool | None = None
+    quorum: int | None = None
+
+
+def roster_mismatches(
+    pins: AuditPins, participants: Sequence[str], on_chain_digest: bytes
+) -> list[str]:
+    """Return how the contract's roster differs from the pins (empty if it does not).
+
+    The contract's ``rosterDigest`` must also be the digest of its own participants
+    (checked only if the run is open: before, it is zero).
+    """
+    problems = []
+    if pins.roster_digest is not None and pins.roster_digest != on_chain_digest:
+        problems.append(
+            f"rosterDigest 0x{on_chain_digest.hex()} differs from the pinned "
+            f"0x{pins.roster_digest.hex()}"
+        )
+    if pins.roster is not None:
+        listed = {to_checksum_address(p) for p in participants}
+        pinned = {to_checksum_address(p) for p in pins.roster}
+        strangers, absent = sorted(listed - pinned), sorted(pinned - listed)
+        if strangers:
+            problems.append(f"the roster lists {strangers}, whom the pinned roster does not")
+        if absent:
+            problems.append(f"the roster lacks the pinned {absent}")
+    return problems
+
+
+def parameter_mismatches(pins: AuditPins, params: RunParams, num_participants: int) -> list[str]:
+    """Return each run parameter on chain that differs from its pin (empty if none does).
+
+    ``M`` is compared with ``num_candidates(λ, n)`` for the pinned λ, the share
+    fraction in ppm, the quorum as a least value; an election rule other than
+    truncated Borda is always a mismatch (the audit re-runs only that one).
+    """
+    problems = []
+    if pins.candidate_fraction is not None:
+        expected = num_candidates(pins.candidate_fraction, num_participants)
+        if params.num_candidates != expected:
+            problems.append(
+                f"M = {params.num_candidates}, but the pinned λ = {pins.candidate_fraction} "
+                f"and n = {num_participants} give M = {expected}"
+            )
+    if pins.quorum is not None and params.quorum < pins.quorum:
+        problems.append(f"quorum {params.quorum} is below the pinned {pins.quorum}")
+    if pins.share_fraction is not None:
+        expected = share_fraction_ppm(pins.share_fraction)
+        if params.share_fraction_ppm != expected:
+            problems.append(
+                f"share fraction {params.share_fraction_ppm} ppm, but the pinned "
+                f"{pins.share_fraction} is {expected} ppm"
+            )
+    if pins.per_tensor is not None and params.per_tensor != pins.per_tensor:
+        problems.append(f"per-tensor {params.per_tensor}, but the pin is {pins.per_tensor}")
+    if params.election_rule != TRUNCATED_BORDA:
+        problems.append(
+            f"election rule {params.election_rule}; the audit knows only truncated Borda "
+            f"({TRUNCATED_BORDA})"
+        )
+    return problems
 
 
 @dataclass
 class RoundVerdict:
-    """Verdict per column of one round: ``ok``, ``FAIL``, ``?`` or ``-``."""
+    """Verdict per column of one round: ``ok``, ``FAIL``, ``?`` or ``-``.
+
+    ``updated`` (anchored updates of the roster) and ``voted`` (ballots of the
+    anchored authors) are counts, e.g. ``"4/5"``, not verdicts.
+    """
 
     round: int
+    updated: str = NOTHING
+    voted: str = NOTHING
     updates: str = NOTHING
     ballots: str = NOTHING
+    quorum: str = NOTHING
     election: str = NOTHING
     global_model: str = NOTHING
     evaluations: str = NOTHING
@@ -142,10 +290,22 @@ class AuditReport:
     ----------
     chain_id, contract, run_id, owner : int, str, str, str
         The audited run.
+    params : RunParams
+        The run's parameters, as read from the contract.
+    participants : list[str]
+        The roster, in registration order.
+    roster_digest : bytes
+        The contract's ``rosterDigest`` (zero if the run is not open).
+    is_open : bool
+        Whether the run is open.
+    pins : AuditPins
+        What the auditor pinned.
     rounds : list[RoundVerdict]
         One verdict per round seen on chain, from round 0.
     findings : list[Finding]
-        Every mismatch, by round.
+        Every mismatch: the run's first, then by round.
+    notices : list[Finding]
+        Missing updates and ballots (:data:`NOTICE_KINDS`), by round; not failures.
     messages_checked : int
         Stored messages read.
     foreign_skipped : int
@@ -156,8 +316,14 @@ class AuditReport:
     contract: str
     run_id: str
     owner: str
+    params: RunParams
+    participants: list[str]
+    roster_digest: bytes
+    is_open: bool
+    pins: AuditPins = field(default_factory=AuditPins)
     rounds: list[RoundVerdict] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    notices: list[Finding] = field(default_factory=list)
     messages_checked: int = 0
     foreign_skipped: int = 0
 
@@ -209,23 +375,48 @@ def _signature_problem(message: SignedMessage) -> str | None:
 class _Audit:
     """State of one audit; :func:`audit_run` is its only entry point."""
 
-    def __init__(self, csc: CandidateSelection, store: MessageStore, ignore_foreign: bool):
+    def __init__(
+        self,
+        csc: CandidateSelection,
+        store: MessageStore,
+        ignore_foreign: bool,
+        pins: AuditPins,
+    ):
         self.csc = csc
         self.store = store
         self.ignore_foreign = ignore_foreign
         self.binding = csc.binding
         self.owner = csc.owner()
-        self.participants = csc.participants()
+        self.params = csc.params()
         self.anchors = chain_anchors(csc)
         self.verified: dict[Key, SignedMessage] = {}
+        self._elected: dict[int, bool] = {}
+        self._authors: dict[tuple[int, Kind], list[str]] = {}
+        for round_, kind, author in self.anchors:
+            self._authors.setdefault((round_, kind), []).append(author)
         last = max([csc.last_completed_round(), *(r for r, _, _ in self.anchors)])
         self.report = AuditReport(
             chain_id=self.binding.chain_id,
             contract=self.binding.contract,
             run_id="0x" + self.binding.run_id.hex(),
             owner=self.owner,
+            params=self.params,
+            participants=csc.participants(),
+            roster_digest=csc.roster_digest(),
+            is_open=csc.is_open(),
+            pins=pins,
             rounds=[RoundVerdict(r) for r in range(last + 1)],
         )
+
+    def elected(self, round_: int) -> bool:
+        """Return whether the round's election ran (read once per round)."""
+        if round_ not in self._elected:
+            self._elected[round_] = self.csc.is_elected(round_)
+        return self._elected[round_]
+
+    def authors(self, round_: int, kind: Kind) -> list[str]:
+        """Return who has an anchor of ``kind`` in the round (from the chain's events)."""
+        return self._authors.get((round_, kind), [])
 
     # ----------------------------------------------------------------- helpers
     def find(
@@ -239,6 +430,9 @@ class _Audit:
     ) -> None:
         self.report.findings.append(Finding(round_, node, message, kind, detail))
         self.mark(round_, column, FAIL)
+
+    def notice(self, round_: int, node: str, message: str, kind: str, detail: str) -> None:
+        self.report.notices.append(Finding(round_, node, message, kind, detail))
 
     def mark(self, round_: int | None, column: str | None, verdict: str) -> None:
         if column is not None and round_ is not None and 0 <= round_ < len(self.report.rounds):
@@ -286,6 +480,8 @@ class _Audit:
                 self.find(round_, author, label, BAD_SIGNATURE, problem, column)
             else:
                 self.mark(round_, column, OK)
+            if kind == Kind.BALLOT:
+                self.check_ballots_complete(round_, message, label)
             self.verified[key] = message
 
     def check_unanchored(self) -> None:
@@ -329,6 +525,8 @@ class _Audit:
             problem = _signature_problem(message)
             if problem is not None:
                 self.find(message.round, message.author, label, BAD_SIGNATURE, problem, column)
+            elif message.kind == Kind.BALLOT:  # a ballot its evaluator signed, never cast
+                self.check_ballots_complete(message.round, message, label)
             on_chain = self.anchors.get(key)
             if on_chain is None:
                 self.find(
@@ -349,12 +547,144 @@ class _Audit:
                     column,
                 )
 
+    # ---------------------------------------------------------------------- run
+    def check_run(self) -> None:
+        """Check that the run is open and its roster and parameters are the pinned ones."""
+        report = self.report
+        if not report.is_open:
+            self.find(
+                None,
+                "contract",
+                "run",
+                RUN_NOT_OPEN,
+                f"the roster of {len(report.participants)} participants is not sealed "
+                "(open() was never called): the owner can still add participants",
+            )
+        problems = roster_mismatches(report.pins, report.participants, report.roster_digest)
+        if report.is_open and roster_digest(report.participants) != report.roster_digest:
+            problems.append(
+                f"rosterDigest 0x{report.roster_digest.hex()} is not the digest of the "
+                f"contract's own participants (0x{roster_digest(report.participants).hex()})"
+            )
+        for problem in problems:
+            self.find(None, "contract", "roster", ROSTER_MISMATCH, problem)
+        for problem in parameter_mismatches(report.pins, self.params, len(report.participants)):
+            self.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
+
+    # --------------------------------------------------------------- withholding
+    def quorum(self) -> int:
+        """Return the least ballots an election needs: the run's, or the stricter pin."""
+        return max(self.params.quorum, self.report.pins.quorum or 0)
+
+    def check_ballots_complete(self, round_: int, ballot: SignedMessage, label: str) -> None:
+        """Check that a ballot scores exactly the round's anchored authors but its evaluator."""
+        expected = set(self.authors(round_, Kind.UPDATE)) - {ballot.author}
+        peers = [to_checksum_address(p) for p in ballot.peers]
+        missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
+        if missing or extra or len(peers) != len(set(peers)):
+            self.find(
+                round_,
+                ballot.author,
+                label,
+                INCOMPLETE_BALLOT,
+                f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
+                f"authors: missing {missing}, unexpected {extra}"
+                + (", a peer twice" if len(peers) != len(set(peers)) else ""),
+                "ballots",
+            )
+
+    def check_quorum(self, round_: int) -> None:
+        """Check the round's ballots (``BallotCast`` events) reach the quorum if elected."""
+        if not self.elected(round_):
+            return
+        cast, quorum = len(self.authors(round_, Kind.BALLOT)), self.quorum()
+        if cast >= quorum:
+            self.mark(round_, "quorum", OK)
+            return
+        whose = (
+            f"the run's quorum of {quorum}"
+            if quorum == self.params.quorum
+            else f"the pinned quorum of {quorum} (the run's is {self.params.quorum})"
+        )
+        self.find(
+            round_,
+            "contract",
+            "election",
+            BELOW_QUORUM,
+            f"elected with {cast} ballot(s), below {whose}",
+            "quorum",
+        )
+
+    def check_participation(self, round_: int) -> None:
+        """Count who sent an update and who voted; notice the missing ones."""
+        verdict = self.report.rounds[round_]
+        roster = self.report.participants
+        authors, voters = self.authors(round_, Kind.UPDATE), self.authors(round_, Kind.BALLOT)
+        verdict.updated = f"{len(authors)}/{len(roster)}"
+        for member in roster:
+            if member not in authors:
+                self.notice(
+                    round_,
+                    member,
+                    "update (none)",
+                    MISSING_UPDATE,
+                    "no update anchored: the node dropped out, or the server never asked it, "
+                    "withheld or censored its update (the chain cannot tell which)",
+                )
+        if not authors:
+            return
+        verdict.voted = f"{len(voters)}/{len(authors)}"
+        if not self.elected(round_):
+            return
+        for author in authors:
+            if author not in voters:
+                self.notice(
+                    round_,
+                    author,
+                    "ballot (none)",
+                    MISSING_BALLOT,
+                    "its update is anchored but it cast no ballot: the node dropped out or "
+                    "refused to vote, or the server withheld its cross-evaluation or its "
+                    "ballot (the chain cannot tell which)",
+                )
+
+    def check_completed(self, round_: int) -> None:
+        """Check that a round whose updates are anchored was elected and aggregated."""
+        authors = self.authors(round_, Kind.UPDATE)
+        if not authors:
+            return
+        if not self.elected(round_):
+            cast = len(self.authors(round_, Kind.BALLOT))
+            self.find(
+                round_,
+                "contract",
+                "election",
+                STALLED_ROUND,
+                f"{len(authors)} update(s) anchored, never elected ({cast} ballot(s) cast, "
+                f"quorum {self.quorum()}): the run stopped (or is still running) in this round",
+                "election",
+            )
+        elif (round_, Kind.GLOBAL_MODEL, self.owner) not in self.anchors:
+            self.find(
+                round_,
+                self.owner,
+                "global_model (none)",
+                STALLED_ROUND,
+                f"elected {self.csc.candidates_of(round_)}, but no global model was anchored: "
+                "the run stopped (or is still running) in this round",
+                "global_model",
+            )
+
     # ---------------------------------------------------------------- elections
     def check_election(self, round_: int) -> None:
-        """Recompute the round's election from the stored ballots."""
-        if not self.csc.is_elected(round_):
+        """Recompute the round's election from the stored ballots.
+
+        The quorum is checked by :meth:`check_quorum`; the tie order must follow the
+        contract's round seed, which must be the XOR of the anchored update digests.
+        """
+        if not self.elected(round_):
             return
-        evaluators = [a for (r, k, a) in self.anchors if r == round_ and k == Kind.BALLOT]
+        evaluators = self.authors(round_, Kind.BALLOT)
         on_chain = self.csc.evaluators_of(round_)
         if sorted(on_chain) != sorted(evaluators):
             self.find(
@@ -369,17 +699,28 @@ class _Audit:
         if any((round_, Kind.BALLOT, e) not in self.verified for e in evaluators):
             self.mark(round_, "election", UNCHECKED)
             return
-        index = {address: i for i, address in enumerate(self.participants)}
         authors = self.csc.update_authors(round_)
+        updates = {a: self.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors}
+        seed, contract_seed = round_seed(updates.values()), self.csc.round_seed(round_)
+        if seed != contract_seed:
+            self.find(
+                round_,
+                "contract",
+                "election",
+                ELECTION_MISMATCH,
+                f"the contract's round seed 0x{contract_seed.hex()} is not the XOR of the "
+                f"round's anchored update digests (0x{seed.hex()}), so its ties are not "
+                "broken by an order the server cannot choose",
+                "election",
+            )
+            return
         ballots = {}
         for evaluator in evaluators:
             ballot = self.verified[(round_, Kind.BALLOT, evaluator)]
-            ballots[index[evaluator]] = {
-                index[p]: s for p, s in zip(ballot.peers, ballot.scores, strict=True)
-            }
-        try:
-            winners, totals = elect([index[a] for a in authors], ballots, self.csc.num_candidates())
-        except (ValueError, KeyError) as exc:
+            ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
+        try:  # the quorum is check_quorum's finding; here, the candidates and totals
+            expected, expected_totals = elect(updates, ballots, self.params.num_candidates, 0)
+        except ElectionError as exc:
             self.find(
                 round_,
                 "contract",
@@ -389,8 +730,6 @@ class _Audit:
                 "election",
             )
             return
-        expected = [self.participants[i] for i in winners]
-        expected_totals = {self.participants[i]: t for i, t in totals.items()}
         candidates, contract_totals = self.csc.candidates_of(round_), self.csc.totals_of(round_)
         if expected != candidates or expected_totals != contract_totals:
             self.find(
@@ -467,20 +806,33 @@ class _Audit:
                 "the run anchors no initial global model",
                 "global_model",
             )
+        self.check_run()
         self.check_anchored()
         self.check_unanchored()
         for verdict in self.report.rounds[1:]:
+            self.check_participation(verdict.round)
             self.check_updates_fit(verdict.round)
+            self.check_quorum(verdict.round)
             self.check_election(verdict.round)
             self.check_global(verdict.round)
+            self.check_completed(verdict.round)
         self.report.findings.sort(
-            key=lambda f: (f.round is None, f.round or 0, FINDING_KINDS.index(f.kind))
+            key=lambda f: (
+                f.kind not in RUN_KINDS,
+                f.round is None,
+                f.round or 0,
+                FINDING_KINDS.index(f.kind),
+            )
         )
         return self.report
 
 
 def audit_run(
-    csc: CandidateSelection, store: MessageStore, *, ignore_foreign: bool = False
+    csc: CandidateSelection,
+    store: MessageStore,
+    *,
+    ignore_foreign: bool = False,
+    pins: AuditPins | None = None,
 ) -> AuditReport:
     """Re-derive a whole run from the chain and the message store.
 
@@ -495,22 +847,88 @@ def audit_run(
     ignore_foreign : bool (default: False)
         Skip stored messages of other chains, contracts or runs (a store shared by
         several runs) instead of reporting them as :data:`FOREIGN_MESSAGE`.
+    pins : AuditPins | None (default: None)
+        The roster and parameters the auditor expects; ``None`` pins nothing (the
+        run's are read and reported, not checked).
 
     Returns
     -------
     AuditReport
-        Per-round verdicts and every finding; ``report.ok`` if there is none.
+        Per-round verdicts, every finding and notice; ``report.ok`` if there is no
+        finding (notices do not count).
     """
-    return _Audit(csc, store, ignore_foreign).run()
+    return _Audit(csc, store, ignore_foreign, pins or AuditPins()).run()
+
+
+def _pinned(read: str, pinned: object, differs: bool) -> str:
+    """Return ``read`` with what the auditor pinned and whether it matches."""
+    if pinned is None:
+        return f"{read} (not pinned)"
+    return f"{read} (pinned {pinned}: {'MISMATCH' if differs else 'matches'})"
+
+
+def describe_run(report: AuditReport) -> list[str]:
+    """Return the lines naming the roster and parameters the audit read, with the pins."""
+    pins, params, n = report.pins, report.params, len(report.participants)
+    roster_pins = [
+        ("digest", None if pins.roster_digest is None else "0x" + pins.roster_digest.hex()),
+        ("", None if pins.roster is None else f"{len(pins.roster)} members"),
+    ]
+    roster_problems = roster_mismatches(pins, report.participants, report.roster_digest)
+    roster_pin = [f"{what} {value}".strip() for what, value in roster_pins if value is not None]
+    m = None if pins.candidate_fraction is None else num_candidates(pins.candidate_fraction, n)
+    ppm = None if pins.share_fraction is None else share_fraction_ppm(pins.share_fraction)
+    rule = "truncated Borda" if params.election_rule == TRUNCATED_BORDA else "unknown"
+    return [
+        f"run {'open' if report.is_open else 'NOT OPEN'}; roster: {n} participants, "
+        + _pinned(
+            f"rosterDigest 0x{report.roster_digest.hex()}",
+            ", ".join(roster_pin) or None,
+            bool(roster_problems),
+        ),
+        "params: "
+        + "; ".join(
+            [
+                _pinned(
+                    f"M = {params.num_candidates}",
+                    None if m is None else f"λ {pins.candidate_fraction} -> M = {m}",
+                    m is not None and m != params.num_candidates,
+                ),
+                _pinned(
+                    f"quorum = {params.quorum}",
+                    None if pins.quorum is None else f"at least {pins.quorum}",
+                    pins.quorum is not None and params.quorum < pins.quorum,
+                ),
+                _pinned(
+                    f"share fraction = {params.share_fraction_ppm / PPM:g} "
+                    f"({params.share_fraction_ppm} ppm)",
+                    pins.share_fraction,
+                    ppm is not None and ppm != params.share_fraction_ppm,
+                ),
+                _pinned(
+                    f"per-tensor = {str(params.per_tensor).lower()}",
+                    None if pins.per_tensor is None else str(pins.per_tensor).lower(),
+                    pins.per_tensor is not None and pins.per_tensor != params.per_tensor,
+                ),
+                f"election rule = {params.election_rule} ({rule})",
+            ]
+        ),
+    ]
+
+
+_TABLE = (
+    ("round", "round"),
+    ("updated", "updated"),
+    ("voted", "voted"),
+    *((c if c != "global_model" else "global", c) for c in COLUMNS),
+)
+"""The verdict table's columns: (header, :class:`RoundVerdict` attribute)."""
 
 
 def format_report(report: AuditReport) -> str:
-    """Return the per-round verdict table followed by the findings."""
-    header = ["round", "updates", "ballots", "election", "global", "evaluations"]
-    lines = [
-        [str(v.round), v.updates, v.ballots, v.election, v.global_model, v.evaluations]
-        for v in report.rounds
-    ]
+    """Return the run's roster and parameters, the verdict table, findings and notices."""
+    header = [h for h, _ in _TABLE]
+    lines = [[str(getattr(v, attribute)) for _, attribute in _TABLE] for v in report.rounds]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
     out = [
@@ -518,11 +936,18 @@ def format_report(report: AuditReport) -> str:
         f"(run {report.run_id}, owner {report.owner}): {report.messages_checked} stored "
         "messages read"
         + (f", {report.foreign_skipped} of other runs skipped" if report.foreign_skipped else ""),
+        *describe_run(report),
         fmt.format(*header),
         *(fmt.format(*line) for line in lines),
     ]
+    if report.notices:
+        out.append(
+            f"{len(report.notices)} notice(s) (not failures: a dropout and a server that "
+            "withheld a node look alike on chain):"
+        )
+        out.extend(f"  {notice}" for notice in report.notices)
     if report.ok:
-        out.append("audit passed: every message, election and global model checks out")
+        out.append("audit passed: the run, every message, election and global model check out")
     else:
         out.append(f"{len(report.findings)} finding(s):")
         out.extend(f"  {finding}" for finding in report.findings)

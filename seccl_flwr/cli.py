@@ -7,8 +7,11 @@ one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and th
 run's published messages (``messages/<run label>/``).
 
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
-(:mod:`seccl_flwr.audit`), prints a per-round verdict table and exits with 1 if
-anything does not match (2 if the chain or the store cannot be read).
+(:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
+on the command line (``--roster-digest``/``--roster``, ``--candidate-fraction``,
+``--share-fraction``, ``--per-tensor``, ``--quorum``), prints the run's roster digest
+and parameters and a per-round verdict table and exits with 1 if anything does not
+match (2 if the chain or the store cannot be read).
 
 Errors are one line on stderr that names the input at fault and the fix, never a
 traceback: arguments are checked as they are parsed (exit 2, as argparse does), a
@@ -40,8 +43,10 @@ from .chain.errors import (
     NoContractError,
 )
 from .chain.rpc_server import free_loopback_url
+from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
+from .protocol.params import share_fraction_ppm
 from .strategy import RoundRecord, SecCL, SecCLResult
 
 PROG = "seccl-flwr"
@@ -150,6 +155,73 @@ def _address(text: str) -> str:
             "digits (simulate prints it)"
         )
     return text
+
+
+def _roster_digest(text: str) -> bytes:
+    """Argparse ``type`` of ``audit --roster-digest``: 0x and 64 hex digits."""
+    try:
+        digest = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a roster digest; give the run's rosterDigest, 0x and 64 hex "
+            "digits (the audit prints the one on chain)"
+        )
+    return digest
+
+
+def _roster_file(text: str) -> tuple[str, ...]:
+    """Argparse ``type`` of ``audit --roster``: a file of addresses, one a line.
+
+    Blank lines and ``#`` comments are skipped; an address twice, a line that is not
+    an address or an empty roster is refused, naming the file and line.
+    """
+    from eth_utils import is_address, to_checksum_address
+
+    try:
+        lines = Path(text).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise argparse.ArgumentTypeError(
+            f"cannot read {text!r} ({reason}); give a file with one participant address a line"
+        ) from None
+    roster: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not is_address(entry):
+            raise argparse.ArgumentTypeError(
+                f"{text} line {number}: {entry!r} is not an address; give one participant "
+                "address (0x and 40 hex digits) a line"
+            )
+        if to_checksum_address(entry) in roster:
+            raise argparse.ArgumentTypeError(
+                f"{text} line {number}: {entry} is listed twice; list each participant once"
+            )
+        roster.append(to_checksum_address(entry))
+    if not roster:
+        raise argparse.ArgumentTypeError(
+            f"{text} lists no address; give one participant address a line"
+        )
+    return tuple(roster)
+
+
+def _share_fraction(text: str) -> float:
+    """Argparse ``type`` of a share fraction: in (0, 1] and at least 1 ppm."""
+    value = _number(
+        float,
+        0,
+        1,
+        open_low=True,
+        fix="it is the fraction of its update's entries a client sends, e.g. 0.2",
+    )(text)
+    try:
+        share_fraction_ppm(value)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; the chain stores it in ppm") from None
+    return value
 
 
 def _directory(text: str) -> str:
@@ -266,6 +338,7 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         "seed": args.seed,
         "lr": args.lr,
         "local-epochs": args.local_epochs,
+        **pinned_run_config(args.candidate_fraction, args.share_fraction),
         **_attack_config(args),
     }
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
@@ -368,13 +441,23 @@ def audit(args: argparse.Namespace) -> int:
     Returns 0 if everything matches, 1 on a finding (a contract that is not a SecCL
     contract is one), 2 if the chain cannot be read. An error of the store raises.
     """
-    from .audit import audit_run, format_report
+    from .audit import AuditPins, audit_run, format_report
     from .chain.csc import CandidateSelection
     from .store import DirectoryStore
 
+    pins = AuditPins(
+        roster_digest=args.roster_digest,
+        roster=args.roster,
+        candidate_fraction=args.candidate_fraction,
+        share_fraction=args.share_fraction,
+        per_tensor=None if args.per_tensor is None else args.per_tensor == "true",
+        quorum=args.quorum,
+    )
     try:
         csc = CandidateSelection.attach(_connect(args.chain), args.contract)
-        report = audit_run(csc, DirectoryStore(args.store), ignore_foreign=args.shared_store)
+        report = audit_run(
+            csc, DirectoryStore(args.store), ignore_foreign=args.shared_store, pins=pins
+        )
     except (NoContractError, ContractCodeMismatchError) as exc:  # only attach raises these
         print(f"audit FAILED: {args.contract} is not a SecCL contract: {exc}")
         return 1
@@ -522,7 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-derive a SecCL run from the chain and the published messages: "
         "every digest against its anchor, every signature, every election (Python "
         "reference vs. contract), every global model (previous + merge of the elected "
-        "updates). Prints a per-round verdict table; exit code 0 if everything matches, "
+        "updates), the quorum of every election, complete ballots, rounds left open, and "
+        "the roster and parameters against the pins given. Prints the run's roster "
+        "digest and parameters and a per-round verdict table; exit code 0 if everything "
+        "matches (missing updates and ballots are notices), "
         "1 on a finding (each names round, node and message), 2 on a bad argument or "
         "if the chain or the store cannot be read. The embedded chain ends with the "
         "process that ran it, so only runs on a JSON-RPC chain (e.g. `simulate --chain "
@@ -547,6 +633,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--shared-store",
         action="store_true",
         help="the store also holds other runs' messages: skip them instead of reporting them",
+    )
+    pins = aud.add_argument_group(
+        "pins",
+        "what you expect of the run; each one given is checked against the chain "
+        "(roster-mismatch, parameter-mismatch), the others are printed as read",
+    )
+    roster = pins.add_mutually_exclusive_group()
+    roster.add_argument(
+        "--roster-digest",
+        type=_roster_digest,
+        default=None,
+        metavar="0x…",
+        help="the run's rosterDigest (keccak of the participants in registration order)",
+    )
+    roster.add_argument(
+        "--roster",
+        type=_roster_file,
+        default=None,
+        metavar="FILE",
+        help="file with one participant address a line (any order; # comments)",
+    )
+    pins.add_argument(
+        "--candidate-fraction",
+        type=_number(
+            float, 0, 1, open_low=True, fix="λ is the fraction of participants elected, e.g. 0.4"
+        ),
+        default=None,
+        help="λ in (0, 1]: the run must elect M = ceil(λ·n) candidates a round",
+    )
+    pins.add_argument(
+        "--share-fraction",
+        type=_share_fraction,
+        default=None,
+        help="the share fraction in (0, 1] the run must fix (compared in ppm)",
+    )
+    pins.add_argument(
+        "--per-tensor",
+        choices=["true", "false"],
+        default=None,
+        help="whether the share fraction must apply per tensor",
+    )
+    pins.add_argument(
+        "--quorum",
+        type=_number(int, 1, fix="give the least number of ballots an election needs, e.g. 3"),
+        default=None,
+        help="the least ballot quorum you accept; a round elected with fewer ballots fails",
     )
     return parser
 

@@ -3,14 +3,23 @@
 The handlers verify everything they receive against the node's own chain endpoint
 before using it, and sign everything they send:
 
-* ``train``: check the global model against its anchor (and, when this node
-  cross-evaluated the previous round, that it equals old model + merge of exactly
-  the elected updates, and that its ballot is on chain), train, keep the top
-  ``share-fraction`` changes, sign.
-* ``query.seccl_evaluate``: check every peer update's signature and anchor, score
-  each verified one on the local validation split (macro F1), sign the score vector.
-* ``evaluate``: check the global model's anchor, evaluate, sign the metrics.
-* ``query.seccl_register``: tell the server this node's address.
+* first contact with a run: the contract's code, that the run is open, and its
+  roster and parameters against the node's own configuration
+  (:func:`trusted_contract`);
+* ``train``: check the global model against its anchor, train, keep the top
+  share-fraction changes (the run's, as fixed on chain), sign;
+* ``query.seccl_evaluate``: check that the node's own update is anchored, that the
+  message carries exactly the round's anchored updates, and every update's anchor
+  and signature; score each on the local validation split (macro F1), sign the
+  score vector. Any failure raises: no ballot on a partial set;
+* ``evaluate``: check the global model's anchor; then, if the node took part in the
+  round, that its ballot is on chain and that the model is the previous one plus
+  the merge of exactly the elected updates (the next train does this if evaluate
+  never comes); evaluate, sign the metrics;
+* ``query.seccl_register``: tell the server this node's address, proven by its
+  signature of ``Join(run id, address)`` on its own chain endpoint's chain id.
+
+The checks themselves are the pure functions of :mod:`seccl_flwr.client_checks`.
 
 Message types, record keys and fields are those of :mod:`seccl_flwr.wire`. Use
 :func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*`` functions
@@ -19,7 +28,6 @@ from your own handlers.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from logging import WARNING
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,15 +41,23 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.clientapp import ClientApp
-from flwr.common.logger import log
 
 from . import wire
 from .chain.connection import connect
 from .chain.csc import CandidateSelection
 from .chain.errors import ChainError
+from .client_checks import (
+    check_aggregation,
+    check_ballot_on_chain,
+    check_forwarded_authors,
+    check_params,
+    check_roster,
+    check_update_anchored,
+    run_pins,
+)
 from .errors import (
     AggregationMismatchError,
-    BallotMissingError,
+    AggregationUncheckableError,
     EncodingError,
     GlobalModelMismatchError,
     MalformedMessageError,
@@ -51,9 +67,10 @@ from .errors import (
 )
 from .identity import CHAIN_URL, CONTRACT, load_account, setting
 from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
-from .protocol.eip712 import MAX_SCORE, Kind
+from .protocol.eip712 import MAX_SCORE, Kind, sign_join
 from .protocol.encoding import metrics_to_arrays
-from .protocol.signed import SignedMessage, next_global_model
+from .protocol.params import RunParams
+from .protocol.signed import SignedMessage
 from .protocol.sparse import ModelLayout, SparseUpdate, apply_update, entry_limit, sparsify
 from .records import arrays_of, record_of
 from .verify import check_signature, read_update
@@ -69,11 +86,32 @@ EvaluateFn = Callable[[dict[str, np.ndarray]], dict]
 """``arrays -> metrics`` (e.g. loss, accuracy, macro-f1, num-examples)."""
 
 _MEMO = "seccl.memo"
+_FORGED = "seccl.forged"
 _PREV_GLOBAL = "seccl.prev-global"
 _UPDATE_PREFIX = "seccl.update."
 _OWN_UPDATE = "seccl.own-update"
 _GLOBAL_ANCHORS = "seccl.global-anchors"
-_CONTRACTS: dict[tuple[str, str, str], CandidateSelection] = {}
+_UPDATE_DIGEST = "update-digest"
+"""Memo field: the digest of this node's update of its round, until checked on chain."""
+_BALLOT_DIGEST = "ballot-digest"
+"""Memo field: the digest of the ballot this node signed in its round."""
+_CONTRACTS: dict[tuple[str, str, str], tuple[CandidateSelection, RunParams]] = {}
+
+
+def _chain_url(context: Context) -> str:
+    """Return the node's own chain endpoint (node config, else run config).
+
+    Raises
+    ------
+    UntrustedContractError
+        If none is configured.
+    """
+    url = setting(context, CHAIN_URL)
+    if url is None:
+        raise UntrustedContractError(
+            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
+        )
+    return url
 
 
 def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelection:
@@ -81,19 +119,25 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
 
     The endpoint comes from the node or run config, never from the server. The
     address is the pinned ``seccl-contract`` if configured; otherwise the one the
-    server names, accepted only if its code is the SecCL artifact and the run lists
-    this node's address.
+    server names, accepted only if its code is the SecCL artifact. Then the run must
+    be open, and its roster and parameters those of the node's own configuration
+    (:func:`~seccl_flwr.client_checks.run_pins`): see
+    :func:`~seccl_flwr.client_checks.check_roster` and
+    :func:`~seccl_flwr.client_checks.check_params`.
 
     Raises
     ------
     UntrustedContractError
-        If the contract fails these checks or the pinned and named addresses differ.
+        If the contract fails these checks or the pinned and named addresses differ;
+        ``RosterMismatchError`` / ``ParameterMismatchError`` when the roster or a
+        parameter is not the pinned one.
     """
-    url = setting(context, CHAIN_URL)
-    if url is None:
-        raise UntrustedContractError(
-            f"node {context.node_id} has no chain endpoint: set '{CHAIN_URL}'"
-        )
+    return _trusted_run(context, config)[0]
+
+
+def _trusted_run(context: Context, config: ConfigRecord) -> tuple[CandidateSelection, RunParams]:
+    """Return the trusted contract and its checked parameters (see :func:`trusted_contract`)."""
+    url = _chain_url(context)
     named = str(config.get(wire.CONTRACT, ""))
     pinned = setting(context, CONTRACT)
     address = pinned or named
@@ -106,17 +150,21 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
     account = load_account(context)
     key = (url, address.lower(), account.address)
     if key not in _CONTRACTS:
+        pins = run_pins(context)
         try:
             with metered(CHAIN_READ):
                 csc = CandidateSelection.attach(connect(url), address)
+                is_open = csc.is_open()
                 members = csc.participants()
+                digest = csc.roster_digest()
+                params = csc.params()
         except ChainError as exc:
             raise UntrustedContractError(f"contract {address} rejected: {exc}") from exc
-        if account.address not in members:
-            raise UntrustedContractError(
-                f"contract {address} does not list this node's address {account.address}"
-            )
-        _CONTRACTS[key] = csc
+        if not is_open:
+            raise UntrustedContractError(f"contract {address}: the run is not open")
+        check_roster(pins, csc.address, members, digest, account.address)
+        check_params(pins, csc.address, params, len(members))
+        _CONTRACTS[key] = (csc, params)
     return _CONTRACTS[key]
 
 
@@ -124,11 +172,13 @@ def trusted_contract(context: Context, config: ConfigRecord) -> CandidateSelecti
 class VerifiedRound:
     """What a handler has checked before it uses a server message.
 
-    The run's contract on the node's own endpoint, the node's account, the round, the
-    global model (arrays, layout and anchored digest) and the server's SecCL fields.
+    The run's contract on the node's own endpoint and its checked parameters, the
+    node's account, the round, the global model (arrays, layout and anchored digest)
+    and the server's SecCL fields.
     """
 
     csc: CandidateSelection
+    params: RunParams
     account: Any
     round: int
     arrays: dict[str, np.ndarray]
@@ -163,9 +213,14 @@ def _anchored_global(
 
 
 def _verified_global(msg: Message, context: Context, model_round: int) -> VerifiedRound:
-    """Check the global model in ``msg`` against its anchor for ``model_round``."""
+    """Check the global model in ``msg`` against its anchor for ``model_round``.
+
+    Then settle what the node still has to check of earlier rounds
+    (:func:`_settle_rounds`): a forged global model the node found earlier makes it
+    refuse every later message of the run.
+    """
     config = msg.content.config_records.get(wire.SECCL_KEY, ConfigRecord())
-    csc = trusted_contract(context, config)
+    csc, params = _trusted_run(context, config)
     account = load_account(context)
     record = msg.content.array_records.get(wire.ARRAYS)
     try:
@@ -187,59 +242,173 @@ def _verified_global(msg: Message, context: Context, model_round: int) -> Verifi
             account.address,
             f"global model digest 0x{digest.hex()} differs from the anchored 0x{anchored.hex()}",
         )
-    return VerifiedRound(
-        csc, account, int(config[wire.ROUND]), arrays, ModelLayout.of(arrays), digest, config
+    ctx = VerifiedRound(
+        csc,
+        params,
+        account,
+        int(config[wire.ROUND]),
+        arrays,
+        ModelLayout.of(arrays),
+        digest,
+        config,
     )
+    _refuse_forged_run(ctx, context)
+    return ctx
 
 
-def _check_previous_round(ctx: VerifiedRound, context: Context) -> None:
-    """Check last round's ballot and aggregation, if this node took part in it."""
-    memo = context.state.config_records.get(_MEMO)
-    if memo is None or int(memo["round"]) != ctx.round - 1:
-        return
-    prev = int(memo["round"])
-    me = ctx.account.address
-    # one round trip for both reads; the round is elected (its global model is anchored)
-    with metered(CHAIN_READ):
-        on_chain, candidates = ctx.csc.ballot_and_candidates(prev, me)
-    if on_chain != bytes(memo["ballot-digest"]):
-        raise BallotMissingError(
-            prev,
-            me,
-            f"my ballot 0x{bytes(memo['ballot-digest']).hex()} is not on chain "
-            f"(found 0x{on_chain.hex()})",
+def _refuse_forged_run(ctx: VerifiedRound, context: Context) -> None:
+    """Refuse a run whose global model this node found forged in an earlier round.
+
+    Every later global model derives from the forged one.
+    """
+    forged = context.state.config_records.get(_FORGED)
+    if forged is not None and forged["contract"] == ctx.csc.address:
+        raise AggregationMismatchError(
+            int(forged["round"]),
+            str(forged["owner"]),
+            f"refusing round {ctx.round}: {forged['detail']} (every later global model "
+            f"derives from it)",
         )
-    updates = []
-    for author in candidates:
-        key = _OWN_UPDATE if author == me else _UPDATE_PREFIX + author
-        record = context.state.array_records.get(key)
-        if record is None:
-            return  # not every candidate's update was seen: cannot recompute
-        updates.append(arrays_of(record))
-    previous = arrays_of(context.state.array_records[_PREV_GLOBAL])
+
+
+def _memo(context: Context, ctx: VerifiedRound) -> ConfigRecord | None:
+    """Return what this node kept of its last round in this run, if anything."""
+    memo = context.state.config_records.get(_MEMO)
+    if memo is None or memo["contract"] != ctx.csc.address:
+        return None
+    return memo
+
+
+def _forget_round(context: Context) -> None:
+    """Drop what the node kept of its last round (memo, models and updates)."""
+    for key in [k for k in context.state.array_records if k.startswith(_UPDATE_PREFIX)]:
+        del context.state[key]
+    for key in (_MEMO, _PREV_GLOBAL, _OWN_UPDATE):
+        if key in context.state:
+            del context.state[key]
+
+
+def _settle_rounds(ctx: VerifiedRound, context: Context, before: int) -> None:
+    """Check the last round this node took part in, if it is earlier than ``before``.
+
+    A node that trained or cross-evaluated in round ``r`` checks, once, in the
+    evaluate phase of ``r`` (``before = r + 1``), or at its next train or
+    cross-evaluation if evaluate never comes:
+
+    1. that its own update of ``r`` is the one anchored
+       (:class:`~seccl_flwr.errors.UpdateNotAnchoredError`; a censored author took
+       no part in the election, so this is all it reports of the round);
+    2. that its ballot of ``r`` is on chain
+       (:class:`~seccl_flwr.errors.BallotMissingError`), if it cross-evaluated;
+    3. that global model ``r`` is global model ``r - 1`` plus the merge of the
+       elected candidates' updates (:class:`~seccl_flwr.errors.AggregationMismatchError`),
+       which it must be able to recompute
+       (:class:`~seccl_flwr.errors.AggregationUncheckableError` otherwise). A forged
+       model makes the node refuse the rest of the run.
+
+    The ballot check raises first (a forged model is remembered all the same).
+
+    A node that took no part in round ``r`` has nothing to check of it.
+    """
+    memo = _memo(context, ctx)
+    if memo is None or int(memo["round"]) >= before:
+        return
+    kept_round = int(memo["round"])
+    me = ctx.account.address
+    previous = context.state.array_records.get(_PREV_GLOBAL)
+    updates = {
+        key.removeprefix(_UPDATE_PREFIX): arrays_of(record)
+        for key, record in context.state.array_records.items()
+        if key.startswith(_UPDATE_PREFIX)
+    }
+    if _OWN_UPDATE in context.state.array_records:
+        updates[me] = arrays_of(context.state.array_records[_OWN_UPDATE])
+    _forget_round(context)  # checked once, whatever the outcome
+    if _UPDATE_DIGEST in memo:
+        with metered(CHAIN_READ):
+            anchored = ctx.csc.anchor_of(kept_round, Kind.UPDATE, me)
+        check_update_anchored(kept_round, me, bytes(memo[_UPDATE_DIGEST]), anchored)
     with metered(CHAIN_READ):
         owner = ctx.csc.owner()
-    expected = next_global_model(ctx.csc.binding, prev, owner, previous, updates)
-    # ctx.global_digest is the received model's digest for round ``prev``, already
-    # checked equal to its anchor
-    with metered(CRYPTO):
-        matches = expected.digest() == ctx.global_digest
-    if not matches:
-        raise AggregationMismatchError(
-            prev,
-            owner,
-            f"global model of round {prev} is not the previous model plus the merge of "
-            f"the elected candidates {candidates}",
+        if _BALLOT_DIGEST in memo:
+            on_chain, candidates = ctx.csc.ballot_and_candidates(kept_round, me)
+        else:
+            candidates = ctx.csc.candidates_of(kept_round)
+    anchored = _anchored_global(context, ctx.csc, kept_round, owner)
+    failed: VerificationError | None = None
+    try:
+        with metered(CRYPTO):
+            check_aggregation(
+                ctx.csc.binding,
+                kept_round,
+                me,
+                owner,
+                arrays_of(previous) if previous is not None else None,
+                candidates,
+                updates,
+                anchored,
+            )
+    except AggregationMismatchError as exc:
+        context.state[_FORGED] = ConfigRecord(
+            {"contract": ctx.csc.address, "round": kept_round, "owner": owner, "detail": exc.detail}
         )
+        failed = exc
+    except AggregationUncheckableError as exc:
+        failed = exc
+    if _BALLOT_DIGEST in memo:  # the node's own vote first; a forged model is kept above
+        check_ballot_on_chain(kept_round, me, bytes(memo[_BALLOT_DIGEST]), on_chain)
+    if failed is not None:
+        raise failed
+
+
+def _keep_round(
+    context: Context,
+    ctx: VerifiedRound,
+    updates: Mapping[str, Mapping[str, np.ndarray]],
+    **fields: bytes,
+) -> None:
+    """Keep what this round's later checks need: the model it started from, updates, digests.
+
+    ``fields`` are the digests to check on chain later (own update, own ballot).
+    """
+    memo = _memo(context, ctx)
+    if memo is None or int(memo["round"]) != ctx.round:
+        _forget_round(context)
+        memo = ConfigRecord({"contract": ctx.csc.address, "round": ctx.round})
+    context.state[_MEMO] = ConfigRecord({**dict(memo), **fields})
+    context.state[_PREV_GLOBAL] = record_of(ctx.arrays)
+    for author, arrays in updates.items():
+        key = _OWN_UPDATE if author == ctx.account.address else _UPDATE_PREFIX + author
+        context.state[key] = record_of(arrays)
+
+
+_BALLOT = "ballot"
+"""Memo field: the digest of the ballot this node signed in its round."""
 
 
 def handle_register(msg: Message, context: Context) -> Message:
-    """Answer the server's registration query with this node's address."""
+    """Answer the server's registration query with this node's address and Join signature.
+
+    The node signs ``Join(run id, address)`` for the run id the server names, on the
+    chain id of its OWN chain endpoint (``seccl-chain-url``), never one the server
+    names: the signature can only open a run on the chain this node checks.
+
+    Raises
+    ------
+    MalformedMessageError
+        If the message names no valid run id.
+    UntrustedContractError
+        If the node has no chain endpoint.
+    """
     account = load_account(context)
-    return Message(
-        RecordDict({wire.SECCL_KEY: ConfigRecord({wire.ADDRESS: account.address})}),
-        reply_to=msg,
-    )
+    fields = msg.content.config_records.get(wire.SECCL_KEY, ConfigRecord())
+    run_id = wire.run_id_field(0, account.address, fields)
+    with metered(CHAIN_READ):
+        chain_id = connect(_chain_url(context)).eth.chain_id
+    with metered(CRYPTO):
+        signature = sign_join(account.key, run_id, chain_id)
+    reply = ConfigRecord({wire.ADDRESS: account.address, wire.JOIN_SIGNATURE: signature})
+    return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
 def handle_train(
@@ -249,6 +418,10 @@ def handle_train(
     attack: "ClientAttack | None" = None,
 ) -> Message:
     """Verify the global model, train, sparsify and sign the update.
+
+    Before training, the node settles its checks of the last round it took part in
+    if that round's evaluate never came (see :func:`_settle_rounds`). The share
+    fraction and per-tensor flag are the run's, as fixed on chain.
 
     Parameters
     ----------
@@ -262,7 +435,7 @@ def handle_train(
         Experiments only: replace the honest change by a poisoned one.
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
-    _check_previous_round(ctx, context)
+    _settle_rounds(ctx, context, before=ctx.round)
     config = msg.content.config_records.get(wire.CONFIG, ConfigRecord())
     with metered(TRAIN):
         trained, metrics = train_fn(ctx.arrays, config)
@@ -270,13 +443,16 @@ def handle_train(
     delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
     if attack is not None:
         delta = attack.update(delta, ctx.round)
-    share, per_tensor = _share_of(ctx.config)
-    update = sparsify(delta, share, ctx.layout, per_tensor=per_tensor)
+    update = sparsify(
+        delta, ctx.params.share_fraction, ctx.layout, per_tensor=ctx.params.per_tensor
+    )
     with metered(CRYPTO):
         signed = SignedMessage.sign(
             ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
         )
-    context.state[_OWN_UPDATE] = record_of(signed.payload)
+        digest = signed.digest()
+    _forget_round(context)  # a train of the same round again (a resumed run) starts over
+    _keep_round(context, ctx, {ctx.account.address: signed.payload}, **{_UPDATE_DIGEST: digest})
     reply = RecordDict(
         {
             wire.UPDATE: record_of(signed.payload),
@@ -294,11 +470,6 @@ def _round_of(msg: Message) -> int:
     return int(msg.content[wire.SECCL_KEY][wire.ROUND])
 
 
-def _share_of(config: ConfigRecord) -> tuple[float, bool]:
-    """Return the share fraction and per-tensor flag the server sent."""
-    return float(config[wire.SHARE_FRACTION]), bool(config.get(wire.PER_TENSOR, False))
-
-
 def verify_peer_update(
     ctx: VerifiedRound,
     author: str,
@@ -308,17 +479,17 @@ def verify_peer_update(
 ) -> SparseUpdate:
     """Return a peer's update once its form, signature and anchor are checked.
 
-    ``anchored`` is the digest the chain holds for the author's update, if the
-    caller has already read it (see :meth:`CandidateSelection.anchors_of`); else it
-    is read here.
+    The entry limit follows the run's share fraction and per-tensor flag as fixed on
+    chain (``ctx.params``). ``anchored`` is the digest the chain holds for the
+    author's update, if the caller has already read it (see
+    :meth:`CandidateSelection.anchors_of`); else it is read here.
 
     Raises
     ------
     MalformedMessageError, UpdateSignatureError, UpdateDigestMismatchError
         Named after what failed, with round, author and detail.
     """
-    share, per_tensor = _share_of(ctx.config)
-    limit = entry_limit(ctx.layout, share, per_tensor)
+    limit = entry_limit(ctx.layout, ctx.params.share_fraction, ctx.params.per_tensor)
     update = read_update(ctx.round, author, record, ctx.layout, limit)
     try:
         message = SignedMessage(
@@ -342,84 +513,96 @@ def verify_peer_update(
     return update
 
 
+def _check_own_anchor(context: Context, ctx: VerifiedRound, anchors: Mapping[str, bytes]) -> None:
+    """Check, once, that this node's update of the round is the one anchored."""
+    memo = _memo(context, ctx)
+    if memo is None or int(memo["round"]) != ctx.round or _UPDATE_DIGEST not in memo:
+        return
+    digest = bytes(memo[_UPDATE_DIGEST])
+    context.state[_MEMO] = ConfigRecord({k: v for k, v in memo.items() if k != _UPDATE_DIGEST})
+    me = ctx.account.address
+    check_update_anchored(ctx.round, me, digest, anchors.get(me, bytes(32)))
+
+
 def handle_cross_evaluate(
     msg: Message,
     context: Context,
     score_fn: ScoreFn,
     attack: "ClientAttack | None" = None,
 ) -> Message:
-    """Verify each peer update, score the verified ones, sign the score vector.
+    """Verify the round's complete set of peer updates, score them, sign the score vector.
 
+    The evaluator first checks that its own update is the one anchored, then that
+    the message carries exactly the updates the chain anchored for the round
+    (:func:`~seccl_flwr.client_checks.check_forwarded_authors`), then each update.
+    Any failure raises its named error: the evaluator never votes on a partial set.
     ``attack`` (experiments only) may replace the honest scores by a fake ranking.
+
+    Raises
+    ------
+    UpdateNotAnchoredError, WithheldUpdateError, MalformedMessageError,
+    UpdateSignatureError, UpdateDigestMismatchError
+        Named after what failed, with round, author and detail.
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
+    _settle_rounds(ctx, context, before=ctx.round)
     me = ctx.account.address
     authors = wire.typed_list_field(ctx.round, me, ctx.config, wire.AUTHORS, str)
     signatures = wire.typed_list_field(ctx.round, me, ctx.config, wire.SIGNATURES, bytes)
     if len(authors) != len(signatures):
         raise MalformedMessageError(ctx.round, me, "authors and signatures do not match one to one")
-    base = ctx.layout.flatten(ctx.arrays)
-    peers, scores, rejected, verified = [], [], [], {}
+    if len(set(authors)) != len(authors):
+        raise MalformedMessageError(ctx.round, me, "an author is forwarded twice")
     with metered(CHAIN_READ):
         anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
+    _check_own_anchor(context, ctx, anchors)
+    check_forwarded_authors(ctx.round, me, anchors, authors)
+    base = ctx.layout.flatten(ctx.arrays)
+    peers, scores, verified = [], [], {}
     records = msg.content.array_records  # Flower builds this view anew on each access
     for author, signature in zip(authors, signatures, strict=True):
-        if author == ctx.account.address:
+        if author == me:
             continue
         record = records.get(wire.peer_update_key(author))
-        try:
-            if record is None:
-                raise MalformedMessageError(ctx.round, author, "update missing from message")
-            update = verify_peer_update(
-                ctx, author, record, signature, anchors.get(author, bytes(32))
-            )
-        except VerificationError as exc:
-            log(WARNING, "SecCL: not scoring %s", exc)
-            rejected.append(str(exc))
-            continue
+        if record is None:
+            raise MalformedMessageError(ctx.round, author, "update missing from message")
+        update = verify_peer_update(ctx, author, record, signature, anchors[author])
         candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
         with metered(SCORE):
             f1 = float(score_fn(candidate))
         peers.append(author)
         scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
-        verified[author] = update
+        verified[author] = update.to_arrays()
     if attack is not None:
-        scores = attack.ballot(ctx.account.address, peers, scores, ctx.round)
+        scores = attack.ballot(me, peers, scores, ctx.round)
     with metered(CRYPTO):
         ballot = SignedMessage.sign(
             ctx.account, ctx.csc.binding, ctx.round, Kind.BALLOT, peers=peers, scores=scores
         )
-    _remember(context, ctx, verified, ballot.digest())
+        digest = ballot.digest()
+    _keep_round(context, ctx, verified, **{_BALLOT_DIGEST: digest})
     reply = ConfigRecord(
         {
-            wire.EVALUATOR: ctx.account.address,
+            wire.EVALUATOR: me,
             wire.PEERS: peers,
             wire.SCORES: scores,
             wire.SIGNATURE: ballot.signature,
-            wire.REJECTED: rejected,
         }
     )
     return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
-def _remember(
-    context: Context,
-    ctx: VerifiedRound,
-    verified: Mapping[str, SparseUpdate],
-    ballot: bytes,
-) -> None:
-    """Keep what next round's aggregation and ballot checks need."""
-    for key in [k for k in context.state.array_records if k.startswith(_UPDATE_PREFIX)]:
-        del context.state[key]
-    context.state[_PREV_GLOBAL] = record_of(ctx.arrays)
-    for author, update in verified.items():
-        context.state[_UPDATE_PREFIX + author] = record_of(update.to_arrays())
-    context.state[_MEMO] = ConfigRecord({"round": ctx.round, "ballot-digest": ballot})
-
-
 def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> Message:
-    """Verify the new global model's anchor, evaluate it and sign the metrics."""
+    """Verify the new global model, check the round, evaluate the model, sign the metrics.
+
+    A node that trained or cross-evaluated in this round checks it here, in the round
+    it happened (the last round included): its update anchored, its ballot on chain,
+    and the new global model recomputed from the previous one and the elected
+    updates (see :func:`_settle_rounds`). A node that took no part in the round has
+    nothing to check of it.
+    """
     ctx = _verified_global(msg, context, model_round=_round_of(msg))
+    _settle_rounds(ctx, context, before=ctx.round + 1)
     with metered(EVALUATE):
         metrics = {k: float(v) for k, v in evaluate_fn(ctx.arrays).items()}
     with metered(CRYPTO):

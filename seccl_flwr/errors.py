@@ -75,6 +75,26 @@ class BallotMissingError(VerificationError):
     """An evaluator's signed ballot was dropped or replaced on chain."""
 
 
+class AggregationUncheckableError(VerificationError):
+    """A client that took part in a round cannot recompute its aggregation.
+
+    It trained or cross-evaluated in the round but lacks an elected candidate's
+    update or what it kept of the round (the previous model): it cannot vouch for
+    the global model, and says so instead of passing silently.
+    """
+
+
+class WithheldUpdateError(VerificationError):
+    """A cross-evaluation message lacks an update the chain anchored, or carries one it did not.
+
+    The evaluator does not vote on a partial set; ``node`` is the author concerned.
+    """
+
+
+class UpdateNotAnchoredError(VerificationError):
+    """An author's signed update of the round is not the one anchored for it (censorship)."""
+
+
 class BallotSignatureError(VerificationError):
     """A ballot is not signed by its evaluator."""
 
@@ -83,8 +103,24 @@ class EvaluationSignatureError(VerificationError):
     """Signed evaluation metrics are not signed by the node that sent them."""
 
 
+class JoinSignatureError(VerificationError):
+    """A registration reply's Join signature does not prove the address it claims.
+
+    Raised on the server; ``node`` is the node id that sent the reply (the impostor),
+    never the address it claimed.
+    """
+
+
 class UntrustedContractError(SecCLError):
     """The contract a client is pointed to is not a SecCL run it belongs to."""
+
+
+class RosterMismatchError(UntrustedContractError):
+    """The contract's roster is not the one this client pins in its own configuration."""
+
+
+class ParameterMismatchError(UntrustedContractError):
+    """A run parameter fixed on chain differs from this client's own configuration."""
 
 
 class NotEnoughNodesError(SecCLError):

@@ -17,8 +17,22 @@ Node config / run config keys:
     Pinned contract address (deployment). Without it a client accepts the address
     the server names only if the code there is the SecCL artifact and the run lists
     the client's own address.
+
+What a client pins of the run (:mod:`seccl_flwr.client_checks` compares the chain
+with them when it first trusts the contract; the server's messages never set them):
+
+``seccl-roster-digest``
+    Hex of the contract's ``rosterDigest`` (deployment). In simulation, without it,
+    every roster member must be one of the run's simulation keys (``seccl-key-seed``
+    with partition ids ``0..num-partitions-1``).
+``candidate-fraction``, ``share-fraction``, ``per-tensor``
+    λ (the client computes ``M = ceil(λ·n)`` itself), the share fraction and whether
+    it applies per tensor; defaults those of :mod:`seccl_flwr.protocol.params`.
+``seccl-quorum``
+    The least ballot quorum the client accepts (default: a majority of the roster).
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from eth_account import Account
@@ -30,11 +44,23 @@ KEY_FILE = "seccl-key-file"
 KEY_SEED = "seccl-key-seed"
 CHAIN_URL = "seccl-chain-url"
 CONTRACT = "seccl-contract"
+ROSTER_DIGEST = "seccl-roster-digest"
+CANDIDATE_FRACTION = "candidate-fraction"
+SHARE_FRACTION = "share-fraction"
+PER_TENSOR = "per-tensor"
+QUORUM = "seccl-quorum"
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"
 
 
 def simulation_key(seed: int | str, partition_id: int) -> bytes:
     """Return the simulation private key of a partition (insecure by design)."""
     return keccak(text=f"seccl-sim-key:{seed}:{partition_id}")
+
+
+def simulation_addresses(seed: int | str, partition_ids: Iterable[int]) -> frozenset[str]:
+    """Return the addresses of the simulation keys of ``partition_ids``."""
+    return frozenset(Account.from_key(simulation_key(seed, p)).address for p in partition_ids)
 
 
 def setting(context: Context, key: str) -> str | None:
@@ -59,7 +85,7 @@ def load_account(context: Context) -> LocalAccount:
         text = Path(key_file).expanduser().read_text().strip()
         return Account.from_key(text)
     seed = context.run_config.get(KEY_SEED)
-    partition = context.node_config.get("partition-id")
+    partition = context.node_config.get(PARTITION_ID)
     if seed is None or partition is None:
         raise ValueError(
             f"node {context.node_id} has no key: set node config '{KEY_FILE}', or (in "

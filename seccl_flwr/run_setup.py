@@ -2,17 +2,20 @@
 
 What :meth:`seccl_flwr.strategy.SecCL.start` does once before the first round:
 open the chain (and serve the embedded one on loopback), derive or load the
-server's account, ask every node for its address, and, for an attached contract,
-check it is this server's run and find where the run stands.
+server's account, ask every node for its address and its signature of
+``Join(run id, address)`` (only proven addresses join), then deploy the contract
+with the run's parameters, register the roster and open the run, or, for an
+attached contract, check it is this server's run and find where the run stands.
 """
 
 from dataclasses import dataclass
 from logging import INFO, WARNING
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, keccak
+from eth_utils import keccak
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
@@ -24,15 +27,14 @@ from .chain.csc import CandidateSelection
 from .chain.rpc_server import LoopbackRPCServer
 from .errors import (
     ConfigurationError,
-    MalformedMessageError,
     NotEnoughNodesError,
     UntrustedContractError,
     VerificationError,
 )
-from .protocol.params import num_candidates
+from .protocol.params import run_params
 from .resume import ResumePoint, resume_point
 from .store import MessageStore
-from .verify import seccl_fields
+from .verify import verify_registration
 
 
 def open_chain(chain: str, chain_url: str | None):
@@ -65,13 +67,23 @@ def server_account(server_key: str | bytes | None, run_label: str) -> LocalAccou
     return Account.from_key(server_key or keccak(text=f"seccl-server:{run_label}"))
 
 
-def register_nodes(
-    grid: Grid, run_label: str, min_available_nodes: int, timeout: float
-) -> dict[int, str]:
-    """Ask every connected node for its address; return node id -> address, by node id.
+class Registration(NamedTuple):
+    """A node's proven registration: its address and its ``Join`` signature."""
 
-    A node that fails, answers without a valid address or repeats another node's
-    address is left out (logged).
+    address: str
+    join_signature: bytes
+
+
+def register_nodes(
+    grid: Grid, run_id: bytes, chain_id: int, min_available_nodes: int, timeout: float
+) -> dict[int, Registration]:
+    """Ask every connected node for its address and Join signature; return them by node id.
+
+    The message names the run id; each node signs ``Join(run_id, address)`` on the
+    chain id of its own endpoint. A node that fails, answers without a valid address
+    or with a signature that does not prove the address it claims
+    (:class:`~seccl_flwr.errors.JoinSignatureError`, naming that node) is left out,
+    and so is a second node claiming an address already proven (logged).
 
     Raises
     ------
@@ -79,99 +91,154 @@ def register_nodes(
         If fewer than ``min_available_nodes`` nodes register.
     """
     sample_nodes(grid, min_available_nodes, min_available_nodes)  # waits
+    fields = ConfigRecord({wire.RUN_ID: "0x" + run_id.hex()})
     messages = [
         Message(
-            RecordDict({wire.SECCL_KEY: ConfigRecord({wire.RUN: run_label})}),
+            RecordDict({wire.SECCL_KEY: fields}),
             message_type=wire.REGISTER,
             dst_node_id=node_id,
         )
         for node_id in grid.get_node_ids()
     ]
-    participants: dict[int, str] = {}
+    roster: dict[int, Registration] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         node_id = reply.metadata.src_node_id
         try:
-            fields = seccl_fields(0, str(node_id), reply)
-            address = wire.typed_field(0, str(node_id), fields, wire.ADDRESS, str)
-            if not is_address(address):
-                raise MalformedMessageError(0, str(node_id), f"{address!r:.80} is no address")
+            address, signature = verify_registration(run_id, chain_id, reply)
         except VerificationError as exc:
             log(WARNING, "SecCL: node %s failed to register: %s", node_id, exc)
             continue
-        if address in participants.values():
-            log(WARNING, "SecCL: node %s repeats address %s; ignored", node_id, address)
+        holder = next((n for n, r in roster.items() if r.address == address), None)
+        if holder is not None:
+            log(
+                WARNING,
+                "SecCL: node %s registers address %s, already proven by node %s; ignored",
+                node_id,
+                address,
+                holder,
+            )
             continue
-        participants[node_id] = address
-    if len(participants) < min_available_nodes:
+        roster[node_id] = Registration(address, signature)
+    if len(roster) < min_available_nodes:
         raise NotEnoughNodesError(
-            f"{len(participants)} nodes registered, fewer than min_available_nodes="
-            f"{min_available_nodes}"
+            f"{len(roster)} nodes registered, fewer than min_available_nodes={min_available_nodes}"
         )
-    return dict(sorted(participants.items()))
+    return dict(sorted(roster.items()))
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What the server opens a run with: its label, λ, and the contract to attach to."""
+    """What the server opens a run with.
+
+    Attributes
+    ----------
+    run_label : str
+        The run's name; its keccak-256 is the run id of a new contract.
+    candidate_fraction : float
+        λ; ``M = num_candidates(λ, n)``.
+    share_fraction : float
+        The fraction of an update's entries a client shares (stored in ppm).
+    per_tensor : bool
+        Whether the share fraction applies per tensor.
+    quorum : int | None
+        The least ballots per election; ``None``: a majority of the roster.
+    contract : str | None
+        Attach to this contract instead of deploying one.
+    gas_limit : int | None
+        Gas limit of every transaction (``None``: estimated).
+    """
 
     run_label: str
     candidate_fraction: float
+    share_fraction: float = 0.1
+    per_tensor: bool = False
+    quorum: int | None = None
     contract: str | None = None
     gas_limit: int | None = None
+
+
+def attach_contract(w3, server: LocalAccount, settings: RunSettings) -> CandidateSelection | None:
+    """Return the contract of ``settings.contract``, attached, or ``None`` for a new run."""
+    if not settings.contract:
+        return None
+    return CandidateSelection.attach(w3, settings.contract, server, gas_limit=settings.gas_limit)
+
+
+def run_id_of(csc: CandidateSelection | None, settings: RunSettings) -> bytes:
+    """Return the run id nodes sign: the attached contract's, else the label's keccak-256."""
+    return csc.binding.run_id if csc is not None else keccak(text=settings.run_label)
 
 
 def open_contract(
     w3,
     server: LocalAccount,
-    participants: dict[int, str],
+    roster: dict[int, Registration],
     settings: RunSettings,
     store: MessageStore | None,
+    attached: CandidateSelection | None = None,
 ) -> tuple[CandidateSelection, dict[int, str], ResumePoint]:
-    """Deploy the run's contract, or attach to ``settings.contract``.
+    """Deploy, register ``roster`` and open the run's contract, or go on with ``attached``.
 
     Returns the contract, the participants it lists (by node id) and where the run
     stands (fresh for a new contract).
 
     Raises
     ------
+    ConfigurationError
+        If the run's parameters do not fit the roster (e.g. a quorum above ``n``).
     UntrustedContractError, ResumeError
         As :func:`attached_run`.
     """
     resume = ResumePoint()
-    if settings.contract:
-        csc = CandidateSelection.attach(w3, settings.contract, server, gas_limit=settings.gas_limit)
-        participants, resume = attached_run(csc, participants, store, server.address)
+    if attached is not None:
+        csc = attached
+        participants, resume = attached_run(csc, roster, store, server.address)
     else:
-        addresses = list(participants.values())
-        csc, _ = CandidateSelection.deploy(
+        params = run_params(
+            len(roster),
+            settings.candidate_fraction,
+            settings.share_fraction,
+            settings.per_tensor,
+            settings.quorum,
+        )
+        csc, _ = CandidateSelection.open_run(
             w3,
             server,
             keccak(text=settings.run_label),
-            addresses,
-            num_candidates(settings.candidate_fraction, len(addresses)),
+            params,
+            {r.address: r.join_signature for r in roster.values()},
             gas_limit=settings.gas_limit,
         )
+        participants = {node: r.address for node, r in roster.items()}
+    params = csc.params()
     log(
         INFO,
-        "SecCL: run %s on chain %s, contract %s, %d participants, M=%d",
+        "SecCL: run %s on chain %s, contract %s (from block %d), %d participants, M=%d, "
+        "quorum=%d, share fraction=%g%s",
         settings.run_label,
         csc.binding.chain_id,
         csc.address,
+        csc.opening_block(),
         len(participants),
-        csc.num_candidates(),
+        params.num_candidates,
+        params.quorum,
+        params.share_fraction,
+        " per tensor" if params.per_tensor else "",
     )
     return csc, participants, resume
 
 
 def attached_run(
     csc: CandidateSelection,
-    participants: dict[int, str],
+    roster: dict[int, Registration],
     store: MessageStore | None,
     owner: str,
 ) -> tuple[dict[int, str], ResumePoint]:
     """Check an attached contract is ``owner``'s run; return its members and where it stands.
 
-    Registered nodes whose address the run does not list are left out (logged).
+    A run that is not open yet (the server stopped while opening it) gets the
+    roster's nodes it does not list yet registered, then is opened. Registered nodes
+    whose address an open run does not list are left out (logged).
 
     Raises
     ------
@@ -184,7 +251,13 @@ def attached_run(
         raise UntrustedContractError(
             f"contract {csc.address} is owned by {csc.owner()}, not by this server ({owner})"
         )
+    if not csc.is_open():
+        listed = set(csc.participants())
+        joining = {r.address: r.join_signature for r in roster.values() if r.address not in listed}
+        csc.register(list(joining), list(joining.values()))
+        csc.open()
     members = set(csc.participants())
+    participants = {node: r.address for node, r in roster.items()}
     for node, address in participants.items():
         if address not in members:
             log(WARNING, "SecCL: node %s (%s) is not in the run; ignored", node, address)

@@ -5,14 +5,16 @@ One server round of :class:`SecCL`:
 1. **train** - sampled nodes verify the global model against its anchor, train, and
    return the top ``share_fraction`` changes, signed.
 2. **anchor updates** - the server checks every update's form and signature and
-   anchors all digests in one transaction.
-3. **cross-evaluate** - every author receives the others' updates, checks each
-   against the chain and its author's signature, scores the verified ones (macro F1
-   on its validation split) and returns a signed score vector.
+   anchors all digests (in gas-sized batches, :mod:`seccl_flwr.chain.gas`).
+3. **cross-evaluate** - every author receives the others' updates, checks that
+   they are exactly the round's anchored ones and each against the chain and its
+   author's signature, scores them (macro F1 on its validation split) and returns a
+   signed score vector, or the named error that stopped it (no partial ballot).
 4. **elect** - the server relays the signed ballots to the contract, which checks
-   the signatures and runs the truncated Borda election.
+   the signatures and, given the run's quorum of ballots, runs the truncated Borda
+   election.
 5. **aggregate** - new global = old global + merge of the candidates' sparse
-   changes; its digest is anchored, so clients can check it next round.
+   changes; its digest is anchored, so clients can check it in the evaluate phase.
 6. **evaluate** - federated evaluation of the new model; signed metrics anchored.
 
 :meth:`SecCL.start` runs these phases in this order for every round, each a method
@@ -51,12 +53,27 @@ from .errors import (
 )
 from .metering import use_meter
 from .protocol.eip712 import Kind
-from .protocol.params import num_candidates
+from .protocol.params import (
+    DEFAULT_CANDIDATE_FRACTION,
+    DEFAULT_SHARE_FRACTION,
+    MAX_PARTICIPANTS,
+    RunParams,
+    checked_quorum,
+    num_candidates,
+)
 from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, budget
 from .records import arrays_of, record_of
 from .resume import ResumePoint
-from .run_setup import RunSettings, open_chain, open_contract, register_nodes, server_account
+from .run_setup import (
+    RunSettings,
+    attach_contract,
+    open_chain,
+    open_contract,
+    register_nodes,
+    run_id_of,
+    server_account,
+)
 from .store import MessageStore, open_store
 from .verify import (
     ReplyRules,
@@ -95,7 +112,9 @@ class RoundRecord:
     dropped : dict[str, str]
         Node (address or node id) -> why its message of this round was not used.
     rejections : list[str]
-        Mismatches that honest evaluators reported (named errors).
+        Why evaluators refused to vote: the error replies of cross-evaluation (e.g. an
+        ``UpdateDigestMismatchError`` naming a tampered update's author). Such a
+        ballot is also in ``dropped``.
     train_metrics, evaluate_metrics : dict[str, float]
         Aggregated client metrics.
     """
@@ -263,10 +282,15 @@ def _check_settings(
     fraction_train: float,
     fraction_evaluate: float,
     gas_limit: int | None,
+    quorum: int | None,
 ) -> None:
-    """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range."""
+    """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range.
+
+    The quorum is checked against the roster again once the nodes have registered.
+    """
     num_candidates(candidate_fraction, 1)  # λ in (0, 1]
     budget(1, share_fraction)  # share fraction in (0, 1]
+    checked_quorum(quorum, MAX_PARTICIPANTS)
     for name, value in (
         ("fraction_train", fraction_train),
         ("fraction_evaluate", fraction_evaluate),
@@ -310,6 +334,11 @@ def _log_summary(strategy: "SecCL") -> None:
         "\t│\t├── Share fraction: %.3f%s",
         strategy.share_fraction,
         " (per tensor)" if strategy.per_tensor else "",
+    )
+    log(
+        INFO,
+        "\t│\t├── Ballot quorum: %s",
+        "a majority of the roster" if strategy.quorum is None else strategy.quorum,
     )
     log(
         INFO,
@@ -381,6 +410,11 @@ class SecCL(Strategy):
         Minimum nodes sampled for evaluation.
     min_available_nodes : int (default: 2)
         Nodes to wait for before registration.
+    quorum : int | None (default: None)
+        The least number of ballots an election needs, fixed on chain when the run
+        opens; ``None``: a majority of the registered nodes
+        (:func:`~seccl_flwr.protocol.params.default_quorum`). A round whose ballots
+        on chain fall short stops the run with ``NotEnoughNodesError``.
     chain : str (default: "embedded")
         ``"embedded"`` for an in-process EVM, or a JSON-RPC URL (anvil, geth, ...).
     chain_url : str | None (default: None)
@@ -411,13 +445,13 @@ class SecCL(Strategy):
         ``eth_call``), which saves the node's binary search, about 0.1 s per round
         on anvil at 20 clients. Use it on a private chain whose server account can
         cover ``gas_limit`` x gas price; it must exceed the largest transaction
-        (a ballot batch of 25 at ``n`` = 100 needs about 13 M gas).
+        (batches are sized to stay under 80% of the 2^24 cap, about 13.4 M gas).
     """
 
     def __init__(  # noqa: PLR0913 - mirrors Flower's strategies
         self,
-        candidate_fraction: float = 0.2,
-        share_fraction: float = 0.1,
+        candidate_fraction: float = DEFAULT_CANDIDATE_FRACTION,
+        share_fraction: float = DEFAULT_SHARE_FRACTION,
         fraction_train: float = 1.0,
         fraction_evaluate: float = 1.0,
         min_train_nodes: int = 2,
@@ -432,10 +466,12 @@ class SecCL(Strategy):
         weighted_by_key: str = "num-examples",
         store: MessageStore | str | os.PathLike | None = None,
         gas_limit: int | None = None,
+        quorum: int | None = None,
     ) -> None:
         _check_settings(
-            candidate_fraction, share_fraction, fraction_train, fraction_evaluate, gas_limit
+            candidate_fraction, share_fraction, fraction_train, fraction_evaluate, gas_limit, quorum
         )
+        self.quorum = quorum
         self.candidate_fraction = candidate_fraction
         self.share_fraction = share_fraction
         self.fraction_train = fraction_train
@@ -453,6 +489,7 @@ class SecCL(Strategy):
         self.store = open_store(store)
         self.gas_limit = gas_limit
         self.csc: CandidateSelection | None = None
+        self.params: RunParams | None = None  # the chain's, once the run is open
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
 
@@ -553,15 +590,14 @@ class SecCL(Strategy):
             state.record.train_metrics = dict(metrics)
 
     def _anchor(self, run: RunContext, state: RoundState) -> None:
-        """Publish the verified updates and anchor all their digests in one transaction."""
+        """Publish the verified updates and anchor all their digests (gas-sized batches)."""
         for message in state.updates.values():
             self._publish(message)
         with state.chain_time():
             authors = list(state.updates)
             digests = [state.updates[a].digest() for a in authors]
-            state.record.record_tx(
-                "anchor", self.csc.anchor(state.round, Kind.UPDATE, authors, digests)
-            )
+            for tx in self.csc.anchor(state.round, Kind.UPDATE, authors, digests):
+                state.record.record_tx("anchor", tx)
             state.record.authors = authors
 
     def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
@@ -588,23 +624,34 @@ class SecCL(Strategy):
             if a not in state.voted and a in node_of
         ]
         replies = run.send(state, messages, "ballot")
+        state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
         )
-        for _, reply in accepted.values():
-            fields = reply.content[wire.SECCL_KEY]
-            state.record.rejections.extend(str(r) for r in fields.get(wire.REJECTED, []))
         state.ballots = [ballot for ballot, _ in accepted.values()]
         state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
 
     def _elect(self, run: RunContext, state: RoundState) -> None:
-        """Publish and submit the ballots, close the vote."""
+        """Publish and submit the ballots; close the vote if they reach the quorum.
+
+        Raises
+        ------
+        NotEnoughNodesError
+            If the ballots on chain are fewer than the run's quorum (the contract's
+            ``elect`` would refuse them with ``QuorumNotReached``).
+        """
         with state.chain_time():
             submitted = self.relay_ballots(state.round, state.ballots)
             for ballot in submitted:
                 self._publish(ballot)
             for tx in self.csc.submit_ballots(state.round, submitted):
                 state.record.record_tx("elect", tx)
+            on_chain, quorum = self.csc.ballot_count(state.round), self.params.quorum
+            if on_chain < quorum:
+                raise NotEnoughNodesError(
+                    f"round {state.round}: {on_chain} ballots on chain, below the run's "
+                    f"quorum={quorum}; dropped: {state.record.dropped}"
+                )
             state.record.record_tx("elect", self.csc.elect(state.round))
 
     def _aggregate(self, run: RunContext, state: RoundState) -> None:
@@ -624,8 +671,8 @@ class SecCL(Strategy):
         )
         self._publish(model)
         with state.chain_time():
-            tx = self.csc.anchor(state.round, Kind.GLOBAL_MODEL, [owner], [model.digest()])
-            record.record_tx("aggregate", tx)
+            for tx in self.csc.anchor(state.round, Kind.GLOBAL_MODEL, [owner], [model.digest()]):
+                record.record_tx("aggregate", tx)
         state.arrays = run.result.arrays = record_of(model.payload)
 
     def _evaluate(self, run: RunContext, state: RoundState) -> None:
@@ -639,8 +686,8 @@ class SecCL(Strategy):
         if accepted:
             with state.chain_time():
                 digests = [message.digest() for message, _ in accepted.values()]
-                tx = self.csc.anchor(state.round, Kind.EVALUATION, list(accepted), digests)
-                state.record.record_tx("evaluate", tx)
+                for tx in self.csc.anchor(state.round, Kind.EVALUATION, list(accepted), digests):
+                    state.record.record_tx("evaluate", tx)
         metrics = self.aggregate_evaluate(state.round, [reply for _, reply in accepted.values()])
         if metrics is not None:
             run.result.evaluate_metrics_clientapp[state.round] = metrics
@@ -708,16 +755,27 @@ class SecCL(Strategy):
         w3, self._rpc_server = open_chain(self.chain, self.chain_url)
         server = server_account(self.server_key, self.run_label)
         ensure_funded(w3, server)
-        participants = register_nodes(grid, self.run_label, self.min_available_nodes, timeout)
-        self.csc, self.participants, resume = open_contract(
-            w3,
-            server,
-            participants,
-            RunSettings(
-                self.run_label, self.candidate_fraction, self.contract_address, self.gas_limit
-            ),
-            self.store,
+        settings = RunSettings(
+            self.run_label,
+            self.candidate_fraction,
+            self.share_fraction,
+            self.per_tensor,
+            self.quorum,
+            self.contract_address,
+            self.gas_limit,
         )
+        attached = attach_contract(w3, server, settings)
+        roster = register_nodes(
+            grid,
+            run_id_of(attached, settings),
+            w3.eth.chain_id,
+            self.min_available_nodes,
+            timeout,
+        )
+        self.csc, self.participants, resume = open_contract(
+            w3, server, roster, settings, self.store, attached
+        )
+        self.params = self.csc.params()
         result = SecCLResult(
             chain_id=self.csc.binding.chain_id,
             contract=self.csc.address,
@@ -739,15 +797,13 @@ class SecCL(Strategy):
             server_round,
             dict(self.participants),
             layout,
-            self.share_fraction,
-            self.per_tensor,
+            self.params.share_fraction,
+            self.params.per_tensor,
             self.weighted_by_key,
         )
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
-        return wire.server_fields(
-            server_round, self.csc.address, self.share_fraction, self.per_tensor, **extra
-        )
+        return wire.server_fields(server_round, self.csc.address, **extra)
 
     def _round_messages(  # noqa: PLR0913 - Flower's configure_* arguments
         self,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from logging import WARNING
 
+from eth_utils import is_address, to_checksum_address
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 
@@ -26,6 +27,7 @@ from .errors import (
     BallotSignatureError,
     EncodingError,
     EvaluationSignatureError,
+    JoinSignatureError,
     MalformedMessageError,
     SignatureError,
     SparseUpdateError,
@@ -33,7 +35,7 @@ from .errors import (
     VerificationError,
 )
 from .metering import CRYPTO, metered
-from .protocol.eip712 import MAX_SCORE, Kind, RunBinding
+from .protocol.eip712 import MAX_SCORE, Kind, RunBinding, verify_join
 from .protocol.encoding import metrics_to_arrays
 from .protocol.signed import SignedMessage
 from .protocol.sparse import ModelLayout, SparseUpdate, entry_limit
@@ -180,6 +182,35 @@ def _sender(rules: ReplyRules, reply: Message) -> str:
     return rules.participants[node]
 
 
+def verify_registration(run_id: bytes, chain_id: int, reply: Message) -> tuple[str, bytes]:
+    """Return a registration reply's address and Join signature once the signature proves it.
+
+    Errors name the node id that sent the reply (the only sender known before
+    registration), never the address it claims: a node that claims another's
+    address is the one reported.
+
+    Raises
+    ------
+    VerificationError
+        The node failed, or (``MalformedMessageError``) the reply has no address or
+        signature of the right type; ``JoinSignatureError`` if the signature is not
+        the claimed address's ``Join(run_id, address)`` on chain ``chain_id``.
+    """
+    node = str(reply.metadata.src_node_id)
+    fields = seccl_fields(0, node, reply)
+    address = wire.typed_field(0, node, fields, wire.ADDRESS, str)
+    if not is_address(address):
+        raise MalformedMessageError(0, node, f"{address!r:.80} is no address")
+    signature = wire.typed_field(0, node, fields, wire.JOIN_SIGNATURE, bytes)
+    try:
+        verify_join(run_id, chain_id, address, signature)
+    except SignatureError as exc:
+        raise JoinSignatureError(
+            0, node, f"claims address {address}, but its join signature does not prove it: {exc}"
+        ) from exc
+    return to_checksum_address(address), signature
+
+
 def verify_update(rules: ReplyRules, reply: Message) -> SignedMessage:
     """Return a train reply's update once its sender, form, metrics and signature check out.
 
@@ -209,27 +240,37 @@ def verify_update(rules: ReplyRules, reply: Message) -> SignedMessage:
 def verify_ballot(rules: ReplyRules, reply: Message, authors: Iterable[str]) -> SignedMessage:
     """Return a cross-evaluation reply's ballot once it is complete, in range and signed.
 
-    ``authors`` are the round's anchored update authors, the only peers a ballot
-    may score (never its own evaluator).
+    ``authors`` are the round's anchored update authors: a ballot scores exactly
+    those other than its evaluator (the contract refuses any other ballot, and with
+    it the whole batch). An honest evaluator never sends an incomplete ballot: it
+    answers with the error that stopped it instead.
 
     Raises
     ------
     VerificationError
         The node failed, or (``MalformedMessageError``) the reply comes from an
         unknown node, claims another evaluator, has mistyped fields, peers and
-        scores that do not match, scores itself or a non-author, or a score out of
-        range; ``BallotSignatureError`` if the ballot is not signed by its evaluator.
+        scores that do not match, scores itself or a non-author, leaves out an
+        author, or has a score out of range; ``BallotSignatureError`` if the
+        ballot is not signed by its evaluator.
     """
     evaluator = _sender(rules, reply)
     round_ = rules.round
     fields = seccl_fields(round_, evaluator, reply, claim=wire.EVALUATOR)
     peers = wire.typed_list_field(round_, evaluator, fields, wire.PEERS, str)
     scores = wire.typed_list_field(round_, evaluator, fields, wire.SCORES, int)
-    wire.typed_list_field(round_, evaluator, fields, wire.REJECTED, str)
     if len(peers) != len(scores) or len(set(peers)) != len(peers):
         raise MalformedMessageError(round_, evaluator, "peers and scores do not match")
     if evaluator in peers or not set(peers) <= set(authors):
         raise MalformedMessageError(round_, evaluator, "scores itself or a non-author")
+    missing = set(authors) - {evaluator} - set(peers)
+    if missing:
+        raise MalformedMessageError(
+            round_,
+            evaluator,
+            f"incomplete ballot: {len(missing)} of the round's authors unscored "
+            f"({sorted(missing)})",
+        )
     if any(not 0 <= s <= MAX_SCORE for s in scores):
         raise MalformedMessageError(round_, evaluator, f"score out of range [0, {MAX_SCORE}]")
     signature = wire.typed_field(round_, evaluator, fields, wire.SIGNATURE, bytes)

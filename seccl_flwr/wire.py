@@ -8,20 +8,29 @@ sides use, so that a field of the wrong type is rejected with the same named err
 =====================  ===========================  ===================================
 message type           server sends                 client replies
 =====================  ===========================  ===================================
-``REGISTER``           ``SECCL_KEY``: ``RUN``           ``SECCL_KEY``: ``ADDRESS``
+``REGISTER``           ``SECCL_KEY``: ``RUN_ID``        ``SECCL_KEY``: ``ADDRESS``,
+                                                    ``JOIN_SIGNATURE``
 ``TRAIN``              ``ARRAYS``, ``CONFIG``,      ``UPDATE``, ``METRICS``,
                        ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
 ``CROSS_EVALUATE``     ``ARRAYS``, one              ``SECCL_KEY``: ``EVALUATOR``, ``PEERS``,
-                       :func:`peer_update_key`      ``SCORES``, ``SIGNATURE``,
-                       record per author, server    ``REJECTED``
-                       fields + ``AUTHORS``,
+                       :func:`peer_update_key`      ``SCORES``, ``SIGNATURE``; or an
+                       record per author, server    error naming why the evaluator
+                       fields + ``AUTHORS``,        does not vote
                        ``SIGNATURES``
 ``EVALUATE``           ``ARRAYS``, ``CONFIG``,      ``METRICS``,
                        ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
 =====================  ===========================  ===================================
 
-The server fields (:func:`server_fields`) are ``ROUND``, ``CONTRACT``,
-``SHARE_FRACTION`` and ``PER_TENSOR``.
+The server fields (:func:`server_fields`) are ``ROUND`` and ``CONTRACT``. Run
+parameters (share fraction, per-tensor, ...) are not among them: a client reads them
+from the chain, checked against its own configuration.
+
+Registration: the server names the run id (``0x``-hex, :func:`run_id_field`); the
+client answers its address and its signature of ``Join(run id, address)`` on the
+chain id of its own chain endpoint
+(:func:`~seccl_flwr.protocol.eip712.sign_join`), which the contract's ``register``
+checks again. Nothing in the server's message is taken on trust: a wrong run id
+only makes a signature the contract refuses.
 """
 
 from collections.abc import Mapping
@@ -37,7 +46,7 @@ REGISTER_QUERY = "seccl_register"
 CROSS_EVALUATE_QUERY = "seccl_evaluate"
 """Query name of the cross-evaluation handler (``@app.query(CROSS_EVALUATE_QUERY)``)."""
 REGISTER = f"query.{REGISTER_QUERY}"
-"""Message type: the server asks a node for its address."""
+"""Message type: the server asks a node for its address and Join signature."""
 CROSS_EVALUATE = f"query.{CROSS_EVALUATE_QUERY}"
 """Message type: the server forwards the round's updates to be scored."""
 TRAIN = "train"
@@ -67,12 +76,11 @@ def peer_update_key(author: str) -> str:
 
 
 # --------------------------------------------------------- fields of SECCL records
-RUN = "run"
+RUN_ID = "run-id"
 ADDRESS = "address"
+JOIN_SIGNATURE = "join-signature"
 ROUND = "round"
 CONTRACT = "contract"
-SHARE_FRACTION = "share-fraction"
-PER_TENSOR = "per-tensor"
 AUTHORS = "authors"
 SIGNATURES = "signatures"
 AUTHOR = "author"
@@ -80,22 +88,11 @@ SIGNATURE = "signature"
 EVALUATOR = "evaluator"
 PEERS = "peers"
 SCORES = "scores"
-REJECTED = "rejected"
 
 
-def server_fields(
-    server_round: int, contract: str, share_fraction: float, per_tensor: bool, **extra: Any
-) -> ConfigRecord:
+def server_fields(server_round: int, contract: str, **extra: Any) -> ConfigRecord:
     """Return the SecCL fields the server sends with every round message."""
-    return ConfigRecord(
-        {
-            ROUND: server_round,
-            CONTRACT: contract,
-            SHARE_FRACTION: share_fraction,
-            PER_TENSOR: per_tensor,
-            **extra,
-        }
-    )
+    return ConfigRecord({ROUND: server_round, CONTRACT: contract, **extra})
 
 
 def cross_evaluation_records(
@@ -140,3 +137,23 @@ def typed_list_field(
             server_round, sender, f"field {key!r} must be a list of {kind.__name__}"
         )
     return value
+
+
+def run_id_field(server_round: int, sender: str, fields: ConfigRecord) -> bytes:
+    """Return the 32-byte run id of ``fields[RUN_ID]`` (``0x`` + 64 hex digits).
+
+    Raises
+    ------
+    MalformedMessageError
+        If the field is missing or is not the hex of 32 bytes.
+    """
+    text = typed_field(server_round, sender, fields, RUN_ID, str)
+    try:
+        run_id = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
+    except ValueError:
+        run_id = b""
+    if len(run_id) != 32:
+        raise MalformedMessageError(
+            server_round, sender, f"field {RUN_ID!r} must be 0x + 64 hex digits, got {text!r:.80}"
+        )
+    return run_id

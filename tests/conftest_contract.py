@@ -1,4 +1,4 @@
-"""Helpers for the CSC contract tests: deploy from the artifact, sign ballots, decode reverts.
+"""Helpers for the CSC contract tests: deploy and open a run, sign ballots, decode reverts.
 
 Imported by the contract test modules (``from tests.conftest_contract import ...``).
 """
@@ -16,7 +16,8 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 from web3 import Web3
 
 from seccl_flwr.chain.artifact import load_artifact
-from seccl_flwr.protocol.eip712 import RunBinding, ballot_typed_data, sign_typed
+from seccl_flwr.protocol.eip712 import RunBinding, ballot_typed_data, sign_join, sign_typed
+from seccl_flwr.protocol.params import RunParams
 
 ARTIFACT = load_artifact()
 ABI = ARTIFACT["abi"]
@@ -84,20 +85,56 @@ def make_keys(n: int, label: str = "seccl-test") -> list[Any]:
     return [Account.from_key(keccak(text=f"{label}/{i}")) for i in range(n)]
 
 
+def join_signatures(run_id: bytes, chain_id: int, accounts: Sequence[Any]) -> list[bytes]:
+    """Return each account's signature of ``Join(run_id, account)`` on ``chain_id``."""
+    return [sign_join(a.key, run_id, chain_id) for a in accounts]
+
+
+def create(
+    w3: Web3,
+    owner: str,
+    run_id: bytes,
+    params: RunParams,
+    artifact: dict[str, Any] = ARTIFACT,
+) -> Any:
+    """Deploy the CSC from the artifact with fixed parameters (no roster, not open)."""
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    tx = factory.constructor(run_id, params.as_tuple()).transact({"from": owner})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    assert receipt.status == 1
+    return w3.eth.contract(address=receipt.contractAddress, abi=artifact["abi"])
+
+
 def deploy(
     w3: Web3,
     owner: str,
     run_id: bytes,
-    participants: Sequence[str],
+    accounts: Sequence[Any],
     num_candidates: int,
-    artifact: dict[str, Any] = ARTIFACT,
+    *,
+    quorum: int = 1,
+    share_fraction_ppm: int = 100_000,
+    per_tensor: bool = False,
+    batch: int | None = None,
+    open_run: bool = True,
 ) -> Any:
-    """Deploy the CSC from the artifact; return the contract object."""
-    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    tx = factory.constructor(run_id, list(participants), num_candidates).transact({"from": owner})
-    receipt = w3.eth.wait_for_transaction_receipt(tx)
-    assert receipt.status == 1
-    return w3.eth.contract(address=receipt.contractAddress, abi=artifact["abi"])
+    """Deploy, register ``accounts`` (in batches of ``batch``, default one) with their
+    join signatures and open the run; return the contract object."""
+    params = RunParams(num_candidates, quorum, share_fraction_ppm, per_tensor)
+    csc = create(w3, owner, run_id, params)
+    signatures = join_signatures(run_id, w3.eth.chain_id, accounts)
+    addresses = [a.address for a in accounts]
+    step = batch or max(1, len(accounts))
+    for start in range(0, len(accounts), step):
+        send(
+            csc.functions.register(
+                addresses[start : start + step], signatures[start : start + step]
+            ),
+            owner,
+        )
+    if open_run:
+        send(csc.functions.open(), owner)
+    return csc
 
 
 def binding_of(w3: Web3, contract: Any) -> RunBinding:
@@ -130,3 +167,8 @@ def send(fn: Any, sender: str, **tx: Any) -> Any:
 def digest(label: str) -> bytes:
     """Return a non-zero 32-byte test digest."""
     return keccak(text=label)
+
+
+def table_of(ballots: Sequence[tuple]) -> dict[str, dict[str, int]]:
+    """Return evaluator -> (peer -> score) of ballots given as ``submitBallots`` tuples."""
+    return {b[0]: dict(zip(b[1], b[2], strict=True)) for b in ballots}

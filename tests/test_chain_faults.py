@@ -14,11 +14,13 @@ from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ChainUnreachableError
 from seccl_flwr.chain.jsonrpc import json_rpc_of
 from seccl_flwr.chain.retry import RetryPolicy
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
 from seccl_flwr.strategy import SecCL
 
 from .conftest import skip_or_fail
+from .csc_helpers import open_csc
 
 pytestmark = pytest.mark.anvil
 
@@ -47,9 +49,7 @@ def restart_later(anvil: AnvilNode, delay: float) -> threading.Thread:
 def deployed(url: str, retry: RetryPolicy | None = None) -> CandidateSelection:
     w3 = connect(url)
     ensure_funded(w3, SERVER)
-    csc, _ = CandidateSelection.deploy(
-        w3, SERVER, run_id_from_label("faults"), [m.address for m in MEMBERS], 1, retry=retry
-    )
+    csc, _ = open_csc(w3, SERVER, run_id_from_label("faults"), MEMBERS, 1, retry=retry)
     return csc
 
 
@@ -125,7 +125,7 @@ def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
     retry = RetryPolicy(attempts=3, first_delay=0.1)
     csc = CandidateSelection(w3, deployer.address, SERVER, retry=retry, transport=transport)
     nonce = eth.get_transaction_count(SERVER.address)
-    info = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])
+    (info,) = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])
     assert len(sent) == 2 and sent[0] == sent[1]  # the very same signed bytes
     assert eth.get_transaction_count(SERVER.address) == nonce + 1  # one effect
     assert eth.get_transaction_receipt(info.tx_hash)["status"] == 1
@@ -135,6 +135,7 @@ def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
 @pytest.mark.slow
 def test_a_run_goes_on_when_the_node_restarts_between_rounds(node):
     run_config = {"seccl-key-seed": 9, "seccl-chain-url": node.url, "seed": 0, "lr": 0.1}
+    run_config.update(pinned_run_config(0.5))
     grid = InProcessGrid(digits.app, 4, run_config=run_config)
     strategy = SecCL(chain=node.url, candidate_fraction=0.5, run_label="faults-run")
     restarts = []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 from seccl_flwr.chain.connection import connect, ensure_funded
-from seccl_flwr.chain.csc import ANCHORED_TOPIC, CandidateSelection, SignedBallot, TxInfo
+from seccl_flwr.chain.csc import ANCHORED_TOPIC, CandidateSelection, TxInfo
 from seccl_flwr.chain.errors import (
     ChainUnreachableError,
     ContractCodeMismatchError,
@@ -30,12 +31,13 @@ from seccl_flwr.protocol.eip712 import (
     Kind,
     SignatureError,
     ballot_typed_data,
-    sign_typed,
     typed_digest,
     verify_typed,
 )
 from seccl_flwr.protocol.encoding import payload_hash
+from seccl_flwr.protocol.params import RunParams
 from seccl_flwr.protocol.signed import SignedMessage, message_digest
+from tests.csc_helpers import open_csc, roster_of
 
 RUN_ID = b"\x42" * 32
 # Init code that deploys the 10-byte runtime 0x602a60005260206000f3 ("return 42").
@@ -155,7 +157,7 @@ def test_revert_over_http_is_a_code_3_error_with_data(server):
     w3 = connect(server.url)
     owner = fresh_accounts(1)[0]
     ensure_funded(w3, owner)
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
+    csc, _ = open_csc(w3, owner, RUN_ID, fresh_accounts(2), 1)
     data = csc.contract.encode_abi("candidatesOf", [1])
     answer = call(server.url, "eth_call", {"to": csc.address, "data": data}, "latest")
     assert answer["error"]["code"] == 3
@@ -163,14 +165,17 @@ def test_revert_over_http_is_a_code_3_error_with_data(server):
 
 
 def _revert_via(w3: Web3, owner, gas_limit: int | None = None) -> dict[str, tuple[str, dict]]:
-    participants = [a.address for a in fresh_accounts(3)]
+    accounts = fresh_accounts(3)
+    participants = [a.address for a in accounts]
     seen: dict[str, tuple[str, dict]] = {}
+    twice, _ = CandidateSelection.deploy(
+        w3, owner, RUN_ID, RunParams(1, 1, 100_000, False), gas_limit=gas_limit
+    )
+    signature = roster_of(RUN_ID, w3.eth.chain_id, accounts[:1])[participants[0]]
     with pytest.raises(ContractRevertError) as info:
-        CandidateSelection.deploy(
-            w3, owner, RUN_ID, [participants[0], participants[0]], 1, gas_limit=gas_limit
-        )
+        twice.register([participants[0], participants[0]], [signature, signature])
     seen["deploy"] = (info.value.error_name, info.value.error_args)
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2, gas_limit=gas_limit)
+    csc, _ = open_csc(w3, owner, RUN_ID, accounts, 2, gas_limit=gas_limit)
     with pytest.raises(ContractRevertError) as info:
         csc.elect(1)
     seen["elect"] = (info.value.error_name, info.value.error_args)
@@ -216,11 +221,10 @@ def test_transactions_on_anvil_name_reverts_and_use_the_gas_limit_asked_for(anvi
     assert seen["deploy"][0] == "DuplicateParticipant" and seen["duplicate"][0]
     assert seen["elect"] == ("NoUpdates", {"round": 1})
     assert seen["wrong-round"] == ("WrongRound", {"round": 2, "expected": 1})
-    # only the good deployment was sent: the reverting ones stopped at the preflight
-    assert w3.eth.get_transaction_count(owner.address) == nonce + 1
-    csc, info = CandidateSelection.deploy(
-        w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1, gas_limit=gas_limit
-    )
+    # only the good transactions were sent (two deployments, one registration, one
+    # opening): the reverting ones stopped at the preflight
+    assert w3.eth.get_transaction_count(owner.address) == nonce + 4
+    csc, (info, *_) = open_csc(w3, owner, RUN_ID, fresh_accounts(2), 1, gas_limit=gas_limit)
     tx = w3.eth.get_transaction(info.tx_hash)
     if gas_limit is None:
         assert info.gas_used <= tx["gas"] < 2 * info.gas_used  # an estimate, not a bound
@@ -252,8 +256,9 @@ def test_server_is_reachable_from_another_process(server):
     w3 = connect(server.url)
     owner = fresh_accounts(1)[0]
     ensure_funded(w3, owner)
-    participants = [a.address for a in fresh_accounts(3)]
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 2)
+    accounts = fresh_accounts(3)
+    participants = [a.address for a in accounts]
+    csc, _ = open_csc(w3, owner, RUN_ID, accounts, 2)
     abi = json.dumps(load_artifact()["abi"])
     out = subprocess.run(
         [sys.executable, "-c", _READER, server.url, csc.address, abi],
@@ -289,7 +294,7 @@ def test_attach_checks_the_code(embedded):
     with pytest.raises(ContractCodeMismatchError, match="10 bytes"):
         CandidateSelection.attach(w3, tiny)
 
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1)
+    csc, _ = open_csc(w3, owner, RUN_ID, fresh_accounts(2), 1)
     attached = CandidateSelection.attach(w3, csc.address.lower())
     assert attached.address == csc.address
     assert attached.participants() == csc.participants()
@@ -322,10 +327,10 @@ def test_full_round_through_the_typed_client(embedded):
     people = fresh_accounts(4)
     addresses = [p.address for p in people]
     index = {a: i for i, a in enumerate(addresses)}
-    csc, deployed = CandidateSelection.deploy(w3, owner, RUN_ID, addresses, 2)
+    csc, (deployed, *_) = open_csc(w3, owner, RUN_ID, people, 2)
     assert isinstance(deployed, TxInfo) and deployed.gas_used > 0
     assert csc.participants() == addresses
-    assert csc.num_candidates() == 2 and csc.owner() == owner.address
+    assert csc.params().num_candidates == 2 and csc.owner() == owner.address
     binding = csc.binding
     assert binding.run_id == RUN_ID and binding.chain_id == w3.eth.chain_id
     assert binding.contract == csc.address
@@ -333,7 +338,7 @@ def test_full_round_through_the_typed_client(embedded):
     rng = np.random.default_rng(0)
     global_model = {"w": rng.normal(size=(3, 2)).astype(np.float32)}
     g_digest = message_digest(binding, 0, Kind.GLOBAL_MODEL, owner.address, global_model)
-    info = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [g_digest])
+    (info,) = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [g_digest])
     assert info.gas_used > 0 and info.function == "anchor" and info.tx_hash.startswith("0x")
 
     authors = people[:3]  # participant 3 only evaluates
@@ -349,6 +354,7 @@ def test_full_round_through_the_typed_client(embedded):
         assert bytes(onchain) == digest
         digests.append(digest)
     csc.anchor(1, Kind.UPDATE, [a.address for a in authors], digests)
+    assert csc.round_seed(1) == borda.round_seed(digests)
     assert csc.update_authors(1) == [a.address for a in authors]
     assert csc.anchor_of(1, Kind.UPDATE, authors[1].address) == digests[1]
     assert csc.anchor_of(1, Kind.UPDATE, people[3].address) == bytes(32)
@@ -360,11 +366,11 @@ def test_full_round_through_the_typed_client(embedded):
         3: {0: 500_000, 1: 500_000, 2: 400_000},
     }
 
-    def signed(evaluator: int, votes: dict[int, int]) -> SignedBallot:
+    def signed(evaluator: int, votes: dict[int, int]) -> SignedMessage:
         peers = [addresses[p] for p in votes]
-        typed = ballot_typed_data(binding, 1, addresses[evaluator], peers, list(votes.values()))
-        signature = sign_typed(people[evaluator].key, typed)
-        return SignedBallot(addresses[evaluator], tuple(peers), tuple(votes.values()), signature)
+        return SignedMessage.sign(
+            people[evaluator], binding, 1, Kind.BALLOT, peers=peers, scores=list(votes.values())
+        )
 
     ballots = [signed(e, v) for e, v in scores.items()]
 
@@ -375,7 +381,7 @@ def test_full_round_through_the_typed_client(embedded):
     malleated_sig = (
         good.signature[:32] + (n - s).to_bytes(32, "big") + bytes([55 - good.signature[64]])
     )
-    malleated = SignedBallot(good.evaluator, good.peers, good.scores, malleated_sig)
+    malleated = replace(good, signature=malleated_sig)
     typed0 = ballot_typed_data(binding, 1, good.evaluator, good.peers, good.scores)
     with pytest.raises(SignatureError):
         verify_typed(typed0, malleated_sig, good.evaluator)
@@ -384,8 +390,8 @@ def test_full_round_through_the_typed_client(embedded):
     assert info.value.error_name == "InvalidSignature"
     assert csc.evaluators_of(1) == []
 
-    infos = csc.submit_ballots(1, ballots, chunk=3)
-    assert len(infos) == 2 and all(i.gas_used > 0 for i in infos)
+    infos = csc.submit_ballots(1, ballots)
+    assert len(infos) == 1 and all(i.gas_used > 0 for i in infos)  # 4 small ballots: 1 batch
     assert csc.evaluators_of(1) == addresses
     assert csc.anchor_of(1, Kind.BALLOT, addresses[3]) == typed_digest(
         ballot_typed_data(binding, 1, addresses[3], ballots[3].peers, ballots[3].scores)
@@ -404,13 +410,27 @@ def test_full_round_through_the_typed_client(embedded):
     assert elected.gas_used > 0 and elected.function == "elect"
     assert csc.is_elected(1)
 
-    expected_candidates, expected_totals = borda.elect([0, 1, 2], scores, 2)
+    updates = dict(zip([a.address for a in authors], digests, strict=True))
+    table = {addresses[e]: {addresses[p]: s for p, s in v.items()} for e, v in scores.items()}
+    candidates, totals = borda.elect(updates, table, 2, quorum=1)
+    expected_candidates = [index[a] for a in candidates]
+    expected_totals = {index[a]: t for a, t in totals.items()}
     assert [index[a] for a in csc.candidates_of(1)] == expected_candidates
     assert {index[a]: t for a, t in csc.totals_of(1).items()} == expected_totals
-    # by hand (M = 2; ballot 0 ties peers 1 and 2, so 1 ranks first):
-    # ballot 0 -> 1:2, 2:1; ballot 1 -> 2:2, 0:1; ballot 2 -> 0:2, 1:1; ballot 3 -> 0:2, 1:1
-    assert expected_totals == {0: 1 + 2 + 2, 1: 2 + 1 + 1, 2: 1 + 2}
-    assert expected_candidates == [0, 1]
+    # by hand (M = 2): ballot 1 -> 2:2, 0:1; ballot 2 -> 0:2, 1:1; ballot 0 ties peers
+    # 1 and 2, ballot 3 ties 0 and 1 at the top: the round's seed order decides
+    seed = borda.round_seed(digests)
+
+    def before(p: int, q: int) -> bool:
+        return borda.tie_key(seed, addresses[p]) < borda.tie_key(seed, addresses[q])
+
+    one_first, zero_first = before(1, 2), before(0, 1)
+    assert expected_totals == {
+        0: 1 + 2 + (2 if zero_first else 1),
+        1: (2 if one_first else 1) + 1 + (1 if zero_first else 2),
+        2: (1 if one_first else 2) + 2,
+    }
+    assert set(expected_candidates) <= {0, 1, 2} and len(expected_candidates) == 2
 
     events = csc.events("Elected")
     assert len(events) == 1 and list(events[0]["args"]["candidates"]) == csc.candidates_of(1)
@@ -431,8 +451,7 @@ def test_get_logs_takes_an_address_string_or_list_over_http(server):
     owner = fresh_accounts(1)[0]
     w3 = connect(server.url)
     ensure_funded(w3, owner)
-    participants = [a.address for a in fresh_accounts(2)]
-    csc, _ = CandidateSelection.deploy(w3, owner, RUN_ID, participants, 1)
+    csc, _ = open_csc(w3, owner, RUN_ID, fresh_accounts(2), 1)
     csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x07" * 32])
     for address in (csc.address, [csc.address]):
         query = {"address": address, "fromBlock": "0x0", "topics": [ANCHORED_TOPIC]}
@@ -450,9 +469,7 @@ def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
     w3 = connect("embedded")
     owner = fresh_accounts(1)[0]
     ensure_funded(w3, owner)
-    deployed, _ = CandidateSelection.deploy(
-        w3, owner, RUN_ID, [a.address for a in fresh_accounts(2)], 1
-    )
+    deployed, _ = open_csc(w3, owner, RUN_ID, fresh_accounts(2), 1)
     transport = json_rpc_of(w3)
     real_request = transport.request
 
@@ -464,7 +481,7 @@ def test_transaction_fees_follow_the_chain(base_fee, monkeypatch):
 
     monkeypatch.setattr(transport, "request", without_base_fee)
     csc = CandidateSelection(w3, deployed.address, owner, transport=transport)
-    info = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x03" * 32])
+    (info,) = csc.anchor(0, Kind.GLOBAL_MODEL, [owner.address], [b"\x03" * 32])
     tx = w3.eth.get_transaction(info.tx_hash)
     tip = int(real_request("eth_maxPriorityFeePerGas", [])["result"], 16)
     if base_fee:

@@ -4,16 +4,20 @@ import pytest
 from eth_account import Account
 
 from seccl_flwr.chain.connection import connect, embedded_web3, ensure_funded
-from seccl_flwr.chain.csc import CandidateSelection, SignedBallot
+from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ContractRevertError
+from seccl_flwr.client_checks import pinned_run_config
+from seccl_flwr.protocol.borda import round_seed
 from seccl_flwr.protocol.eip712 import (
     Kind,
     ballot_typed_data,
     message_typed_data,
     run_id_from_label,
-    sign_typed,
     typed_digest,
 )
+from seccl_flwr.protocol.params import RunParams, roster_digest
+from seccl_flwr.protocol.signed import SignedMessage
+from tests.csc_helpers import open_csc
 
 
 def test_typed_views_match_the_python_protocol():
@@ -22,7 +26,7 @@ def test_typed_views_match_the_python_protocol():
     ensure_funded(w3, server)
     members = [Account.from_key(bytes([i + 1]) * 32) for i in range(3)]
     run_id = run_id_from_label("views")
-    csc, _ = CandidateSelection.deploy(w3, server, run_id, [m.address for m in members], 2)
+    csc, _ = open_csc(w3, server, run_id, members, 2)
     binding = csc.binding
     assert csc.run_id() == run_id and binding.run_id == run_id
     assert csc.is_participant(members[1].address) and not csc.is_participant(server.address)
@@ -40,10 +44,9 @@ def test_typed_views_match_the_python_protocol():
     peers, scores = [members[1].address, members[2].address], [10, 20]
     typed = ballot_typed_data(binding, 1, members[0].address, peers, scores)
     assert csc.hash_ballot(1, members[0].address, peers, scores) == typed_digest(typed)
-    signature = sign_typed(members[0].key, typed)
-    csc.submit_ballots(
-        1, [SignedBallot(members[0].address, tuple(peers), tuple(scores), signature)]
-    )
+    ballot = SignedMessage.sign(members[0], binding, 1, Kind.BALLOT, peers=peers, scores=scores)
+    assert ballot.digest() == typed_digest(typed)
+    csc.submit_ballots(1, [ballot])
     assert csc.ballot_count(1) == 1
 
 
@@ -52,9 +55,7 @@ def test_anchors_of_reads_one_round_and_kind_from_the_logs():
     server = Account.from_key(b"\x08" * 32)
     ensure_funded(w3, server)
     members = [Account.from_key(bytes([i + 20]) * 32) for i in range(3)]
-    csc, _ = CandidateSelection.deploy(
-        w3, server, run_id_from_label("anchors"), [m.address for m in members], 1
-    )
+    csc, _ = open_csc(w3, server, run_id_from_label("anchors"), members, 1)
     csc.anchor(0, Kind.GLOBAL_MODEL, [server.address], [b"\x01" * 32])
     digests = {m.address: bytes([5, i]) * 16 for i, m in enumerate(members[:2])}
     csc.anchor(1, Kind.UPDATE, list(digests), list(digests.values()))
@@ -84,9 +85,7 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
     server = Account.from_key(b"\x09" * 32)
     ensure_funded(w3, server)
     members = [Account.from_key(bytes([i + 30]) * 32) for i in range(3)]
-    csc, _ = CandidateSelection.deploy(
-        w3, server, run_id_from_label("http-views"), [m.address for m in members], 1
-    )
+    csc, _ = open_csc(w3, server, run_id_from_label("http-views"), members, 1, per_tensor=True)
     binding = csc.binding
     csc.anchor(0, Kind.GLOBAL_MODEL, [server.address], [b"\x01" * 32])
     csc.anchor(1, Kind.UPDATE, [m.address for m in members], [bytes([3, i]) * 16 for i in range(3)])
@@ -96,17 +95,22 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
     assert csc.anchors_of(0, Kind.GLOBAL_MODEL) == {server.address: b"\x01" * 32}
     assert csc.anchors_of(1, Kind.EVALUATION) == {}
     peers, scores = [members[1].address, members[2].address], [10, 20]
-    typed = ballot_typed_data(binding, 1, members[0].address, peers, scores)
-    ballot = SignedBallot(
-        members[0].address, tuple(peers), tuple(scores), sign_typed(members[0].key, typed)
-    )
+    ballot = SignedMessage.sign(members[0], binding, 1, Kind.BALLOT, peers=peers, scores=scores)
     csc.submit_ballots(1, [ballot])
     csc.elect(1)
+    assert csc.params() == RunParams(1, 1, 100_000, True)
+    assert csc.roster_digest() == roster_digest([m.address for m in members])
+    assert csc.round_seed(1) == round_seed([bytes([3, i]) * 16 for i in range(3)])
+    assert csc.is_open()
     web3 = csc.contract.functions
     reads = [  # (typed method and arguments, web3's call of the same view)
         (csc.owner, (), web3.owner()),
         (csc.run_id, (), web3.runId()),
-        (csc.num_candidates, (), web3.numCandidates()),
+        (lambda: list(csc.params().as_tuple()), (), web3.params()),
+        (csc.roster_digest, (), web3.rosterDigest()),
+        (csc.is_open, (), web3.isOpen()),
+        (csc.opening_block, (), web3.openingBlock()),
+        (csc.round_seed, (1,), web3.roundSeed(1)),
         (csc.participants, (), web3.participants()),
         (csc.participant_index, (members[2].address,), web3.participantIndex(members[2].address)),
         (csc.is_participant, (server.address,), web3.isParticipant(server.address)),
@@ -154,8 +158,9 @@ def test_bare_eth_call_views_equal_web3s_on_a_node_and_in_process(chain, request
 
 
 def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch):
-    """Clients' log queries for a round's update anchors start at the block of the
-    previous round's (not at genesis), and still find every anchor of the round."""
+    """Clients' log queries for a round's update anchors start at the run's opening
+    block in round 1 and at the block of the previous round's anchors later (never
+    at genesis), and still find every anchor of the round."""
     from flwr.app import ArrayRecord
 
     from seccl_flwr.apps import digits
@@ -177,6 +182,7 @@ def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch
     monkeypatch.setattr(JsonRpcHttp, "request", spy)
     url = free_loopback_url()
     run_config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    run_config.update(pinned_run_config(0.5))
     grid = InProcessGrid(digits.app, 3, run_config=run_config)
     strategy = SecCL(chain="embedded", chain_url=url, candidate_fraction=0.5, run_label="floor")
     result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=3)
@@ -185,7 +191,9 @@ def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch
     for round_, from_block, answer in queries:
         assert len(answer["result"]) == 3  # all three updates of the round found
         by_round.setdefault(round_, set()).add(from_block)
-    assert by_round[1] == {0}
+    opening = strategy.csc.opening_block()
+    assert opening > 0
+    assert by_round[1] == {opening}
     last_block = {
         r: max(int(log["blockNumber"], 16) for q, _, a in queries if q == r for log in a["result"])
         for r in by_round
@@ -202,7 +210,7 @@ def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url, monkeypatc
     ensure_funded(w3, server)
     members = [Account.from_key(bytes([i + 40]) * 32) for i in range(2)]
     run_id = run_id_from_label("attach-batch")
-    csc, _ = CandidateSelection.deploy(w3, server, run_id, [m.address for m in members], 1)
+    csc, infos = open_csc(w3, server, run_id, members, 1)
     posts = []
     real_post = JsonRpcHttp._post
 
@@ -215,4 +223,7 @@ def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url, monkeypatc
     assert attached.binding.run_id == run_id and attached.binding.chain_id == 31337
     assert attached.owner() == server.address
     assert attached.participants() == [m.address for m in members]
+    assert attached.params() == RunParams(1, 1, 100_000, False)
+    assert attached.opening_block() == infos[0].block_number  # the deployment's block
+    assert attached.is_open()
     assert len(posts) == 1  # one POST: the batch

@@ -1,4 +1,9 @@
-"""Differential test: the contract's election equals the Python oracle (borda.elect)."""
+"""Differential test: the contract's election equals the Python oracle (borda.elect).
+
+Scores are drawn from tiny ranges most of the time, so ballots and totals tie often
+and the seed's tie order decides; incomplete ballots and rounds below the quorum
+must be refused by both, with the matching error.
+"""
 
 import pytest
 from eth_utils import keccak
@@ -8,7 +13,14 @@ from web3 import EthereumTesterProvider, Web3
 
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import MAX_SCORE, Kind
-from tests.conftest_contract import binding_of, deploy, digest, make_keys, send, signed_ballot
+from tests.conftest_contract import (
+    binding_of,
+    decode_revert,
+    deploy,
+    make_keys,
+    send,
+    signed_ballot,
+)
 
 MAX_N = 30
 KEYS = make_keys(MAX_N, "differential")
@@ -24,20 +36,44 @@ def chain():
 
 @st.composite
 def rounds(draw):
-    """A random round: n, M, anchored authors (in anchoring order) and ballots."""
+    """A random round: n, M, quorum, anchored updates (in anchoring order) and ballots."""
     n = draw(st.integers(2, MAX_N))
     m = draw(st.integers(1, n))
+    quorum = draw(st.integers(1, n))
     authors = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))
-    # small ranges make ties common; full range checks the extremes
-    score = draw(st.sampled_from([st.integers(0, 2), st.integers(0, 5), st.integers(0, MAX_SCORE)]))
+    digests = draw(
+        st.lists(
+            st.integers(1, 2**256 - 1).map(lambda v: v.to_bytes(32, "big")),
+            min_size=len(authors),
+            max_size=len(authors),
+        )
+    )
+    # tiny ranges make ties common (all equal with {0}); the full range checks extremes
+    score = draw(
+        st.sampled_from(
+            [st.just(0), st.integers(0, 1), st.integers(0, 3), st.integers(0, MAX_SCORE)]
+        )
+    )
     evaluators = draw(st.lists(st.integers(0, n - 1), max_size=n, unique=True))
+    incomplete = draw(st.integers(0, 9)) == 0  # now and then one ballot misses a peer
     ballots = {}
     for ev in evaluators:
-        others = [a for a in authors if a != ev]
-        peers = draw(st.permutations(others))[: draw(st.integers(0, len(others)))]
+        peers = draw(st.permutations([a for a in authors if a != ev]))
+        if incomplete and peers:
+            peers, incomplete = peers[1:], False
         ballots[ev] = {p: draw(score) for p in peers}
     chunk = draw(st.integers(1, max(1, len(evaluators))))
-    return n, m, authors, ballots, chunk
+    return n, m, quorum, dict(zip(authors, digests, strict=True)), ballots, chunk
+
+
+def _reverted(fn, owner):
+    """Return the custom error ``(name, args)`` of ``fn``, or send it and return None."""
+    try:
+        fn.call({"from": owner, "gas": GAS})
+    except Exception as exc:  # noqa: BLE001 - decoded and compared by the caller
+        return decode_revert(exc)
+    send(fn, owner, gas=GAS)  # skip estimation: halves the time on py-evm
+    return None
 
 
 @settings(
@@ -48,34 +84,48 @@ def rounds(draw):
 @given(case=rounds())
 def test_contract_election_equals_python_oracle(chain, case):
     w3, owner = chain
-    n, m, authors, ballots, chunk = case
-    csc = deploy(w3, owner, keccak(text="diff"), ADDR[:n], m)
+    n, m, quorum, updates, ballots, chunk = case
+    csc = deploy(w3, owner, keccak(text="diff"), KEYS[:n], m, quorum=quorum)
     binding = binding_of(w3, csc)
-    author_addrs = [ADDR[a] for a in authors]
-    send(
-        csc.functions.anchor(1, Kind.UPDATE, author_addrs, [digest(f"u{a}") for a in authors]),
-        owner,
-    )
+    author_addrs = [ADDR[a] for a in updates]
+    send(csc.functions.anchor(1, Kind.UPDATE, author_addrs, list(updates.values())), owner)
+    assert csc.functions.roundSeed(1).call() == borda.round_seed(updates.values())
+
     signed = [
         signed_ballot(binding, 1, KEYS[ev], [ADDR[p] for p in row], list(row.values()))
         for ev, row in ballots.items()
     ]
-    for start in range(0, len(signed), chunk):
-        send(
-            csc.functions.submitBallots(1, signed[start : start + chunk]),
-            owner,
-            gas=GAS,  # skip estimation: halves the time on py-evm
-        )
+    table = {ADDR[ev]: {ADDR[p]: s for p, s in row.items()} for ev, row in ballots.items()}
+    address_updates = {ADDR[a]: d for a, d in updates.items()}
+    try:
+        expected, totals = borda.elect(address_updates, table, m, quorum)
+        refusal = None
+    except borda.ElectionError as exc:
+        refusal = exc
 
-    expected, totals = borda.elect(authors, ballots, m)
+    errors = [
+        _reverted(csc.functions.submitBallots(1, signed[start : start + chunk]), owner)
+        for start in range(0, len(signed), chunk)
+    ]
+    if isinstance(refusal, borda.IncompleteBallotError):
+        assert [e[0] for e in errors if e] == ["IncompleteBallot"]
+        return
+    assert errors == [None] * len(errors)
 
     got_authors, got_points = csc.functions.totalsOf(1).call()
     assert got_authors == author_addrs
-    assert got_points == [totals[a] for a in authors]
+    if refusal is not None:
+        assert isinstance(refusal, borda.QuorumNotReachedError)
+        assert _reverted(csc.functions.elect(1), owner) == (
+            "QuorumNotReached",
+            {"round": 1, "ballots": len(ballots), "quorum": quorum},
+        )
+        return
+    assert got_points == [totals[a] for a in author_addrs]
 
     receipt = send(csc.functions.elect(1), owner, gas=GAS)
     (event,) = csc.events.Elected().process_receipt(receipt)
-    assert event.args.candidates == [ADDR[c] for c in expected]
+    assert event.args.candidates == expected
     assert event.args.totals == [totals[c] for c in expected]
-    assert csc.functions.candidatesOf(1).call() == [ADDR[c] for c in expected]
+    assert csc.functions.candidatesOf(1).call() == expected
     assert csc.functions.ballotCount(1).call() == len(ballots)

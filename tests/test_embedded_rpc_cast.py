@@ -16,12 +16,12 @@ from eth_account import Account
 
 from seccl_flwr.chain.anvil import foundry_command
 from seccl_flwr.chain.connection import chain_id_of, ensure_funded
-from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
 from seccl_flwr.chain.tester_dialect import CALL_OBJECT_METHODS, RequestError, request_for_tester
 from seccl_flwr.protocol.eip712 import Kind
 
 from .conftest import skip_or_fail
+from .csc_helpers import open_csc
 
 OWNER = Account.from_key(b"\x0b" * 32)
 PEER = Account.from_key(b"\x0c" * 32)
@@ -35,10 +35,8 @@ def chain():
     with LoopbackRPCServer() as server:
         w3 = server.w3
         ensure_funded(w3, OWNER)
-        csc, deployed = CandidateSelection.deploy(
-            w3, OWNER, b"\x01" * 32, [OWNER.address, PEER.address], 1
-        )
-        anchored = csc.anchor(0, Kind.GLOBAL_MODEL, [OWNER.address], [DIGEST])
+        csc, (deployed, *_) = open_csc(w3, OWNER, b"\x01" * 32, [OWNER, PEER], 1)
+        (anchored,) = csc.anchor(0, Kind.GLOBAL_MODEL, [OWNER.address], [DIGEST])
         yield server, csc, deployed, anchored
 
 
@@ -73,7 +71,7 @@ def test_cast_calls_views_with_their_signatures(chain, cast):
     call is free, as on a node, and decodes to what the chain layer reads."""
     _, csc, deployed, anchored = chain
     assert cast("call", csc.address, "owner()(address)") == csc.owner()
-    assert int(cast("call", csc.address, "numCandidates()(uint16)")) == csc.num_candidates()
+    assert int(cast("call", csc.address, "openingBlock()(uint256)")) == csc.opening_block()
     anchor = cast(
         "call", csc.address, "anchorOf(uint32,uint8,address)(bytes32)",
         "0", str(int(Kind.GLOBAL_MODEL)), OWNER.address,

@@ -35,7 +35,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.lib import format as npy_format
 
 from seccl_flwr.chain.connection import ensure_funded
-from seccl_flwr.chain.csc import CandidateSelection, TxInfo
+from seccl_flwr.chain.csc import TxInfo
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
 from seccl_flwr.client import VerifiedRound, trusted_contract, verify_peer_update
 from seccl_flwr.errors import (
@@ -66,6 +66,7 @@ from seccl_flwr.protocol.encoding import (
     encode_arrays,
     metrics_to_arrays,
 )
+from seccl_flwr.protocol.params import RunParams, roster_digest, share_fraction_ppm
 from seccl_flwr.protocol.signed import SignedMessage, message_digest
 from seccl_flwr.protocol.sparse import (
     ModelLayout,
@@ -83,6 +84,7 @@ from seccl_flwr.verify import (
     verify_update,
 )
 from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
+from tests.csc_helpers import open_csc
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -440,11 +442,11 @@ class FakeCSC:
         self.anchors = dict(anchors or {})
         self.anchored: list[tuple[int, Kind, list[str]]] = []
 
-    def anchor(self, round_, kind, authors, digests) -> TxInfo:
+    def anchor(self, round_, kind, authors, digests) -> list[TxInfo]:
         self.anchored.append((round_, kind, list(authors)))
         for author, digest in zip(authors, digests, strict=True):
             self.anchors[(round_, kind, author)] = digest
-        return TxInfo("anchor", "0x" + "00" * 32, 1, 1)
+        return [TxInfo("anchor", "0x" + "00" * 32, 1, 1)]
 
     def anchor_of(self, round_, kind, author) -> bytes:
         return self.anchors.get((round_, kind, author), bytes(32))
@@ -458,6 +460,7 @@ AUTHORS = [NODES[node].address for node in (1, 2, 3, 4)]
 def make_strategy() -> SecCL:
     strategy = SecCL(candidate_fraction=0.5, share_fraction=SHARE)
     strategy.csc = FakeCSC()
+    strategy.params = RunParams(2, 3, share_fraction_ppm(SHARE), False)
     strategy.participants = dict(PARTICIPANTS)
     return strategy
 
@@ -730,7 +733,6 @@ def ballot_fields(
         "peers": peers,
         "scores": scores,
         "signature": sign_typed((signer or account).key, typed),
-        "rejected": [],
     }
     fields.update(extra or {})
     return fields
@@ -792,9 +794,6 @@ def _ballot_case(name: str, data) -> tuple[int, dict, str]:  # noqa: PLR0911
     if name == "claims-another-evaluator":
         fields = ballot_fields(me, peers, scores, extra={"evaluator": NODES[1].address})
         return HOSTILE, fields, "claims to be"
-    if name == "rejected-not-a-list":
-        fields = ballot_fields(me, peers, scores, extra={"rejected": 7})
-        return HOSTILE, fields, "field 'rejected' must be a list of str"
     if name == "unknown-node":
         return 99, ballot_fields(OUTSIDER, peers, scores), "unknown node"
     raise AssertionError(name)
@@ -817,7 +816,6 @@ BALLOT_CASES = [
     "truncated-signature",
     "signature-not-bytes",
     "claims-another-evaluator",
-    "rejected-not-a-list",
     "unknown-node",
 ]
 
@@ -858,17 +856,14 @@ class ScriptedApp:
 @given(st.sampled_from([c for c in BALLOT_CASES if c != "unknown-node"]), st.data())
 def test_cross_evaluation_goes_on_without_the_hostile_ballot(case, data):
     _, hostile, _ = _ballot_case(case, data)
-    ballots = {
-        node: ballot_fields(NODES[node], _others(node), [1, 2, 3], extra={"rejected": ["x"]})
-        for node in (1, 2, 4)
-    }
+    ballots = {node: ballot_fields(NODES[node], _others(node), [1, 2, 3]) for node in (1, 2, 4)}
     ballots[HOSTILE] = hostile
     grid = InProcessGrid(ScriptedApp(ballots), num_nodes=4)
     state = play_only("cross_evaluate", make_strategy(), grid, round_updates())
     accepted = state.ballots
     assert [b.evaluator for b in accepted] == [NODES[n].address for n in (1, 2, 4)]
     assert list(state.record.dropped) == [f"ballot:{NODES[HOSTILE].address}"]
-    assert state.record.rejections == ["x", "x", "x"]
+    assert state.record.rejections == []  # a malformed ballot is no refusal to vote
 
 
 # ---------------------------------------------------------- evaluation replies
@@ -979,12 +974,12 @@ def test_zero_total_weight_gives_no_average_instead_of_a_division_error():
 def client_ctx(anchors: dict) -> VerifiedRound:
     return VerifiedRound(
         csc=FakeCSC(anchors=anchors),
+        params=RunParams(2, 3, share_fraction_ppm(SHARE), per_tensor=False),
         account=NODES[1],
         round=1,
         arrays=MODEL,
         layout=LAYOUT,
         global_digest=bytes(32),
-        config=ConfigRecord({"share-fraction": SHARE, "per-tensor": False}),
     )
 
 
@@ -1079,14 +1074,20 @@ def chain():
         owner = Account.from_key(simulation_key("hostile-owner", 0))
         ensure_funded(server.w3, owner)
         me, other = Account.from_key(simulation_key(11, 0)), NODES[1]
-        mine, _ = CandidateSelection.deploy(server.w3, owner, BINDING.run_id, [me.address], 1)
-        also_mine, _ = CandidateSelection.deploy(server.w3, owner, bytes(32), [me.address], 1)
-        foreign, _ = CandidateSelection.deploy(server.w3, owner, bytes(32), [other.address], 1)
+        mine, _ = open_csc(server.w3, owner, BINDING.run_id, [me], 1)
+        also_mine, _ = open_csc(server.w3, owner, bytes(32), [me], 1)
+        foreign, _ = open_csc(server.w3, owner, bytes(32), [other], 1)
         yield server.url, mine.address, also_mine.address, foreign.address
 
 
-def node_context(url: str | None, pinned: str | None = None) -> Context:
-    node_config = {"partition-id": 0}
+def node_context(
+    url: str | None, pinned: str | None = None, roster: list[str] | None = None
+) -> Context:
+    """Node 0 of a simulation of one partition (its roster is its own key), or pinning
+    the digest of ``roster``."""
+    node_config = {"partition-id": 0, "num-partitions": 1}
+    if roster is not None:
+        node_config["seccl-roster-digest"] = roster_digest(roster).hex()
     if url is not None:
         node_config[CHAIN_URL] = url
     if pinned is not None:
@@ -1123,8 +1124,9 @@ def test_client_refuses_any_contract_address_but_its_runs(chain, address):
 
 def test_client_refuses_a_run_that_does_not_list_it(chain):
     url, _, _, foreign = chain
+    context = node_context(url, roster=[NODES[1].address])  # pins the foreign roster
     with pytest.raises(UntrustedContractError, match="does not list this node's address"):
-        trusted_contract(node_context(url), named(foreign))
+        trusted_contract(context, named(foreign))
 
 
 def test_pinned_client_refuses_another_contract_the_server_names(chain):

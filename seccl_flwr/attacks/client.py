@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from eth_account import Account
 from flwr.app import Context
 
-from ..identity import KEY_SEED, simulation_key
+from ..identity import KEY_SEED, simulation_addresses
 from ..protocol.eip712 import MAX_SCORE
 from ..protocol.sparse import ModelLayout
 
@@ -137,7 +136,7 @@ def attacker_partitions(num_partitions: int, fraction: float) -> list[int]:
 
 def simulation_colluders(seed: int | str, partitions: Collection[int]) -> frozenset[str]:
     """Return the addresses of simulated partitions (keys from the run seed)."""
-    return frozenset(Account.from_key(simulation_key(seed, p)).address for p in partitions)
+    return simulation_addresses(seed, partitions)
 
 
 ATTACK_KEYS = {

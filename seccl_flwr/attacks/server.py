@@ -4,15 +4,28 @@
 the ways the trust model names, from a chosen round on. Each way is caught by the
 honest clients or by the contract, with a named error:
 
-=========================  ===================================================
-``alter-update``           clients: ``UpdateDigestMismatchError``
-``swap-updates``           clients: ``UpdateDigestMismatchError``
-``forge-ballot``           contract: ``InvalidSignature``
-``alter-ranking``          contract: ``InvalidSignature``
-``drop-ballot``            the evaluator, next round: ``BallotMissingError``
-``aggregate-non-candidate``  clients, next round: ``AggregationMismatchError``
-``wrong-global``           clients: ``GlobalModelMismatchError``
-=========================  ===================================================
+===========================  =================================================
+``alter-update``             clients: ``UpdateDigestMismatchError`` (no ballot)
+``swap-updates``             clients: ``UpdateDigestMismatchError`` (no ballot)
+``forge-ballot``             contract: ``InvalidSignature``
+``alter-ranking``            contract: ``InvalidSignature``
+``drop-ballot``              the evaluator, in the round's evaluate:
+                             ``BallotMissingError``
+``aggregate-non-candidate``  clients, in the round's evaluate:
+                             ``AggregationMismatchError``
+``aggregate-weighted``       (one candidate counted 3 times) the same
+``replay-old-model``         (no candidate aggregated) the same
+``previous-candidates``      (last round's candidates aggregated, or a
+                             non-candidate if they are the same) the same
+``wrong-global``             clients: ``GlobalModelMismatchError``
+``withhold-updates``         clients: ``WithheldUpdateError`` (no ballot)
+``censor-update``            the censored author, at its next contact:
+                             ``UpdateNotAnchoredError``
+``wrong-parameters``         clients: ``ParameterMismatchError`` (λ = 1 on chain)
+``no-ballots``               (elect without ballots) contract: ``QuorumNotReached``
+===========================  =================================================
+
+A client that finds a forged global model refuses the rest of the run.
 """
 
 from collections.abc import Mapping
@@ -34,7 +47,14 @@ SERVER_LIES = (
     "alter-ranking",
     "drop-ballot",
     "aggregate-non-candidate",
+    "aggregate-weighted",
+    "replay-old-model",
+    "previous-candidates",
     "wrong-global",
+    "withhold-updates",
+    "censor-update",
+    "wrong-parameters",
+    "no-ballots",
 )
 
 
@@ -57,16 +77,42 @@ class LyingServer(SecCL):
         super().__init__(**kwargs)
         self.lie = lie
         self.lie_round = lie_round
+        self._candidates: dict[int, list[str]] = {}  # round -> elected (previous-candidates)
 
     def _lying(self, server_round: int, lie: str) -> bool:
         return self.lie == lie and server_round >= self.lie_round
 
+    def _open_run(self, grid, timeout):
+        """Open the run with λ = 1 (every author elected) instead of the configured λ."""
+        if self.lie != "wrong-parameters":
+            return super()._open_run(grid, timeout)
+        configured, self.candidate_fraction = self.candidate_fraction, 1.0
+        try:
+            return super()._open_run(grid, timeout)
+        finally:
+            self.candidate_fraction = configured
+
+    def _anchor(self, run, state) -> None:
+        """Drop the last honest update before anchoring (censorship)."""
+        if self._lying(state.round, "censor-update") and len(state.updates) > 1:
+            censored = list(state.updates)[-1]
+            state.updates = {a: u for a, u in state.updates.items() if a != censored}
+        super()._anchor(run, state)
+
+    def _elect(self, run, state) -> None:
+        """Call the election without submitting a single ballot."""
+        if self._lying(state.round, "no-ballots"):
+            state.record.record_tx("elect", self.csc.elect(state.round))
+        super()._elect(run, state)
+
     def relay_updates(
         self, server_round: int, updates: Mapping[str, SignedMessage]
     ) -> dict[str, SignedMessage]:
-        """Alter one update, or swap two authors' updates."""
+        """Alter one update, swap two authors' updates, or forward only one update."""
         forwarded = dict(updates)
         authors = list(forwarded)
+        if self._lying(server_round, "withhold-updates"):
+            return {authors[0]: forwarded[authors[0]]}
         if self._lying(server_round, "alter-update"):
             item = forwarded[authors[0]]
             values = item.payload["values"].copy()
@@ -97,11 +143,22 @@ class LyingServer(SecCL):
     def relay_candidates(
         self, server_round: int, candidates: list[str], updates: Mapping[str, SignedMessage]
     ) -> list[str]:
-        """Aggregate a non-candidate instead of the last candidate."""
+        """Aggregate a non-candidate, one candidate 3 times, none, or last round's."""
+        self._candidates[server_round] = list(candidates)
         if self._lying(server_round, "aggregate-non-candidate"):
             others = [a for a in updates if a not in candidates]
             if others:
                 return candidates[:-1] + [others[0]]
+        if self._lying(server_round, "aggregate-weighted"):
+            return [candidates[0]] * 3 + candidates[1:]
+        if self._lying(server_round, "replay-old-model"):
+            return []  # the new model is the old one
+        if self._lying(server_round, "previous-candidates"):
+            previous = self._candidates.get(server_round - 1, [])
+            chosen = [a for a in previous if a in updates]
+            if chosen and chosen != candidates:
+                return chosen
+            return [a for a in updates if a not in candidates][:1] or candidates
         return candidates
 
     def relay_global(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord:

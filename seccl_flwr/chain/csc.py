@@ -2,9 +2,15 @@
 
 One :class:`CandidateSelection` wraps one deployed contract, i.e. one SecCL run: its
 functions as typed Python methods (round numbers, :class:`~seccl_flwr.protocol.eip712.Kind`,
-addresses and digests in; lists, dicts and bytes out), deployment and attachment
-with a code check, the round's anchors from the logs, and events. Nobody outside
-this module names a Solidity function.
+addresses and digests in; lists, dicts and bytes out), opening a run (deploy with
+its :class:`~seccl_flwr.protocol.params.RunParams`, register the roster, open) and
+attachment with a code check, the round's anchors from the logs, and events. Nobody
+outside this module names a Solidity function.
+
+Batch transactions (``register``, ``anchor``, ``submitBallots``) are split into
+batches sized by their gas (:mod:`~seccl_flwr.chain.gas`), so each stays under the
+2^24 per-transaction cap of EIP-7825 for every run the contract accepts; every log
+query starts at the run's opening block, which the contract records.
 
 How a call reaches the chain is :mod:`~seccl_flwr.chain.transactions`' job, split
 as web3.py splits its contract and ``eth`` modules: its
@@ -21,8 +27,7 @@ JSON-RPC on the fastest transport to the chain
 """
 
 import functools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -30,7 +35,11 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
+from ..errors import ConfigurationError
 from ..protocol.eip712 import Kind, RunBinding
+from ..protocol.params import RunParams
+from ..protocol.signed import SignedMessage
+from . import gas
 from .abi import contract_abi, hex_bytes, to_checksum_address
 from .artifact import load_artifact
 from .connection import EmbeddedProvider
@@ -41,10 +50,8 @@ from .transactions import Node, TransactionSender, TxInfo
 
 __all__ = [
     "ANCHORED_TOPIC",
-    "BALLOT_CHUNK",
     "IN_ROUND_ORDER",
     "CandidateSelection",
-    "SignedBallot",
     "TxInfo",
 ]
 
@@ -57,25 +64,6 @@ IN_ROUND_ORDER = (Kind.UPDATE, Kind.GLOBAL_MODEL)
 """Kinds the contract anchors strictly in round order: round r's anchors of these
 kinds are in blocks at or after round r-1's (updates need round r open, i.e. the
 global model of r-1 anchored; global models follow one another)."""
-
-BALLOT_CHUNK = 25
-"""Ballots per ``submitBallots`` transaction: 12.7 M gas at 100 participants
-(measured in ``tests/test_contract.py``), under the 2^24 per-transaction cap of
-EIP-7825 and the 30 M block gas limit."""
-
-
-@dataclass(frozen=True)
-class SignedBallot:
-    """One evaluator's signed score vector, as the contract takes it."""
-
-    evaluator: str
-    peers: tuple[str, ...]
-    scores: tuple[int, ...]
-    signature: bytes
-
-    def as_tuple(self) -> tuple:
-        """Return the ABI tuple ``(evaluator, peers, scores, signature)``."""
-        return (self.evaluator, list(self.peers), list(self.scores), self.signature)
 
 
 class CandidateSelection:
@@ -99,7 +87,9 @@ class CandidateSelection:
         estimate of each one (90% of the block gas limit on the embedded chain). An
         integer skips the estimate, which on a node costs a binary search of a
         dozen or more executions (about 20 times one ``eth_call`` of a ballot batch
-        of 25 on anvil); one ``eth_call`` still names any revert before sending.
+        on anvil); one ``eth_call`` still names any revert before sending. Batches
+        are sized by :mod:`~seccl_flwr.chain.gas` to stay under 80% of the 2^24
+        per-transaction cap, so a limit of 2^24 always suffices.
         Meant for private chains. The whole policy:
         :class:`~seccl_flwr.chain.transactions.TransactionSender`.
     transport : JsonRpc | None
@@ -136,7 +126,10 @@ class CandidateSelection:
         self._anchor_blocks: dict[tuple[Kind, int], int] = {}  # (kind, round) -> last block
         self._binding: RunBinding | None = None
         self._owner: str | None = None
-        self._participants: list[str] | None = None
+        self._params: RunParams | None = None
+        self._opening_block: int | None = None
+        self._open = False  # once open, a run stays open
+        self._participants: list[str] | None = None  # kept once the run is open
 
     @functools.cached_property
     def contract(self) -> Any:
@@ -159,23 +152,54 @@ class CandidateSelection:
         w3: Web3,
         sender: LocalAccount,
         run_id: bytes,
-        participants: Sequence[str],
-        num_candidates: int,
+        params: RunParams,
         gas_limit: int | None = None,
         retry: RetryPolicy | None = None,
     ) -> tuple["CandidateSelection", TxInfo]:
-        """Deploy a new contract, which opens a run; return its client and the tx.
+        """Deploy a new contract with the run's parameters; return its client and the tx.
+
+        The run has no participant yet and is not open: :meth:`register` the roster,
+        then :meth:`open` it (or do all three with :meth:`open_run`).
 
         Raises
         ------
         ContractRevertError
-            If the run parameters are rejected (e.g. ``DuplicateParticipant``).
+            If the node rejects the deployment.
         """
         deployer = cls(w3, None, sender, retry, gas_limit)
-        receipt, info = deployer._transact(
-            "constructor", run_id, [to_checksum_address(p) for p in participants], num_candidates
-        )
-        return cls(w3, receipt["contractAddress"], sender, retry, gas_limit), info
+        receipt, info = deployer._transact("constructor", run_id, params.as_tuple())
+        csc = cls(w3, receipt["contractAddress"], sender, retry, gas_limit)
+        csc._params, csc._opening_block = params, info.block_number
+        return csc, info
+
+    @classmethod
+    def open_run(  # noqa: PLR0913 - deploy's arguments plus the roster
+        cls,
+        w3: Web3,
+        sender: LocalAccount,
+        run_id: bytes,
+        params: RunParams,
+        roster: Mapping[str, bytes],
+        gas_limit: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> tuple["CandidateSelection", list[TxInfo]]:
+        """Deploy, register ``roster`` and open the run; return its client and the txs.
+
+        Parameters
+        ----------
+        roster : Mapping[str, bytes]
+            Participant address -> its ``Join(run_id, address)`` signature
+            (:func:`~seccl_flwr.protocol.eip712.sign_join`), in registration order.
+
+        Raises
+        ------
+        ContractRevertError
+            If the contract refuses a participant (e.g. ``InvalidJoinSignature``) or
+            the parameters at opening (e.g. ``M`` or the quorum above ``n``).
+        """
+        csc, deployed = cls.deploy(w3, sender, run_id, params, gas_limit, retry)
+        registered = csc.register(list(roster), list(roster.values()))
+        return csc, [deployed, *registered, csc.open()]
 
     @classmethod
     def attach(
@@ -188,8 +212,9 @@ class CandidateSelection:
     ) -> "CandidateSelection":
         """Attach to an existing contract after checking its code.
 
-        The code, chain id, run id, owner and participants (none of which changes
-        once deployed) are read in one round trip and kept.
+        The code, chain id, run id, owner, parameters and opening block (none of
+        which changes once deployed) and the roster are read in one round trip and
+        kept; the roster only if the run is open (it is final from then on).
 
         Raises
         ------
@@ -200,7 +225,7 @@ class CandidateSelection:
         """
         csc = cls(w3, address, sender, retry, gas_limit)
         address = csc.address
-        fixed = ("runId", "owner", "participants")
+        fixed = ("runId", "owner", "params", "openingBlock", "isOpen", "participants")
         calls = [("eth_getCode", [address, "latest"]), ("eth_chainId", [])]
         calls += [csc._call_request(name, ()) for name in fixed]
         responses = csc._node.responses(calls, "attach")
@@ -214,13 +239,18 @@ class CandidateSelection:
                 f"artifact's runtime code ({len(expected)} bytes)"
             )
         # the views are decoded only now: at another address they mean nothing
-        run_id, owner, participants = (
+        run_id, owner, params, opening_block, is_open, participants = (
             csc._abi.decode_result(name, csc._node.checked(response, "eth_call", name))
             for name, response in zip(fixed, responses[2:], strict=True)
         )
         csc._chain_id = int(csc._node.checked(responses[1], "eth_chainId", None), 16)
         csc._binding = RunBinding(chain_id=csc._chain_id, contract=address, run_id=bytes(run_id))
-        csc._owner, csc._participants = str(owner), list(participants)
+        csc._owner = str(owner)
+        csc._params = RunParams.from_tuple(params)
+        csc._opening_block = int(opening_block)
+        if is_open:
+            csc._open = True
+            csc._participants = list(participants)
         return csc
 
     @property
@@ -241,23 +271,80 @@ class CandidateSelection:
         return self._chain_id
 
     # ------------------------------------------------------------ transactions
+    def register(
+        self, participants: Sequence[str], join_signatures: Sequence[bytes]
+    ) -> list[TxInfo]:
+        """Add participants to the roster, in gas-sized batches, before :meth:`open`.
+
+        Parameters
+        ----------
+        participants : Sequence[str]
+            Addresses, in registration order.
+        join_signatures : Sequence[bytes]
+            Each participant's ``Join(run_id, participant)`` signature, in the same order.
+
+        Raises
+        ------
+        ConfigurationError
+            If the two lists differ in length.
+        ContractRevertError
+            If the contract refuses a batch (e.g. ``InvalidJoinSignature``,
+            ``RunAlreadyOpen``); earlier batches stay registered.
+        """
+        if len(participants) != len(join_signatures):
+            raise ConfigurationError(
+                f"register: {len(participants)} participants but "
+                f"{len(join_signatures)} join signatures"
+            )
+        size = gas.register_batch_size()
+        return [
+            self._transact("register", [to_checksum_address(p) for p in accounts], list(sigs))[1]
+            for accounts, sigs in zip(
+                gas.batches(list(participants), size),
+                gas.batches(list(join_signatures), size),
+                strict=True,
+            )
+        ]
+
+    def open(self) -> TxInfo:
+        """Seal the roster and open the run (rounds may start, :meth:`register` reverts)."""
+        info = self._transact("open")[1]
+        self._open = True
+        return info
+
     def anchor(
         self, round_: int, kind: Kind, authors: Sequence[str], digests: Sequence[bytes]
-    ) -> TxInfo:
-        """Anchor the digests of one phase of a round in one transaction."""
-        return self._transact(
-            "anchor", round_, int(kind), [to_checksum_address(a) for a in authors], list(digests)
-        )[1]
-
-    def submit_ballots(
-        self, round_: int, ballots: Sequence[SignedBallot], chunk: int = BALLOT_CHUNK
     ) -> list[TxInfo]:
-        """Submit signed ballots, ``chunk`` per transaction."""
-        infos = []
-        for start in range(0, len(ballots), chunk):
-            part = [b.as_tuple() for b in ballots[start : start + chunk]]
-            infos.append(self._transact("submitBallots", round_, part)[1])
-        return infos
+        """Anchor the digests of one phase of a round, in gas-sized batches.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``authors`` and ``digests`` differ in length.
+        """
+        if len(authors) != len(digests):
+            raise ConfigurationError(f"anchor: {len(authors)} authors but {len(digests)} digests")
+        kind = Kind(kind)
+        size = gas.anchor_batch_size(kind)
+        return [
+            self._transact(
+                "anchor", round_, int(kind), [to_checksum_address(a) for a in part], list(ds)
+            )[1]
+            for part, ds in zip(
+                gas.batches(list(authors), size), gas.batches(list(digests), size), strict=True
+            )
+        ]
+
+    def submit_ballots(self, round_: int, ballots: Sequence[SignedMessage]) -> list[TxInfo]:
+        """Submit signed ballots in batches sized by their gas (peers per ballot and ``M``)."""
+        if not ballots:
+            return []
+        peers = max(len(b.peers) for b in ballots)
+        size = gas.ballot_batch_size(peers, self.params().num_candidates)
+        return [
+            self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
+            for part in gas.batches(list(ballots), size)
+        ]
 
     def elect(self, round_: int) -> TxInfo:
         """Close the round's vote and store its candidates."""
@@ -273,9 +360,10 @@ class CandidateSelection:
 
         Cheaper than one :meth:`anchor_of` call per author when a client checks a
         whole round's updates; the contract anchors each (round, kind, author) once.
-        For the kinds in :data:`IN_ROUND_ORDER` the query starts at the last block
-        this client saw an earlier round's anchor in, not at the genesis block (a
-        node's log search, and eth-tester's above all, grows with the range).
+        The query starts at the run's :meth:`opening_block`, never at the genesis
+        block (a node's log search, and eth-tester's above all, grows with the
+        range); for the kinds in :data:`IN_ROUND_ORDER` at the last block this
+        client saw an earlier round's anchor in.
         """
         kind = Kind(kind)
         topics = [
@@ -286,7 +374,7 @@ class CandidateSelection:
         earlier = [b for (k, r), b in self._anchor_blocks.items() if k == kind and r < round_]
         query = {
             "address": self.address,
-            "fromBlock": hex(max(earlier, default=0)),
+            "fromBlock": hex(max(earlier, default=self.opening_block())),
             "toBlock": "latest",
             "topics": topics,
         }
@@ -320,14 +408,42 @@ class CandidateSelection:
         return list(self._view("evaluatorsOf", round_))
 
     def participants(self) -> list[str]:
-        """Return the run's participants in registration order (fixed at deployment)."""
-        if self._participants is None:
-            self._participants = list(self._view("participants"))
-        return list(self._participants)
+        """Return the run's participants in registration order (kept once the run is open)."""
+        if self._participants is not None:
+            return list(self._participants)
+        if self._open:
+            participants = self._view("participants")
+        else:
+            participants, self._open = self._views(("participants", ()), ("isOpen", ()))
+        if self._open:
+            self._participants = list(participants)
+        return list(participants)
 
-    def num_candidates(self) -> int:
-        """Return the number of candidates ``M`` per round."""
-        return int(self._view("numCandidates"))
+    def params(self) -> RunParams:
+        """Return the run's parameters (``M``, quorum, share fraction, ...), fixed at deployment."""
+        if self._params is None:
+            self._params = RunParams.from_tuple(self._view("params"))
+        return self._params
+
+    def roster_digest(self) -> bytes:
+        """Return the roster digest the run was opened with (32 zero bytes before ``open``)."""
+        return bytes(self._view("rosterDigest"))
+
+    def is_open(self) -> bool:
+        """Return whether the run is open (roster sealed, rounds allowed)."""
+        if not self._open:
+            self._open = bool(self._view("isOpen"))
+        return self._open
+
+    def opening_block(self) -> int:
+        """Return the block of the deployment: every event of the run is at or after it."""
+        if self._opening_block is None:
+            self._opening_block = int(self._view("openingBlock"))
+        return self._opening_block
+
+    def round_seed(self, round_: int) -> bytes:
+        """Return the seed of the round's tie order (XOR of its anchored update digests)."""
+        return bytes(self._view("roundSeed", round_))
 
     def owner(self) -> str:
         """Return the run's owner (the server)."""
@@ -383,11 +499,12 @@ class CandidateSelection:
             )
         )
 
-    def events(self, name: str, from_block: int = 0) -> list[Any]:
-        """Return all logs of event ``name`` since ``from_block``."""
+    def events(self, name: str, from_block: int | None = None) -> list[Any]:
+        """Return all logs of event ``name`` since ``from_block`` (default: the opening block)."""
         event = getattr(self.contract.events, name)
+        start = self.opening_block() if from_block is None else from_block
         return retrying(
-            lambda: _web3_read(lambda: list(event.get_logs(from_block=from_block))),
+            lambda: _web3_read(lambda: list(event.get_logs(from_block=start))),
             self._node.retry,
             f"{name} logs",
         )

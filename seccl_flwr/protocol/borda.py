@@ -1,112 +1,220 @@
 """Pure-Python reference of the truncated Borda election run by the CSC contract.
 
-This module is the oracle the contract is tested against: for the same ballots it
-must elect the same candidates with the same totals, every time.
+This module is the oracle the contract is tested against: for the same anchored
+updates and ballots it must elect the same candidates with the same totals, and
+refuse the same inputs, every time.
 
 Rules (identical in ``contracts/CandidateSelection.sol``):
 
-* Participants are identified by their registration index ``0..n-1``.
-* A ballot maps peer index -> score (unsigned integer, macro F1 x 1e6). An evaluator
-  never scores itself.
-* Per ballot, peers are ranked by score, highest first; equal scores rank the lower
-  participant index first. The ballot's top ``M`` peers get ``M, M-1, ..., 1``
-  points (a ballot with ``k < M`` peers hands out ``M, ..., M-k+1``).
-* The election ranks the round's update authors by total points, highest first;
-  equal totals rank the lower participant index first. The first
+* Participants are identified by their addresses. The round's *updates* are the
+  anchored UPDATE digests, author -> digest.
+* The round's *seed* is the XOR of its update digests; the *tie order* ranks a
+  participant ``p`` before ``q`` if ``keccak256(abi.encode(seed, p))`` is lower. The
+  authors' signatures fix the digests, so the server cannot choose this order.
+* A ballot maps peer -> score (integer in ``[0, MAX_SCORE]``, macro F1 x 1e6). Its
+  peers must be exactly the round's update authors other than the evaluator
+  (complete ballots only); an evaluator never scores itself.
+* Per ballot, peers are ranked by score, highest first, ties in the tie order. The
+  ballot's top ``M`` peers get ``M, M-1, ..., 1`` points (a ballot with ``k < M``
+  peers hands out ``M, ..., M-k+1``).
+* The election needs at least ``quorum`` ballots. It ranks the round's update
+  authors by total points, highest first, ties in the tie order; the first
   ``min(M, number of authors)`` are the candidates.
+
+The contract compares the first 216 bits of the tie hashes (then the anchoring
+position); this module compares all 256. The two orders differ only if two of at
+most 256 hashes share their first 216 bits, a keccak near-collision nobody can
+produce.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+
+from eth_utils import keccak, to_checksum_address
+
+from ..errors import SecCLError
+from .eip712 import MAX_SCORE, address_bytes
 
 
-def rank_ballot(scores: Mapping[int, int]) -> list[int]:
-    """Return the peers of one ballot ordered best first (ties: lower index first)."""
-    return sorted(scores, key=lambda peer: (-scores[peer], peer))
+class ElectionError(SecCLError, ValueError):
+    """The election's inputs break a rule of the contract (the message names which)."""
 
 
-def ballot_points(scores: Mapping[int, int], num_candidates: int) -> dict[int, int]:
+class IncompleteBallotError(ElectionError):
+    """A ballot does not score exactly the round's update authors other than its evaluator."""
+
+
+class QuorumNotReachedError(ElectionError):
+    """Fewer ballots than the run's quorum: the contract's ``elect`` refuses."""
+
+
+def round_seed(update_digests: Iterable[bytes]) -> bytes:
+    """Return the seed of a round's tie order: the XOR of its anchored update digests.
+
+    Raises
+    ------
+    ElectionError
+        If a digest is not 32 bytes.
+    """
+    seed = 0
+    for digest in update_digests:
+        if not isinstance(digest, bytes | bytearray) or len(digest) != 32:
+            raise ElectionError(f"an update digest must be 32 bytes, got {digest!r:.80}")
+        seed ^= int.from_bytes(digest, "big")
+    return seed.to_bytes(32, "big")
+
+
+def tie_key(seed: bytes, participant: str) -> bytes:
+    """Return ``keccak256(abi.encode(seed, participant))``; lower ranks first on a tie."""
+    return keccak(bytes(seed) + bytes(12) + address_bytes(participant))
+
+
+def rank_ballot(scores: Mapping[str, int], seed: bytes) -> list[str]:
+    """Return the peers of one ballot ordered best first (ties in the seed's tie order)."""
+    return sorted(scores, key=lambda peer: (-scores[peer], tie_key(seed, peer)))
+
+
+def ballot_points(scores: Mapping[str, int], num_candidates: int, seed: bytes) -> dict[str, int]:
     """Return the truncated Borda points one ballot gives to its top peers.
 
     Parameters
     ----------
-    scores : Mapping[int, int]
-        Peer index -> score of this ballot.
+    scores : Mapping[str, int]
+        Peer address -> score of this ballot.
     num_candidates : int
         The number of candidates ``M`` (at least 1).
+    seed : bytes
+        The round's seed (:func:`round_seed`).
 
     Returns
     -------
-    dict[int, int]
-        Peer index -> points, for the ballot's top ``min(M, len(scores))`` peers.
+    dict[str, int]
+        Peer -> points, for the ballot's top ``min(M, len(scores))`` peers.
+
+    Raises
+    ------
+    ElectionError
+        If ``num_candidates`` is below 1.
     """
     if num_candidates < 1:
-        raise ValueError(f"num_candidates must be at least 1, got {num_candidates}")
-    ranked = rank_ballot(scores)[:num_candidates]
+        raise ElectionError(f"num_candidates must be at least 1, got {num_candidates}")
+    ranked = rank_ballot(scores, seed)[:num_candidates]
     return {peer: num_candidates - position for position, peer in enumerate(ranked)}
 
 
+def check_ballot(authors: Iterable[str], evaluator: str, scores: Mapping[str, int]) -> None:
+    """Check one ballot against the round's update authors, as ``submitBallots`` does.
+
+    Raises
+    ------
+    ElectionError
+        If the ballot scores its evaluator or a non-author, or a score is outside
+        ``[0, MAX_SCORE]``.
+    IncompleteBallotError
+        If it does not score every author other than the evaluator.
+    """
+    if evaluator in scores:
+        raise ElectionError(f"ballot of {evaluator} scores itself")
+    expected = set(authors) - {evaluator}
+    unknown = set(scores) - expected
+    if unknown:
+        raise ElectionError(f"ballot of {evaluator} scores non-authors {sorted(unknown)}")
+    bad = {peer: s for peer, s in scores.items() if not 0 <= s <= MAX_SCORE}
+    if bad:
+        raise ElectionError(f"ballot of {evaluator} has scores outside [0, {MAX_SCORE}]: {bad}")
+    missing = expected - set(scores)
+    if missing:
+        raise IncompleteBallotError(
+            f"ballot of {evaluator} scores {len(scores)} peers, not the round's "
+            f"{len(expected)} other authors: missing {sorted(missing)}"
+        )
+
+
+def _normalised(
+    updates: Mapping[str, bytes], ballots: Mapping[str, Mapping[str, int]]
+) -> tuple[dict[str, bytes], dict[str, dict[str, int]]]:
+    """Checksum every address, so any spelling of one address is one participant."""
+    return (
+        {to_checksum_address(a): d for a, d in updates.items()},
+        {
+            to_checksum_address(ev): {to_checksum_address(p): s for p, s in row.items()}
+            for ev, row in ballots.items()
+        },
+    )
+
+
 def borda_totals(
-    authors: Sequence[int],
-    ballots: Mapping[int, Mapping[int, int]],
+    updates: Mapping[str, bytes],
+    ballots: Mapping[str, Mapping[str, int]],
     num_candidates: int,
-) -> dict[int, int]:
-    """Return the total points of every author over all ballots.
+) -> dict[str, int]:
+    """Return the total points of every update author over all ballots.
 
     Parameters
     ----------
-    authors : Sequence[int]
-        Indices of the participants whose update was anchored in the round.
-    ballots : Mapping[int, Mapping[int, int]]
-        Evaluator index -> (peer index -> score).
+    updates : Mapping[str, bytes]
+        The round's anchored updates: author address -> 32-byte digest.
+    ballots : Mapping[str, Mapping[str, int]]
+        Evaluator address -> (peer address -> score).
     num_candidates : int
         The number of candidates ``M``.
 
     Returns
     -------
-    dict[int, int]
-        Author index -> total points (0 for authors nobody ranked).
+    dict[str, int]
+        Author (checksummed) -> total points (0 for authors nobody ranked).
 
     Raises
     ------
-    ValueError
-        If a ballot scores its own evaluator or a peer that is not an author.
+    ElectionError
+        If a ballot breaks a rule (:func:`check_ballot`) or ``num_candidates < 1``.
     """
-    author_set = set(authors)
-    totals = dict.fromkeys(authors, 0)
+    updates, ballots = _normalised(updates, ballots)
+    seed = round_seed(updates.values())
+    totals = dict.fromkeys(updates, 0)
     for evaluator, scores in ballots.items():
-        if evaluator in scores:
-            raise ValueError(f"ballot of participant {evaluator} scores itself")
-        unknown = set(scores) - author_set
-        if unknown:
-            raise ValueError(
-                f"ballot of participant {evaluator} scores non-authors {sorted(unknown)}"
-            )
-        for peer, points in ballot_points(scores, num_candidates).items():
+        check_ballot(updates, evaluator, scores)
+        for peer, points in ballot_points(scores, num_candidates, seed).items():
             totals[peer] += points
     return totals
 
 
 def elect(
-    authors: Sequence[int],
-    ballots: Mapping[int, Mapping[int, int]],
+    updates: Mapping[str, bytes],
+    ballots: Mapping[str, Mapping[str, int]],
     num_candidates: int,
-) -> tuple[list[int], dict[int, int]]:
+    quorum: int,
+) -> tuple[list[str], dict[str, int]]:
     """Run the truncated Borda election of one round.
 
     Parameters
     ----------
-    authors : Sequence[int]
-        Indices of the participants whose update was anchored in the round.
-    ballots : Mapping[int, Mapping[int, int]]
-        Evaluator index -> (peer index -> score).
+    updates : Mapping[str, bytes]
+        The round's anchored updates: author address -> 32-byte digest.
+    ballots : Mapping[str, Mapping[str, int]]
+        Evaluator address -> (peer address -> score).
     num_candidates : int
         The number of candidates ``M``.
+    quorum : int
+        The least number of ballots the run accepts.
 
     Returns
     -------
-    tuple[list[int], dict[int, int]]
-        The elected candidates, best first, and every author's total points.
+    tuple[list[str], dict[str, int]]
+        The elected candidates, best first, and every author's total points
+        (addresses checksummed).
+
+    Raises
+    ------
+    QuorumNotReachedError
+        If there are fewer than ``quorum`` ballots.
+    ElectionError
+        If there is no update, or a ballot breaks a rule.
     """
-    totals = borda_totals(authors, ballots, num_candidates)
-    ranked = sorted(totals, key=lambda author: (-totals[author], author))
+    if not updates:
+        raise ElectionError("the round has no anchored update")
+    totals = borda_totals(updates, ballots, num_candidates)  # ballots are checked first,
+    if len(ballots) < quorum:  # as the contract checks them when they are submitted
+        raise QuorumNotReachedError(f"{len(ballots)} ballots, below the quorum of {quorum}")
+    seed = round_seed(updates.values())
+    ranked = sorted(totals, key=lambda author: (-totals[author], tie_key(seed, author)))
     return ranked[:num_candidates], totals

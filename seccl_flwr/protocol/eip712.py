@@ -8,6 +8,11 @@ the canonical payload bytes, so a message cannot be replayed in another chain,
 contract, run, round or role. The same digest is what the author signs and what
 the server anchors on chain; the contract recomputes ``Ballot`` digests itself and
 checks their signatures with ``ecrecover``.
+
+A participant joins a run by signing ``Join(runId, participant)`` under the domain
+``("SecCL", "1", chainId)`` *without* ``verifyingContract``: the signature proves the
+participant holds its key and wants to take part in this run on this chain, and it
+can be made before the contract is deployed. The contract's ``register`` checks it.
 """
 
 import functools
@@ -44,12 +49,21 @@ BALLOT_TYPES: dict[str, list[dict[str, str]]] = {
     ]
 }
 
+JOIN_TYPES: dict[str, list[dict[str, str]]] = {
+    "Join": [
+        {"name": "runId", "type": "bytes32"},
+        {"name": "participant", "type": "address"},
+    ]
+}
+
 DOMAIN_TYPES: list[dict[str, str]] = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
+JOIN_DOMAIN_TYPES: list[dict[str, str]] = DOMAIN_TYPES[:3]
+"""The domain of ``Join``: no ``verifyingContract``, so it can be signed before deployment."""
 
 
 _SECP256K1_HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
@@ -109,14 +123,20 @@ def run_id_from_label(label: str) -> bytes:
     return keccak(text=label)
 
 
+def join_domain(chain_id: int) -> dict[str, Any]:
+    """Return the EIP-712 domain of ``Join`` signatures on chain ``chain_id``."""
+    return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id}
+
+
 def _typed(
-    binding: RunBinding, types: dict[str, list[dict[str, str]]], message: dict
+    domain: dict[str, Any], types: dict[str, list[dict[str, str]]], message: dict
 ) -> dict[str, Any]:
     primary = next(iter(types))
+    domain_types = DOMAIN_TYPES if "verifyingContract" in domain else JOIN_DOMAIN_TYPES
     return {
-        "types": {"EIP712Domain": DOMAIN_TYPES, **types},
+        "types": {"EIP712Domain": domain_types, **types},
         "primaryType": primary,
-        "domain": binding.domain(),
+        "domain": domain,
         "message": message,
     }
 
@@ -156,7 +176,7 @@ def message_typed_data(
 ) -> dict[str, Any]:
     """Return the full EIP-712 typed data of a ``Message`` (addresses checksummed)."""
     struct = _message_struct(binding, round_, kind, to_checksum_address(author), payload_hash)
-    return _typed(binding, MESSAGE_TYPES, struct)
+    return _typed(binding.domain(), MESSAGE_TYPES, struct)
 
 
 def ballot_typed_data(
@@ -174,7 +194,19 @@ def ballot_typed_data(
         [to_checksum_address(p) for p in peers],
         [int(s) for s in scores],
     )
-    return _typed(binding, BALLOT_TYPES, struct)
+    return _typed(binding.domain(), BALLOT_TYPES, struct)
+
+
+def _join_struct(run_id: bytes, participant: str) -> dict[str, Any]:
+    """Return the field values of a ``Join`` struct."""
+    return {"runId": run_id, "participant": participant}
+
+
+def join_typed_data(run_id: bytes, chain_id: int, participant: str) -> dict[str, Any]:
+    """Return the full EIP-712 typed data of a ``Join`` (address checksummed)."""
+    return _typed(
+        join_domain(chain_id), JOIN_TYPES, _join_struct(run_id, to_checksum_address(participant))
+    )
 
 
 def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
@@ -182,12 +214,18 @@ def _type_string(name: str, fields: list[dict[str, str]]) -> bytes:
     return f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode()
 
 
+_JOIN_DOMAIN = "EIP712Domain/join"
+"""Key of the join domain's struct: its EIP-712 name is ``EIP712Domain`` as well."""
 _STRUCTS: dict[str, list[dict[str, str]]] = {
     "EIP712Domain": DOMAIN_TYPES,
+    _JOIN_DOMAIN: JOIN_DOMAIN_TYPES,
     **MESSAGE_TYPES,
     **BALLOT_TYPES,
+    **JOIN_TYPES,
 }
-_TYPEHASHES = {name: keccak(_type_string(name, fields)) for name, fields in _STRUCTS.items()}
+_TYPEHASHES = {
+    key: keccak(_type_string(key.split("/")[0], fields)) for key, fields in _STRUCTS.items()
+}
 
 
 def _encode_atom(kind: str, value: Any) -> bytes:
@@ -244,17 +282,20 @@ def _struct_hash(name: str, data: dict[str, Any]) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _domain_separator(name: str, version: str, chain_id: int, contract: str) -> bytes:
-    return _struct_hash(
-        "EIP712Domain",
-        {"name": name, "version": version, "chainId": chain_id, "verifyingContract": contract},
-    )
+def _domain_separator(name: str, version: str, chain_id: int, contract: str | None) -> bytes:
+    data = {"name": name, "version": version, "chainId": chain_id}
+    if contract is None:
+        return _struct_hash(_JOIN_DOMAIN, data)
+    return _struct_hash("EIP712Domain", {**data, "verifyingContract": contract})
 
 
 def _digest(domain: dict[str, Any], primary: str, message: dict[str, Any]) -> bytes:
-    """``keccak(0x1901 || domainSeparator || hashStruct(message))``."""
+    """``keccak(0x1901 || domainSeparator || hashStruct(message))``.
+
+    A domain without ``verifyingContract`` is the join domain.
+    """
     separator = _domain_separator(
-        domain["name"], domain["version"], domain["chainId"], domain["verifyingContract"]
+        domain["name"], domain["version"], domain["chainId"], domain.get("verifyingContract")
     )
     return keccak(b"\x19\x01" + separator + _struct_hash(primary, message))
 
@@ -262,18 +303,18 @@ def _digest(domain: dict[str, Any], primary: str, message: dict[str, Any]) -> by
 def typed_digest(typed_data: dict[str, Any]) -> bytes:
     """Return the 32-byte EIP-712 digest (``keccak(0x1901 || domain || struct)``).
 
-    Computed directly from SecCL's two struct definitions (with the domain
+    Computed directly from SecCL's three struct definitions (with the domain
     separator cached per run), which is an order of magnitude cheaper than the
     generic encoder of eth-account; ``tests/test_eip712.py`` checks both agree.
 
     Raises
     ------
     EncodingError
-        If the typed data is not a SecCL ``Message`` or ``Ballot`` or a value does
-        not fit its type.
+        If the typed data is not a SecCL ``Message``, ``Ballot`` or ``Join`` or a
+        value does not fit its type.
     """
     primary = typed_data["primaryType"]
-    if primary not in MESSAGE_TYPES and primary not in BALLOT_TYPES:
+    if primary not in MESSAGE_TYPES and primary not in BALLOT_TYPES and primary not in JOIN_TYPES:
         raise EncodingError(f"primary type {primary!r} is not a SecCL struct")
     return _digest(typed_data["domain"], primary, typed_data["message"])
 
@@ -307,6 +348,14 @@ def ballot_hash(
     )
 
 
+def join_hash(run_id: bytes, chain_id: int, participant: str) -> bytes:
+    """Return the digest of a ``Join`` (the contract's ``hashJoin``).
+
+    Equal to ``typed_digest(join_typed_data(...))`` without building the typed data.
+    """
+    return _digest(join_domain(chain_id), "Join", _join_struct(run_id, participant))
+
+
 def _private_key_bytes(private_key: bytes | str) -> bytes:
     if isinstance(private_key, str):
         return bytes.fromhex(private_key.removeprefix("0x"))
@@ -326,6 +375,21 @@ def sign_digest(private_key: bytes | str, digest: bytes) -> bytes:
 def sign_typed(private_key: bytes | str, typed_data: dict[str, Any]) -> bytes:
     """Sign EIP-712 typed data; return the 65-byte ``r || s || v`` signature."""
     return sign_digest(private_key, typed_digest(typed_data))
+
+
+def address_of_key(private_key: bytes | str) -> str:
+    """Return the (checksummed) address of a secp256k1 private key."""
+    public_key = PrivateKey(_private_key_bytes(private_key)).public_key
+    return to_checksum_address(keccak(public_key.format(compressed=False)[1:])[-20:])
+
+
+def sign_join(private_key: bytes | str, run_id: bytes, chain_id: int) -> bytes:
+    """Sign ``Join(run_id, own address)`` on chain ``chain_id``: the key's consent to the run.
+
+    The server passes the signature to the contract's ``register``; it can be made
+    before the contract exists (the join domain has no ``verifyingContract``).
+    """
+    return sign_digest(private_key, join_hash(run_id, chain_id, address_of_key(private_key)))
 
 
 def recover_digest(digest: bytes, signature: bytes) -> bytes:
@@ -392,3 +456,16 @@ def verify_typed(typed_data: dict[str, Any], signature: bytes, signer: str) -> N
         If the signature is malformed or recovers to another address.
     """
     verify_digest(typed_digest(typed_data), signature, signer)
+
+
+def verify_join(run_id: bytes, chain_id: int, participant: str, signature: bytes) -> None:
+    """Check that ``participant`` signed ``Join(run_id, participant)`` on chain ``chain_id``.
+
+    The contract's ``register`` accepts exactly the signatures this accepts.
+
+    Raises
+    ------
+    SignatureError
+        If the signature is malformed, non-canonical or recovers to another address.
+    """
+    verify_digest(join_hash(run_id, chain_id, participant), signature, participant)
