@@ -46,6 +46,7 @@ from seccl_flwr.protocol.signed import SignedMessage
 from seccl_flwr.run_setup import server_account
 from seccl_flwr.store import DirectoryStore, digest_hex, encode_message
 from seccl_flwr.strategy import SecCL
+from tests.csc_helpers import open_csc
 
 KEY_SEED = 11
 NUM_NODES = 4
@@ -345,12 +346,9 @@ def test_messages_the_chain_does_not_anchor_are_reported(copy):
 def test_auditing_another_contract_than_the_runs_fails(copy):
     strategy, store_dir, store = copy
     csc = strategy.csc
-    other, _ = CandidateSelection.deploy(
-        csc.w3,
-        server_account(strategy.server_key, strategy.run_label),
-        csc.run_id(),
-        csc.participants(),
-        2,
+    members = [Account.from_key(participant_key(a)) for a in csc.participants()]
+    other, _ = open_csc(
+        csc.w3, server_account(strategy.server_key, strategy.run_label), csc.run_id(), members, 2
     )
     report = audit_run(CandidateSelection.attach(csc.w3, other.address), DirectoryStore(store_dir))
     kinds = [f.kind for f in report.findings]

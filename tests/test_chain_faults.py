@@ -19,6 +19,7 @@ from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
 from seccl_flwr.strategy import SecCL
 
 from .conftest import skip_or_fail
+from .csc_helpers import open_csc
 
 pytestmark = pytest.mark.anvil
 
@@ -47,9 +48,7 @@ def restart_later(anvil: AnvilNode, delay: float) -> threading.Thread:
 def deployed(url: str, retry: RetryPolicy | None = None) -> CandidateSelection:
     w3 = connect(url)
     ensure_funded(w3, SERVER)
-    csc, _ = CandidateSelection.deploy(
-        w3, SERVER, run_id_from_label("faults"), [m.address for m in MEMBERS], 1, retry=retry
-    )
+    csc, _ = open_csc(w3, SERVER, run_id_from_label("faults"), MEMBERS, 1, retry=retry)
     return csc
 
 
@@ -125,7 +124,7 @@ def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
     retry = RetryPolicy(attempts=3, first_delay=0.1)
     csc = CandidateSelection(w3, deployer.address, SERVER, retry=retry, transport=transport)
     nonce = eth.get_transaction_count(SERVER.address)
-    info = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])
+    (info,) = csc.anchor(0, Kind.GLOBAL_MODEL, [SERVER.address], [b"\x05" * 32])
     assert len(sent) == 2 and sent[0] == sent[1]  # the very same signed bytes
     assert eth.get_transaction_count(SERVER.address) == nonce + 1  # one effect
     assert eth.get_transaction_receipt(info.tx_hash)["status"] == 1

@@ -117,7 +117,7 @@ def test_colluders_fake_rankings_reach_the_contract():
         },
     )
     colluders = [strategy.participants[1], strategy.participants[2]]
-    m = strategy.csc.num_candidates()
+    m = strategy.csc.params().num_candidates
     # each colluder's ballot gives the other the top M points, whatever its model does
     for attacker in colluders:
         assert result.rounds[1].totals[attacker] >= m

@@ -35,7 +35,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.lib import format as npy_format
 
 from seccl_flwr.chain.connection import ensure_funded
-from seccl_flwr.chain.csc import CandidateSelection, TxInfo
+from seccl_flwr.chain.csc import TxInfo
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer
 from seccl_flwr.client import VerifiedRound, trusted_contract, verify_peer_update
 from seccl_flwr.errors import (
@@ -84,6 +84,7 @@ from seccl_flwr.verify import (
     verify_update,
 )
 from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
+from tests.csc_helpers import open_csc
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -441,11 +442,11 @@ class FakeCSC:
         self.anchors = dict(anchors or {})
         self.anchored: list[tuple[int, Kind, list[str]]] = []
 
-    def anchor(self, round_, kind, authors, digests) -> TxInfo:
+    def anchor(self, round_, kind, authors, digests) -> list[TxInfo]:
         self.anchored.append((round_, kind, list(authors)))
         for author, digest in zip(authors, digests, strict=True):
             self.anchors[(round_, kind, author)] = digest
-        return TxInfo("anchor", "0x" + "00" * 32, 1, 1)
+        return [TxInfo("anchor", "0x" + "00" * 32, 1, 1)]
 
     def anchor_of(self, round_, kind, author) -> bytes:
         return self.anchors.get((round_, kind, author), bytes(32))
@@ -459,6 +460,7 @@ AUTHORS = [NODES[node].address for node in (1, 2, 3, 4)]
 def make_strategy() -> SecCL:
     strategy = SecCL(candidate_fraction=0.5, share_fraction=SHARE)
     strategy.csc = FakeCSC()
+    strategy.params = RunParams(2, 3, share_fraction_ppm(SHARE), False)
     strategy.participants = dict(PARTICIPANTS)
     return strategy
 
@@ -1072,9 +1074,9 @@ def chain():
         owner = Account.from_key(simulation_key("hostile-owner", 0))
         ensure_funded(server.w3, owner)
         me, other = Account.from_key(simulation_key(11, 0)), NODES[1]
-        mine, _ = CandidateSelection.deploy(server.w3, owner, BINDING.run_id, [me.address], 1)
-        also_mine, _ = CandidateSelection.deploy(server.w3, owner, bytes(32), [me.address], 1)
-        foreign, _ = CandidateSelection.deploy(server.w3, owner, bytes(32), [other.address], 1)
+        mine, _ = open_csc(server.w3, owner, BINDING.run_id, [me], 1)
+        also_mine, _ = open_csc(server.w3, owner, bytes(32), [me], 1)
+        foreign, _ = open_csc(server.w3, owner, bytes(32), [other], 1)
         yield server.url, mine.address, also_mine.address, foreign.address
 
 

@@ -115,11 +115,12 @@ def test_embedded_reads_are_answered_once_per_head_block():
     from seccl_flwr.chain.csc import CandidateSelection
     from seccl_flwr.chain.jsonrpc import EmbeddedJsonRpc
     from seccl_flwr.protocol.eip712 import Kind
+    from tests.csc_helpers import open_csc
 
     w3 = connect("embedded")
     owner = Account.from_key(b"\x0b" * 32)
     ensure_funded(w3, owner)
-    csc, _ = CandidateSelection.deploy(w3, owner, b"\x01" * 32, [owner.address], 1)
+    csc, _ = open_csc(w3, owner, b"\x01" * 32, [owner], 1)
     rpc = EmbeddedJsonRpc(w3)
     executed = []
     real = rpc._request

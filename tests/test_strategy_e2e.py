@@ -65,7 +65,7 @@ def test_aggregated_exactly_the_elected_candidates(honest_run):
     for record in result.rounds:
         seen = strategy.seen[record.round]
         assert seen["candidates"] == csc.candidates_of(record.round) == record.candidates
-        assert len(record.candidates) == csc.num_candidates() == 2  # ceil(0.4 * 5)
+        assert len(record.candidates) == csc.params().num_candidates == 2  # ceil(0.4 * 5)
         merged = merge_updates(layout.size, [seen["updates"][a] for a in record.candidates])
         current = layout.unflatten(layout.flatten(current) + merged, current)
         anchored = csc.anchor_of(record.round, Kind.GLOBAL_MODEL, owner)
