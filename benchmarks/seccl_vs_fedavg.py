@@ -64,6 +64,7 @@ from seccl_flwr.apps import digits, digits_fedavg
 from seccl_flwr.chain.anvil import AnvilNode, anvil_command
 from seccl_flwr.chain.connection import EMBEDDED
 from seccl_flwr.chain.rpc_server import free_loopback_url
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, use_meter
 from seccl_flwr.records import arrays_of
@@ -73,6 +74,8 @@ from seccl_flwr.torch_task import load_arrays, predict
 from seccl_flwr.wire import CROSS_EVALUATE
 
 TASKS = ("digits", "mnist")
+CANDIDATE_FRACTION = 0.4
+SHARE_FRACTION = 0.1
 WORK = (TRAIN, SCORE, EVALUATE)
 
 
@@ -338,11 +341,14 @@ def run_seccl(
     grid = MeteredGrid(
         work.module.app,
         num_clients,
-        run_config=work.run_config(**{"seccl-key-seed": work.seed + 7, "seccl-chain-url": url}),
+        run_config=work.run_config(
+            **{"seccl-key-seed": work.seed + 7, "seccl-chain-url": url},
+            **pinned_run_config(CANDIDATE_FRACTION, SHARE_FRACTION),
+        ),
     )
     strategy = SecCL(
-        candidate_fraction=0.4,
-        share_fraction=0.1,
+        candidate_fraction=CANDIDATE_FRACTION,
+        share_fraction=SHARE_FRACTION,
         chain=chain,
         chain_url=url if chain == EMBEDDED else None,
         min_available_nodes=num_clients,
@@ -430,7 +436,7 @@ def print_table(
         print(f"Data ({work.name}): {work.data_note}")
     print("Models ('model' = task parameters/local epochs): digits - DigitsNet, SGD lr 0.05;")
     print("mnist - the paper's CNN, SGD lr 0.02; batch 32, all nodes sampled every round.")
-    print("SecCL: lambda=0.4, share fraction 0.1; chain: embedded")
+    print(f"SecCL: lambda={CANDIDATE_FRACTION}, share fraction {SHARE_FRACTION}; chain: embedded")
     print("(eth-tester/py-evm over loopback HTTP) or anvil (native node); gas limit of the")
     print(
         "server's transactions: "

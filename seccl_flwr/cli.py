@@ -40,6 +40,7 @@ from .chain.errors import (
     NoContractError,
 )
 from .chain.rpc_server import free_loopback_url
+from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
 from .strategy import RoundRecord, SecCL, SecCLResult
@@ -266,6 +267,7 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         "seed": args.seed,
         "lr": args.lr,
         "local-epochs": args.local_epochs,
+        **pinned_run_config(args.candidate_fraction, args.share_fraction),
         **_attack_config(args),
     }
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"

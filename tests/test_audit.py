@@ -47,6 +47,7 @@ from seccl_flwr.run_setup import server_account
 from seccl_flwr.store import DirectoryStore, digest_hex, encode_message
 from seccl_flwr.strategy import SecCL
 from tests.csc_helpers import open_csc
+from tests.strategy_helpers import pins_of
 
 KEY_SEED = 11
 NUM_NODES = 4
@@ -55,9 +56,9 @@ NUM_NODES = 4
 def run_with_store(store_dir, strategy_cls=SecCL, num_rounds=2, raises=None, **kwargs):
     """Run SecCL in-process with a message store; return the strategy (even if it fails)."""
     url = free_loopback_url()
-    config = {"seccl-key-seed": KEY_SEED, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
-    grid = InProcessGrid(digits.app, NUM_NODES, run_config=config)
     strategy = strategy_cls(chain_url=url, candidate_fraction=0.4, store=store_dir, **kwargs)
+    config = {"seccl-key-seed": KEY_SEED, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    grid = InProcessGrid(digits.app, NUM_NODES, run_config={**config, **pins_of(strategy)})
     initial = ArrayRecord(digits.initial_model().state_dict())
     if raises is None:
         strategy.start(grid, initial, num_rounds=num_rounds)

@@ -14,6 +14,7 @@ from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ChainUnreachableError
 from seccl_flwr.chain.jsonrpc import json_rpc_of
 from seccl_flwr.chain.retry import RetryPolicy
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
 from seccl_flwr.strategy import SecCL
@@ -134,6 +135,7 @@ def test_a_lost_reply_resends_the_same_transaction_only(node, monkeypatch):
 @pytest.mark.slow
 def test_a_run_goes_on_when_the_node_restarts_between_rounds(node):
     run_config = {"seccl-key-seed": 9, "seccl-chain-url": node.url, "seed": 0, "lr": 0.1}
+    run_config.update(pinned_run_config(0.5))
     grid = InProcessGrid(digits.app, 4, run_config=run_config)
     strategy = SecCL(chain=node.url, candidate_fraction=0.5, run_label="faults-run")
     restarts = []

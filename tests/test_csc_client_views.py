@@ -6,6 +6,7 @@ from eth_account import Account
 from seccl_flwr.chain.connection import connect, embedded_web3, ensure_funded
 from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ContractRevertError
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.protocol.borda import round_seed
 from seccl_flwr.protocol.eip712 import (
     Kind,
@@ -181,6 +182,7 @@ def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch
     monkeypatch.setattr(JsonRpcHttp, "request", spy)
     url = free_loopback_url()
     run_config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    run_config.update(pinned_run_config(0.5))
     grid = InProcessGrid(digits.app, 3, run_config=run_config)
     strategy = SecCL(chain="embedded", chain_url=url, candidate_fraction=0.5, run_label="floor")
     result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=3)

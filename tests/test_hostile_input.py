@@ -66,7 +66,7 @@ from seccl_flwr.protocol.encoding import (
     encode_arrays,
     metrics_to_arrays,
 )
-from seccl_flwr.protocol.params import RunParams, share_fraction_ppm
+from seccl_flwr.protocol.params import RunParams, roster_digest, share_fraction_ppm
 from seccl_flwr.protocol.signed import SignedMessage, message_digest
 from seccl_flwr.protocol.sparse import (
     ModelLayout,
@@ -1080,8 +1080,14 @@ def chain():
         yield server.url, mine.address, also_mine.address, foreign.address
 
 
-def node_context(url: str | None, pinned: str | None = None) -> Context:
-    node_config = {"partition-id": 0}
+def node_context(
+    url: str | None, pinned: str | None = None, roster: list[str] | None = None
+) -> Context:
+    """Node 0 of a simulation of one partition (its roster is its own key), or pinning
+    the digest of ``roster``."""
+    node_config = {"partition-id": 0, "num-partitions": 1}
+    if roster is not None:
+        node_config["seccl-roster-digest"] = roster_digest(roster).hex()
     if url is not None:
         node_config[CHAIN_URL] = url
     if pinned is not None:
@@ -1118,8 +1124,9 @@ def test_client_refuses_any_contract_address_but_its_runs(chain, address):
 
 def test_client_refuses_a_run_that_does_not_list_it(chain):
     url, _, _, foreign = chain
+    context = node_context(url, roster=[NODES[1].address])  # pins the foreign roster
     with pytest.raises(UntrustedContractError, match="does not list this node's address"):
-        trusted_contract(node_context(url), named(foreign))
+        trusted_contract(context, named(foreign))
 
 
 def test_pinned_client_refuses_another_contract_the_server_names(chain):

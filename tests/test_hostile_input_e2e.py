@@ -20,6 +20,7 @@ from numpy.lib import format as npy_format
 from seccl_flwr.apps import digits
 from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.client import trusted_contract
+from seccl_flwr.errors import VerificationError
 from seccl_flwr.identity import load_account
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind
@@ -30,12 +31,16 @@ from seccl_flwr.records import arrays_of, record_of
 from seccl_flwr.store import DirectoryStore
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
+from tests.strategy_helpers import pins_of
 
 HOSTILE_PARTITION = 1
 ZERO = bytes(32)
 
 Tamper = Callable[[Message, Message, object], RecordDict]
-"""``(server message, honest reply, context) -> content the hostile node sends instead``."""
+"""``(server message, honest reply, context) -> content the hostile node sends instead``.
+
+The honest reply is ``None`` when the node's honest client code refused the message
+(e.g. it found its own ballot dropped): a hostile node replies all the same."""
 
 
 class HostileApp:
@@ -52,11 +57,17 @@ class HostileApp:
         self.sent: dict[tuple[str, int], RecordDict] = {}  # honest replies, for replays
 
     def __call__(self, msg: Message, context) -> Message:
-        reply = digits.app(msg, context)
         kind = msg.metadata.message_type
-        if int(context.node_config["partition-id"]) != HOSTILE_PARTITION or reply.has_error():
-            return reply
-        self.sent[(kind, _round(msg))] = reply.content
+        if int(context.node_config["partition-id"]) != HOSTILE_PARTITION:
+            return digits.app(msg, context)
+        try:
+            reply = digits.app(msg, context)
+        except VerificationError:
+            if kind not in self.tampers:
+                raise
+            reply = None  # its honest code refused (its own ballot dropped): it lies anyway
+        if reply is not None:
+            self.sent[(kind, _round(msg))] = reply.content
         if kind not in self.tampers:
             return reply
         return Message(self.tampers[kind](msg, reply, context), reply_to=msg)
@@ -123,7 +134,7 @@ def negative_scores(msg, reply, context) -> RecordDict:
 
 
 def nan_metrics(msg, reply, context) -> RecordDict:
-    metrics = {**dict(reply.content["metrics"]), "accuracy": float("nan")}
+    metrics = {"accuracy": float("nan"), "num-examples": 10.0}
     account = load_account(context)
     binding = trusted_contract(context, msg.content[SECCL_KEY]).binding
     signed = SignedMessage.sign(
@@ -151,9 +162,9 @@ class RecordingSecCL(SecCL):
 
 def run_hostile(app: HostileApp, tmp_path, num_rounds: int = 1, num_nodes: int = 4):
     url = free_loopback_url()
-    config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
-    grid = InProcessGrid(app, num_nodes, run_config=config)
     strategy = RecordingSecCL(candidate_fraction=0.5, chain_url=url, store=tmp_path / "store")
+    config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    grid = InProcessGrid(app, num_nodes, run_config={**config, **pins_of(strategy)})
     initial = ArrayRecord(digits.initial_model().state_dict())
     result = strategy.start(grid, initial, num_rounds=num_rounds)
     hostile = strategy.participants[HOSTILE_PARTITION + 1]  # node ids are partition + 1
@@ -165,6 +176,12 @@ def stored(strategy: SecCL, kind: Kind, author: str) -> list:
     assert isinstance(store, DirectoryStore)
     messages = [store.get(d) for d in store.digests()]
     return [m for m in messages if m.kind == kind and m.author == author]
+
+
+def assert_not_anchored(record, hostile: str) -> None:
+    """The hostile node's evaluate: its client code reports its update not anchored."""
+    reason = record.dropped[f"evaluate:{hostile}"]
+    assert f"UpdateNotAnchoredError: round {record.round}, node {hostile}" in reason
 
 
 def assert_global_is_merge_of_elected(result, strategy, initial) -> None:
@@ -193,9 +210,11 @@ def test_hostile_update_is_dropped_before_anchoring_and_the_round_goes_on(tamper
     result, strategy, hostile, initial = run_hostile(HostileApp({"train": tamper}), tmp_path)
     (record,) = result.rounds
     csc = strategy.csc
-    assert record.dropped.keys() == {f"train:{hostile}"}
+    assert record.dropped.keys() == {f"train:{hostile}", f"evaluate:{hostile}"}
     dropped = record.dropped[f"train:{hostile}"]
     assert dropped.startswith(f"MalformedMessageError: round 1, node {hostile}: ")
+    # the hostile node's own client code finds its (honest) update not anchored
+    assert_not_anchored(record, hostile)
     assert reason in dropped
     # nothing of the hostile node is anchored or published; the round went on without it
     assert hostile not in record.authors and hostile not in csc.update_authors(1)
@@ -222,7 +241,8 @@ def test_update_replayed_from_the_previous_round_is_dropped(tmp_path):
     first, second = result.rounds
     csc = strategy.csc
     assert hostile in first.authors and first.dropped == {}
-    assert second.dropped.keys() == {f"train:{hostile}"}
+    assert second.dropped.keys() == {f"train:{hostile}", f"evaluate:{hostile}"}
+    assert_not_anchored(second, hostile)
     dropped = second.dropped[f"train:{hostile}"]
     assert dropped.startswith(f"UpdateSignatureError: round 2, node {hostile}: signature ")
     assert csc.anchor_of(2, Kind.UPDATE, hostile) == ZERO

@@ -6,8 +6,10 @@ from flwr.app import ArrayRecord
 
 from seccl_flwr.apps import digits
 from seccl_flwr.chain.rpc_server import free_loopback_url
-from seccl_flwr.identity import KEY_FILE
+from seccl_flwr.client_checks import pinned_run_config
+from seccl_flwr.identity import KEY_FILE, ROSTER_DIGEST
 from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.protocol.params import roster_digest
 from seccl_flwr.strategy import SecCL
 
 
@@ -27,12 +29,14 @@ def _key_files(tmp_path, count: int) -> tuple[list[str], list[str]]:
 def test_nodes_sign_with_their_key_files(tmp_path):
     paths, addresses = _key_files(tmp_path, 3)
     url = free_loopback_url()
-    # no seccl-key-seed anywhere: only the node config's key file gives a key
+    # no seccl-key-seed anywhere: only the node config's key file gives a key; as in a
+    # deployment, each node pins the roster it agreed to (registration order: node ids)
+    pinned = roster_digest(addresses).hex()
     grid = InProcessGrid(
         digits.app,
         3,
-        run_config={"seccl-chain-url": url, "seed": 0, "lr": 0.1},
-        node_config=lambda partition: {KEY_FILE: paths[partition]},
+        run_config={"seccl-chain-url": url, "seed": 0, "lr": 0.1, **pinned_run_config(0.4)},
+        node_config=lambda partition: {KEY_FILE: paths[partition], ROSTER_DIGEST: pinned},
     )
     strategy = SecCL(candidate_fraction=0.4, chain_url=url, min_available_nodes=3)
     result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=1)

@@ -36,6 +36,7 @@ from seccl_flwr.protocol.eip712 import (
 from seccl_flwr.run_setup import Registration, register_nodes
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.verify import verify_registration
+from tests.strategy_helpers import pins_of
 
 TaskIdentity.run_id = TaskIdentity._run_id or 1  # messages built outside a Flower run
 TaskIdentity.task_id = TaskIdentity._task_id or 1
@@ -243,9 +244,9 @@ class ImpersonatingApp:
 @pytest.mark.slow
 def test_an_impersonating_node_is_excluded_from_a_run_and_its_victim_takes_part(caplog):
     url = free_loopback_url()
-    config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
-    grid = InProcessGrid(ImpersonatingApp(), 4, run_config=config)
     strategy = SecCL(chain_url=url, candidate_fraction=0.5, run_label="impersonation")
+    config = {"seccl-key-seed": 11, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
+    grid = InProcessGrid(ImpersonatingApp(), 4, run_config={**config, **pins_of(strategy)})
     with caplog.at_level(logging.WARNING):
         result = strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), 1)
     victim = Account.from_key(simulation_key(11, 0)).address

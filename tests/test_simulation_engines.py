@@ -7,6 +7,7 @@ from flwr.app import ArrayRecord
 
 from seccl_flwr.apps import digits
 from seccl_flwr.cli import main
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.strategy import SecCL
@@ -35,6 +36,7 @@ def test_cli_simulate_with_flowers_simulation_engine(tmp_path, capsys):
 def test_seccl_round_trip_against_anvil(anvil_url, gas_limit):
     """Server and clients talk to anvil; every anchor is on the real node."""
     run_config = {"seccl-key-seed": 5, "seccl-chain-url": anvil_url, "seed": 0, "lr": 0.1}
+    run_config.update(pinned_run_config(0.5))
     grid = InProcessGrid(digits.app, 4, run_config=run_config)
     strategy = SecCL(
         chain=anvil_url,

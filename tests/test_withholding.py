@@ -20,15 +20,17 @@ from dataclasses import dataclass
 import pytest
 from eth_account import Account
 from eth_utils import keccak
-from flwr.app import ArrayRecord, Context, Message
+from flwr.app import ArrayRecord, Context, Message, RecordDict
 
 from seccl_flwr import wire
 from seccl_flwr.apps import digits
 from seccl_flwr.attacks import LyingServer
 from seccl_flwr.chain import gas
 from seccl_flwr.chain.connection import embedded_web3, ensure_funded
+from seccl_flwr.chain.csc import CandidateSelection
 from seccl_flwr.chain.errors import ContractRevertError
 from seccl_flwr.chain.rpc_server import LoopbackRPCServer, free_loopback_url
+from seccl_flwr.client import trusted_contract
 from seccl_flwr.errors import (
     AggregationMismatchError,
     AggregationUncheckableError,
@@ -37,6 +39,7 @@ from seccl_flwr.errors import (
     NotEnoughNodesError,
     ParameterMismatchError,
     RosterMismatchError,
+    UntrustedContractError,
     UpdateNotAnchoredError,
     WithheldUpdateError,
 )
@@ -44,7 +47,7 @@ from seccl_flwr.identity import simulation_key
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
-from seccl_flwr.protocol.params import roster_digest
+from seccl_flwr.protocol.params import RunParams, roster_digest
 from seccl_flwr.protocol.signed import SignedMessage
 from seccl_flwr.protocol.sparse import ModelLayout, entry_limit
 from seccl_flwr.run_setup import register_nodes
@@ -182,6 +185,28 @@ def test_2_a_candidate_count_or_quorum_other_than_the_pinned_is_refused(on_chain
         assert str(error).startswith(f"contract {strategy.csc.address}: {detail}")
 
 
+def test_2_a_client_refuses_a_run_that_is_not_open():
+    """A roster the server could still change (before ``open``) is no roster."""
+    with LoopbackRPCServer() as server:
+        owner = Account.from_key(simulation_key("withholding-owner", 0))
+        ensure_funded(server.w3, owner)
+        me = Account.from_key(simulation_key(SEED, 0))
+        closed, _ = CandidateSelection.deploy(
+            server.w3, owner, bytes(32), RunParams(1, 1, 100_000, False)
+        )
+        context = Context(
+            run_id=1,
+            node_id=1,
+            node_config={"partition-id": 0, "num-partitions": 1, "seccl-chain-url": server.url},
+            state=RecordDict(),
+            run_config={"seccl-key-seed": SEED},
+        )
+        with pytest.raises(UntrustedContractError, match="the run is not open"):
+            trusted_contract(context, {"contract": closed.address})
+        opened, _ = open_csc(server.w3, owner, b"\x01" * 32, [me], 1)
+        assert trusted_contract(context, {"contract": opened.address}).address == opened.address
+
+
 # ------------------------------------------------- 3. selective forwarding
 def test_3_an_evaluator_sent_a_partial_set_does_not_vote():
     """Every evaluator receives the first author's update only: each raises
@@ -266,6 +291,16 @@ def test_4_a_censored_author_finds_out_at_its_next_contact_every_round():
         )
 
 
+def test_4_a_censored_author_not_asked_to_evaluate_finds_out_at_its_next_train():
+    """Without an evaluate phase, the victim's next contact is the next round's train."""
+    strategy, watched = lying("censor-update", fraction_evaluate=0.0, quorum=2), WatchedApp()
+    result = run(strategy, watched, num_rounds=2)
+    victim = address(0)
+    assert all(victim not in record.authors for record in result.rounds)
+    assert [(d.node, d.phase) for d in watched.detections] == [(victim, TRAIN)]
+    assert_names(watched.detections[0].error, UpdateNotAnchoredError, 1, victim)
+
+
 # ------------------------------------ 5. aggregation lies in the last round
 @pytest.mark.parametrize("lie", ["aggregate-weighted", "replay-old-model", "previous-candidates"])
 def test_5_an_aggregation_lie_in_the_last_round_is_caught_in_that_round(lie):
@@ -287,6 +322,8 @@ def test_5_an_aggregation_lie_in_the_last_round_is_caught_in_that_round(lie):
             strategy.csc.owner(),
             "is not the previous model plus the merge of the elected candidates",
         )
+    # no evaluation of the forged model reached the chain
+    assert all(strategy.csc.anchor_of(2, Kind.EVALUATION, a) == bytes(32) for a in caught)
 
 
 def test_5_selective_forwarding_with_a_forged_merge_is_never_silent():

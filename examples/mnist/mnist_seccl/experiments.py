@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seccl_flwr.attacks import attacker_addresses, attacker_partitions
 from seccl_flwr.chain.rpc_server import free_loopback_url
+from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.strategy import RoundRecord, SecCL
 from seccl_flwr.torch_task import sgd_train
@@ -186,6 +187,8 @@ def run_setting(
     if setting.strategy == "SecCL":
         url = free_loopback_url()
         config.update({"seccl-key-seed": seed, "seccl-chain-url": url})
+        share_fraction = float(base.get("share-fraction", 0.1))
+        config.update(pinned_run_config(setting.candidate_fraction, share_fraction))
         attackers = attacker_addresses(config, setting.participants)
 
         def on_round(record: RoundRecord) -> None:
@@ -193,7 +196,7 @@ def run_setting(
 
         strategy = SecCL(
             candidate_fraction=setting.candidate_fraction,
-            share_fraction=float(base.get("share-fraction", 0.1)),
+            share_fraction=share_fraction,
             min_available_nodes=setting.participants,
             chain_url=url,
             run_label=f"mnist-{setting.label()}-{time.time_ns()}",
