@@ -739,13 +739,18 @@ def test_election_result_events_and_views(open_round, owner, keys, binding):
         csc.functions.elect(1).transact({"from": owner})
 
 
-def test_ties_follow_the_seed_order_in_ballots_and_election(w3, owner):
-    accounts = make_keys(12, "ties")
+def tie_run(w3, owner, label, n, m, authors):
+    """A run of ``n`` participants whose first ``authors`` anchored an update in round 1."""
+    accounts = make_keys(n, label)
     addr = [a.address for a in accounts]
-    csc = deploy(w3, owner, RUN_ID, accounts, 4)
-    binding = binding_of(w3, csc)
-    digests = [digest(f"tie/{a}") for a in addr]
-    send(csc.functions.anchor(1, Kind.UPDATE, addr, digests), owner)
+    csc = deploy(w3, owner, RUN_ID, accounts, m)
+    digests = [digest(f"{label}/{a}") for a in addr[:authors]]
+    send(csc.functions.anchor(1, Kind.UPDATE, addr[:authors], digests), owner)
+    return accounts, addr, csc, binding_of(w3, csc), digests
+
+
+def test_ties_follow_the_seed_order_in_ballots_and_election(w3, owner):
+    accounts, addr, csc, binding, digests = tie_run(w3, owner, "ties", 12, 4, 12)
     seed = bytes(32)
     for d in digests:
         seed = bytes(x ^ y for x, y in zip(seed, d, strict=True))
@@ -779,12 +784,7 @@ def test_ties_follow_the_seed_order_in_ballots_and_election(w3, owner):
 
 
 def test_election_ties_at_the_cut_follow_the_seed_order(w3, owner):
-    accounts = make_keys(6, "cut")
-    addr = [a.address for a in accounts]
-    csc = deploy(w3, owner, RUN_ID, accounts, 2)
-    binding = binding_of(w3, csc)
-    digests = [digest(f"cut/{a}") for a in addr]
-    send(csc.functions.anchor(1, Kind.UPDATE, addr[:5], digests[:5]), owner)
+    accounts, addr, csc, binding, _ = tie_run(w3, owner, "cut", 6, 2, 5)
     seed = csc.functions.roundSeed(1).call()
     # participant 5 (no update) ranks 0 and 1 first, 2 and 3 next: totals 0: 2, 1: 1,
     # 2: 2, 3: 1 -> a tie of 2 at the cut between 0 and 2

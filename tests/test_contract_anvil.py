@@ -15,6 +15,7 @@ from tests.conftest_contract import (
     reverts,
     send,
     signed_ballot,
+    table_of,
 )
 
 pytestmark = pytest.mark.anvil
@@ -27,7 +28,9 @@ def test_main_flow_on_anvil(anvil_url):
     keys = make_keys(4, "anvil")
     addr = [k.address for k in keys]
 
-    csc = deploy(w3, owner, keccak(text="anvil-run"), addr, 2)
+    csc = deploy(w3, owner, keccak(text="anvil-run"), keys, 2, quorum=3, batch=3)
+    assert csc.functions.isOpen().call()
+    assert csc.functions.participants().call() == addr
     assert bytes(w3.eth.get_code(csc.address)) == bytes.fromhex(ARTIFACT["deployedBytecode"][2:])
     binding = binding_of(w3, csc)
     assert binding.chain_id == 31337
@@ -42,6 +45,9 @@ def test_main_flow_on_anvil(anvil_url):
         1: {0: 5, 2: 5, 3: 7},
         3: {0: 1, 1: 1, 2: 1},
     }
+    incomplete = signed_ballot(binding, 1, keys[2], addr[:2], [1, 1])
+    with reverts("IncompleteBallot", round=1, evaluator=addr[2], peers=2, expected=3):
+        csc.functions.submitBallots(1, [incomplete]).transact({"from": owner})
     ballots = [
         signed_ballot(binding, 1, keys[ev], [addr[p] for p in row], list(row.values()))
         for ev, row in table.items()
@@ -49,20 +55,23 @@ def test_main_flow_on_anvil(anvil_url):
     send(csc.functions.submitBallots(1, ballots[:2]), owner)
     with reverts("DuplicateBallot", round=1, evaluator=addr[0]):
         csc.functions.submitBallots(1, ballots[:1]).transact({"from": owner})
-    forged = signed_ballot(binding, 1, keys[2], addr[:1], [9], key=keys[3])
+    with reverts("QuorumNotReached", round=1, ballots=2, quorum=3):
+        csc.functions.elect(1).transact({"from": owner})
+    forged = signed_ballot(binding, 1, keys[2], [addr[0], addr[1], addr[3]], [9, 9, 9], key=keys[3])
     with reverts("InvalidSignature", evaluator=addr[2], recovered=addr[3]):
         csc.functions.submitBallots(1, [forged]).transact({"from": owner})
     send(csc.functions.submitBallots(1, ballots[2:]), owner)
 
     receipt = send(csc.functions.elect(1), owner)
-    expected, totals = borda.elect([0, 1, 2, 3], table, 2)
+    updates = {a: digest(f"u{a}") for a in addr}
+    expected, totals = borda.elect(updates, table_of(ballots), 2, 3)
     (event,) = csc.events.Elected().process_receipt(receipt)
-    assert event.args.candidates == [addr[c] for c in expected]
+    assert event.args.candidates == expected
     assert event.args.totals == [totals[c] for c in expected]
 
     send(csc.functions.anchor(1, Kind.GLOBAL_MODEL, [owner], [digest("g1")]), owner)
     assert csc.functions.lastCompletedRound().call() == 1
     assert csc.functions.currentRound().call() == 2
-    assert csc.functions.candidatesOf(1).call() == [addr[c] for c in expected]
+    assert csc.functions.candidatesOf(1).call() == expected
     with reverts("NotOwner", caller=w3.eth.accounts[1]):
         csc.functions.elect(2).transact({"from": w3.eth.accounts[1]})

@@ -16,16 +16,21 @@ from seccl_flwr.protocol.eip712 import (
     RunBinding,
     SignatureError,
     address_bytes,
+    address_of_key,
     ballot_hash,
     ballot_typed_data,
+    join_hash,
+    join_typed_data,
     message_hash,
     message_typed_data,
     recover_digest,
     recover_typed,
     run_id_from_label,
+    sign_join,
     sign_typed,
     typed_digest,
     verify_digest,
+    verify_join,
     verify_typed,
 )
 
@@ -265,7 +270,10 @@ BINDINGS = st.builds(
     run_id=st.binary(min_size=32, max_size=32),
 )
 KEYS = st.integers(1, SECPK1_N - 1).map(lambda k: k.to_bytes(32, "big"))
+RUN_IDS = st.binary(min_size=32, max_size=32)
+CHAIN_IDS = st.integers(0, 2**256 - 1)
 TYPED = st.one_of(
+    st.builds(join_typed_data, RUN_IDS, CHAIN_IDS, ADDRESSES),
     st.builds(
         message_typed_data,
         BINDINGS,
@@ -289,7 +297,7 @@ TYPED = st.one_of(
 @given(TYPED, KEYS)
 def test_digest_and_signature_equal_eth_accounts_for_any_typed_data(typed, key):
     """typed_digest/sign_typed/recover_typed are a direct encoder plus coincurve:
-    they must give eth-account's digest and signature for every Message and Ballot."""
+    they must give eth-account's digest and signature for every Message, Ballot and Join."""
     signed = Account.sign_message(encode_typed_data(full_message=typed), key)
     assert typed_digest(typed) == bytes(signed.message_hash)
     assert sign_typed(key, typed) == bytes(signed.signature)
@@ -345,3 +353,71 @@ def test_values_that_do_not_fit_their_type_are_rejected(field, value):
     typed["message"][field] = value
     with pytest.raises(ValueError, match="range|integer|address|32 bytes"):
         typed_digest(typed)
+
+
+# -------------------------------------------------------------------------- join
+def test_join_round_trip_and_what_it_binds():
+    run_id = BINDING.run_id
+    signature = sign_join(ALICE.key, run_id, 31337)
+    verify_join(run_id, 31337, ALICE.address, signature)
+    verify_join(run_id, 31337, ALICE.address.lower(), signature)
+    assert address_of_key(ALICE.key) == ALICE.address
+    assert address_of_key(ALICE.key.hex()) == ALICE.address
+    with pytest.raises(SignatureError, match=f"expected {BOB.address}"):
+        verify_join(run_id, 31337, BOB.address, signature)  # BOB never joined
+    with pytest.raises(SignatureError, match="recovers to"):
+        verify_join(run_id_from_label("other-run"), 31337, ALICE.address, signature)
+    with pytest.raises(SignatureError, match="recovers to"):
+        verify_join(run_id, 1, ALICE.address, signature)
+    with pytest.raises(SignatureError, match="65 bytes"):
+        verify_join(run_id, 31337, ALICE.address, signature[:64])
+
+
+def test_join_domain_has_no_verifying_contract():
+    typed = join_typed_data(BINDING.run_id, 5, ALICE.address)
+    assert typed["domain"] == {"name": "SecCL", "version": "1", "chainId": 5}
+    assert [f["name"] for f in typed["types"]["EIP712Domain"]] == ["name", "version", "chainId"]
+    assert typed["primaryType"] == "Join"
+    assert typed["message"] == {"runId": BINDING.run_id, "participant": ALICE.address}
+
+
+def test_join_digest_matches_the_eip712_definition():
+    domain = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32", "uint256"],
+            [
+                keccak(b"EIP712Domain(string name,string version,uint256 chainId)"),
+                keccak(b"SecCL"),
+                keccak(b"1"),
+                31337,
+            ],
+        )
+    )
+    struct_hash = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "address"],
+            [keccak(b"Join(bytes32 runId,address participant)"), BINDING.run_id, ALICE.address],
+        )
+    )
+    expected = keccak(b"\x19\x01" + domain + struct_hash)
+    assert join_hash(BINDING.run_id, 31337, ALICE.address) == expected
+    assert typed_digest(join_typed_data(BINDING.run_id, 31337, ALICE.address)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(RUN_IDS, CHAIN_IDS, KEYS, st.booleans())
+def test_sign_join_equals_eth_account_typed_data_signing(run_id, chain_id, key, lower):
+    """sign_join/join_hash are the direct encoder: eth-account signs the same digest
+    with the same signature, and verify_join accepts any spelling of the address."""
+    address = Account.from_key(key).address
+    typed = join_typed_data(run_id, chain_id, address)
+    signed = Account.sign_message(encode_typed_data(full_message=typed), key)
+    spell = str.lower if lower else str
+    assert join_hash(run_id, chain_id, spell(address)) == bytes(signed.message_hash)
+    assert sign_join(key, run_id, chain_id) == bytes(signed.signature)
+    verify_join(run_id, chain_id, spell(address), bytes(signed.signature))
+
+
+def test_join_rejects_a_run_id_that_is_not_32_bytes():
+    with pytest.raises(ValueError, match="32 bytes"):
+        join_hash(b"short", 1, ALICE.address)

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from seccl_flwr.apps import digits
+from seccl_flwr.errors import ConfigurationError, NotEnoughNodesError
 from seccl_flwr.protocol.eip712 import Kind
+from seccl_flwr.protocol.params import RunParams
 from seccl_flwr.protocol.signed import message_digest
 from seccl_flwr.protocol.sparse import ModelLayout, SparseUpdate, merge_updates
 from seccl_flwr.records import arrays_of
@@ -55,6 +57,8 @@ def test_accuracy_rises(honest_run):
 def test_aggregated_exactly_the_elected_candidates(honest_run):
     result, strategy, _ = honest_run
     csc = strategy.csc
+    # fixed on chain at opening: M = ceil(0.4 * 5), a majority quorum, 0.2 in ppm
+    assert csc.params() == RunParams(2, 3, 200_000, False, 0)
     owner = csc.owner()
     # Rebuild the model chain from round 0 and compare every anchored global digest.
     current = {k: v.numpy() for k, v in digits.initial_model().state_dict().items()}
@@ -122,8 +126,6 @@ def test_dropout_in_cross_evaluation_is_recorded_and_run_goes_on():
 
 
 def test_too_few_nodes_stops_with_a_clear_error():
-    from seccl_flwr.errors import NotEnoughNodesError
-
     def mostly_silent(node_id, message):
         return node_id != 1 and message.metadata.message_type == "train"
 
@@ -136,5 +138,35 @@ def test_bad_settings_name_the_parameter():
         SecCL(candidate_fraction=0)
     with pytest.raises(ValueError, match="share_fraction"):
         SecCL(share_fraction=1.5)
+    for quorum in (0, True, "3"):
+        with pytest.raises(ConfigurationError, match="quorum must be a positive int or None"):
+            SecCL(quorum=quorum)
     with pytest.raises(ValueError, match="loopback"):
         open_chain("embedded", "http://10.1.2.3:8545")
+
+
+def test_a_quorum_above_the_roster_is_refused_before_deploying():
+    with pytest.raises(ConfigurationError, match="quorum=4 exceeds the 3 participants"):
+        run_digits(num_nodes=3, num_rounds=1, quorum=4)
+
+
+def test_ballots_below_the_quorum_stop_the_run_before_the_election():
+    """Three ballots reach min_train_nodes but not quorum=4: the server names the
+    quorum and never calls elect (the contract would revert QuorumNotReached)."""
+
+    def silent(node_id, message):
+        return node_id == 2 and message.metadata.message_type == CROSS_EVALUATE
+
+    seen = {}
+
+    class Recording(SecCL):
+        def _elect(self, run, state):
+            seen["strategy"] = self
+            super()._elect(run, state)
+
+    with pytest.raises(NotEnoughNodesError) as info:
+        run_digits(Recording, num_nodes=4, num_rounds=1, unavailable=silent, quorum=4)
+    assert "round 1: 3 ballots on chain, below the run's quorum=4" in str(info.value)
+    csc = seen["strategy"].csc
+    assert csc.params().quorum == 4 and csc.ballot_count(1) == 3
+    assert not csc.is_elected(1)

@@ -1,8 +1,10 @@
 """Start and stop a local anvil node (Foundry's dev chain) on a free loopback port.
 
-anvil is the real Ethereum node of the integration tests and benchmarks. It is found,
-in order, at ``$SECCL_ANVIL``, on ``PATH``, or in the npm package
-``@foundry-rs/anvil`` installed by ``npm ci --prefix contracts`` in a checkout.
+anvil is the real Ethereum node of the integration tests and benchmarks; foundry's
+``cast`` is the independent JSON-RPC client that tests the embedded chain's loopback
+endpoint. Each is found, in order, at ``$SECCL_ANVIL`` / ``$SECCL_CAST``, in the npm
+package ``@foundry-rs/anvil`` / ``@foundry-rs/cast`` installed by
+``npm ci --prefix contracts`` in a checkout, or on ``PATH``.
 """
 
 import glob
@@ -20,20 +22,26 @@ from .rpc_server import free_loopback_url
 _NODE_MODULES = Path(__file__).resolve().parents[2] / "contracts" / "node_modules"
 
 
-def anvil_command() -> list[str] | None:
-    """Return how to run anvil, or ``None`` if it is not installed."""
-    if os.environ.get("SECCL_ANVIL"):
-        return [os.environ["SECCL_ANVIL"]]
-    native = sorted(glob.glob(str(_NODE_MODULES / "@foundry-rs" / "anvil-*" / "bin" / "anvil")))
+def foundry_command(tool: str) -> list[str] | None:
+    """Return how to run a foundry tool (``"anvil"``, ``"cast"``), or ``None`` if absent."""
+    override = os.environ.get(f"SECCL_{tool.upper()}")
+    if override:
+        return [override]
+    native = sorted(glob.glob(str(_NODE_MODULES / "@foundry-rs" / f"{tool}-*" / "bin" / tool)))
     if native and os.access(native[0], os.X_OK):
         return [native[0]]
-    on_path = shutil.which("anvil")
+    on_path = shutil.which(tool)
     if on_path:
         return [on_path]
-    shim = _NODE_MODULES / ".bin" / "anvil"
+    shim = _NODE_MODULES / ".bin" / tool
     if shim.exists() and shutil.which("node"):
         return [str(shim)]
     return None
+
+
+def anvil_command() -> list[str] | None:
+    """Return how to run anvil, or ``None`` if it is not installed."""
+    return foundry_command("anvil")
 
 
 def _answers(url: str) -> bool:

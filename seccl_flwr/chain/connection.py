@@ -19,15 +19,24 @@ DEFAULT_FUNDING_WEI = 10**21
 
 
 class EmbeddedProvider(EthereumTesterProvider):
-    """eth-tester provider that reports reverts like a real node does.
+    """eth-tester provider that reports reverts as a real node does.
 
     web3's ``EthereumTesterProvider`` turns a revert into a ``TransactionFailed``
     whose message is a Python ``repr`` of the revert bytes. This subclass answers
     with a standard JSON-RPC error ``{"code": 3, "data": "0x<revert data>"}`` so that
     web3 raises ``ContractCustomError`` with the data, exactly as with anvil or geth,
     and so that :mod:`seccl_flwr.chain.rpc_server` can serve the chain to other
-    processes unchanged.
+    processes unchanged. Calls and estimates that name no fee are free
+    (:mod:`~seccl_flwr.chain.free_call`) and ``net_version`` names the chain id,
+    as on a node.
     """
+
+    def __init__(self) -> None:
+        from eth_tester import EthereumTester
+
+        from .free_call import FreeCallBackend
+
+        super().__init__(EthereumTester(backend=FreeCallBackend()))
 
     def make_request(self, method: Any, params: Any) -> Any:
         """Answer one JSON-RPC request; reverts become code-3 errors with data."""
@@ -39,6 +48,9 @@ class EmbeddedProvider(EthereumTesterProvider):
             return super().make_request(method, params)
         request_id = repr(self._current_request_id)
         self._current_request_id += 1
+        if method == "net_version":  # eth-tester says "1" (mainnet's) whatever its chain id
+            chain_id = self.api_endpoints["eth"]["chainId"](self.ethereum_tester, [])
+            return {"id": request_id, "jsonrpc": "2.0", "result": str(chain_id)}
         try:
             result = delegator(self.ethereum_tester, params)
         except NotImplementedError:

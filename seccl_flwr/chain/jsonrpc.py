@@ -24,9 +24,9 @@ from web3 import HTTPProvider, Web3
 
 from .connection import EmbeddedProvider
 from .errors import ChainError, ChainUnreachableError
+from .tester_dialect import RequestError, node_result, request_for_tester
 
 _BLOOM_KEYS = {"logsBloom"}
-_FILTER_METHODS = {"eth_getLogs", "eth_newFilter"}
 _CACHED_READS = {"eth_call", "eth_getLogs", "eth_getCode"}
 """Reads :class:`EmbeddedJsonRpc` answers once per chain head: every client asks the
 same ``candidatesOf``, ``participants`` or round's anchors, and py-evm takes
@@ -133,16 +133,10 @@ class EmbeddedJsonRpc(_OneByOne):
         method, params = request.get("method"), request.get("params", [])
         if not isinstance(method, str) or not isinstance(params, list | dict):
             return json_rpc_error(request_id, -32600, "invalid request")
-        if method in _FILTER_METHODS and params and isinstance(params[0], dict):
-            # eth-tester takes a filter's address only as a list; the spec allows both
-            if isinstance(params[0].get("address"), str):
-                params = [{**params[0], "address": [params[0]["address"]]}, *params[1:]]
-        try:
-            key = json.dumps([method, params], sort_keys=True) if method in _CACHED_READS else ""
-        except (TypeError, ValueError):  # not JSON (an in-process caller's objects)
-            key = ""
         try:
             with self._lock:
+                params = request_for_tester(method, params, self._tester)
+                key = _cache_key(method, params)
                 if key:
                     head = self._head()
                     if head != self._cache_head:
@@ -153,6 +147,8 @@ class EmbeddedJsonRpc(_OneByOne):
                 if key:
                     self._cache[key] = response
                 return response
+        except RequestError as exc:
+            return json_rpc_error(request_id, exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an RPC error
             return json_rpc_error(request_id, -32000, f"{type(exc).__name__}: {exc}")
 
@@ -165,7 +161,18 @@ class EmbeddedJsonRpc(_OneByOne):
             if "data" in error:
                 error["data"] = to_rpc(error["data"])
             return {"jsonrpc": "2.0", "id": request_id, "error": error}
-        return {"jsonrpc": "2.0", "id": request_id, "result": to_rpc(response["result"])}
+        result = node_result(method, to_rpc(response["result"]))
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def _cache_key(method: str, params: Any) -> str:
+    """Return the cache key of a read answered once per head block, else ``""``."""
+    if method not in _CACHED_READS:
+        return ""
+    try:
+        return json.dumps([method, params], sort_keys=True)
+    except (TypeError, ValueError):  # not JSON (an in-process caller's objects)
+        return ""
 
 
 class ProviderJsonRpc(_OneByOne):

@@ -165,7 +165,7 @@ class SignedMessage:
             verify_digest(self.digest(), self.signature, self.author)
 
     def as_tuple(self) -> tuple:
-        """Return a ballot as the contract's ``SignedBallot`` ABI tuple."""
+        """Return a ballot as the ABI tuple of the contract's ``Ballot`` struct."""
         return (self.author, list(self.peers), list(self.scores), self.signature)
 
 

@@ -1,7 +1,8 @@
 """The MNIST ServerApp: SecCL on the embedded chain, one log line per round.
 
 Run config keys (defaults in ``pyproject.toml``): ``num-server-rounds``,
-``candidate-fraction`` (λ), ``share-fraction``, ``min-nodes``, ``seed``,
+``candidate-fraction`` (λ), ``share-fraction``, ``min-nodes``, ``seccl-quorum``
+(least ballots per election, fixed on chain; 0: a majority of the nodes), ``seed``,
 ``seccl-chain-url`` (the loopback URL the embedded chain is served on; the
 ClientApps read it from the same key) or ``seccl-chain`` (a JSON-RPC URL of a real
 node instead of the embedded chain), ``seccl-contract`` (attach to this deployed
@@ -66,6 +67,7 @@ def main(grid: Grid, context: Context) -> SecCLResult:
         candidate_fraction=float(cfg.get("candidate-fraction", 0.2)),
         share_fraction=float(cfg.get("share-fraction", 0.1)),
         min_available_nodes=int(cfg.get("min-nodes", 2)),
+        quorum=int(cfg.get("seccl-quorum", 0)) or None,
         chain=chain,
         chain_url=str(cfg["seccl-chain-url"]) if chain == EMBEDDED else None,
         contract=str(cfg.get("seccl-contract", "")) or None,
