@@ -435,6 +435,22 @@ def test_8_a_ballot_dropped_in_the_last_round_is_caught_in_its_evaluate():
     )
 
 
+def test_8_ballots_dropped_down_to_the_quorum_are_each_reported_but_the_election_stands():
+    """What withholding can still do (docs/threat-model.md, section 5): choose which
+    valid ballots count, down to the quorum. Each dropped evaluator reports it
+    (``BallotMissingError``), after the election, which stands."""
+    strategy, watched = lying("drop-ballots-to-quorum"), WatchedApp()
+    result = run(strategy, watched, num_nodes=5)
+    (record,) = result.rounds
+    counted = strategy.csc.evaluators_of(1)
+    dropped = sorted(set(record.authors) - set(counted))
+    assert len(counted) == strategy.csc.params().quorum == 3 and len(dropped) == 2
+    assert strategy.csc.is_elected(1) and record.candidates
+    assert sorted(watched.of(EVALUATE)) == dropped and len(watched.detections) == 2
+    for node, error in watched.of(EVALUATE).items():
+        assert_names(error, BallotMissingError, 1, node, "is not on chain")
+
+
 # ---------------------------------------------------------------- 9. gas
 def test_9_a_runs_batches_are_the_ones_the_gas_model_sizes(monkeypatch):
     """With the gas model asking for one item per transaction, a run sends one

@@ -19,28 +19,31 @@ Tampering:
 
 Withholding and choosing the election's inputs (issue 12):
 
-========================  =============================================================
-``no-ballots``            skips cross-evaluation and calls ``elect``: contract
-                          ``QuorumNotReached``
-``sybil-roster``          registers addresses whose keys it holds: every client, at
-                          first contact, ``RosterMismatchError``
-``wrong-parameters``      fixes other parameters on chain (λ = 1, by default) than the
-                          clients' configuration: ``ParameterMismatchError``
-``withhold-updates``      each evaluator receives one author's update only: every
-                          evaluator ``WithheldUpdateError``, no ballot
-``forge-partial-ballot``  submits partial ballots it made itself: contract
-                          ``InvalidSignature``
-``withhold-and-forge``    only a quorum of evaluators receives the complete set, then
-                          the merge is forged: ``WithheldUpdateError`` in
-                          cross-evaluation, ``AggregationMismatchError`` /
-                          ``AggregationUncheckableError`` in evaluate
-``censor-update``         drops one author's update before anchoring, every round: the
-                          author, at its next contact, ``UpdateNotAnchoredError``
-``aggregate-weighted``    weights the first candidate's update 3x: every participant,
-                          in the round's evaluate, ``AggregationMismatchError``
-``replay-old-model``      anchors the previous global model as the new one: the same
-``previous-candidates``   aggregates the previous round's candidates: the same
-========================  =============================================================
+==========================  ===========================================================
+``no-ballots``              skips cross-evaluation and calls ``elect``: contract
+                            ``QuorumNotReached``
+``sybil-roster``            registers addresses whose keys it holds: every client, at
+                            first contact, ``RosterMismatchError``
+``wrong-parameters``        fixes other parameters on chain (λ = 1, by default) than the
+                            clients' configuration: ``ParameterMismatchError``
+``withhold-updates``        each evaluator receives one author's update only: every
+                            evaluator ``WithheldUpdateError``, no ballot
+``forge-partial-ballot``    submits partial ballots it made itself: contract
+                            ``IncompleteBallot``
+``withhold-and-forge``      only a quorum of evaluators receives the complete set, then
+                            the merge is forged: ``WithheldUpdateError`` in
+                            cross-evaluation, ``AggregationMismatchError`` /
+                            ``AggregationUncheckableError`` in evaluate
+``censor-update``           drops one author's update before anchoring, every round: the
+                            author, at its next contact, ``UpdateNotAnchoredError``
+``drop-ballots-to-quorum``  submits only a quorum of the ballots: each dropped evaluator,
+                            in the round's evaluate, ``BallotMissingError`` (after the
+                            election, which stands: detected, not prevented)
+``aggregate-weighted``      weights the first candidate's update 3x: every participant,
+                            in the round's evaluate, ``AggregationMismatchError``
+``replay-old-model``        anchors the previous global model as the new one: the same
+``previous-candidates``     aggregates the previous round's candidates: the same
+==========================  ===========================================================
 
 The lies of omission are told where a real server would tell them: the roster and
 parameters in the run's opening, the withheld updates in the messages the server
@@ -82,6 +85,7 @@ SERVER_LIES = (
     "forge-partial-ballot",
     "withhold-and-forge",
     "censor-update",
+    "drop-ballots-to-quorum",
     "aggregate-weighted",
     "replay-old-model",
     "previous-candidates",
@@ -267,6 +271,8 @@ class LyingServer(SecCL):
             ballots[0] = replace(first, scores=tuple(reversed(first.scores)))
         if self._lying(server_round, "drop-ballot"):
             ballots = ballots[1:]
+        if self._lying(server_round, "drop-ballots-to-quorum"):
+            ballots = ballots[: self.params.quorum]
         return ballots
 
     def relay_candidates(
