@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from eth_account import Account
+from eth_utils import keccak, to_checksum_address
 
 from seccl_flwr.attacks import (
     ClientAttack,
@@ -169,17 +170,18 @@ def test_colluders_below_a_quarter_are_throttled(num_colluders, colluders_win):
     line moves down: the paper sees the collapse from ε = 0.25.)
     """
     n, m = 20, 4
-    names = [f"0x{i:02d}" for i in range(n)]
+    names = [to_checksum_address(f"0x{i + 1:040x}") for i in range(n)]
     colluders = frozenset(names[:num_colluders])
     quality = {p: (0.1 if p in colluders else 0.9 - 0.01 * i) for i, p in enumerate(names)}
     ballots = {}
-    for i, evaluator in enumerate(names):
+    for evaluator in names:
         peers = [p for p in names if p != evaluator]
         scores = [int(quality[p] * MAX_SCORE) for p in peers]
         if evaluator in colluders:
             attack = ClientAttack("label-flip", colluders=colluders)
             scores = attack.ballot(evaluator, peers, scores, 1)
-        ballots[i] = {names.index(p): s for p, s in zip(peers, scores, strict=True)}
-    elected, totals = elect(list(range(n)), ballots, m)
-    won = {names[i] for i in elected} & colluders
+        ballots[evaluator] = dict(zip(peers, scores, strict=True))
+    updates = {p: keccak(text=f"update of {p}") for p in names}
+    elected, totals = elect(updates, ballots, m, quorum=n)
+    won = set(elected) & colluders
     assert bool(won) is colluders_win
