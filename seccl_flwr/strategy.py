@@ -6,14 +6,15 @@ One server round of :class:`SecCL`:
    return the top ``share_fraction`` changes, signed.
 2. **anchor updates** - the server checks every update's form and signature and
    anchors all digests (in gas-sized batches, :mod:`seccl_flwr.chain.gas`).
-3. **cross-evaluate** - every author receives the others' updates, checks each
-   against the chain and its author's signature, scores the verified ones (macro F1
-   on its validation split) and returns a signed score vector.
+3. **cross-evaluate** - every author receives the others' updates, checks that
+   they are exactly the round's anchored ones and each against the chain and its
+   author's signature, scores them (macro F1 on its validation split) and returns a
+   signed score vector, or the named error that stopped it (no partial ballot).
 4. **elect** - the server relays the signed ballots to the contract, which checks
    the signatures and, given the run's quorum of ballots, runs the truncated Borda
    election.
 5. **aggregate** - new global = old global + merge of the candidates' sparse
-   changes; its digest is anchored, so clients can check it next round.
+   changes; its digest is anchored, so clients can check it in the evaluate phase.
 6. **evaluate** - federated evaluation of the new model; signed metrics anchored.
 
 :meth:`SecCL.start` runs these phases in this order for every round, each a method
