@@ -1,55 +1,67 @@
-"""Every way the trust model lets a server lie is caught, with the named error."""
+"""Every way the trust model lets a server tamper is caught, with the named error.
 
-import re
-from typing import ClassVar
+The lies of omission (withholding, choosing the election's inputs) are in
+``tests/test_withholding.py``.
+"""
 
 import pytest
 from flwr.app import Array, ArrayRecord
 
 from seccl_flwr.attacks import LyingServer
 from seccl_flwr.chain.errors import ContractRevertError
-from seccl_flwr.errors import NotEnoughNodesError
+from seccl_flwr.chain.rpc_server import free_loopback_url
+from seccl_flwr.errors import (
+    AggregationMismatchError,
+    NotEnoughNodesError,
+    UpdateDigestMismatchError,
+)
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.wire import SIGNATURES
 from tests.strategy_helpers import run_digits
+from tests.test_withholding import CROSS_EVALUATE, EVALUATE, TRAIN, WatchedApp, run
 
 
-def run_lying(lie: str, num_rounds: int = 1, lie_round: int = 1, **kwargs):
-    return run_digits(
-        LyingServer, num_nodes=4, num_rounds=num_rounds, lie=lie, lie_round=lie_round, **kwargs
+def run_lying(lie: str, num_rounds: int = 1, lie_round: int = 1):
+    return run_digits(LyingServer, num_nodes=4, num_rounds=num_rounds, lie=lie, lie_round=lie_round)
+
+
+def watched_lying(lie: str, num_rounds: int = 1, lie_round: int = 1):
+    """Run ``lie`` with honest clients whose raised errors are kept; return the strategy,
+    the watched app and what the run raised (``None`` if it completed)."""
+    strategy = LyingServer(
+        lie=lie, lie_round=lie_round, chain_url=free_loopback_url(), candidate_fraction=0.4
     )
-
-
-class RecordedLyingServer(LyingServer):
-    """A LyingServer that keeps each round's state, also of a round that raises."""
-
-    states: ClassVar[list] = []
-
-    def play_round(self, run, state):
-        RecordedLyingServer.states.append(state)
-        super().play_round(run, state)
+    watched = WatchedApp()
+    try:
+        run(strategy, watched, num_rounds=num_rounds)
+    except NotEnoughNodesError as exc:
+        return strategy, watched, exc
+    return strategy, watched, None
 
 
 @pytest.mark.parametrize("lie", ["alter-update", "swap-updates"])
 def test_tampered_updates_are_rejected_by_every_honest_evaluator(lie):
-    RecordedLyingServer.states.clear()
-    # every evaluator that sees a tampered update refuses to vote: no quorum
-    with pytest.raises(NotEnoughNodesError, match="round 1: .* valid ballots"):
-        run_digits(RecordedLyingServer, num_nodes=4, num_rounds=1, lie=lie)
-    (state,) = RecordedLyingServer.states
-    record = state.record
-    assert record.rejections, "no evaluator reported the tampering"
-    assert all("UpdateDigestMismatchError: round 1, node 0x" in r for r in record.rejections)
-    first = record.authors[0]
-    victims = {first} if lie == "alter-update" else set(record.authors[:2])
-    # every evaluator other than a victim refuses, naming the first victim it checks;
-    # a swapped victim refuses too, naming the other one
-    refusing = [a for a in record.authors if a not in victims or len(victims) == 2]
-    assert len(record.rejections) == len(refusing)
-    named = {re.search(r"round 1, node (0x[0-9a-fA-F]{40})", r).group(1) for r in record.rejections}
-    assert named == victims
-    for evaluator in refusing:
-        assert "UpdateDigestMismatchError" in record.dropped[f"ballot:{evaluator}"]
+    """Every evaluator sent a tampered update refuses to vote (no ballot on a partial
+    set) with ``UpdateDigestMismatchError`` naming the victim; too few ballots are
+    left for the round."""
+    strategy, watched, stopped = watched_lying(lie)
+    assert stopped is not None and "round 1: " in str(stopped)
+    authors = strategy.csc.update_authors(1)
+    refusals = watched.of(CROSS_EVALUATE)
+    assert {type(e) for e in refusals.values()} == {UpdateDigestMismatchError}
+    assert all(
+        str(e).startswith("UpdateDigestMismatchError: round 1, node 0x") for e in refusals.values()
+    )
+    if lie == "alter-update":
+        victim = authors[0]
+        assert set(refusals) == set(authors) - {victim}  # the victim scores the others
+        assert {e.node for e in refusals.values()} == {victim}
+    else:
+        a, b = authors[:2]
+        assert set(refusals) == set(authors)
+        assert refusals[a].node == b and refusals[b].node == a
+        assert {e.node for n, e in refusals.items() if n not in (a, b)} == {a}
+    assert strategy.csc.ballot_count(1) == 0
 
 
 @pytest.mark.parametrize("lie", ["forge-ballot", "alter-ranking"])
@@ -60,8 +72,7 @@ def test_forged_or_altered_ballots_are_rejected_by_the_contract(lie):
     assert info.value.function == "submitBallots"
 
 
-def test_dropped_ballot_is_detected_by_its_evaluator_in_the_same_round():
-    # one round only: the last round's evaluate catches it
+def test_dropped_ballot_is_detected_by_its_evaluator_in_the_rounds_evaluate():
     result, strategy, _ = run_lying("drop-ballot", num_rounds=1, lie_round=1)
     (record,) = result.rounds
     victim = record.authors[0]  # the server drops the first ballot it received
@@ -70,13 +81,21 @@ def test_dropped_ballot_is_detected_by_its_evaluator_in_the_same_round():
     assert f"BallotMissingError: round 1, node {victim}" in record.dropped[f"evaluate:{victim}"]
 
 
-def test_aggregating_a_non_candidate_is_detected_in_its_round_and_nobody_trains_on_it():
-    with pytest.raises(NotEnoughNodesError) as info:  # nobody trains on the forged model
-        run_lying("aggregate-non-candidate", num_rounds=2)
-    message = str(info.value)
-    assert "round 2: 0 valid updates" in message
-    assert message.count("AggregationMismatchError: round 1") == 4
-    assert "elected candidates" in message and "refusing round 2" in message
+def test_aggregating_a_non_candidate_is_detected_in_the_round_by_every_participant():
+    """Each participant catches the forged model in the round's evaluate, then refuses
+    to train on it: the run stops."""
+    strategy, watched, stopped = watched_lying("aggregate-non-candidate", num_rounds=2)
+    assert stopped is not None and "round 2: 0 valid updates" in str(stopped)
+    owner = strategy.csc.owner()
+    everyone = set(strategy.csc.update_authors(1))
+    assert len(everyone) == 4
+    for phase, what in ((EVALUATE, "elected candidates"), (TRAIN, "refusing round 2")):
+        caught = watched.of(phase)
+        assert set(caught) == everyone
+        for error in caught.values():
+            assert type(error) is AggregationMismatchError
+            assert str(error).startswith(f"AggregationMismatchError: round 1, node {owner}: ")
+            assert what in error.detail
 
 
 def test_wrong_global_model_is_detected():
