@@ -8,6 +8,7 @@ with the run's parameters, register the roster and open the run, or, for an
 attached contract, check it is this server's run and find where the run stands.
 """
 
+import os
 from dataclasses import dataclass
 from logging import INFO, WARNING
 from typing import NamedTuple
@@ -165,8 +166,17 @@ def attach_contract(w3, server: LocalAccount, settings: RunSettings) -> Candidat
 
 
 def run_id_of(csc: CandidateSelection | None, settings: RunSettings) -> bytes:
-    """Return the run id nodes sign: the attached contract's, else the label's keccak-256."""
-    return csc.binding.run_id if csc is not None else keccak(text=settings.run_label)
+    """Return the run id nodes sign: the attached contract's, else a fresh one.
+
+    A new run's id is keccak-256 of its label and 16 random bytes. It must be fresh:
+    a Join signature binds the run id and chain id but no contract, and every
+    registered signature is public in its ``register`` transaction, so under a
+    reused id a node could replay another node's Join signature from an earlier run
+    and claim its address. The label stays readable in the server's log and store.
+    """
+    if csc is not None:
+        return csc.binding.run_id
+    return keccak(settings.run_label.encode() + os.urandom(16))
 
 
 def open_contract(
@@ -176,8 +186,12 @@ def open_contract(
     settings: RunSettings,
     store: MessageStore | None,
     attached: CandidateSelection | None = None,
+    run_id: bytes | None = None,
 ) -> tuple[CandidateSelection, dict[int, str], ResumePoint]:
     """Deploy, register ``roster`` and open the run's contract, or go on with ``attached``.
+
+    ``run_id`` is the id the roster's Join signatures were made for (a new run's,
+    from :func:`run_id_of`); it is required for a new run.
 
     Returns the contract, the participants it lists (by node id) and where the run
     stands (fresh for a new contract).
@@ -194,6 +208,8 @@ def open_contract(
         csc = attached
         participants, resume = attached_run(csc, roster, store, server.address)
     else:
+        if run_id is None:
+            raise ConfigurationError("a new run needs the run id its nodes signed (run_id_of)")
         params = run_params(
             len(roster),
             settings.candidate_fraction,
@@ -204,7 +220,7 @@ def open_contract(
         csc, _ = CandidateSelection.open_run(
             w3,
             server,
-            keccak(text=settings.run_label),
+            run_id,
             params,
             {r.address: r.join_signature for r in roster.values()},
             gas_limit=settings.gas_limit,

@@ -765,15 +765,10 @@ class SecCL(Strategy):
             self.gas_limit,
         )
         attached = attach_contract(w3, server, settings)
-        roster = register_nodes(
-            grid,
-            run_id_of(attached, settings),
-            w3.eth.chain_id,
-            self.min_available_nodes,
-            timeout,
-        )
+        run_id = run_id_of(attached, settings)
+        roster = register_nodes(grid, run_id, w3.eth.chain_id, self.min_available_nodes, timeout)
         self.csc, self.participants, resume = open_contract(
-            w3, server, roster, settings, self.store, attached
+            w3, server, roster, settings, self.store, attached, run_id
         )
         self.params = self.csc.params()
         result = SecCLResult(

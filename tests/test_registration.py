@@ -256,3 +256,17 @@ def test_an_impersonating_node_is_excluded_from_a_run_and_its_victim_takes_part(
     warnings = [r.getMessage() for r in caplog.records if "failed to register" in r.getMessage()]
     (warning,) = warnings
     assert "node 2 failed to register: JoinSignatureError: round 0, node 2" in warning
+
+
+def test_a_new_run_under_a_reused_label_has_a_fresh_run_id_so_old_joins_cannot_be_replayed():
+    from seccl_flwr.run_setup import RunSettings, run_id_of
+
+    settings = RunSettings("seccl", 0.4)
+    first, second = run_id_of(None, settings), run_id_of(None, settings)
+    assert first != second and len(first) == len(second) == 32
+    # the victim's Join of the first run is public in its register calldata; replayed
+    # in the second run by another node, it proves nothing
+    replayed = sign_join(VICTIM.key, first, CHAIN_ID)
+    reply = registration_reply(3, VICTIM.address, replayed)
+    with pytest.raises(JoinSignatureError, match=f"claims address {VICTIM.address}"):
+        verify_registration(second, CHAIN_ID, reply)
