@@ -23,7 +23,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from . import wire
 from .chain.connection import EMBEDDED, connect, embedded_web3
-from .chain.csc import CandidateSelection
+from .chain.csc import CandidateSelection, open_run
 from .chain.rpc_server import LoopbackRPCServer
 from .errors import (
     ConfigurationError,
@@ -201,7 +201,7 @@ def open_contract(
             settings.per_tensor,
             settings.quorum,
         )
-        csc, _ = CandidateSelection.open_run(
+        csc, _ = open_run(
             w3,
             server,
             keccak(text=settings.run_label),
