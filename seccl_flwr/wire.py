@@ -95,6 +95,17 @@ def server_fields(server_round: int, contract: str, **extra: Any) -> ConfigRecor
     return ConfigRecord({ROUND: server_round, CONTRACT: contract, **extra})
 
 
+def model_records(
+    server_round: int, arrays: ArrayRecord, config: ConfigRecord, fields: ConfigRecord
+) -> dict[str, ArrayRecord | ConfigRecord]:
+    """Return a ``TRAIN`` or ``EVALUATE`` message's records: model, config, server fields.
+
+    ``config`` gets the ``SERVER_ROUND``, as Flower's strategies set it.
+    """
+    config[SERVER_ROUND] = server_round
+    return {ARRAYS: arrays, CONFIG: config, SECCL_KEY: fields}
+
+
 def cross_evaluation_records(
     global_arrays: ArrayRecord, updates: Mapping[str, ArrayRecord], fields: ConfigRecord
 ) -> dict[str, ArrayRecord | ConfigRecord]:
