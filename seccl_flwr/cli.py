@@ -46,6 +46,7 @@ from .chain.rpc_server import free_loopback_url
 from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
+from .protocol.eip712 import bytes32_hex
 from .protocol.params import share_fraction_ppm
 from .strategy import RoundRecord, SecCL, SecCLResult
 
@@ -159,11 +160,8 @@ def _address(text: str) -> str:
 
 def _roster_digest(text: str) -> bytes:
     """Argparse ``type`` of ``audit --roster-digest``: 0x and 64 hex digits."""
-    try:
-        digest = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
+    digest = bytes32_hex(text)
+    if digest is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a roster digest; give the run's rosterDigest, 0x and 64 hex "
             "digits (the audit prints the one on chain)"

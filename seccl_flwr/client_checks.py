@@ -51,7 +51,7 @@ from .identity import (
     setting,
     simulation_addresses,
 )
-from .protocol.eip712 import RunBinding
+from .protocol.eip712 import RunBinding, bytes32_hex
 from .protocol.params import (
     DEFAULT_CANDIDATE_FRACTION,
     DEFAULT_SHARE_FRACTION,
@@ -113,12 +113,9 @@ def _number(key: str, value: str | None, kind: type, default):
 
 
 def _digest_setting(value: str) -> bytes:
-    """Return the 32 bytes of a hex ``seccl-roster-digest``."""
-    try:
-        digest = bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
+    """Return the 32 bytes of a hex ``seccl-roster-digest`` (the ``0x`` is optional)."""
+    digest = bytes32_hex("0x" + value.removeprefix("0x"))
+    if digest is None:
         raise ConfigurationError(
             f"setting {ROSTER_DIGEST!r} must be 32 bytes in hex (the contract's "
             f"rosterDigest), got {value!r}"
