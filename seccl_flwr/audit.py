@@ -42,6 +42,7 @@ from .protocol.params import (
     TRUNCATED_BORDA,
     RunParams,
     num_candidates,
+    param_mismatches,
     roster_digest,
     share_fraction_ppm,
 )
@@ -216,40 +217,6 @@ def roster_mismatches(
             problems.append(f"the roster lists {strangers}, whom the pinned roster does not")
         if absent:
             problems.append(f"the roster lacks the pinned {absent}")
-    return problems
-
-
-def parameter_mismatches(pins: AuditPins, params: RunParams, num_participants: int) -> list[str]:
-    """Return each run parameter on chain that differs from its pin (empty if none does).
-
-    ``M`` is compared with ``num_candidates(λ, n)`` for the pinned λ, the share
-    fraction in ppm, the quorum as a least value; an election rule other than
-    truncated Borda is always a mismatch (the audit re-runs only that one).
-    """
-    problems = []
-    if pins.candidate_fraction is not None:
-        expected = num_candidates(pins.candidate_fraction, num_participants)
-        if params.num_candidates != expected:
-            problems.append(
-                f"M = {params.num_candidates}, but the pinned λ = {pins.candidate_fraction} "
-                f"and n = {num_participants} give M = {expected}"
-            )
-    if pins.quorum is not None and params.quorum < pins.quorum:
-        problems.append(f"quorum {params.quorum} is below the pinned {pins.quorum}")
-    if pins.share_fraction is not None:
-        expected = share_fraction_ppm(pins.share_fraction)
-        if params.share_fraction_ppm != expected:
-            problems.append(
-                f"share fraction {params.share_fraction_ppm} ppm, but the pinned "
-                f"{pins.share_fraction} is {expected} ppm"
-            )
-    if pins.per_tensor is not None and params.per_tensor != pins.per_tensor:
-        problems.append(f"per-tensor {params.per_tensor}, but the pin is {pins.per_tensor}")
-    if params.election_rule != TRUNCATED_BORDA:
-        problems.append(
-            f"election rule {params.election_rule}; the audit knows only truncated Borda "
-            f"({TRUNCATED_BORDA})"
-        )
     return problems
 
 
@@ -568,7 +535,15 @@ class _Audit:
             )
         for problem in problems:
             self.find(None, "contract", "roster", ROSTER_MISMATCH, problem)
-        for problem in parameter_mismatches(report.pins, self.params, len(report.participants)):
+        pins = report.pins
+        for problem in param_mismatches(
+            self.params,
+            len(report.participants),
+            candidate_fraction=pins.candidate_fraction,
+            share_fraction=pins.share_fraction,
+            per_tensor=pins.per_tensor,
+            least_quorum=pins.quorum,
+        ):
             self.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
 
     # --------------------------------------------------------------- withholding

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from .attacks import POISONS
 from .chain.connection import EMBEDDED
 from .errors import ConfigurationError
+from .protocol.eip712 import bytes32_hex
 from .protocol.params import share_fraction_ppm
 
 __all__ = [
@@ -138,11 +139,8 @@ def contract_address(text: str) -> str:
 
 def roster_digest(text: str) -> bytes:
     """Argparse ``type`` of ``audit --roster-digest``: 0x and 64 hex digits."""
-    try:
-        digest = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
+    digest = bytes32_hex(text)
+    if digest is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a roster digest; give the run's rosterDigest, 0x and 64 hex "
             "digits (the audit prints the one on chain)"
