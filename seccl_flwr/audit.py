@@ -42,6 +42,7 @@ from .protocol.params import (
     TRUNCATED_BORDA,
     RunParams,
     num_candidates,
+    param_mismatches,
     roster_digest,
     share_fraction_ppm,
 )
@@ -219,40 +220,6 @@ def roster_mismatches(
     return problems
 
 
-def parameter_mismatches(pins: AuditPins, params: RunParams, num_participants: int) -> list[str]:
-    """Return each run parameter on chain that differs from its pin (empty if none does).
-
-    ``M`` is compared with ``num_candidates(λ, n)`` for the pinned λ, the share
-    fraction in ppm, the quorum as a least value; an election rule other than
-    truncated Borda is always a mismatch (the audit re-runs only that one).
-    """
-    problems = []
-    if pins.candidate_fraction is not None:
-        expected = num_candidates(pins.candidate_fraction, num_participants)
-        if params.num_candidates != expected:
-            problems.append(
-                f"M = {params.num_candidates}, but the pinned λ = {pins.candidate_fraction} "
-                f"and n = {num_participants} give M = {expected}"
-            )
-    if pins.quorum is not None and params.quorum < pins.quorum:
-        problems.append(f"quorum {params.quorum} is below the pinned {pins.quorum}")
-    if pins.share_fraction is not None:
-        expected = share_fraction_ppm(pins.share_fraction)
-        if params.share_fraction_ppm != expected:
-            problems.append(
-                f"share fraction {params.share_fraction_ppm} ppm, but the pinned "
-                f"{pins.share_fraction} is {expected} ppm"
-            )
-    if pins.per_tensor is not None and params.per_tensor != pins.per_tensor:
-        problems.append(f"per-tensor {params.per_tensor}, but the pin is {pins.per_tensor}")
-    if params.election_rule != TRUNCATED_BORDA:
-        problems.append(
-            f"election rule {params.election_rule}; the audit knows only truncated Borda "
-            f"({TRUNCATED_BORDA})"
-        )
-    return problems
-
-
 @dataclass
 class RoundVerdict:
     """Verdict per column of one round: ``ok``, ``FAIL``, ``?`` or ``-``.
@@ -373,7 +340,13 @@ def _signature_problem(message: SignedMessage) -> str | None:
 
 
 class _Audit:
-    """State of one audit; :func:`audit_run` is its only entry point."""
+    """The state of one audit: what the chain anchors, what is verified, the report.
+
+    The checks are this module's ``_check_*`` functions, grouped by what they
+    check (messages, the run, withholding, elections, global models), each taking
+    the audit's state; :func:`_run_checks` runs them in order and
+    :func:`audit_run` is the entry point.
+    """
 
     def __init__(
         self,
@@ -428,17 +401,21 @@ class _Audit:
         detail: str,
         column: str | None = None,
     ) -> None:
+        """Report a finding; mark the round's ``column`` (if any) as failed."""
         self.report.findings.append(Finding(round_, node, message, kind, detail))
         self.mark(round_, column, FAIL)
 
     def notice(self, round_: int, node: str, message: str, kind: str, detail: str) -> None:
+        """Report a notice (something missing that is no finding)."""
         self.report.notices.append(Finding(round_, node, message, kind, detail))
 
     def mark(self, round_: int | None, column: str | None, verdict: str) -> None:
+        """Set the verdict of a round's column (nothing for no round or no column)."""
         if column is not None and round_ is not None and 0 <= round_ < len(self.report.rounds):
             self.report.rounds[round_].mark(column, verdict)
 
     def fetch(self, digest: bytes, key: Key | None) -> SignedMessage | None:
+        """Return the stored message of ``digest``, or ``None`` after reporting why not."""
         round_, kind, author = key if key is not None else (None, None, "?")
         column = _COLUMN_OF_KIND[kind] if kind is not None else None
         label = _label(kind, digest) if kind is not None else f"message {digest_hex(digest)}"
@@ -453,378 +430,398 @@ class _Audit:
         self.report.messages_checked += 1
         return message
 
-    # ----------------------------------------------------------------- messages
-    def check_anchored(self) -> None:
-        """Fetch and check the message behind every anchor."""
-        for key in sorted(self.anchors, key=lambda k: (k[0], k[1], k[2])):
-            round_, kind, author = key
-            digest = self.anchors[key]
-            column, label = _COLUMN_OF_KIND[kind], _label(kind, digest)
-            message = self.fetch(digest, key)
-            if message is None:
-                continue
-            computed = message.digest()
-            if computed != digest:
-                self.find(
-                    round_,
-                    author,
-                    label,
-                    DIGEST_MISMATCH,
-                    f"stored content ({message.kind.name.lower()} of {message.author}, round "
-                    f"{message.round}) hashes to {digest_hex(computed)}",
-                    column,
-                )
-                continue
-            problem = _signature_problem(message)
-            if problem is not None:
-                self.find(round_, author, label, BAD_SIGNATURE, problem, column)
-            else:
-                self.mark(round_, column, OK)
-            if kind == Kind.BALLOT:
-                self.check_ballots_complete(round_, message, label)
-            self.verified[key] = message
-
-    def check_unanchored(self) -> None:
-        """Check every stored message no anchor refers to."""
-        anchored = set(self.anchors.values())
-        for digest in self.store.digests():
-            if digest in anchored:
-                continue
-            message = self.fetch(digest, None)
-            if message is None:
-                continue
-            label = _label(message.kind, digest)
-            key = (message.round, message.kind, message.author)
-            column = _COLUMN_OF_KIND[message.kind]
-            if message.binding != self.binding:
-                if self.ignore_foreign:
-                    self.report.foreign_skipped += 1
-                    continue
-                self.find(
-                    message.round,
-                    message.author,
-                    label,
-                    FOREIGN_MESSAGE,
-                    f"belongs to contract {message.binding.contract} on chain "
-                    f"{message.binding.chain_id}, run 0x{message.binding.run_id.hex()}, "
-                    f"not to the audited contract {self.binding.contract} on chain "
-                    f"{self.binding.chain_id}",
-                )
-                continue
-            computed = message.digest()
-            if computed != digest:
-                self.find(
-                    message.round,
-                    message.author,
-                    label,
-                    DIGEST_MISMATCH,
-                    f"stored content hashes to {digest_hex(computed)}",
-                    column,
-                )
-                continue
-            problem = _signature_problem(message)
-            if problem is not None:
-                self.find(message.round, message.author, label, BAD_SIGNATURE, problem, column)
-            elif message.kind == Kind.BALLOT:  # a ballot its evaluator signed, never cast
-                self.check_ballots_complete(message.round, message, label)
-            on_chain = self.anchors.get(key)
-            if on_chain is None:
-                self.find(
-                    message.round,
-                    message.author,
-                    label,
-                    UNANCHORED_MESSAGE,
-                    "stored, but the chain anchors nothing for its round, kind and author",
-                    column,
-                )
-            else:
-                self.find(
-                    message.round,
-                    message.author,
-                    label,
-                    ANCHOR_MISMATCH,
-                    f"the chain anchors {digest_hex(on_chain)} for its round, kind and author",
-                    column,
-                )
-
-    # ---------------------------------------------------------------------- run
-    def check_run(self) -> None:
-        """Check that the run is open and its roster and parameters are the pinned ones."""
-        report = self.report
-        if not report.is_open:
-            self.find(
-                None,
-                "contract",
-                "run",
-                RUN_NOT_OPEN,
-                f"the roster of {len(report.participants)} participants is not sealed "
-                "(open() was never called): the owner can still add participants",
-            )
-        problems = roster_mismatches(report.pins, report.participants, report.roster_digest)
-        if report.is_open and roster_digest(report.participants) != report.roster_digest:
-            problems.append(
-                f"rosterDigest 0x{report.roster_digest.hex()} is not the digest of the "
-                f"contract's own participants (0x{roster_digest(report.participants).hex()})"
-            )
-        for problem in problems:
-            self.find(None, "contract", "roster", ROSTER_MISMATCH, problem)
-        for problem in parameter_mismatches(report.pins, self.params, len(report.participants)):
-            self.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
-
-    # --------------------------------------------------------------- withholding
     def quorum(self) -> int:
         """Return the least ballots an election needs: the run's, or the stricter pin."""
         return max(self.params.quorum, self.report.pins.quorum or 0)
 
-    def check_ballots_complete(self, round_: int, ballot: SignedMessage, label: str) -> None:
-        """Check that a ballot scores exactly the round's anchored authors but its evaluator."""
-        expected = set(self.authors(round_, Kind.UPDATE)) - {ballot.author}
-        peers = [to_checksum_address(p) for p in ballot.peers]
-        missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
-        if missing or extra or len(peers) != len(set(peers)):
-            self.find(
+
+# ----------------------------------------------------------------- messages
+def _check_anchored(audit: _Audit) -> None:
+    """Fetch and check the message behind every anchor."""
+    for key in sorted(audit.anchors, key=lambda k: (k[0], k[1], k[2])):
+        round_, kind, author = key
+        digest = audit.anchors[key]
+        column, label = _COLUMN_OF_KIND[kind], _label(kind, digest)
+        message = audit.fetch(digest, key)
+        if message is None:
+            continue
+        computed = message.digest()
+        if computed != digest:
+            audit.find(
                 round_,
-                ballot.author,
+                author,
                 label,
-                INCOMPLETE_BALLOT,
-                f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
-                f"authors: missing {missing}, unexpected {extra}"
-                + (", a peer twice" if len(peers) != len(set(peers)) else ""),
-                "ballots",
+                DIGEST_MISMATCH,
+                f"stored content ({message.kind.name.lower()} of {message.author}, round "
+                f"{message.round}) hashes to {digest_hex(computed)}",
+                column,
+            )
+            continue
+        problem = _signature_problem(message)
+        if problem is not None:
+            audit.find(round_, author, label, BAD_SIGNATURE, problem, column)
+        else:
+            audit.mark(round_, column, OK)
+        if kind == Kind.BALLOT:
+            _check_ballots_complete(audit, round_, message, label)
+        audit.verified[key] = message
+
+
+def _check_unanchored(audit: _Audit) -> None:
+    """Check every stored message no anchor refers to."""
+    anchored = set(audit.anchors.values())
+    for digest in audit.store.digests():
+        if digest in anchored:
+            continue
+        message = audit.fetch(digest, None)
+        if message is None:
+            continue
+        label = _label(message.kind, digest)
+        key = (message.round, message.kind, message.author)
+        column = _COLUMN_OF_KIND[message.kind]
+        if message.binding != audit.binding:
+            if audit.ignore_foreign:
+                audit.report.foreign_skipped += 1
+                continue
+            audit.find(
+                message.round,
+                message.author,
+                label,
+                FOREIGN_MESSAGE,
+                f"belongs to contract {message.binding.contract} on chain "
+                f"{message.binding.chain_id}, run 0x{message.binding.run_id.hex()}, "
+                f"not to the audited contract {audit.binding.contract} on chain "
+                f"{audit.binding.chain_id}",
+            )
+            continue
+        computed = message.digest()
+        if computed != digest:
+            audit.find(
+                message.round,
+                message.author,
+                label,
+                DIGEST_MISMATCH,
+                f"stored content hashes to {digest_hex(computed)}",
+                column,
+            )
+            continue
+        problem = _signature_problem(message)
+        if problem is not None:
+            audit.find(message.round, message.author, label, BAD_SIGNATURE, problem, column)
+        elif message.kind == Kind.BALLOT:  # a ballot its evaluator signed, never cast
+            _check_ballots_complete(audit, message.round, message, label)
+        on_chain = audit.anchors.get(key)
+        if on_chain is None:
+            audit.find(
+                message.round,
+                message.author,
+                label,
+                UNANCHORED_MESSAGE,
+                "stored, but the chain anchors nothing for its round, kind and author",
+                column,
+            )
+        else:
+            audit.find(
+                message.round,
+                message.author,
+                label,
+                ANCHOR_MISMATCH,
+                f"the chain anchors {digest_hex(on_chain)} for its round, kind and author",
+                column,
             )
 
-    def check_quorum(self, round_: int) -> None:
-        """Check the round's ballots (``BallotCast`` events) reach the quorum if elected."""
-        if not self.elected(round_):
-            return
-        cast, quorum = len(self.authors(round_, Kind.BALLOT)), self.quorum()
-        if cast >= quorum:
-            self.mark(round_, "quorum", OK)
-            return
-        whose = (
-            f"the run's quorum of {quorum}"
-            if quorum == self.params.quorum
-            else f"the pinned quorum of {quorum} (the run's is {self.params.quorum})"
+
+# ---------------------------------------------------------------------- run
+def _check_run(audit: _Audit) -> None:
+    """Check that the run is open and its roster and parameters are the pinned ones."""
+    report = audit.report
+    if not report.is_open:
+        audit.find(
+            None,
+            "contract",
+            "run",
+            RUN_NOT_OPEN,
+            f"the roster of {len(report.participants)} participants is not sealed "
+            "(open() was never called): the owner can still add participants",
         )
-        self.find(
+    problems = roster_mismatches(report.pins, report.participants, report.roster_digest)
+    if report.is_open and roster_digest(report.participants) != report.roster_digest:
+        problems.append(
+            f"rosterDigest 0x{report.roster_digest.hex()} is not the digest of the "
+            f"contract's own participants (0x{roster_digest(report.participants).hex()})"
+        )
+    for problem in problems:
+        audit.find(None, "contract", "roster", ROSTER_MISMATCH, problem)
+    pins = report.pins
+    for problem in param_mismatches(
+        audit.params,
+        len(report.participants),
+        candidate_fraction=pins.candidate_fraction,
+        share_fraction=pins.share_fraction,
+        per_tensor=pins.per_tensor,
+        least_quorum=pins.quorum,
+    ):
+        audit.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
+
+
+# --------------------------------------------------------------- withholding
+def _check_ballots_complete(audit: _Audit, round_: int, ballot: SignedMessage, label: str) -> None:
+    """Check that a ballot scores exactly the round's anchored authors but its evaluator."""
+    expected = set(audit.authors(round_, Kind.UPDATE)) - {ballot.author}
+    peers = [to_checksum_address(p) for p in ballot.peers]
+    missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
+    if missing or extra or len(peers) != len(set(peers)):
+        audit.find(
+            round_,
+            ballot.author,
+            label,
+            INCOMPLETE_BALLOT,
+            f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
+            f"authors: missing {missing}, unexpected {extra}"
+            + (", a peer twice" if len(peers) != len(set(peers)) else ""),
+            "ballots",
+        )
+
+
+def _check_quorum(audit: _Audit, round_: int) -> None:
+    """Check the round's ballots (``BallotCast`` events) reach the quorum if elected."""
+    if not audit.elected(round_):
+        return
+    cast, quorum = len(audit.authors(round_, Kind.BALLOT)), audit.quorum()
+    if cast >= quorum:
+        audit.mark(round_, "quorum", OK)
+        return
+    whose = (
+        f"the run's quorum of {quorum}"
+        if quorum == audit.params.quorum
+        else f"the pinned quorum of {quorum} (the run's is {audit.params.quorum})"
+    )
+    audit.find(
+        round_,
+        "contract",
+        "election",
+        BELOW_QUORUM,
+        f"elected with {cast} ballot(s), below {whose}",
+        "quorum",
+    )
+
+
+def _check_participation(audit: _Audit, round_: int) -> None:
+    """Count who sent an update and who voted; notice the missing ones."""
+    verdict = audit.report.rounds[round_]
+    roster = audit.report.participants
+    authors, voters = audit.authors(round_, Kind.UPDATE), audit.authors(round_, Kind.BALLOT)
+    verdict.updated = f"{len(authors)}/{len(roster)}"
+    for member in roster:
+        if member not in authors:
+            audit.notice(
+                round_,
+                member,
+                "update (none)",
+                MISSING_UPDATE,
+                "no update anchored: the node dropped out, or the server never asked it, "
+                "withheld or censored its update (the chain cannot tell which)",
+            )
+    if not authors:
+        return
+    verdict.voted = f"{len(voters)}/{len(authors)}"
+    if not audit.elected(round_):
+        return
+    for author in authors:
+        if author not in voters:
+            audit.notice(
+                round_,
+                author,
+                "ballot (none)",
+                MISSING_BALLOT,
+                "its update is anchored but it cast no ballot: the node dropped out or "
+                "refused to vote, or the server withheld its cross-evaluation or its "
+                "ballot (the chain cannot tell which)",
+            )
+
+
+def _check_completed(audit: _Audit, round_: int) -> None:
+    """Check that a round whose updates are anchored was elected and aggregated."""
+    authors = audit.authors(round_, Kind.UPDATE)
+    if not authors:
+        return
+    if not audit.elected(round_):
+        cast = len(audit.authors(round_, Kind.BALLOT))
+        audit.find(
             round_,
             "contract",
             "election",
-            BELOW_QUORUM,
-            f"elected with {cast} ballot(s), below {whose}",
-            "quorum",
+            STALLED_ROUND,
+            f"{len(authors)} update(s) anchored, never elected ({cast} ballot(s) cast, "
+            f"quorum {audit.quorum()}): the run stopped (or is still running) in this round",
+            "election",
+        )
+    elif (round_, Kind.GLOBAL_MODEL, audit.owner) not in audit.anchors:
+        audit.find(
+            round_,
+            audit.owner,
+            "global_model (none)",
+            STALLED_ROUND,
+            f"elected {audit.csc.candidates_of(round_)}, but no global model was anchored: "
+            "the run stopped (or is still running) in this round",
+            "global_model",
         )
 
-    def check_participation(self, round_: int) -> None:
-        """Count who sent an update and who voted; notice the missing ones."""
-        verdict = self.report.rounds[round_]
-        roster = self.report.participants
-        authors, voters = self.authors(round_, Kind.UPDATE), self.authors(round_, Kind.BALLOT)
-        verdict.updated = f"{len(authors)}/{len(roster)}"
-        for member in roster:
-            if member not in authors:
-                self.notice(
-                    round_,
-                    member,
-                    "update (none)",
-                    MISSING_UPDATE,
-                    "no update anchored: the node dropped out, or the server never asked it, "
-                    "withheld or censored its update (the chain cannot tell which)",
-                )
-        if not authors:
-            return
-        verdict.voted = f"{len(voters)}/{len(authors)}"
-        if not self.elected(round_):
-            return
-        for author in authors:
-            if author not in voters:
-                self.notice(
-                    round_,
-                    author,
-                    "ballot (none)",
-                    MISSING_BALLOT,
-                    "its update is anchored but it cast no ballot: the node dropped out or "
-                    "refused to vote, or the server withheld its cross-evaluation or its "
-                    "ballot (the chain cannot tell which)",
-                )
 
-    def check_completed(self, round_: int) -> None:
-        """Check that a round whose updates are anchored was elected and aggregated."""
-        authors = self.authors(round_, Kind.UPDATE)
-        if not authors:
-            return
-        if not self.elected(round_):
-            cast = len(self.authors(round_, Kind.BALLOT))
-            self.find(
-                round_,
-                "contract",
-                "election",
-                STALLED_ROUND,
-                f"{len(authors)} update(s) anchored, never elected ({cast} ballot(s) cast, "
-                f"quorum {self.quorum()}): the run stopped (or is still running) in this round",
-                "election",
-            )
-        elif (round_, Kind.GLOBAL_MODEL, self.owner) not in self.anchors:
-            self.find(
-                round_,
-                self.owner,
-                "global_model (none)",
-                STALLED_ROUND,
-                f"elected {self.csc.candidates_of(round_)}, but no global model was anchored: "
-                "the run stopped (or is still running) in this round",
-                "global_model",
-            )
+# ---------------------------------------------------------------- elections
+def _check_election(audit: _Audit, round_: int) -> None:
+    """Recompute the round's election from the stored ballots.
 
-    # ---------------------------------------------------------------- elections
-    def check_election(self, round_: int) -> None:
-        """Recompute the round's election from the stored ballots.
+    The quorum is checked by :func:`_check_quorum`; the tie order must follow the
+    contract's round seed, which must be the XOR of the anchored update digests.
+    """
+    if not audit.elected(round_):
+        return
+    evaluators = audit.authors(round_, Kind.BALLOT)
+    on_chain = audit.csc.evaluators_of(round_)
+    if sorted(on_chain) != sorted(evaluators):
+        audit.find(
+            round_,
+            "contract",
+            "election",
+            ELECTION_MISMATCH,
+            f"evaluatorsOf lists {on_chain}, BallotCast events {evaluators}",
+            "election",
+        )
+        return
+    if any((round_, Kind.BALLOT, e) not in audit.verified for e in evaluators):
+        audit.mark(round_, "election", UNCHECKED)
+        return
+    authors = audit.csc.update_authors(round_)
+    updates = {a: audit.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors}
+    seed, contract_seed = round_seed(updates.values()), audit.csc.round_seed(round_)
+    if seed != contract_seed:
+        audit.find(
+            round_,
+            "contract",
+            "election",
+            ELECTION_MISMATCH,
+            f"the contract's round seed 0x{contract_seed.hex()} is not the XOR of the "
+            f"round's anchored update digests (0x{seed.hex()}), so its ties are not "
+            "broken by an order the server cannot choose",
+            "election",
+        )
+        return
+    ballots = {}
+    for evaluator in evaluators:
+        ballot = audit.verified[(round_, Kind.BALLOT, evaluator)]
+        ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
+    try:  # the quorum is _check_quorum's finding; here, the candidates and totals
+        expected, expected_totals = elect(updates, ballots, audit.params.num_candidates, 0)
+    except ElectionError as exc:
+        audit.find(
+            round_,
+            "contract",
+            "election",
+            ELECTION_MISMATCH,
+            f"the stored ballots are not a valid election: {exc}",
+            "election",
+        )
+        return
+    candidates, contract_totals = audit.csc.candidates_of(round_), audit.csc.totals_of(round_)
+    if expected != candidates or expected_totals != contract_totals:
+        audit.find(
+            round_,
+            "contract",
+            "election",
+            ELECTION_MISMATCH,
+            f"the reference elects {expected} with totals {expected_totals}; the "
+            f"contract {candidates} with totals {contract_totals}",
+            "election",
+        )
+    else:
+        audit.mark(round_, "election", OK)
 
-        The quorum is checked by :meth:`check_quorum`; the tie order must follow the
-        contract's round seed, which must be the XOR of the anchored update digests.
-        """
-        if not self.elected(round_):
-            return
-        evaluators = self.authors(round_, Kind.BALLOT)
-        on_chain = self.csc.evaluators_of(round_)
-        if sorted(on_chain) != sorted(evaluators):
-            self.find(
-                round_,
-                "contract",
-                "election",
-                ELECTION_MISMATCH,
-                f"evaluatorsOf lists {on_chain}, BallotCast events {evaluators}",
-                "election",
-            )
-            return
-        if any((round_, Kind.BALLOT, e) not in self.verified for e in evaluators):
-            self.mark(round_, "election", UNCHECKED)
-            return
-        authors = self.csc.update_authors(round_)
-        updates = {a: self.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors}
-        seed, contract_seed = round_seed(updates.values()), self.csc.round_seed(round_)
-        if seed != contract_seed:
-            self.find(
-                round_,
-                "contract",
-                "election",
-                ELECTION_MISMATCH,
-                f"the contract's round seed 0x{contract_seed.hex()} is not the XOR of the "
-                f"round's anchored update digests (0x{seed.hex()}), so its ties are not "
-                "broken by an order the server cannot choose",
-                "election",
-            )
-            return
-        ballots = {}
-        for evaluator in evaluators:
-            ballot = self.verified[(round_, Kind.BALLOT, evaluator)]
-            ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
-        try:  # the quorum is check_quorum's finding; here, the candidates and totals
-            expected, expected_totals = elect(updates, ballots, self.params.num_candidates, 0)
-        except ElectionError as exc:
-            self.find(
-                round_,
-                "contract",
-                "election",
-                ELECTION_MISMATCH,
-                f"the stored ballots are not a valid election: {exc}",
-                "election",
-            )
-            return
-        candidates, contract_totals = self.csc.candidates_of(round_), self.csc.totals_of(round_)
-        if expected != candidates or expected_totals != contract_totals:
-            self.find(
-                round_,
-                "contract",
-                "election",
-                ELECTION_MISMATCH,
-                f"the reference elects {expected} with totals {expected_totals}; the "
-                f"contract {candidates} with totals {contract_totals}",
-                "election",
-            )
-        else:
-            self.mark(round_, "election", OK)
 
-    # ------------------------------------------------------------- global models
-    def check_global(self, round_: int) -> None:
-        """Check that global model ``round_`` is the previous one plus the elected merge."""
-        key = (round_, Kind.GLOBAL_MODEL, self.owner)
-        if key not in self.anchors:
-            return
-        previous = self.verified.get((round_ - 1, Kind.GLOBAL_MODEL, self.owner))
-        current = self.verified.get(key)
-        candidates = self.csc.candidates_of(round_)
-        updates = [self.verified.get((round_, Kind.UPDATE, c)) for c in candidates]
-        if previous is None or current is None or any(u is None for u in updates):
-            self.mark(round_, "global_model", UNCHECKED)
-            return
-        label = _label(Kind.GLOBAL_MODEL, self.anchors[key])
+# ------------------------------------------------------------- global models
+def _check_global(audit: _Audit, round_: int) -> None:
+    """Check that global model ``round_`` is the previous one plus the elected merge."""
+    key = (round_, Kind.GLOBAL_MODEL, audit.owner)
+    if key not in audit.anchors:
+        return
+    previous = audit.verified.get((round_ - 1, Kind.GLOBAL_MODEL, audit.owner))
+    current = audit.verified.get(key)
+    candidates = audit.csc.candidates_of(round_)
+    updates = [audit.verified.get((round_, Kind.UPDATE, c)) for c in candidates]
+    if previous is None or current is None or any(u is None for u in updates):
+        audit.mark(round_, "global_model", UNCHECKED)
+        return
+    label = _label(Kind.GLOBAL_MODEL, audit.anchors[key])
+    try:
+        expected = next_global_model(
+            audit.binding, round_, audit.owner, previous.payload, [u.payload for u in updates]
+        )
+    except SparseUpdateError as exc:
+        audit.find(round_, audit.owner, label, MALFORMED_MESSAGE, str(exc), "updates")
+        audit.mark(round_, "global_model", UNCHECKED)
+        return
+    digest = expected.digest()
+    if digest != audit.anchors[key]:
+        audit.find(
+            round_,
+            audit.owner,
+            label,
+            AGGREGATION_MISMATCH,
+            f"not global model {round_ - 1} plus the merge of the elected candidates "
+            f"{candidates} (that would be {digest_hex(digest)})",
+            "global_model",
+        )
+
+
+def _check_updates_fit(audit: _Audit, round_: int) -> None:
+    """Check that every verified update of the round fits the previous global model."""
+    previous = audit.verified.get((round_ - 1, Kind.GLOBAL_MODEL, audit.owner))
+    if previous is None:
+        return
+    size = ModelLayout.of(previous.payload).size
+    for key, message in list(audit.verified.items()):
+        r, kind, author = key
+        if r != round_ or kind != Kind.UPDATE:
+            continue
         try:
-            expected = next_global_model(
-                self.binding, round_, self.owner, previous.payload, [u.payload for u in updates]
-            )
+            SparseUpdate.from_arrays(message.payload, size)
         except SparseUpdateError as exc:
-            self.find(round_, self.owner, label, MALFORMED_MESSAGE, str(exc), "updates")
-            self.mark(round_, "global_model", UNCHECKED)
-            return
-        digest = expected.digest()
-        if digest != self.anchors[key]:
-            self.find(
-                round_,
-                self.owner,
-                label,
-                AGGREGATION_MISMATCH,
-                f"not global model {round_ - 1} plus the merge of the elected candidates "
-                f"{candidates} (that would be {digest_hex(digest)})",
-                "global_model",
-            )
+            del audit.verified[key]  # not usable to recompute the global model
+            label = _label(kind, audit.anchors[key])
+            audit.find(r, author, label, MALFORMED_MESSAGE, str(exc), "updates")
 
-    def check_updates_fit(self, round_: int) -> None:
-        """Check that every verified update of the round fits the previous global model."""
-        previous = self.verified.get((round_ - 1, Kind.GLOBAL_MODEL, self.owner))
-        if previous is None:
-            return
-        size = ModelLayout.of(previous.payload).size
-        for key, message in list(self.verified.items()):
-            r, kind, author = key
-            if r != round_ or kind != Kind.UPDATE:
-                continue
-            try:
-                SparseUpdate.from_arrays(message.payload, size)
-            except SparseUpdateError as exc:
-                del self.verified[key]  # not usable to recompute the global model
-                label = _label(kind, self.anchors[key])
-                self.find(r, author, label, MALFORMED_MESSAGE, str(exc), "updates")
 
-    # --------------------------------------------------------------------- run
-    def run(self) -> AuditReport:
-        if (0, Kind.GLOBAL_MODEL, self.owner) not in self.anchors:
-            self.find(
-                0,
-                self.owner,
-                "global_model (none)",
-                MISSING_ANCHOR,
-                "the run anchors no initial global model",
-                "global_model",
-            )
-        self.check_run()
-        self.check_anchored()
-        self.check_unanchored()
-        for verdict in self.report.rounds[1:]:
-            self.check_participation(verdict.round)
-            self.check_updates_fit(verdict.round)
-            self.check_quorum(verdict.round)
-            self.check_election(verdict.round)
-            self.check_global(verdict.round)
-            self.check_completed(verdict.round)
-        self.report.findings.sort(
-            key=lambda f: (
-                f.kind not in RUN_KINDS,
-                f.round is None,
-                f.round or 0,
-                FINDING_KINDS.index(f.kind),
-            )
+# ---------------------------------------------------------------- all checks
+def _run_checks(audit: _Audit) -> AuditReport:
+    """Run every check in order; return the report, its findings run-wide first."""
+    if (0, Kind.GLOBAL_MODEL, audit.owner) not in audit.anchors:
+        audit.find(
+            0,
+            audit.owner,
+            "global_model (none)",
+            MISSING_ANCHOR,
+            "the run anchors no initial global model",
+            "global_model",
         )
-        return self.report
+    _check_run(audit)
+    _check_anchored(audit)
+    _check_unanchored(audit)
+    for verdict in audit.report.rounds[1:]:
+        _check_participation(audit, verdict.round)
+        _check_updates_fit(audit, verdict.round)
+        _check_quorum(audit, verdict.round)
+        _check_election(audit, verdict.round)
+        _check_global(audit, verdict.round)
+        _check_completed(audit, verdict.round)
+    audit.report.findings.sort(
+        key=lambda f: (
+            f.kind not in RUN_KINDS,
+            f.round is None,
+            f.round or 0,
+            FINDING_KINDS.index(f.kind),
+        )
+    )
+    return audit.report
 
 
 def audit_run(
@@ -857,7 +854,7 @@ def audit_run(
         Per-round verdicts, every finding and notice; ``report.ok`` if there is no
         finding (notices do not count).
     """
-    return _Audit(csc, store, ignore_foreign, pins or AuditPins()).run()
+    return _run_checks(_Audit(csc, store, ignore_foreign, pins or AuditPins()))
 
 
 def _pinned(read: str, pinned: object, differs: bool) -> str:

@@ -22,19 +22,16 @@ exit 1 and ``audit`` with exit 2.
 
 import argparse
 import logging
-import math
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
-from urllib.parse import urlparse
 
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from .attacks import POISONS, attacker_addresses
+from .attacks import attacker_addresses
 from .chain.connection import EMBEDDED, connect
 from .chain.errors import (
     ChainError,
@@ -43,197 +40,16 @@ from .chain.errors import (
     NoContractError,
 )
 from .chain.rpc_server import free_loopback_url
+from .cli_args import OneLineErrorParser, add_audit_command, add_simulate_command, one_line
 from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
-from .protocol.params import share_fraction_ppm
 from .strategy import RoundRecord, SecCL, SecCLResult
 
 PROG = "seccl-flwr"
 
 
-# ------------------------------------------------------------------ arguments
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: the option, what is wrong, the fix."""
-
-    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse's hook
-        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _number(
-    convert: Callable[[str], float],
-    low: float,
-    high: float | None = None,
-    *,
-    open_low: bool = False,
-    open_high: bool = False,
-    fix: str,
-) -> Callable[[str], float]:
-    """Return an argparse ``type`` that parses a number and checks its range.
-
-    Parameters
-    ----------
-    convert : Callable[[str], float]
-        ``int`` or ``float``.
-    low, high : float, float | None
-        Bounds of the range (``high`` None: no upper bound).
-    open_low, open_high : bool
-        Whether the bound itself is excluded.
-    fix : str
-        What to give instead, appended to the error (e.g. "e.g. 0.4").
-    """
-    if high is None:
-        rule = f"must be {'greater than' if open_low else 'at least'} {low}"
-    else:
-        rule = f"must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    kind = "an integer" if convert is int else "a number"
-
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; {fix}") from None
-        below = value <= low if open_low else value < low
-        above = high is not None and (value >= high if open_high else value > high)
-        if not math.isfinite(value) or below or above:
-            raise argparse.ArgumentTypeError(f"{rule}, got {text}; {fix}")
-        return value
-
-    parse.__name__ = convert.__name__
-    return parse
-
-
-def _rpc_url(text: str) -> str:
-    """Argparse ``type`` of a JSON-RPC URL: ``http(s)://host[:port]``."""
-    parsed = urlparse(text)
-    try:
-        port_ok = parsed.port is None or 0 < parsed.port
-    except ValueError:  # a port that is not a number or out of range
-        port_ok = False
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a JSON-RPC URL; give the chain node's http(s):// URL, "
-            "e.g. http://127.0.0.1:8545"
-        )
-    return text
-
-
-def _chain(text: str) -> str:
-    """Argparse ``type`` of ``simulate --chain``: ``embedded`` or a JSON-RPC URL."""
-    if text == EMBEDDED:
-        return text
-    try:
-        return _rpc_url(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither 'embedded' nor a JSON-RPC URL; give 'embedded' (the "
-            "default) or the chain node's http(s):// URL, e.g. http://127.0.0.1:8545"
-        ) from None
-
-
-def _audit_chain(text: str) -> str:
-    """Argparse ``type`` of ``audit --chain``: a JSON-RPC URL (never the embedded chain)."""
-    if text == EMBEDDED:
-        raise argparse.ArgumentTypeError(
-            "an embedded chain ends with the process that ran it; give the JSON-RPC URL "
-            "of the run's chain (runs on e.g. anvil can be audited)"
-        )
-    return _rpc_url(text)
-
-
-def _address(text: str) -> str:
-    """Argparse ``type`` of a contract address (0x and 40 hex digits)."""
-    from eth_utils import is_address
-
-    if not is_address(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an address; give the run's contract address, 0x and 40 hex "
-            "digits (simulate prints it)"
-        )
-    return text
-
-
-def _roster_digest(text: str) -> bytes:
-    """Argparse ``type`` of ``audit --roster-digest``: 0x and 64 hex digits."""
-    try:
-        digest = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a roster digest; give the run's rosterDigest, 0x and 64 hex "
-            "digits (the audit prints the one on chain)"
-        )
-    return digest
-
-
-def _roster_file(text: str) -> tuple[str, ...]:
-    """Argparse ``type`` of ``audit --roster``: a file of addresses, one a line.
-
-    Blank lines and ``#`` comments are skipped; an address twice, a line that is not
-    an address or an empty roster is refused, naming the file and line.
-    """
-    from eth_utils import is_address, to_checksum_address
-
-    try:
-        lines = Path(text).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise argparse.ArgumentTypeError(
-            f"cannot read {text!r} ({reason}); give a file with one participant address a line"
-        ) from None
-    roster: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        if not is_address(entry):
-            raise argparse.ArgumentTypeError(
-                f"{text} line {number}: {entry!r} is not an address; give one participant "
-                "address (0x and 40 hex digits) a line"
-            )
-        if to_checksum_address(entry) in roster:
-            raise argparse.ArgumentTypeError(
-                f"{text} line {number}: {entry} is listed twice; list each participant once"
-            )
-        roster.append(to_checksum_address(entry))
-    if not roster:
-        raise argparse.ArgumentTypeError(
-            f"{text} lists no address; give one participant address a line"
-        )
-    return tuple(roster)
-
-
-def _share_fraction(text: str) -> float:
-    """Argparse ``type`` of a share fraction: in (0, 1] and at least 1 ppm."""
-    value = _number(
-        float,
-        0,
-        1,
-        open_low=True,
-        fix="it is the fraction of its update's entries a client sends, e.g. 0.2",
-    )(text)
-    try:
-        share_fraction_ppm(value)
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; the chain stores it in ppm") from None
-    return value
-
-
-def _directory(text: str) -> str:
-    """Argparse ``type`` of an existing directory."""
-    if not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a directory; give the run's message store "
-            "(simulate prints it: OUT/messages/<run label>)"
-        )
-    return text
-
-
+# ------------------------------------------------------------------- errors
 def _make_directory(path: Path, option: str) -> None:
     """Create ``path`` now, so an unusable ``option`` fails before the run, not after."""
     try:
@@ -259,7 +75,7 @@ def _root_cause(exc: BaseException) -> str:
     """Return the innermost cause of ``exc`` in a few words (e.g. "Connection refused")."""
     while (inner := exc.__cause__ or exc.__context__) is not None:
         exc = inner
-    return _one_line(getattr(exc, "strerror", None) or exc)
+    return one_line(getattr(exc, "strerror", None) or exc)
 
 
 #: the fix appended to an error of the package, by type (the first that matches)
@@ -272,7 +88,7 @@ _FIXES: dict[type[SecCLError], str] = {
 
 def _error_line(exc: SecCLError) -> str:
     """Return ``exc`` as one line: its type, its message (naming the input) and a fix."""
-    name, text = type(exc).__name__, _one_line(exc)
+    name, text = type(exc).__name__, one_line(exc)
     line = text if text.startswith(name) else f"{name}: {text}"
     fix = next((fix for kind, fix in _FIXES.items() if isinstance(exc, kind)), None)
     return line if fix is None else f"{line}; {fix}"
@@ -471,215 +287,14 @@ def audit(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``seccl-flwr``.
 
-    Every option is checked as it is parsed (range, URL, address, directory); a bad
-    one ends the parse with one line naming it and the fix, and exit code 2.
+    Every option is checked as it is parsed (range, URL, address, directory; see
+    :mod:`seccl_flwr.cli_args`); a bad one ends the parse with one line naming it and
+    the fix, and exit code 2.
     """
-    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(prog=PROG, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sim = commands.add_parser(
-        "simulate",
-        help="run a SecCL simulation and report per round",
-        description="Run a SecCL simulation on scikit-learn's digits and report per "
-        "round. Exit code 0 on success, 1 if the run fails, 2 on a bad argument or "
-        "a --chain that does not answer (checked before the run starts).",
-    )
-    count = "a whole number"
-    sim.add_argument(
-        "--participants",
-        type=_number(int, 2, fix="SecCL needs 2 or more to cross-evaluate, e.g. 5"),
-        default=5,
-        help="number of participants n (at least 2; default 5)",
-    )
-    sim.add_argument(
-        "--rounds",
-        type=_number(int, 1, fix=f"give the number of rounds, {count}, e.g. 8"),
-        default=8,
-        help="number of rounds (default 8)",
-    )
-    sim.add_argument(
-        "--candidate-fraction",
-        type=_number(
-            float, 0, 1, open_low=True, fix="λ is the fraction of participants elected, e.g. 0.4"
-        ),
-        default=0.4,
-        help="λ, the fraction of participants elected each round, in (0, 1] (default 0.4)",
-    )
-    sim.add_argument(
-        "--share-fraction",
-        type=_number(
-            float,
-            0,
-            1,
-            open_low=True,
-            fix="it is the fraction of its update's entries a client sends, e.g. 0.2",
-        ),
-        default=0.2,
-        help="fraction of its update's entries a client sends, in (0, 1] (default 0.2)",
-    )
-    sim.add_argument("--dataset", choices=["digits"], default="digits")
-    sim.add_argument(
-        "--chain",
-        type=_chain,
-        default=EMBEDDED,
-        help="'embedded' (default) or the JSON-RPC URL of a chain node, e.g. anvil's "
-        "http://127.0.0.1:8545",
-    )
-    sim.add_argument(
-        "--gas-limit",
-        type=_number(int, 1, fix="give a gas amount, e.g. 20000000, or leave it out"),
-        default=None,
-        help="gas limit of every server transaction (default: estimated by the node); "
-        "saves the estimate on a private chain",
-    )
-    sim.add_argument(
-        "--seed",
-        type=_number(int, 0, fix=f"give {count} from 0 on"),
-        default=0,
-        help="seed of the data split, the model and the simulation keys (default 0)",
-    )
-    sim.add_argument(
-        "--lr",
-        type=_number(float, 0, open_low=True, fix="give the clients' learning rate, e.g. 0.1"),
-        default=0.1,
-        help="clients' learning rate (default 0.1)",
-    )
-    sim.add_argument(
-        "--local-epochs",
-        type=_number(int, 1, fix=f"give {count}, e.g. 2"),
-        default=2,
-        help="epochs each client trains per round (default 2)",
-    )
-    sim.add_argument(
-        "--engine",
-        choices=["ray", "inprocess"],
-        default="ray",
-        help="Flower's simulation engine (ray) or this process",
-    )
-    sim.add_argument(
-        "--attack",
-        choices=["none", *(p for p in POISONS if p != "none")],
-        default="none",
-        help="poison the attackers send (label-flip, scale, random)",
-    )
-    sim.add_argument(
-        "--attackers",
-        type=_number(
-            float,
-            0,
-            1,
-            open_high=True,
-            fix="ε is the fraction of participants that attack, e.g. 0.2",
-        ),
-        default=0.2,
-        help="fraction ε of participants that attack, in [0, 1) (the first partitions; "
-        "default 0.2)",
-    )
-    sim.add_argument(
-        "--attack-start",
-        type=_number(int, 1, fix="rounds count from 1"),
-        default=1,
-        help="first round of the attack (default 1)",
-    )
-    sim.add_argument(
-        "--collude",
-        action="store_true",
-        help="attackers rank each other first and everyone else last",
-    )
-    sim.add_argument(
-        "--timeout",
-        type=_number(float, 0, open_low=True, fix="give seconds, e.g. 600"),
-        default=600.0,
-        help="seconds per phase (default 600)",
-    )
-    sim.add_argument("--out", default="seccl-runs/simulate", help="output directory")
-    sim.add_argument(
-        "--store",
-        default=None,
-        help="where to publish the run's messages (default OUT/messages); each run gets "
-        "its own subdirectory named by its run label",
-    )
-    sim.add_argument("--no-plot", action="store_true")
-    aud = commands.add_parser(
-        "audit",
-        help="re-verify a run from its chain and its published messages",
-        description="Re-derive a SecCL run from the chain and the published messages: "
-        "every digest against its anchor, every signature, every election (Python "
-        "reference vs. contract), every global model (previous + merge of the elected "
-        "updates), the quorum of every election, complete ballots, rounds left open, and "
-        "the roster and parameters against the pins given. Prints the run's roster "
-        "digest and parameters and a per-round verdict table; exit code 0 if everything "
-        "matches (missing updates and ballots are notices), "
-        "1 on a finding (each names round, node and message), 2 on a bad argument or "
-        "if the chain or the store cannot be read. The embedded chain ends with the "
-        "process that ran it, so only runs on a JSON-RPC chain (e.g. `simulate --chain "
-        "URL` on anvil) can be audited afterwards.",
-    )
-    aud.add_argument(
-        "--chain", type=_audit_chain, required=True, help="JSON-RPC URL of the run's chain"
-    )
-    aud.add_argument(
-        "--contract",
-        type=_address,
-        required=True,
-        help="address of the run's contract (pin the one you trust, not the server's word)",
-    )
-    aud.add_argument(
-        "--store",
-        type=_directory,
-        required=True,
-        help="directory of the run's published messages",
-    )
-    aud.add_argument(
-        "--shared-store",
-        action="store_true",
-        help="the store also holds other runs' messages: skip them instead of reporting them",
-    )
-    pins = aud.add_argument_group(
-        "pins",
-        "what you expect of the run; each one given is checked against the chain "
-        "(roster-mismatch, parameter-mismatch), the others are printed as read",
-    )
-    roster = pins.add_mutually_exclusive_group()
-    roster.add_argument(
-        "--roster-digest",
-        type=_roster_digest,
-        default=None,
-        metavar="0x…",
-        help="the run's rosterDigest (keccak of the participants in registration order)",
-    )
-    roster.add_argument(
-        "--roster",
-        type=_roster_file,
-        default=None,
-        metavar="FILE",
-        help="file with one participant address a line (any order; # comments)",
-    )
-    pins.add_argument(
-        "--candidate-fraction",
-        type=_number(
-            float, 0, 1, open_low=True, fix="λ is the fraction of participants elected, e.g. 0.4"
-        ),
-        default=None,
-        help="λ in (0, 1]: the run must elect M = ceil(λ·n) candidates a round",
-    )
-    pins.add_argument(
-        "--share-fraction",
-        type=_share_fraction,
-        default=None,
-        help="the share fraction in (0, 1] the run must fix (compared in ppm)",
-    )
-    pins.add_argument(
-        "--per-tensor",
-        choices=["true", "false"],
-        default=None,
-        help="whether the share fraction must apply per tensor",
-    )
-    pins.add_argument(
-        "--quorum",
-        type=_number(int, 1, fix="give the least number of ballots an election needs, e.g. 3"),
-        default=None,
-        help="the least ballot quorum you accept; a round elected with fewer ballots fails",
-    )
+    add_simulate_command(commands)
+    add_audit_command(commands)
     return parser
 
 

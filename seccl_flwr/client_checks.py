@@ -51,15 +51,14 @@ from .identity import (
     setting,
     simulation_addresses,
 )
-from .protocol.eip712 import RunBinding
+from .protocol.eip712 import RunBinding, bytes32_hex
 from .protocol.params import (
     DEFAULT_CANDIDATE_FRACTION,
     DEFAULT_SHARE_FRACTION,
-    TRUNCATED_BORDA,
+    MismatchWording,
     RunParams,
     default_quorum,
-    num_candidates,
-    share_fraction_ppm,
+    param_mismatches,
 )
 from .protocol.signed import next_global_model
 
@@ -114,12 +113,9 @@ def _number(key: str, value: str | None, kind: type, default):
 
 
 def _digest_setting(value: str) -> bytes:
-    """Return the 32 bytes of a hex ``seccl-roster-digest``."""
-    try:
-        digest = bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
+    """Return the 32 bytes of a hex ``seccl-roster-digest`` (the ``0x`` is optional)."""
+    digest = bytes32_hex("0x" + value.removeprefix("0x"))
+    if digest is None:
         raise ConfigurationError(
             f"setting {ROSTER_DIGEST!r} must be 32 bytes in hex (the contract's "
             f"rosterDigest), got {value!r}"
@@ -233,8 +229,27 @@ def check_roster(
         raise RosterMismatchError(f"contract {contract} does not list this node's address {me}")
 
 
+NODE_WORDING = MismatchWording(
+    num_candidates="M = {actual}, but λ = {pinned} and n = {n} give M = {expected}",
+    quorum=(
+        "quorum {actual} is below the {expected} ballots this node accepts "
+        f"({QUORUM!r}, default a majority of n = {{n}})"
+    ),
+    share_fraction=(
+        "share fraction {actual} ppm, but this node is configured with {pinned} ({expected} ppm)"
+    ),
+    per_tensor="per-tensor {actual}, but this node is configured with {expected}",
+    election_rule="election rule {actual}, but this node knows only truncated Borda ({expected})",
+)
+"""How a node words a run parameter that differs from its configuration."""
+
+
 def check_params(pins: RunPins, contract: str, params: RunParams, num_participants: int) -> None:
     """Check the run parameters fixed on chain against the client's pins.
+
+    Every parameter is pinned (:class:`RunPins` has a default for each); the least
+    quorum is the pinned one, else a majority of the roster. The comparison is
+    :func:`~seccl_flwr.protocol.params.param_mismatches`, the auditor's.
 
     Raises
     ------
@@ -243,38 +258,17 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
         ``num_candidates(λ, n)`` itself), the quorum (below the pinned minimum or a
         majority), the share fraction, per-tensor, or the election rule.
     """
-    expected_m = num_candidates(pins.candidate_fraction, num_participants)
-    least_quorum = pins.quorum if pins.quorum is not None else default_quorum(num_participants)
-    expected_ppm = share_fraction_ppm(pins.share_fraction)
-    mismatches = [
-        (
-            params.num_candidates != expected_m,
-            f"M = {params.num_candidates}, but λ = {pins.candidate_fraction} and "
-            f"n = {num_participants} give M = {expected_m}",
-        ),
-        (
-            params.quorum < least_quorum,
-            f"quorum {params.quorum} is below the {least_quorum} ballots this node "
-            f"accepts ({QUORUM!r}, default a majority of n = {num_participants})",
-        ),
-        (
-            params.share_fraction_ppm != expected_ppm,
-            f"share fraction {params.share_fraction_ppm} ppm, but this node is "
-            f"configured with {pins.share_fraction} ({expected_ppm} ppm)",
-        ),
-        (
-            params.per_tensor != pins.per_tensor,
-            f"per-tensor {params.per_tensor}, but this node is configured with {pins.per_tensor}",
-        ),
-        (
-            params.election_rule != TRUNCATED_BORDA,
-            f"election rule {params.election_rule}, but this node knows only "
-            f"truncated Borda ({TRUNCATED_BORDA})",
-        ),
-    ]
-    for differs, detail in mismatches:
-        if differs:
-            raise ParameterMismatchError(f"contract {contract}: {detail}")
+    mismatches = param_mismatches(
+        params,
+        num_participants,
+        candidate_fraction=pins.candidate_fraction,
+        share_fraction=pins.share_fraction,
+        per_tensor=pins.per_tensor,
+        least_quorum=pins.quorum if pins.quorum is not None else default_quorum(num_participants),
+        wording=NODE_WORDING,
+    )
+    if mismatches:
+        raise ParameterMismatchError(f"contract {contract}: {mismatches[0]}")
 
 
 def check_forwarded_authors(

@@ -5,8 +5,8 @@ for benchmarks that compare strategies side by side, that start-up (seconds) and
 process hops hide what is being measured. :class:`InProcessGrid` keeps Flower's
 Message API - the same strategies and ClientApps run unchanged - but delivers each
 message by calling the ClientApp directly, on a deep copy, so the server can never
-share objects with a client. A handler that raises becomes an error reply, as in
-Flower's runtime.
+share objects with a client. A handler that raises becomes the error reply Flower's
+simulation engine makes of it (:func:`error_reply`).
 """
 
 import copy
@@ -15,10 +15,30 @@ from collections.abc import Callable, Iterable
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.client_app import ClientAppException
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 _ids = itertools.count(1)
+
+
+def error_reply(message: Message, exc: Exception) -> Message:
+    """Return the reply Flower's simulation engine sends when a ClientApp raises ``exc``.
+
+    Its Ray actor wraps the exception as ``ClientAppException(str(exc))``
+    (``flwr.simulation.ray_transport.ray_actor``) and its worker replies with
+    ``ErrorCode.CLIENT_APP_RAISED_EXCEPTION`` and the reason
+    ``str(type(ex)) + ":<'" + str(ex) + "'>"`` (``flwr.server.superlink.fleet.vce.vce_api``).
+    So the reason carries ``str(exc)`` once, as it is, in both engines (Ray adds its
+    actor's traceback); a :class:`~seccl_flwr.errors.VerificationError` names its own
+    type in its message.
+    """
+    wrapped = ClientAppException(str(exc))
+    reason = str(type(wrapped)) + ":<'" + str(wrapped) + "'>"
+    return Message(
+        Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message
+    )
 
 
 class InProcessGrid(Grid):
@@ -108,10 +128,7 @@ class InProcessGrid(Grid):
                 continue
             try:
                 reply = self.client_app(delivered, self.contexts[node_id])
-            except Exception as exc:  # noqa: BLE001 - as Flower's runtime does
-                reply = Message(
-                    Error(code=0, reason=f"{type(exc).__name__}: {exc}"),
-                    reply_to=delivered,
-                )
+            except Exception as exc:  # noqa: BLE001 - as Flower's simulation engine does
+                reply = error_reply(delivered, exc)
             replies.append(copy.deepcopy(reply))
         return replies

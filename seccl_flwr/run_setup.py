@@ -21,10 +21,11 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
+from web3 import Web3
 
 from . import wire
-from .chain.connection import EMBEDDED, connect, embedded_web3
-from .chain.csc import CandidateSelection
+from .chain.connection import EMBEDDED, connect, embedded_web3, ensure_funded
+from .chain.csc import CandidateSelection, open_run
 from .chain.rpc_server import LoopbackRPCServer
 from .errors import (
     ConfigurationError,
@@ -158,6 +159,35 @@ class RunSettings:
     gas_limit: int | None = None
 
 
+def open_run_on(  # noqa: PLR0913 - what a run is opened with
+    w3: Web3,
+    grid: Grid,
+    server_key: str | bytes | None,
+    settings: RunSettings,
+    min_available_nodes: int,
+    timeout: float,
+    store: MessageStore | None,
+) -> tuple[CandidateSelection, dict[int, str], ResumePoint]:
+    """Open the run on the chain ``w3``; return its contract, its roster and where it stands.
+
+    The server's account (:func:`server_account`) is funded by a dev chain, the
+    nodes register (:func:`register_nodes`, for the run id of the attached contract
+    or of ``settings.run_label``), and the contract is deployed and opened, or the
+    attached one checked (:func:`open_contract`).
+
+    Raises
+    ------
+    NotEnoughNodesError
+        If fewer than ``min_available_nodes`` nodes register within ``timeout``.
+    """
+    server = server_account(server_key, settings.run_label)
+    ensure_funded(w3, server)
+    attached = attach_contract(w3, server, settings)
+    run_id = run_id_of(attached, settings)
+    roster = register_nodes(grid, run_id, w3.eth.chain_id, min_available_nodes, timeout)
+    return open_contract(w3, server, roster, settings, store, attached, run_id)
+
+
 def attach_contract(w3, server: LocalAccount, settings: RunSettings) -> CandidateSelection | None:
     """Return the contract of ``settings.contract``, attached, or ``None`` for a new run."""
     if not settings.contract:
@@ -217,7 +247,7 @@ def open_contract(
             settings.per_tensor,
             settings.quorum,
         )
-        csc, _ = CandidateSelection.open_run(
+        csc, _ = open_run(
             w3,
             server,
             run_id,

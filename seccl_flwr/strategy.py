@@ -44,7 +44,7 @@ from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from . import wire
-from .chain.connection import EMBEDDED, ensure_funded
+from .chain.connection import EMBEDDED
 from .chain.csc import CandidateSelection, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
 from .errors import (
@@ -65,15 +65,7 @@ from .protocol.signed import SignedMessage, next_global_model
 from .protocol.sparse import ModelLayout, budget
 from .records import arrays_of, record_of
 from .resume import ResumePoint
-from .run_setup import (
-    RunSettings,
-    attach_contract,
-    open_chain,
-    open_contract,
-    register_nodes,
-    run_id_of,
-    server_account,
-)
+from .run_setup import RunSettings, open_chain, open_run_on
 from .store import MessageStore, open_store
 from .verify import (
     ReplyRules,
@@ -390,6 +382,54 @@ def _close_round(
         on_round(record)
 
 
+def _messages_to(
+    nodes: Iterable[int], records: Mapping[str, ArrayRecord | ConfigRecord], message_type: str
+) -> list[Message]:
+    """Return one message of ``message_type`` carrying ``records`` per node of ``nodes``."""
+    return [
+        Message(RecordDict(records), message_type=message_type, dst_node_id=node) for node in nodes
+    ]
+
+
+def _reply_rules(strategy: "SecCL", server_round: int, layout: ModelLayout) -> ReplyRules:
+    """Return what a reply of ``server_round`` must satisfy in the strategy's open run."""
+    return ReplyRules(
+        strategy.csc.binding,
+        server_round,
+        dict(strategy.participants),
+        layout,
+        strategy.params.share_fraction,
+        strategy.params.per_tensor,
+        strategy.weighted_by_key,
+    )
+
+
+def _new_result(csc: CandidateSelection, participants: Mapping[int, str]) -> "SecCLResult":
+    """Return the empty result of the run of ``csc`` with its ``participants``."""
+    return SecCLResult(
+        chain_id=csc.binding.chain_id,
+        contract=csc.address,
+        run_id="0x" + csc.binding.run_id.hex(),
+        participants=dict(participants),
+    )
+
+
+def _publish(store: MessageStore | None, message: SignedMessage) -> None:
+    """Store a message about to be anchored, if the strategy has a store."""
+    if store is not None:
+        store.put(message)
+
+
+def _anchor_initial_model(
+    csc: CandidateSelection, store: MessageStore | None, arrays: ArrayRecord
+) -> None:
+    """Publish and anchor global model 0 (the initial arrays)."""
+    owner = csc.owner()
+    model = SignedMessage(csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
+    _publish(store, model)
+    csc.anchor(0, Kind.GLOBAL_MODEL, [owner], [model.digest()])
+
+
 class SecCL(Strategy):
     """SecCL: federated learning whose aggregation is chosen by an on-chain vote.
 
@@ -543,7 +583,7 @@ class SecCL(Strategy):
                 ModelLayout.of(arrays_of(arrays)),
             )
             if resume.fresh:
-                self._publish_and_anchor_initial(arrays)
+                _anchor_initial_model(self.csc, self.store, arrays)
             else:
                 result.arrays = arrays
             first_round = resume.last_completed + 1 if not resume.fresh else 1
@@ -551,7 +591,7 @@ class SecCL(Strategy):
             for server_round in range(first_round, num_rounds + 1):
                 log(INFO, "")
                 log(INFO, "[SecCL ROUND %s/%s]", server_round, num_rounds)
-                rules = self._reply_rules(server_round, run.layout)
+                rules = _reply_rules(self, server_round, run.layout)
                 sent = self.relay_global(server_round, arrays)
                 state = RoundState.begin(rules, arrays, sent, resume)
                 self.play_round(run, state)
@@ -592,7 +632,7 @@ class SecCL(Strategy):
     def _anchor(self, run: RunContext, state: RoundState) -> None:
         """Publish the verified updates and anchor all their digests (gas-sized batches)."""
         for message in state.updates.values():
-            self._publish(message)
+            _publish(self.store, message)
         with state.chain_time():
             authors = list(state.updates)
             digests = [state.updates[a].digest() for a in authors]
@@ -618,12 +658,8 @@ class SecCL(Strategy):
             state.sent, {a: record_of(m.payload) for a, m in forwarded.items()}, fields
         )
         node_of = {address: node for node, address in self.participants.items()}
-        messages = [
-            Message(RecordDict(records), message_type=wire.CROSS_EVALUATE, dst_node_id=node_of[a])
-            for a in state.updates
-            if a not in state.voted and a in node_of
-        ]
-        replies = run.send(state, messages, "ballot")
+        asked = [node_of[a] for a in state.updates if a not in state.voted and a in node_of]
+        replies = run.send(state, _messages_to(asked, records, wire.CROSS_EVALUATE), "ballot")
         state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
@@ -643,7 +679,7 @@ class SecCL(Strategy):
         with state.chain_time():
             submitted = self.relay_ballots(state.round, state.ballots)
             for ballot in submitted:
-                self._publish(ballot)
+                _publish(self.store, ballot)
             for tx in self.csc.submit_ballots(state.round, submitted):
                 state.record.record_tx("elect", tx)
             on_chain, quorum = self.csc.ballot_count(state.round), self.params.quorum
@@ -669,7 +705,7 @@ class SecCL(Strategy):
             arrays_of(state.arrays),
             [state.updates[a].payload for a in chosen],
         )
-        self._publish(model)
+        _publish(self.store, model)
         with state.chain_time():
             for tx in self.csc.anchor(state.round, Kind.GLOBAL_MODEL, [owner], [model.digest()]):
                 record.record_tx("aggregate", tx)
@@ -682,7 +718,7 @@ class SecCL(Strategy):
         replies = run.send(state, messages, "evaluate")
         accepted = state.accept(replies, partial(verify_evaluation, state.rules), "evaluate")
         for message, _ in accepted.values():
-            self._publish(message)
+            _publish(self.store, message)
         if accepted:
             with state.chain_time():
                 digests = [message.digest() for message, _ in accepted.values()]
@@ -699,7 +735,13 @@ class SecCL(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the global model and the SecCL settings to the sampled nodes."""
-        return self._round_messages(wire.TRAIN, server_round, arrays, config, grid)
+        nodes = sample_registered(
+            grid, self.participants, self.fraction_train, self.min_train_nodes
+        )
+        records = wire.model_records(
+            server_round, arrays, config, self._server_fields(server_round)
+        )
+        return _messages_to(nodes, records, wire.TRAIN)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -714,7 +756,13 @@ class SecCL(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send the new global model to the nodes sampled for evaluation."""
-        return self._round_messages(wire.EVALUATE, server_round, arrays, config, grid)
+        nodes = sample_registered(
+            grid, self.participants, self.fraction_evaluate, self.min_evaluate_nodes
+        )
+        records = wire.model_records(
+            server_round, arrays, config, self._server_fields(server_round)
+        )
+        return _messages_to(nodes, records, wire.EVALUATE)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -752,9 +800,7 @@ class SecCL(Strategy):
 
     def _open_run(self, grid: Grid, timeout: float) -> tuple[ResumePoint, SecCLResult]:
         """Open the chain, register the nodes, deploy (or attach to) the contract."""
-        w3, self._rpc_server = open_chain(self.chain, self.chain_url)
-        server = server_account(self.server_key, self.run_label)
-        ensure_funded(w3, server)
+        w3, self._rpc_server = open_chain(self.chain, self.chain_url)  # close() stops it
         settings = RunSettings(
             self.run_label,
             self.candidate_fraction,
@@ -764,67 +810,11 @@ class SecCL(Strategy):
             self.contract_address,
             self.gas_limit,
         )
-        attached = attach_contract(w3, server, settings)
-        run_id = run_id_of(attached, settings)
-        roster = register_nodes(grid, run_id, w3.eth.chain_id, self.min_available_nodes, timeout)
-        self.csc, self.participants, resume = open_contract(
-            w3, server, roster, settings, self.store, attached, run_id
+        self.csc, self.participants, resume = open_run_on(
+            w3, grid, self.server_key, settings, self.min_available_nodes, timeout, self.store
         )
         self.params = self.csc.params()
-        result = SecCLResult(
-            chain_id=self.csc.binding.chain_id,
-            contract=self.csc.address,
-            run_id="0x" + self.csc.binding.run_id.hex(),
-            participants=dict(self.participants),
-        )
-        return resume, result
-
-    def _publish_and_anchor_initial(self, arrays: ArrayRecord) -> None:
-        """Publish and anchor global model 0 (the initial arrays)."""
-        owner = self.csc.owner()
-        model = SignedMessage(self.csc.binding, 0, Kind.GLOBAL_MODEL, owner, arrays_of(arrays))
-        self._publish(model)
-        self.csc.anchor(0, Kind.GLOBAL_MODEL, [owner], [model.digest()])
-
-    def _reply_rules(self, server_round: int, layout: ModelLayout) -> ReplyRules:
-        return ReplyRules(
-            self.csc.binding,
-            server_round,
-            dict(self.participants),
-            layout,
-            self.params.share_fraction,
-            self.params.per_tensor,
-            self.weighted_by_key,
-        )
+        return resume, _new_result(self.csc, self.participants)
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
         return wire.server_fields(server_round, self.csc.address, **extra)
-
-    def _round_messages(  # noqa: PLR0913 - Flower's configure_* arguments
-        self,
-        message_type: str,
-        server_round: int,
-        arrays: ArrayRecord,
-        config: ConfigRecord,
-        grid: Grid,
-    ) -> list[Message]:
-        """Return the ``TRAIN`` or ``EVALUATE`` message (model, config, fields) per sampled node."""
-        if message_type == wire.TRAIN:
-            fraction, minimum = self.fraction_train, self.min_train_nodes
-        else:
-            fraction, minimum = self.fraction_evaluate, self.min_evaluate_nodes
-        config[wire.SERVER_ROUND] = server_round
-        records = {
-            wire.ARRAYS: arrays,
-            wire.CONFIG: config,
-            wire.SECCL_KEY: self._server_fields(server_round),
-        }
-        return [
-            Message(RecordDict(records), message_type=message_type, dst_node_id=node_id)
-            for node_id in sample_registered(grid, self.participants, fraction, minimum)
-        ]
-
-    def _publish(self, message: SignedMessage) -> None:
-        """Store a message about to be anchored, if the strategy has a store."""
-        if self.store is not None:
-            self.store.put(message)

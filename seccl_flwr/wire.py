@@ -39,6 +39,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord
 
 from .errors import MalformedMessageError
+from .protocol.eip712 import bytes32_hex
 
 # ------------------------------------------------------------------ message types
 REGISTER_QUERY = "seccl_register"
@@ -95,6 +96,17 @@ def server_fields(server_round: int, contract: str, **extra: Any) -> ConfigRecor
     return ConfigRecord({ROUND: server_round, CONTRACT: contract, **extra})
 
 
+def model_records(
+    server_round: int, arrays: ArrayRecord, config: ConfigRecord, fields: ConfigRecord
+) -> dict[str, ArrayRecord | ConfigRecord]:
+    """Return a ``TRAIN`` or ``EVALUATE`` message's records: model, config, server fields.
+
+    ``config`` gets the ``SERVER_ROUND``, as Flower's strategies set it.
+    """
+    config[SERVER_ROUND] = server_round
+    return {ARRAYS: arrays, CONFIG: config, SECCL_KEY: fields}
+
+
 def cross_evaluation_records(
     global_arrays: ArrayRecord, updates: Mapping[str, ArrayRecord], fields: ConfigRecord
 ) -> dict[str, ArrayRecord | ConfigRecord]:
@@ -148,11 +160,8 @@ def run_id_field(server_round: int, sender: str, fields: ConfigRecord) -> bytes:
         If the field is missing or is not the hex of 32 bytes.
     """
     text = typed_field(server_round, sender, fields, RUN_ID, str)
-    try:
-        run_id = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
-    except ValueError:
-        run_id = b""
-    if len(run_id) != 32:
+    run_id = bytes32_hex(text)
+    if run_id is None:
         raise MalformedMessageError(
             server_round, sender, f"field {RUN_ID!r} must be 0x + 64 hex digits, got {text!r:.80}"
         )

@@ -1,4 +1,4 @@
-"""Opening a run through the typed client (``CandidateSelection.open_run``) in tests.
+"""Opening a run through the typed client (:func:`seccl_flwr.chain.csc.open_run`) in tests.
 
 A run's roster needs each participant's ``Join`` signature, so these helpers take
 accounts (keys), not bare addresses.
@@ -9,7 +9,7 @@ from typing import Any
 
 from web3 import Web3
 
-from seccl_flwr.chain.csc import CandidateSelection, TxInfo
+from seccl_flwr.chain.csc import CandidateSelection, TxInfo, open_run
 from seccl_flwr.protocol.eip712 import sign_join
 from seccl_flwr.protocol.params import RunParams
 
@@ -34,4 +34,4 @@ def open_csc(  # noqa: PLR0913 - a run's parameters
     """Deploy, register ``accounts`` and open a run; ``client``: gas_limit, retry."""
     params = RunParams(num_candidates, quorum, share_fraction_ppm, per_tensor)
     roster = roster_of(run_id, w3.eth.chain_id, accounts)
-    return CandidateSelection.open_run(w3, owner, run_id, params, roster, **client)
+    return open_run(w3, owner, run_id, params, roster, **client)

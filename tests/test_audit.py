@@ -522,10 +522,14 @@ def test_a_round_elected_below_the_quorum_is_a_finding(dropout):
     )
     assert [v.quorum for v in report.rounds[1:]] == [FAIL, FAIL]
     assert [v.election for v in report.rounds[1:]] == [OK, OK]  # the rest checks out
+
     # and a contract reporting a quorum of 4 elected below it: the audit counts the
     # BallotCast events itself instead of trusting the contract's refusal
-    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
-    csc._params = RunParams(2, 4, 100_000, False)
+    class ClaimsQuorum4(CandidateSelection):
+        def params(self) -> RunParams:
+            return RunParams(2, 4, 100_000, False)
+
+    csc = ClaimsQuorum4.attach(strategy.csc.w3, strategy.csc.address)
     findings = only(audit_run(csc, DirectoryStore(store_dir)), BELOW_QUORUM)
     assert "below the run's quorum of 4" in findings[0].detail
 

@@ -1,5 +1,10 @@
 """Every view of the contract is reachable through the typed client and agrees with Python."""
 
+import json
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from eth_account import Account
 
@@ -202,9 +207,33 @@ def test_update_anchor_reads_start_after_the_previous_rounds_anchors(monkeypatch
         assert by_round[r] == {last_block[r - 1]}
 
 
-def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url, monkeypatch):
-    from seccl_flwr.chain.jsonrpc import JsonRpcHttp
+def _counting_proxy(url: str, posts: list) -> tuple[ThreadingHTTPServer, str]:
+    """Forward every POST to ``url`` and append its JSON body to ``posts`` (the node's view)."""
 
+    class Forward(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(json.loads(body))
+            forwarded = urllib.request.Request(
+                url, data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(forwarded, timeout=10) as answer:  # noqa: S310 - loopback
+                status, reply = answer.status, answer.read()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url):
     w3 = connect(anvil_url)
     server = Account.from_key(b"\x0c" * 32)
     ensure_funded(w3, server)
@@ -212,18 +241,17 @@ def test_attach_reads_what_never_changes_in_one_round_trip(anvil_url, monkeypatc
     run_id = run_id_from_label("attach-batch")
     csc, infos = open_csc(w3, server, run_id, members, 1)
     posts = []
-    real_post = JsonRpcHttp._post
-
-    def counted(self, what, payload):
-        posts.append(what)
-        return real_post(self, what, payload)
-
-    monkeypatch.setattr(JsonRpcHttp, "_post", counted)
-    attached = CandidateSelection.attach(w3, csc.address)
-    assert attached.binding.run_id == run_id and attached.binding.chain_id == 31337
-    assert attached.owner() == server.address
-    assert attached.participants() == [m.address for m in members]
-    assert attached.params() == RunParams(1, 1, 100_000, False)
-    assert attached.opening_block() == infos[0].block_number  # the deployment's block
-    assert attached.is_open()
-    assert len(posts) == 1  # one POST: the batch
+    proxy, proxy_url = _counting_proxy(anvil_url, posts)
+    try:
+        proxied = connect(proxy_url)
+        posts.clear()  # connect's own check
+        attached = CandidateSelection.attach(proxied, csc.address)
+        assert attached.binding.run_id == run_id and attached.binding.chain_id == 31337
+        assert attached.owner() == server.address
+        assert attached.participants() == [m.address for m in members]
+        assert attached.params() == RunParams(1, 1, 100_000, False)
+        assert attached.opening_block() == infos[0].block_number  # the deployment's block
+        assert attached.is_open()
+        assert len(posts) == 1  # one POST: the batch
+    finally:
+        proxy.shutdown()

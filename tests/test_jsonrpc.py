@@ -110,6 +110,7 @@ def test_embedded_reads_are_answered_once_per_head_block():
     """Identical calls while no block is mined run the EVM once; a transaction (a new
     head) makes the next call read the new state."""
     from eth_account import Account
+    from web3.middleware import Web3Middleware
 
     from seccl_flwr.chain.connection import connect, ensure_funded
     from seccl_flwr.chain.csc import CandidateSelection
@@ -121,15 +122,28 @@ def test_embedded_reads_are_answered_once_per_head_block():
     owner = Account.from_key(b"\x0b" * 32)
     ensure_funded(w3, owner)
     csc, _ = open_csc(w3, owner, b"\x01" * 32, [owner], 1)
-    rpc = EmbeddedJsonRpc(w3)
     executed = []
-    real = rpc._request
 
-    def counting(method, params):
-        executed.append(method)
-        return real(method, params)
+    class CountingRequests(Web3Middleware):
+        """Count the requests made through ``w3``'s middleware, outermost: not those that
+        web3's own middleware makes while it handles one (chain id, accounts)."""
 
-    rpc._request = counting
+        depth = 0
+
+        def wrap_make_request(self, make_request):
+            def counted(method, params):
+                if CountingRequests.depth == 0:
+                    executed.append(method)
+                CountingRequests.depth += 1
+                try:
+                    return make_request(method, params)
+                finally:
+                    CountingRequests.depth -= 1
+
+            return counted
+
+    w3.middleware_onion.add(CountingRequests, "count-requests")  # the outermost layer
+    rpc = EmbeddedJsonRpc(w3)  # runs what its cache does not answer through w3's middleware
     deployer, csc = csc, CandidateSelection(w3, csc.address, transport=rpc)
     for _ in range(3):
         assert csc.anchor_of(0, Kind.GLOBAL_MODEL, owner.address) == bytes(32)

@@ -248,6 +248,21 @@ def _encode_atom(kind: str, value: Any) -> bytes:
     raise EncodingError(f"type {kind} is not part of SecCL's typed data")
 
 
+def bytes32_hex(text: str) -> bytes | None:
+    """Return the 32 bytes written as ``0x`` + 64 hex digits (any case), else ``None``.
+
+    How a run id or a digest is written in configuration, on the wire and on the
+    command line; each reader names the input in its own error.
+    """
+    if not text.startswith("0x"):
+        return None
+    try:
+        value = bytes.fromhex(text[2:])
+    except ValueError:
+        return None
+    return value if len(value) == 32 else None
+
+
 def address_bytes(value: Any) -> bytes:
     """Return the 20 bytes of an address given as ``0x`` + 40 hex digits (any case).
 

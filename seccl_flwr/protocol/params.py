@@ -166,3 +166,90 @@ def roster_digest(participants: Sequence[str]) -> bytes:
     client pins this digest (or the list) in its own configuration.
     """
     return keccak(b"".join(bytes(12) + address_bytes(p) for p in participants))
+
+
+@dataclass(frozen=True)
+class MismatchWording:
+    """How :func:`param_mismatches` words each mismatch, as ``str.format`` templates.
+
+    Every template may use ``{actual}`` (the value on chain), ``{expected}`` (the value
+    the pins give: ``M``, the least quorum, the ppm, the flag, the rule), ``{pinned}``
+    (the pinned λ or share fraction, as given) and ``{n}`` (the participants).
+    Only the words differ between who checks (an auditor, a node); the rules do not.
+    """
+
+    num_candidates: str
+    quorum: str
+    share_fraction: str
+    per_tensor: str
+    election_rule: str
+
+
+PINNED_WORDING = MismatchWording(
+    num_candidates="M = {actual}, but the pinned λ = {pinned} and n = {n} give M = {expected}",
+    quorum="quorum {actual} is below the pinned {expected}",
+    share_fraction="share fraction {actual} ppm, but the pinned {pinned} is {expected} ppm",
+    per_tensor="per-tensor {actual}, but the pin is {expected}",
+    election_rule="election rule {actual}; the audit knows only truncated Borda ({expected})",
+)
+"""The wording of an auditor's pins (:func:`param_mismatches`'s default)."""
+
+
+def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
+    params: RunParams,
+    num_participants: int,
+    candidate_fraction: float | None = None,
+    share_fraction: float | None = None,
+    per_tensor: bool | None = None,
+    least_quorum: int | None = None,
+    wording: MismatchWording = PINNED_WORDING,
+) -> list[str]:
+    """Return how the run parameters on chain differ from the pins (empty if they do not).
+
+    A pin left ``None`` is not compared. ``M`` is compared with
+    ``num_candidates(candidate_fraction, n)``, the share fraction in ppm (as the chain
+    stores it), the quorum as a least value (a higher quorum only makes the run
+    stricter); an election rule other than truncated Borda is always a mismatch.
+
+    Parameters
+    ----------
+    params : RunParams
+        The parameters fixed on chain.
+    num_participants : int
+        ``n``, the run's roster size.
+    candidate_fraction, share_fraction, per_tensor, least_quorum
+        The pinned λ, share fraction, per-tensor flag and least quorum, or ``None``.
+    wording : MismatchWording (default: PINNED_WORDING)
+        How each mismatch is worded, in the order ``M``, quorum, share fraction,
+        per-tensor, election rule.
+
+    Raises
+    ------
+    ConfigurationError
+        If a pinned fraction is out of range (:func:`num_candidates`,
+        :func:`share_fraction_ppm`).
+    """
+    n = num_participants
+    found = []  # (template, actual, expected, pinned)
+    if candidate_fraction is not None:
+        expected_m = num_candidates(candidate_fraction, n)
+        if params.num_candidates != expected_m:
+            found.append(
+                (wording.num_candidates, params.num_candidates, expected_m, candidate_fraction)
+            )
+    if least_quorum is not None and params.quorum < least_quorum:
+        found.append((wording.quorum, params.quorum, least_quorum, least_quorum))
+    if share_fraction is not None:
+        expected_ppm = share_fraction_ppm(share_fraction)
+        if params.share_fraction_ppm != expected_ppm:
+            found.append(
+                (wording.share_fraction, params.share_fraction_ppm, expected_ppm, share_fraction)
+            )
+    if per_tensor is not None and params.per_tensor != per_tensor:
+        found.append((wording.per_tensor, params.per_tensor, per_tensor, per_tensor))
+    if params.election_rule != TRUNCATED_BORDA:
+        found.append((wording.election_rule, params.election_rule, TRUNCATED_BORDA, None))
+    return [
+        template.format(actual=actual, expected=expected, pinned=pinned, n=n)
+        for template, actual, expected, pinned in found
+    ]
