@@ -27,7 +27,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from seccl_flwr.cli import main
 from seccl_flwr.protocol.params import roster_digest
 
 from .conftest import skip_or_fail
-from .test_flwr_run import BIN, EXAMPLE, _build_wheel, _find_links, _free_port
+from .test_flwr_run import BIN, EXAMPLE, _app_inputs, _build_wheel, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
@@ -136,24 +135,12 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) ->
 
 def _check_tools() -> tuple[Path, list[str]]:
     """Return the MNIST data directory and the torch wheel dirs, or skip (fail in CI)."""
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        from mnist_seccl.task import resolve_data_dir
-
-        try:
-            data_dir = resolve_data_dir()
-        except FileNotFoundError as exc:
-            skip_or_fail(str(exc))
-    finally:
-        sys.path.remove(str(EXAMPLE))
+    data_dir, links = _app_inputs()
     if anvil_command() is None:
         skip_or_fail("anvil not found; run `npm ci --prefix contracts`")
     for tool in ("flower-superlink", "flower-supernode", "flwr"):
         if not (BIN / tool).exists():
             skip_or_fail(f"{tool} is not installed beside this Python")
-    links = _find_links()
-    if not links:
-        skip_or_fail("no local torch 2.13.0 wheel in UV_FIND_LINKS/PIP_FIND_LINKS")
     return data_dir, links
 
 
