@@ -8,6 +8,7 @@ another roster refuses with ``RosterMismatchError``.
 """
 
 import os
+import re
 import stat
 
 import pytest
@@ -18,7 +19,8 @@ from flwr.common.config import parse_config_args
 from seccl_flwr.apps import digits
 from seccl_flwr.chain.connection import connect
 from seccl_flwr.cli import main
-from seccl_flwr.errors import NotEnoughNodesError
+from seccl_flwr.deploy import join_entry, read_join_file
+from seccl_flwr.errors import ConfigurationError, NotEnoughNodesError
 from seccl_flwr.identity import KEY_FILE, ROSTER_DIGEST
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.protocol.params import roster_digest
@@ -167,3 +169,41 @@ def test_a_node_pinned_to_another_roster_refuses_the_opened_run(anvil_url, tmp_p
         strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=1)
     assert "fewer than min_train_nodes=2" in str(stopped.value)
     assert f"differs from the pinned {ROSTER_DIGEST} {other}" in str(stopped.value)
+
+
+def _join_lines(label: str, chain_id: int, count: int) -> list[str]:
+    return [join_entry(Account.create(f"p{i}"), label, chain_id) for i in range(count)]
+
+
+def test_a_join_file_keeps_the_order_and_skips_comments(tmp_path):
+    lines = _join_lines("run", 31337, 3)
+    path = tmp_path / "roster.txt"
+    path.write_text(f"# the agreed roster\n{lines[0]}\n\n{lines[1]}  # second\n{lines[2]}\n")
+    roster = read_join_file(path, "run", 31337)
+    assert list(roster) == [line.split()[0] for line in lines]
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ("{0}\n{0}\n", "line 2: {address} is listed twice"),
+        ("{address}\n", "line 1: expected '<address> <join signature>'"),
+        ("0x12 0xab\n", "line 1: expected '<address> <join signature>'"),
+        ("{address} 0xzz\n", "line 1: expected '<address> <join signature>'"),
+        ("# nobody\n", "lists no participant"),
+    ],
+)
+def test_a_bad_join_file_is_refused_naming_the_line(tmp_path, body, says):
+    (line,) = _join_lines("run", 31337, 1)
+    address = line.split()[0]
+    path = tmp_path / "roster.txt"
+    path.write_text(body.format(line, address=address))
+    with pytest.raises(ConfigurationError, match=re.escape(says.format(address=address))):
+        read_join_file(path, "run", 31337)
+
+
+def test_a_join_signature_for_another_chain_is_refused(tmp_path):
+    path = tmp_path / "roster.txt"
+    path.write_text("\n".join(_join_lines("run", 1, 1)) + "\n")
+    with pytest.raises(ConfigurationError, match="does not prove .* on chain 31337"):
+        read_join_file(path, "run", 31337)
