@@ -13,6 +13,13 @@ on the command line (``--roster-digest``/``--roster``, ``--candidate-fraction``,
 and parameters and a per-round verdict table and exits with 1 if anything does not
 match (2 if the chain or the store cannot be read).
 
+``seccl-flwr keys new --out FILE`` writes a new node key (mode 600) and prints its
+address; ``seccl-flwr keys join --key FILE --run-label L --chain URL`` prints the
+roster line (address and ``Join`` signature) a participant hands the operator.
+``seccl-flwr open`` deploys a run's contract with the agreed roster and parameters
+and prints what every SuperNode pins; ``seccl-flwr inspect`` prints a run's roster,
+parameters, rounds, candidates and gas (:mod:`seccl_flwr.deploy`).
+
 Errors are one line on stderr that names the input at fault and the fix, never a
 traceback: arguments are checked as they are parsed (exit 2, as argparse does), a
 JSON-RPC chain is probed before a simulation starts (exit 2), and any error of the
@@ -40,7 +47,18 @@ from .chain.errors import (
     NoContractError,
 )
 from .chain.rpc_server import free_loopback_url
-from .cli_args import OneLineErrorParser, add_audit_command, add_simulate_command, one_line
+from .cli_args import (
+    OneLineErrorParser,
+    add_audit_command,
+    add_simulate_command,
+    candidate_fraction,
+    contract_address,
+    number,
+    one_line,
+    quorum,
+    rpc_url,
+    share_fraction,
+)
 from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
@@ -284,6 +302,193 @@ def audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------- deployment
+def _new_key_path(text: str) -> str:
+    """Argparse ``type`` of ``keys new --out``: a path that does not exist yet."""
+    if Path(text).exists():
+        raise argparse.ArgumentTypeError(
+            f"{text} exists; a key file is never overwritten: give a new path"
+        )
+    return text
+
+
+def _key_file(text: str):
+    """Argparse ``type`` of ``--key``: a readable key file; returns its account."""
+    from .identity import read_key_file
+
+    try:
+        return read_key_file(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc}; give a key file written by `seccl-flwr keys new`"
+        ) from None
+
+
+def _run_label(text: str) -> str:
+    """Argparse ``type`` of ``--run-label``: a non-empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the run label is empty; give the name the participants agreed on, e.g. mnist-2026-11"
+        )
+    return text
+
+
+def keys_new(args: argparse.Namespace) -> None:
+    """Write a new key file (mode 600) and print its address."""
+    from .deploy import new_key_file
+
+    account = new_key_file(args.out)
+    print(account.address)
+
+
+def keys_join(args: argparse.Namespace) -> None:
+    """Print the roster line (address and Join signature) of ``--key`` for the run."""
+    from .deploy import join_entry
+
+    print(join_entry(args.key, args.run_label, _connect(args.chain).eth.chain_id))
+
+
+def open_run(args: argparse.Namespace) -> None:
+    """Deploy and open a run with the agreed roster; print what every node pins."""
+    from .chain.connection import ensure_funded
+    from .deploy import node_config_line, open_deployment, read_join_file
+
+    w3 = _connect(args.chain)
+    roster = read_join_file(args.roster, args.run_label, w3.eth.chain_id)
+    ensure_funded(w3, args.key)
+    opening = open_deployment(
+        w3,
+        args.key,
+        args.run_label,
+        roster,
+        args.candidate_fraction,
+        args.share_fraction,
+        args.per_tensor,
+        args.quorum,
+        args.gas_limit,
+    )
+    print(f"contract       {opening.contract}")
+    print(f"roster digest  0x{opening.roster_digest.hex()}")
+    print(f"opening block  {opening.opening_block}")
+    print(
+        f"parameters     n={len(opening.participants)} M={opening.params.num_candidates} "
+        f"quorum={opening.params.quorum} share fraction={opening.params.share_fraction:g} "
+        f"per-tensor={'true' if opening.params.per_tensor else 'false'}"
+    )
+    print("node config (each SuperNode, with its own key file):")
+    line = node_config_line(
+        args.chain, opening, args.candidate_fraction, args.share_fraction, args.per_tensor
+    )
+    print(f"  --node-config {shlex.quote(line)}")
+    print(
+        f"server run config: seccl-chain={shlex.quote(args.chain)} "
+        f"seccl-contract={opening.contract} (and the key file of {args.key.address})"
+    )
+
+
+def inspect_run(args: argparse.Namespace) -> None:
+    """Print a run's roster, parameters, rounds, candidates and gas per round."""
+    from .chain.csc import CandidateSelection
+    from .deploy import format_summary, run_summary
+
+    csc = CandidateSelection.attach(_connect(args.chain), args.contract)
+    print(format_summary(run_summary(csc)))
+
+
+_DEPLOYMENT_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "keys": lambda args: (keys_new if args.keys_command == "new" else keys_join)(args),
+    "open": open_run,
+    "inspect": inspect_run,
+}
+
+
+def _run_arguments(parser: argparse.ArgumentParser, key_help: str) -> None:
+    """Add ``--key``, ``--run-label`` and ``--chain``, which name who joins which run where."""
+    parser.add_argument("--key", type=_key_file, required=True, help=key_help)
+    parser.add_argument("--run-label", type=_run_label, required=True, help="the agreed run label")
+    parser.add_argument(
+        "--chain", type=rpc_url, required=True, help="JSON-RPC URL of the run's chain"
+    )
+
+
+def _add_deployment_commands(commands) -> None:
+    """Add ``keys new``, ``keys join``, ``open`` and ``inspect`` to the parser."""
+    keys = commands.add_parser("keys", help="make a node key, sign a run's Join")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_commands.add_parser(
+        "new",
+        help="write a new private key (mode 600) and print its address",
+        description="Write a new private key to --out, readable by you only (mode "
+        "600), and print its address. An existing file is never overwritten.",
+    )
+    new.add_argument("--out", type=_new_key_path, required=True, help="the key file to write")
+    join = keys_commands.add_parser(
+        "join",
+        help="print the address and Join signature to hand the operator",
+        description="Sign Join(keccak(run label), address) for the run's chain and print "
+        "'<address> <signature>': one line of the roster file the operator opens the "
+        "run with. The signature proves your key and only opens this run label on this "
+        "chain.",
+    )
+    _run_arguments(join, "your key file")
+    opener = commands.add_parser(
+        "open",
+        help="deploy a run's contract with the agreed roster and parameters",
+        description="Deploy the SecCL contract on --chain with the agreed parameters, "
+        "register the roster of --roster (the participants' `keys join` lines, checked "
+        "before any transaction) and open the run. Prints the contract address, roster "
+        "digest, opening block and the node config every SuperNode must use. The key "
+        "owns the run: the ServerApp attaches with the same key.",
+    )
+    _run_arguments(opener, "the operator's key file (owns the run, pays gas)")
+    opener.add_argument(
+        "--roster",
+        required=True,
+        metavar="FILE",
+        help="one '<address> <join signature>' line per participant (# comments)",
+    )
+    opener.add_argument(
+        "--candidate-fraction",
+        type=candidate_fraction,
+        default=0.2,
+        help="λ in (0, 1]: M = ceil(λ·n) candidates a round (default 0.2)",
+    )
+    opener.add_argument(
+        "--share-fraction",
+        type=share_fraction,
+        default=0.1,
+        help="fraction of its update's entries a client shares, in (0, 1] (default 0.1)",
+    )
+    opener.add_argument(
+        "--per-tensor", action="store_true", help="apply the share fraction to each tensor"
+    )
+    opener.add_argument(
+        "--quorum",
+        type=quorum,
+        default=None,
+        help="the least ballots an election needs (default a majority of the roster)",
+    )
+    opener.add_argument(
+        "--gas-limit",
+        type=number(int, 1, fix="give a gas amount, e.g. 16777216, or leave it out"),
+        default=None,
+        help="gas limit of every transaction (default: estimated by the node)",
+    )
+    inspect = commands.add_parser(
+        "inspect",
+        help="print a run's roster, parameters, rounds, candidates and gas",
+        description="Read a run from its contract alone: owner, roster (registration "
+        "order), roster digest, parameters, opening block, rounds completed, and per "
+        "round the ballots, the gas its transactions used and the elected candidates.",
+    )
+    inspect.add_argument(
+        "--chain", type=rpc_url, required=True, help="JSON-RPC URL of the run's chain"
+    )
+    inspect.add_argument(
+        "--contract", type=contract_address, required=True, help="address of the run's contract"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``seccl-flwr``.
 
@@ -295,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_simulate_command(commands)
     add_audit_command(commands)
+    _add_deployment_commands(commands)
     return parser
 
 
@@ -313,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     if args.command == "audit":
         return _guarded("audit", lambda: audit(args), exit_code=2)
+    if args.command in _DEPLOYMENT_COMMANDS:
+        name = f"keys {args.keys_command}" if args.command == "keys" else args.command
+        return _guarded(name, lambda: _DEPLOYMENT_COMMANDS[args.command](args), exit_code=2)
     code = _guarded("simulate", lambda: check_simulate_inputs(args), exit_code=2)
     if code:
         return code

@@ -200,6 +200,10 @@ share_fraction_in_range = number(
 """Argparse ``type`` of a share fraction in (0, 1]."""
 
 
+quorum = number(int, 1, fix="give the least number of ballots an election needs, e.g. 3")
+"""Argparse ``type`` of a ballot quorum: a positive number of ballots."""
+
+
 def share_fraction(text: str) -> float:
     """Argparse ``type`` of a share fraction: in (0, 1] and at least 1 ppm."""
     value = share_fraction_in_range(text)
@@ -442,7 +446,7 @@ def _add_audit_pins(audit: argparse.ArgumentParser) -> None:
     )
     pins.add_argument(
         "--quorum",
-        type=number(int, 1, fix="give the least number of ballots an election needs, e.g. 3"),
+        type=quorum,
         default=None,
         help="the least ballot quorum you accept; a round elected with fewer ballots fails",
     )

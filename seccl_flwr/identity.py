@@ -40,6 +40,8 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from flwr.app import Context
 
+from .errors import ConfigurationError
+
 KEY_FILE = "seccl-key-file"
 KEY_SEED = "seccl-key-seed"
 CHAIN_URL = "seccl-chain-url"
@@ -72,6 +74,27 @@ def setting(context: Context, key: str) -> str | None:
     return None
 
 
+def read_key_file(path: str | Path) -> LocalAccount:
+    """Return the account of a key file (hex private key, ``0x`` optional).
+
+    Raises
+    ------
+    ConfigurationError
+        If the file cannot be read or holds no private key (the key is never echoed).
+    """
+    try:
+        text = Path(path).expanduser().read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigurationError(f"cannot read key file {path} ({reason})") from None
+    try:
+        return Account.from_key(text)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"key file {path} holds no private key (64 hex digits expected)"
+        ) from None
+
+
 def load_account(context: Context) -> LocalAccount:
     """Return the node's account: from its key file, else derived for simulation.
 
@@ -82,8 +105,7 @@ def load_account(context: Context) -> LocalAccount:
     """
     key_file = setting(context, KEY_FILE)
     if key_file is not None:
-        text = Path(key_file).expanduser().read_text().strip()
-        return Account.from_key(text)
+        return read_key_file(key_file)
     seed = context.run_config.get(KEY_SEED)
     partition = context.node_config.get(PARTITION_ID)
     if seed is None or partition is None:

@@ -110,8 +110,8 @@ def _build_wheel(out: Path) -> None:
     )
 
 
-@pytest.mark.slow
-def test_flwr_run_streams_seccl_rounds(tmp_path):
+def _app_inputs() -> tuple[Path, list[str]]:
+    """Return the MNIST data directory and the torch wheel dirs, or skip (fail in CI)."""
     sys.path.insert(0, str(EXAMPLE))
     try:
         from mnist_seccl.task import resolve_data_dir
@@ -125,6 +125,12 @@ def test_flwr_run_streams_seccl_rounds(tmp_path):
     links = _find_links()
     if not links:
         skip_or_fail("no local torch 2.13.0 wheel in UV_FIND_LINKS/PIP_FIND_LINKS")
+    return data_dir, links
+
+
+@pytest.mark.slow
+def test_flwr_run_streams_seccl_rounds(tmp_path):
+    data_dir, links = _app_inputs()
     if shutil.which("flower-superlink", path=str(BIN)) is None:
         skip_or_fail("flower-superlink is not installed beside this Python")
     _build_wheel(tmp_path)

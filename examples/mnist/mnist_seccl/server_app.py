@@ -6,9 +6,11 @@ Run config keys (defaults in ``pyproject.toml``): ``num-server-rounds``,
 ``seccl-chain-url`` (the loopback URL the embedded chain is served on; the
 ClientApps read it from the same key) or ``seccl-chain`` (a JSON-RPC URL of a real
 node instead of the embedded chain), ``seccl-contract`` (attach to this deployed
-contract instead of deploying one), ``seccl-server-key-file`` (the server's key for
-a real chain; empty: a dev key funded by the embedded chain or anvil), and the data
-keys of :func:`mnist_seccl.task.data_from_config`.
+contract instead of deploying one, e.g. a run ``seccl-flwr open`` opened),
+``seccl-server-key-file`` (the server's key for a real chain, the run's owner; empty:
+a dev key funded by the embedded chain or anvil), ``seccl-store`` (a directory where
+the server publishes every anchored message, for ``seccl-flwr audit``; empty: none),
+and the data keys of :func:`mnist_seccl.task.data_from_config`.
 """
 
 import time
@@ -73,6 +75,7 @@ def main(grid: Grid, context: Context) -> SecCLResult:
         contract=str(cfg.get("seccl-contract", "")) or None,
         server_key=_read_key(str(cfg.get("seccl-server-key-file", ""))),
         run_label=f"mnist-{seed}-{context.run_id}",
+        store=str(cfg.get("seccl-store", "")) or None,
     )
     evaluate = server_evaluate_fn(data)
     scores: dict[int, float] = {}
