@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 
-from .chain.csc import CandidateSelection
+from .chain.csc import CandidateSelection, open_run
 from .errors import ConfigurationError, SignatureError
 from .identity import (
     CANDIDATE_FRACTION,
@@ -163,7 +163,7 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         If the contract refuses the opening.
     """
     params = run_params(len(roster), candidate_fraction, share_fraction, per_tensor, quorum)
-    csc, _ = CandidateSelection.open_run(
+    csc, _ = open_run(
         w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit
     )
     return Opening(

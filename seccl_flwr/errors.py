@@ -112,7 +112,21 @@ class JoinSignatureError(VerificationError):
 
 
 class UntrustedContractError(SecCLError):
-    """The contract a client is pointed to is not a SecCL run it belongs to."""
+    """The contract a client is pointed to is not a SecCL run it belongs to.
+
+    Its message starts with its type's name, as a :class:`VerificationError`'s does:
+    a client raises it inside its ClientApp, and Flower hands the server only the
+    message, so the server's log still names the error.
+
+    Attributes
+    ----------
+    detail : str
+        What is wrong with the contract.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"{type(self).__name__}: {detail}")
 
 
 class RosterMismatchError(UntrustedContractError):

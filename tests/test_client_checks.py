@@ -165,7 +165,7 @@ def test_parameters_of_the_clients_configuration_are_accepted():
 def test_parameters_other_than_the_clients_are_refused(params, match):
     with pytest.raises(ParameterMismatchError, match=match) as info:
         check_params(RunPins(), CONTRACT, params, 4)
-    assert str(info.value).startswith(f"contract {CONTRACT}: ")
+    assert str(info.value).startswith(f"ParameterMismatchError: contract {CONTRACT}: ")
     assert isinstance(info.value, UntrustedContractError)
 
 

@@ -182,7 +182,7 @@ def test_2_a_candidate_count_or_quorum_other_than_the_pinned_is_refused(on_chain
     assert set(refusals) == {address(p) for p in range(4)}
     for error in refusals.values():
         assert type(error) is ParameterMismatchError
-        assert str(error).startswith(f"contract {strategy.csc.address}: {detail}")
+        assert error.detail.startswith(f"contract {strategy.csc.address}: {detail}")
 
 
 def test_2_a_client_refuses_a_run_that_is_not_open():
