@@ -163,9 +163,7 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         If the contract refuses the opening.
     """
     params = run_params(len(roster), candidate_fraction, share_fraction, per_tensor, quorum)
-    csc, _ = open_run(
-        w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit
-    )
+    csc, _ = open_run(w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit)
     return Opening(
         contract=csc.address,
         roster_digest=csc.roster_digest(),
