@@ -248,7 +248,8 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
     """Check the run parameters fixed on chain against the client's pins.
 
     Every parameter is pinned (:class:`RunPins` has a default for each); the least
-    quorum is the pinned one, else a majority of the roster. The comparison is
+    quorum is the pinned one, else (unset or 0, as the MNIST app's config says) a
+    majority of the roster. The comparison is
     :func:`~seccl_flwr.protocol.params.param_mismatches`, the auditor's.
 
     Raises
@@ -264,7 +265,7 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
         candidate_fraction=pins.candidate_fraction,
         share_fraction=pins.share_fraction,
         per_tensor=pins.per_tensor,
-        least_quorum=pins.quorum if pins.quorum is not None else default_quorum(num_participants),
+        least_quorum=pins.quorum or default_quorum(num_participants),
         wording=NODE_WORDING,
     )
     if mismatches:

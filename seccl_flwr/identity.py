@@ -29,7 +29,7 @@ with them when it first trusts the contract; the server's messages never set the
     λ (the client computes ``M = ceil(λ·n)`` itself), the share fraction and whether
     it applies per tensor; defaults those of :mod:`seccl_flwr.protocol.params`.
 ``seccl-quorum``
-    The least ballot quorum the client accepts (default: a majority of the roster).
+    The least ballot quorum the client accepts (default, or 0: a majority of the roster).
 """
 
 from collections.abc import Iterable

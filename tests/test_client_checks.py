@@ -271,3 +271,10 @@ def test_a_client_that_cannot_recompute_says_so(previous, updates, match):
             BINDING, 2, ME, OWNER, previous, candidates, updates, anchored_model(2, candidates)
         )
     assert str(info.value).startswith(f"AggregationUncheckableError: round 2, node {ME}: ")
+
+
+def test_a_pinned_quorum_of_zero_means_a_majority_not_any_quorum():
+    # the MNIST app's run config says `seccl-quorum = 0` for "a majority"
+    with pytest.raises(ParameterMismatchError, match="quorum 1 is below the 3 ballots"):
+        check_params(RunPins(quorum=0), CONTRACT, RunParams(1, 1, 100_000, False), 4)
+    check_params(RunPins(quorum=0), CONTRACT, RunParams(1, 3, 100_000, False), 4)
