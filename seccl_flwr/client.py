@@ -95,7 +95,7 @@ _UPDATE_DIGEST = "update-digest"
 """Memo field: the digest of this node's update of its round, until checked on chain."""
 _BALLOT_DIGEST = "ballot-digest"
 """Memo field: the digest of the ballot this node signed in its round."""
-_CONTRACTS: dict[tuple[str, str, str], tuple[CandidateSelection, RunParams]] = {}
+_CONTRACTS: dict[tuple[int, str, str, str], tuple[CandidateSelection, RunParams]] = {}
 
 
 def _chain_url(context: Context) -> str:
@@ -148,7 +148,9 @@ def _trusted_run(context: Context, config: ConfigRecord) -> tuple[CandidateSelec
     if not is_address(address):
         raise UntrustedContractError(f"{address!r} is not a contract address")
     account = load_account(context)
-    key = (url, address.lower(), account.address)
+    # Per Flower run: a restarted dev chain puts a new run's contract at the old
+    # address (same deployer, same nonce), and its check must not be reused.
+    key = (context.run_id, url, address.lower(), account.address)
     if key not in _CONTRACTS:
         pins = run_pins(context)
         try:

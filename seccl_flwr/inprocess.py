@@ -11,6 +11,7 @@ simulation engine makes of it (:func:`error_reply`).
 
 import copy
 import itertools
+import secrets
 from collections.abc import Callable, Iterable
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -41,6 +42,15 @@ def error_reply(message: Message, exc: Exception) -> Message:
     )
 
 
+def new_run_id() -> int:
+    """Return a fresh random Flower run id, as the SuperLink assigns one per run.
+
+    A node keeps what it has checked of a run's contract per run id: two runs that
+    shared an id could share a stale check.
+    """
+    return secrets.randbits(63)
+
+
 class InProcessGrid(Grid):
     """Deliver messages to ClientApps in-process.
 
@@ -66,14 +76,15 @@ class InProcessGrid(Grid):
         node_config: Callable[[int], dict] | None = None,
         unavailable: Callable[[int, Message], bool] | None = None,
     ) -> None:
-        TaskIdentity.run_id = TaskIdentity._run_id or 1
+        run_id = new_run_id()
+        TaskIdentity.run_id = TaskIdentity._run_id or run_id
         TaskIdentity.task_id = TaskIdentity._task_id or 1
         TaskIdentity.node_id = TaskIdentity._node_id or 0
         self.client_app = client_app
         self.unavailable = unavailable
         self.contexts = {
             node_id: Context(
-                run_id=1,
+                run_id=run_id,
                 node_id=node_id,
                 node_config={
                     "partition-id": node_id - 1,

@@ -24,7 +24,7 @@ def run_digits(
     run_config: dict | None = None,
     **kwargs,
 ) -> tuple[SecCLResult, SecCL, InProcessGrid]:
-    url = free_loopback_url()
+    url = kwargs.pop("chain_url", None) or free_loopback_url()
     kwargs.setdefault("candidate_fraction", 0.4)
     strategy = strategy_cls(chain_url=url, **kwargs)
     config = {

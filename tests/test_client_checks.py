@@ -32,6 +32,7 @@ from seccl_flwr.errors import (
     WithheldUpdateError,
 )
 from seccl_flwr.identity import simulation_key
+from seccl_flwr.inprocess import new_run_id
 from seccl_flwr.protocol.eip712 import RunBinding, run_id_from_label
 from seccl_flwr.protocol.params import RunParams, roster_digest
 from seccl_flwr.protocol.signed import next_global_model
@@ -49,7 +50,7 @@ OWNER = Account.from_key(b"\x09" * 32).address
 
 def context(node_config: dict | None = None, run_config: dict | None = None) -> Context:
     return Context(
-        run_id=1,
+        run_id=new_run_id(),
         node_id=1,
         node_config={"partition-id": 0, "num-partitions": 4, **(node_config or {})},
         state=RecordDict(),

@@ -46,7 +46,7 @@ from seccl_flwr.errors import (
     UpdateSignatureError,
 )
 from seccl_flwr.identity import CHAIN_URL, CONTRACT, simulation_key
-from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.inprocess import InProcessGrid, new_run_id
 from seccl_flwr.protocol.eip712 import (
     MAX_SCORE,
     Kind,
@@ -1093,7 +1093,7 @@ def node_context(
     if pinned is not None:
         node_config[CONTRACT] = pinned
     return Context(
-        run_id=1,
+        run_id=new_run_id(),
         node_id=1,
         node_config=node_config,
         state=RecordDict(),

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
 
+from seccl_flwr.inprocess import new_run_id
+
 from .conftest import skip_or_fail
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist"
@@ -87,7 +89,7 @@ def test_both_client_apps_share_one_set_of_functions(example):
 
     run_config = {"pool-size": 400, "test-size": 100, "data-source": "idx"}
     context = Context(
-        run_id=1,
+        run_id=new_run_id(),
         node_id=1,
         node_config={"partition-id": 0, "num-partitions": 4},
         state=RecordDict(),

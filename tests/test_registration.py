@@ -25,7 +25,7 @@ from seccl_flwr.errors import (
     VerificationError,
 )
 from seccl_flwr.identity import CHAIN_URL, simulation_key
-from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.inprocess import InProcessGrid, new_run_id
 from seccl_flwr.protocol.eip712 import (
     join_hash,
     run_id_from_label,
@@ -181,7 +181,7 @@ def test_too_few_proven_nodes_stop_the_run():
 def node_context(url: str | None) -> Context:
     node_config = {"partition-id": 0} | ({CHAIN_URL: url} if url else {})
     return Context(
-        run_id=1,
+        run_id=new_run_id(),
         node_id=1,
         node_config=node_config,
         state=RecordDict(),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from seccl_flwr.apps import digits
+from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.errors import ConfigurationError, NotEnoughNodesError
 from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.params import RunParams
@@ -170,3 +171,18 @@ def test_ballots_below_the_quorum_stop_the_run_before_the_election():
     csc = seen["strategy"].csc
     assert csc.params().quorum == 4 and csc.ballot_count(1) == 3
     assert not csc.is_elected(1)
+
+
+def test_a_second_run_on_a_restarted_chain_at_the_same_url_is_checked_afresh():
+    """A restarted dev chain puts the next run's contract at the same address (same
+    deployer, nonce 0). Nodes in the same process must check it again, not reuse
+    the first run's contract binding (CI once saw every node refuse the second
+    run's global model with ``GlobalModelMismatchError``)."""
+    url = free_loopback_url()
+    first, first_strategy, _ = run_digits(num_nodes=4, num_rounds=1, chain_url=url)
+    second, second_strategy, _ = run_digits(num_nodes=4, num_rounds=1, chain_url=url)
+    assert first_strategy.csc.address == second_strategy.csc.address
+    assert first_strategy.csc.binding != second_strategy.csc.binding
+    for result in (first, second):
+        (record,) = result.rounds
+        assert not record.dropped

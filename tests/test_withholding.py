@@ -44,7 +44,7 @@ from seccl_flwr.errors import (
     WithheldUpdateError,
 )
 from seccl_flwr.identity import simulation_key
-from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.inprocess import InProcessGrid, new_run_id
 from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import Kind, run_id_from_label
 from seccl_flwr.protocol.params import RunParams, roster_digest
@@ -195,7 +195,7 @@ def test_2_a_client_refuses_a_run_that_is_not_open():
             server.w3, owner, bytes(32), RunParams(1, 1, 100_000, False)
         )
         context = Context(
-            run_id=1,
+            run_id=new_run_id(),
             node_id=1,
             node_config={"partition-id": 0, "num-partitions": 1, "seccl-chain-url": server.url},
             state=RecordDict(),
