@@ -10,12 +10,14 @@ sparsifying). Writes ``error_feedback.csv``, ``error_feedback.png`` and
 
 Usage::
 
-    python examples/mnist/error_feedback.py            # n = 10 and 20, 10 rounds
-    python examples/mnist/error_feedback.py --quick    # 5 participants, 2 rounds
+    python examples/mnist/error_feedback.py            # n = 10 and 20, seeds 0-2, 10 rounds
+    python examples/mnist/error_feedback.py --quick --seeds 0   # 5 participants, 2 rounds
 """
 
 import argparse
+import statistics
 import sys
+import time
 
 from mnist_seccl import experiments as ex
 from mnist_seccl.experiments import Setting
@@ -28,6 +30,7 @@ from seccl_flwr.protocol.params import (
 from seccl_flwr.report import write_csv
 
 PARTICIPANTS = (10, 20)
+SEEDS = (0, 1, 2)
 
 NAME = "error_feedback"
 
@@ -40,8 +43,15 @@ VARIANTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the option of which n to run."""
+    """Add the options of which n and which seeds to run."""
     parser.add_argument("--sizes", type=int, nargs="+", default=list(PARTICIPANTS))
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="seeds of the data split, model and loaders; one replicate each",
+    )
 
 
 def sizes_of(args: argparse.Namespace) -> list[int]:
@@ -58,22 +68,52 @@ def settings(args: argparse.Namespace) -> list[Setting]:
     ]
 
 
-def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: dict) -> None:
-    """Write error_feedback.csv, error_feedback.png and error_feedback.md."""
+def _cell(values: list[float]) -> str:
+    """Mean and, over several seeds, the sample standard deviation."""
+    if len(values) == 1:
+        return ex.fmt(values[0])
+    return f"{ex.fmt(statistics.mean(values))} ± {statistics.stdev(values):.4f}"
+
+
+def report(
+    results: dict[int, dict[Setting, list[dict]]], args: argparse.Namespace, base: dict
+) -> None:
+    """Write error_feedback.csv, error_feedback.png and error_feedback.md.
+
+    ``results`` holds each seed's rows by setting.
+    """
     note = ex.data_note(base)
-    sizes = sizes_of(args)
-    write_csv([row for s in settings(args) for row in results[s]], args.out / "error_feedback.csv")
+    sizes, seeds = sizes_of(args), list(results)
+    rows = [
+        {"seed": seed, **row}
+        for seed, by_setting in results.items()
+        for s in settings(args)
+        for row in by_setting[s]
+    ]
+    write_csv(rows, args.out / "error_feedback.csv")
     fig, axes = ex.figure(len(sizes))
-    table = []
     middle = max(1, args.rounds // 2)
+    table, finals = [], {}
     for label, fields in VARIANTS:
-        runs = [results[Setting(participants=n, rounds=args.rounds, **fields)] for n in sizes]
-        for ax, run in zip(axes, runs, strict=True):
-            ex.plot_accuracy(ax, run, label)
-        table.append(
-            [label]
-            + [f"{ex.fmt(ex.accuracy_at(run, middle))} / {ex.fmt(ex.final(run))}" for run in runs]
-        )
+        cells = []
+        for ax, n in zip(axes, sizes, strict=True):
+            setting = Setting(participants=n, rounds=args.rounds, **fields)
+            runs = [results[seed][setting] for seed in seeds]
+            ex.plot_accuracy(ax, runs[0], f"{label} (seed {seeds[0]})")
+            finals[label, n] = [ex.final(run) for run in runs]
+            middles = [ex.accuracy_at(run, middle) for run in runs]
+            cells.append(f"{_cell(middles)} / {_cell(finals[label, n])}")
+        table.append([label, *cells])
+    paired = [
+        "error feedback - none, per seed (round " + str(args.rounds) + ")",
+        *(
+            ", ".join(
+                f"{b - a:+.4f}"
+                for a, b in zip(finals[VARIANTS[1][0], n], finals[VARIANTS[2][0], n], strict=True)
+            )
+            for n in sizes
+        ),
+    ]
     for ax, n in zip(axes, sizes, strict=True):
         ex.accuracy_axes(ax, args.rounds, ylim=(0.5, 1.0))
         ax.set_title(f"n={n}, M={num_candidates(DEFAULT_CANDIDATE_FRACTION, n)}")
@@ -81,20 +121,35 @@ def report(results: dict[Setting, list[dict]], args: argparse.Namespace, base: d
     ex.save_figure(fig, args.out / "error_feedback.png", "Error feedback: SecCL vs FedAvg", note)
     header = ["", *(f"n={n} (M={num_candidates(DEFAULT_CANDIDATE_FRACTION, n)})" for n in sizes)]
     body = (
-        f"Held-out test accuracy after round {middle} / round {args.rounds}; all "
-        f"participants honest and training every round; batch {base['batch-size']}, "
-        f"lr {base['lr']}, {base['local-epochs']} local epochs, seed {base['seed']}. "
-        f"SecCL at its defaults: λ = {DEFAULT_CANDIDATE_FRACTION} (M = ceil(λn) "
-        f"candidates merged per round), share fraction {DEFAULT_SHARE_FRACTION} "
-        "(global top-k).\n\n" + ex.markdown_table(header, table)
+        f"Held-out test accuracy after round {middle} / round {args.rounds}, "
+        f"{'mean ± standard deviation over seeds ' if len(seeds) > 1 else 'seed '}"
+        f"{', '.join(map(str, seeds))} (each seed its own data split, initial model and "
+        f"batch order, the same for every variant); all participants honest and "
+        f"training every round; batch {base['batch-size']}, lr {base['lr']}, "
+        f"{base['local-epochs']} local epochs. SecCL at its defaults: "
+        f"λ = {DEFAULT_CANDIDATE_FRACTION} (M = ceil(λn) candidates merged per round), "
+        f"share fraction {DEFAULT_SHARE_FRACTION} (global top-k).\n\n"
+        + ex.markdown_table(header, [*table, paired])
     )
     ex.write_markdown(args.out / "error_feedback.md", "Error feedback: SecCL vs FedAvg", note, body)
     print(f"wrote {args.out / 'error_feedback.csv'}, error_feedback.png, error_feedback.md")
 
 
-def main(argv: list[str] | None = None) -> dict[Setting, list[dict]]:
-    """Run the comparison; return the rows by setting."""
-    return ex.main([sys.modules[__name__]], __doc__, argv)
+def main(argv: list[str] | None = None) -> dict[int, dict[Setting, list[dict]]]:
+    """Run the comparison once per seed; return each seed's rows by setting."""
+    options = ex.parser(__doc__.split("\n\n")[0])
+    add_arguments(options)
+    args = options.parse_args(argv)
+    if args.report_only:
+        options.error("--report-only: this script reruns its runs (they take minutes)")
+    base = ex.prepare(args)
+    started = time.monotonic()
+    results = {
+        seed: ex.run_many(settings(args), {**base, "seed": seed}, args.jobs) for seed in args.seeds
+    }
+    report(results, args, base)
+    print(f"{NAME}: done in {(time.monotonic() - started) / 60:.1f} min")
+    return results
 
 
 if __name__ == "__main__":
