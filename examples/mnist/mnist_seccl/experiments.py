@@ -356,9 +356,11 @@ def run_key(setting: Setting) -> tuple:
 
 
 def load_results(
-    paths: Sequence[Path], settings: Sequence[Setting]
+    paths: Sequence[Path], settings: Sequence[Setting], **only: Any
 ) -> dict[Setting, list[dict[str, Any]]]:
     """Read the rows of ``settings`` back from CSV files written by the scripts.
+
+    ``only`` keeps the rows whose columns have these values (e.g. ``seed=1``).
 
     Raises
     ------
@@ -373,6 +375,8 @@ def load_results(
         if not path.is_file():
             continue
         for raw in read_csv(path):
+            if any(raw.get(column) != str(value) for column, value in only.items()):
+                continue
             lam = float(raw["lambda"]) if raw["lambda"] else ""
             # rows written before error feedback existed were measured without it
             feedback = raw.get("error_feedback") or ("False" if lam != "" else "")
@@ -391,6 +395,7 @@ def load_results(
     if missing:
         raise FileNotFoundError(
             f"no rows for {', '.join(missing)} in {', '.join(str(p) for p in paths)}"
+            + (f" with {only}" if only else "")
         )
     return results
 
