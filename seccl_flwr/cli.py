@@ -4,7 +4,8 @@
 (``flwr.simulation.run_simulation``: each ClientApp in a Ray actor) or in-process,
 on the embedded chain (served on a free loopback port) or on a JSON-RPC URL, prints
 one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and the
-run's published messages (``messages/<run label>/``).
+run's published messages (``messages/<run label>/``); with ``--audit`` it audits the
+run before the embedded chain ends and prints the verdict (exit 1 if it fails).
 
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
 (:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
