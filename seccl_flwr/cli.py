@@ -287,9 +287,12 @@ def _quiet_ray_engine() -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     for message in RAY_NOISE:
         warnings.filterwarnings("ignore", message=message, category=ResourceWarning)
-    logging.getLogger("flwr").addFilter(
-        lambda record: not record.getMessage().startswith(RUN_SIMULATION_DEPRECATED)
-    )
+    logging.getLogger("flwr").addFilter(_not_run_simulation_deprecation)  # once per process
+
+
+def _not_run_simulation_deprecation(record: logging.LogRecord) -> bool:
+    """Whether a log record is anything but Flower's ``run_simulation`` deprecation notice."""
+    return not record.getMessage().startswith(RUN_SIMULATION_DEPRECATED)
 
 
 def _attack_config(args: argparse.Namespace) -> dict:
