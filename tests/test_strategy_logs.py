@@ -11,7 +11,7 @@ from .strategy_helpers import run_digits
 
 
 def test_rounds_and_final_results_are_logged_as_flower_strategies_do(tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="flwr"):  # the CLI tests set flwr to WARNING
         result, _, _ = run_digits(num_nodes=3, num_rounds=2, store=tmp_path / "store")
     lines = [r.getMessage() for r in caplog.records]
     text = "\n".join(lines)
