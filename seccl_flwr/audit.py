@@ -28,6 +28,7 @@ message; :class:`RoundVerdict` summarises each round. Every log query starts at
 the contract's opening block.
 """
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -822,6 +823,14 @@ def _run_checks(audit: _Audit) -> AuditReport:
         )
     )
     return audit.report
+
+
+def audit_command(chain: str, contract: str, store: str) -> str:
+    """Return the ``seccl-flwr audit`` command line that checks a run (shell-quoted)."""
+    return (
+        f"seccl-flwr audit --chain {shlex.quote(chain)} --contract {contract} "
+        f"--store {shlex.quote(store)}"
+    )
 
 
 def audit_run(

@@ -4,7 +4,8 @@
 (``flwr.simulation.run_simulation``: each ClientApp in a Ray actor) or in-process,
 on the embedded chain (served on a free loopback port) or on a JSON-RPC URL, prints
 one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and the
-run's published messages (``messages/<run label>/``).
+run's published messages (``messages/<run label>/``); with ``--audit`` it audits the
+run before the embedded chain ends and prints the verdict (exit 1 if it fails).
 
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
 (:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
@@ -29,11 +30,14 @@ exit 1 and ``audit`` with exit 2.
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
@@ -63,6 +67,9 @@ from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
 from .strategy import RoundRecord, SecCL, SecCLResult
+
+if TYPE_CHECKING:
+    from .audit import AuditReport
 
 PROG = "seccl-flwr"
 
@@ -161,8 +168,13 @@ def check_simulate_inputs(args: argparse.Namespace) -> None:
         _make_directory(Path(args.store), "--store")
 
 
-def simulate(args: argparse.Namespace) -> SecCLResult:
-    """Run one simulation as ``args`` say; return its result."""
+def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None"]:
+    """Run one simulation as ``args`` say; return its result and, with ``--audit``, its audit.
+
+    The audit reads the run's chain (the embedded one in this process, before it
+    ends) and published messages, and pins the simulation's own roster and
+    parameters: see :func:`audit_simulation`.
+    """
     from .apps import digits
 
     chain_url = free_loopback_url() if args.chain == EMBEDDED else args.chain
@@ -211,6 +223,7 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
     else:
         from flwr.simulation import run_simulation
 
+        _quiet_ray_engine()
         server_app = ServerApp()
         server_app.main()(main)
         run_simulation(
@@ -221,7 +234,65 @@ def simulate(args: argparse.Namespace) -> SecCLResult:
         )
     if not holder:
         raise SystemExit("the simulation ended without a result (see the log above)")
-    return holder[0]
+    return holder[0], audit_simulation(strategy, args) if args.audit else None
+
+
+def audit_simulation(strategy: SecCL, args: argparse.Namespace) -> "AuditReport":
+    """Audit the run a simulation just made, as ``seccl-flwr audit`` would.
+
+    The contract is attached afresh (its code checked) on the run's chain: the
+    embedded one still lives in this process. The pins are the simulation's own:
+    its roster (the simulation keys of ``--seed``), λ, share fraction and a
+    majority quorum.
+    """
+    from .audit import AuditPins, audit_run
+    from .chain.csc import CandidateSelection
+    from .identity import simulation_addresses
+    from .protocol.params import default_quorum
+    from .store import DirectoryStore
+
+    pins = AuditPins(
+        roster=tuple(simulation_addresses(args.seed, range(args.participants))),
+        candidate_fraction=args.candidate_fraction,
+        share_fraction=args.share_fraction,
+        per_tensor=False,
+        quorum=default_quorum(args.participants),
+    )
+    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
+    return audit_run(csc, DirectoryStore(args.store), pins=pins)
+
+
+RAY_NOISE = (
+    r"unclosed file <_io\.\w+ name='/dev/null'",
+    r"subprocess \d+ is still running",
+)
+"""ResourceWarnings of Ray's node launcher (``ray._private.node``): it opens
+``/dev/null`` for its processes' output and leaves the handles, and the ``Popen`` of
+processes still running at shutdown, to the garbage collector. In ``simulate`` every
+subprocess is Ray's."""
+
+RUN_SIMULATION_DEPRECATED = "DEPRECATED FEATURE: The `run_simulation` function is deprecated"
+"""Flower's log warning on ``run_simulation``, which ``simulate --engine ray`` uses."""
+
+
+def _quiet_ray_engine() -> None:
+    """Keep the Ray engine's known noise out of ``simulate``'s output, and only that.
+
+    Ray's future default for actors without GPUs (leave ``CUDA_VISIBLE_DEVICES``
+    alone) is chosen, which is what its ``FutureWarning`` asks for; the
+    ResourceWarnings of :data:`RAY_NOISE` and Flower's deprecation notice of
+    ``run_simulation`` (this command's deliberate choice) are filtered by message.
+    Every other warning, ours included, still shows.
+    """
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    for message in RAY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=ResourceWarning)
+    logging.getLogger("flwr").addFilter(_not_run_simulation_deprecation)  # once per process
+
+
+def _not_run_simulation_deprecation(record: logging.LogRecord) -> bool:
+    """Whether a log record is anything but Flower's ``run_simulation`` deprecation notice."""
+    return not record.getMessage().startswith(RUN_SIMULATION_DEPRECATED)
 
 
 def _attack_config(args: argparse.Namespace) -> dict:
@@ -234,6 +305,19 @@ def _attack_config(args: argparse.Namespace) -> dict:
         "attack-start": args.attack_start,
         "attack-collude": args.collude,
     }
+
+
+def _simulate_and_report(args: argparse.Namespace) -> int:
+    """Run the simulation, report it and its audit; return the exit code (1: audit failed)."""
+    result, audit_report = simulate(args)
+    _report(result, args)
+    if audit_report is None:
+        return 0
+    from .audit import format_report
+
+    print()
+    print(format_report(audit_report))
+    return 0 if audit_report.ok else 1
 
 
 def _report(result: SecCLResult, args: argparse.Namespace) -> None:
@@ -257,15 +341,13 @@ def _report(result: SecCLResult, args: argparse.Namespace) -> None:
         plot_rounds(rows, out / "rounds.png", title, DATA_NOTE)
     print(f"wrote {out / 'rounds.csv'}" + ("" if args.no_plot else f" and {out / 'rounds.png'}"))
     print(f"published messages in {args.store}")
-    if args.chain == EMBEDDED:
+    if args.chain != EMBEDDED:
+        print(f"audit: {result.audit_hint()}")
+    elif not args.audit:
         print(
             "(the embedded chain is gone now, so this run cannot be audited; run with "
-            "--chain http://127.0.0.1:8545 on anvil to audit it)"
-        )
-    else:
-        print(
-            f"audit: seccl-flwr audit --chain {shlex.quote(args.chain)} --contract "
-            f"{result.contract} --store {shlex.quote(args.store)}"
+            "--audit to audit it before it ends, or with --chain http://127.0.0.1:8545 "
+            "on anvil to audit it any time)"
         )
 
 
@@ -525,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     code = _guarded("simulate", lambda: check_simulate_inputs(args), exit_code=2)
     if code:
         return code
-    return _guarded("simulate", lambda: _report(simulate(args), args), exit_code=1)
+    return _guarded("simulate", lambda: _simulate_and_report(args), exit_code=1)
 
 
 if __name__ == "__main__":

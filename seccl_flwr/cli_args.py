@@ -231,8 +231,8 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
         "simulate",
         help="run a SecCL simulation and report per round",
         description="Run a SecCL simulation on scikit-learn's digits and report per "
-        "round. Exit code 0 on success, 1 if the run fails, 2 on a bad argument or "
-        "a --chain that does not answer (checked before the run starts).",
+        "round. Exit code 0 on success, 1 if the run or its --audit fails, 2 on a bad "
+        "argument or a --chain that does not answer (checked before the run starts).",
     )
     _add_protocol_arguments(simulate)
     _add_execution_arguments(simulate)
@@ -361,6 +361,14 @@ def _add_output_arguments(simulate: argparse.ArgumentParser) -> None:
         "its own subdirectory named by its run label",
     )
     simulate.add_argument("--no-plot", action="store_true")
+    simulate.add_argument(
+        "--audit",
+        action="store_true",
+        help="audit the run before it ends (as `seccl-flwr audit` does, pinning the "
+        "simulation's roster and parameters) and print the verdict; exit code 1 if it "
+        "fails. The embedded chain ends with the run, so this is the only way to audit "
+        "an embedded-chain simulation",
+    )
 
 
 # --------------------------------------------------------------------- audit

@@ -65,13 +65,19 @@ from .errors import (
     UpdateDigestMismatchError,
     VerificationError,
 )
-from .identity import CHAIN_URL, CONTRACT, load_account, setting
+from .identity import CHAIN_URL, CONTRACT, ERROR_FEEDBACK, flag_setting, load_account, setting
 from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
 from .protocol.eip712 import MAX_SCORE, Kind, sign_join
 from .protocol.encoding import metrics_to_arrays
 from .protocol.params import RunParams
 from .protocol.signed import SignedMessage
-from .protocol.sparse import ModelLayout, SparseUpdate, apply_update, entry_limit, sparsify
+from .protocol.sparse import (
+    ModelLayout,
+    SparseUpdate,
+    apply_update,
+    entry_limit,
+    sparsify_with_feedback,
+)
 from .records import arrays_of, record_of
 from .verify import check_signature, read_update
 
@@ -91,10 +97,16 @@ _PREV_GLOBAL = "seccl.prev-global"
 _UPDATE_PREFIX = "seccl.update."
 _OWN_UPDATE = "seccl.own-update"
 _GLOBAL_ANCHORS = "seccl.global-anchors"
+_RESIDUAL = "seccl.residual"
+"""Error feedback: the residual before and after the node's last update (arrays)..."""
+_RESIDUAL_OF = "seccl.residual-of"
+"""...and the contract and round of that update."""
 _UPDATE_DIGEST = "update-digest"
 """Memo field: the digest of this node's update of its round, until checked on chain."""
 _BALLOT_DIGEST = "ballot-digest"
 """Memo field: the digest of the ballot this node signed in its round."""
+DEFAULT_ERROR_FEEDBACK = True
+"""Whether a node uses error feedback unless ``seccl-error-feedback`` says otherwise."""
 _CONTRACTS: dict[tuple[int, str, str, str], tuple[CandidateSelection, RunParams]] = {}
 
 
@@ -445,9 +457,7 @@ def handle_train(
     delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
     if attack is not None:
         delta = attack.update(delta, ctx.round)
-    update = sparsify(
-        delta, ctx.params.share_fraction, ctx.layout, per_tensor=ctx.params.per_tensor
-    )
+    update = sparse_update(context, ctx, delta)
     with metered(CRYPTO):
         signed = SignedMessage.sign(
             ctx.account, ctx.csc.binding, ctx.round, Kind.UPDATE, update.to_arrays()
@@ -465,6 +475,39 @@ def handle_train(
         }
     )
     return Message(reply, reply_to=msg)
+
+
+def sparse_update(context: Context, ctx: VerifiedRound, change: np.ndarray) -> SparseUpdate:
+    """Return the node's sparse update of a round's change (local minus global model).
+
+    Keeps the run's share fraction, per tensor or not, as fixed on chain. With error
+    feedback (``seccl-error-feedback``, on by default) the node adds what its last
+    update left out (the residual, kept in ``context.state``) to the change first,
+    and keeps what this update leaves out for the next round
+    (:func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`). A node that trains
+    the same round again (a resumed run) starts from the residual it had before.
+    Error feedback changes only what the node sends: the update it signs and that is
+    anchored is exactly the one sent, checked by everyone as any other.
+    """
+    feedback = flag_setting(context, ERROR_FEEDBACK, DEFAULT_ERROR_FEEDBACK)
+    residual = None
+    kept = context.state.config_records.get(_RESIDUAL_OF)
+    if feedback and kept is not None and kept["contract"] == ctx.csc.address:
+        arrays = arrays_of(context.state.array_records[_RESIDUAL])
+        if int(kept["round"]) < ctx.round:
+            residual = arrays["after"]
+        elif int(kept["round"]) == ctx.round:
+            residual = arrays["before"]
+    update, left_out = sparsify_with_feedback(
+        change, residual, ctx.params.share_fraction, ctx.layout, ctx.params.per_tensor
+    )
+    if feedback:
+        before = residual if residual is not None else np.zeros_like(left_out)
+        context.state[_RESIDUAL] = record_of({"before": before, "after": left_out})
+        context.state[_RESIDUAL_OF] = ConfigRecord(
+            {"contract": ctx.csc.address, "round": ctx.round}
+        )
+    return update
 
 
 def _round_of(msg: Message) -> int:

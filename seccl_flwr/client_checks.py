@@ -48,6 +48,7 @@ from .identity import (
     QUORUM,
     ROSTER_DIGEST,
     SHARE_FRACTION,
+    flag_setting,
     setting,
     simulation_addresses,
 )
@@ -92,14 +93,6 @@ class RunPins:
     quorum: int | None = None
 
 
-def _flag(key: str, value: str) -> bool:
-    """Return a boolean setting written as ``true``/``false`` (or ``1``/``0``)."""
-    text = value.strip().lower()
-    if text not in ("true", "false", "1", "0"):
-        raise ConfigurationError(f"setting {key!r} must be true or false, got {value!r}")
-    return text in ("true", "1")
-
-
 def _number(key: str, value: str | None, kind: type, default):
     """Return a numeric setting, or ``default`` when it is not set."""
     if value is None:
@@ -140,7 +133,6 @@ def run_pins(context: Context) -> RunPins:
     partitions = context.node_config.get(NUM_PARTITIONS)
     if pinned is None and setting(context, KEY_FILE) is None and None not in (seed, partitions):
         simulated = simulation_addresses(seed, range(int(partitions)))
-    per_tensor = setting(context, PER_TENSOR)
     return RunPins(
         roster_digest=_digest_setting(pinned) if pinned is not None else None,
         simulation_roster=simulated,
@@ -153,7 +145,7 @@ def run_pins(context: Context) -> RunPins:
         share_fraction=_number(
             SHARE_FRACTION, setting(context, SHARE_FRACTION), float, DEFAULT_SHARE_FRACTION
         ),
-        per_tensor=_flag(PER_TENSOR, per_tensor) if per_tensor is not None else False,
+        per_tensor=flag_setting(context, PER_TENSOR, False),
         quorum=_number(QUORUM, setting(context, QUORUM), int, None),
     )
 

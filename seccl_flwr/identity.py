@@ -30,6 +30,13 @@ with them when it first trusts the contract; the server's messages never set the
     it applies per tensor; defaults those of :mod:`seccl_flwr.protocol.params`.
 ``seccl-quorum``
     The least ballot quorum the client accepts (default, or 0: a majority of the roster).
+
+How a client builds its update (its own choice; no one else checks it):
+
+``seccl-error-feedback``
+    ``true`` (default) or ``false``: add what the node's last sparse update left out
+    to its next change before sparsifying (see
+    :func:`seccl_flwr.protocol.sparse.sparsify_with_feedback`).
 """
 
 from collections.abc import Iterable
@@ -51,6 +58,7 @@ CANDIDATE_FRACTION = "candidate-fraction"
 SHARE_FRACTION = "share-fraction"
 PER_TENSOR = "per-tensor"
 QUORUM = "seccl-quorum"
+ERROR_FEEDBACK = "seccl-error-feedback"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 
@@ -72,6 +80,23 @@ def setting(context: Context, key: str) -> str | None:
         if value not in (None, ""):
             return str(value)
     return None
+
+
+def flag_setting(context: Context, key: str, default: bool) -> bool:
+    """Return a boolean setting (``true``/``false`` or ``1``/``0``), else ``default``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the value is none of these.
+    """
+    value = setting(context, key)
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ConfigurationError(f"setting {key!r} must be true or false, got {value!r}")
+    return text in ("true", "1")
 
 
 def read_key_file(path: str | Path) -> LocalAccount:

@@ -64,6 +64,32 @@ def open_chain(chain: str, chain_url: str | None):
     return w3, server
 
 
+def election_size_warning(num_candidates: int, num_participants: int) -> str | None:
+    """Return why an election of ``M`` among ``n`` participants helps little, or ``None``.
+
+    ``M = 1`` merges a single participant's sparse update per round: the model
+    learns from one node's data at a time, and the same node may win every round.
+    ``M >= n`` elects everyone: the vote filters nothing, so it does not keep out a
+    poisoned update. Both are allowed (a test or a trusted federation may want them)
+    but are seldom what a run means.
+    """
+    n, m = num_participants, num_candidates
+    if m >= n:
+        return (
+            f"M = ceil(λn) = {m} of n = {n} participants: every update is elected, the "
+            f"election filters nothing (no protection from a poisoned update); choose "
+            f"λ <= {(n - 1) / n:.3g}"
+            + ("" if n > 2 else " (with 2 participants M = 1 is the only other choice)")
+        )
+    if m == 1:
+        return (
+            f"M = ceil(λn) = 1 of n = {n} participants: each round merges one "
+            f"participant's update (the model learns from one node's data at a time, "
+            f"and the same node may win every round); choose λ > {1 / n:.3g} for M >= 2"
+        )
+    return None
+
+
 def server_account(server_key: str | bytes | None, run_label: str) -> LocalAccount:
     """Return the server's account: ``server_key``, or a key derived from the run label."""
     return Account.from_key(server_key or keccak(text=f"seccl-server:{run_label}"))
@@ -257,6 +283,9 @@ def open_contract(
         )
         participants = {node: r.address for node, r in roster.items()}
     params = csc.params()
+    warning = election_size_warning(params.num_candidates, len(participants))
+    if warning is not None:
+        log(WARNING, "SecCL: %s", warning)
     log(
         INFO,
         "SecCL: run %s on chain %s, contract %s (from block %d), %d participants, M=%d, "

@@ -28,7 +28,9 @@ contract (see README, "Trust model"). Subclasses that simulate a lying server
 override the ``relay_*`` hooks (see :mod:`seccl_flwr.attacks`).
 """
 
+import io
 import os
+import pprint
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -41,9 +43,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from flwr.serverapp.strategy.strategy_utils import (
+    aggregate_metricrecords,
+    log_strategy_start_info,
+)
 
 from . import wire
+from .audit import audit_command
 from .chain.connection import EMBEDDED
 from .chain.csc import CandidateSelection, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
@@ -66,7 +72,7 @@ from .protocol.sparse import ModelLayout, budget
 from .records import arrays_of, record_of
 from .resume import ResumePoint
 from .run_setup import RunSettings, open_chain, open_run_on
-from .store import MessageStore, open_store
+from .store import DirectoryStore, MessageStore, open_store
 from .verify import (
     ReplyRules,
     accept_replies,
@@ -107,6 +113,8 @@ class RoundRecord:
         Why evaluators refused to vote: the error replies of cross-evaluation (e.g. an
         ``UpdateDigestMismatchError`` naming a tampered update's author). Such a
         ballot is also in ``dropped``.
+    ballots : int
+        Ballots on chain when the vote closed (0 if this process did not close it).
     train_metrics, evaluate_metrics : dict[str, float]
         Aggregated client metrics.
     """
@@ -121,6 +129,7 @@ class RoundRecord:
     chain_seconds: float = 0.0
     dropped: dict[str, str] = field(default_factory=dict)
     rejections: list[str] = field(default_factory=list)
+    ballots: int = 0
     train_metrics: dict[str, float] = field(default_factory=dict)
     evaluate_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -130,15 +139,51 @@ class RoundRecord:
         self.gas[phase] = self.gas.get(phase, 0) + info.gas_used
 
 
-@dataclass
+@dataclass(repr=False)
 class SecCLResult(Result):
-    """Flower's ``Result`` plus SecCL's per-round records and the run's identity."""
+    """Flower's ``Result`` plus SecCL's per-round records and the run's identity.
+
+    ``chain`` is the JSON-RPC URL of the run's chain (``"embedded"`` for the
+    in-process one) and ``store`` the directory of its published messages (``""``
+    if it has none): with ``contract`` they are what ``seccl-flwr audit`` needs.
+    """
 
     chain_id: int = 0
     contract: str = ""
     run_id: str = ""
     participants: dict[int, str] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
+    chain: str = ""
+    store: str = ""
+
+    def __repr__(self) -> str:
+        """Flower's summary of the result, then the run's contract, candidates and gas."""
+        candidates = {r.round: r.candidates for r in self.rounds}
+        gas = {r.round: sum(r.gas.values()) for r in self.rounds}
+        return (
+            super().__repr__()
+            + "\nSecCL run:\n"
+            + f"\tContract {self.contract} on chain {self.chain_id} ({self.chain})\n"
+            + f"\tRun id {self.run_id}, {len(self.participants)} participants\n"
+            + "\nElected candidates:\n"
+            + pprint.pformat(candidates, indent=2)
+            + "\n\nGas per round (total "
+            + f"{sum(gas.values()):,}):\n"
+            + pprint.pformat(gas, indent=2)
+            + "\n"
+        )
+
+    def audit_hint(self) -> str:
+        """Return the command that audits this run, or why it cannot be audited afterwards."""
+        if not self.store:
+            return "this run published no messages (SecCL(store=...)), so it cannot be audited"
+        if self.chain == EMBEDDED:
+            return (
+                "the embedded chain ends with this process, so the run cannot be audited "
+                "afterwards: `seccl-flwr simulate --audit` audits a simulation before it "
+                "ends; runs on a JSON-RPC chain (e.g. anvil) can be audited any time"
+            )
+        return audit_command(self.chain, self.contract, self.store)
 
 
 @dataclass
@@ -361,6 +406,11 @@ def _server_evaluate(run: RunContext, server_round: int, arrays: ArrayRecord) ->
     """Evaluate ``arrays`` with the server-side ``evaluate_fn``, if there is one."""
     if run.evaluate_fn:
         metrics = run.evaluate_fn(server_round, arrays)
+        if server_round == 0:
+            log(INFO, "Initial global evaluation results: %s", metrics)
+        else:
+            log(INFO, "Global evaluation")
+            log(INFO, "\t└──> MetricRecord: %s", metrics)
         if metrics is not None:
             run.result.evaluate_metrics_serverapp[server_round] = metrics
 
@@ -371,10 +421,14 @@ def _close_round(
     """Log the round, add its record to the result, tell ``on_round``."""
     log(
         INFO,
-        "SecCL round %d: candidates %s, gas %d, %.2fs",
+        "SecCL round %d: %d updates anchored, %d ballots on chain, candidates %s, "
+        "gas %s (%s), %.2fs",
         record.round,
-        [a[:8] for a in record.candidates],
-        sum(record.gas.values()),
+        len(record.authors),
+        record.ballots,
+        record.candidates,
+        f"{sum(record.gas.values()):,}",
+        " | ".join(f"{phase} {gas:,}" for phase, gas in record.gas.items()) or "none",
         sum(record.seconds.values()),
     )
     result.rounds.append(record)
@@ -404,14 +458,37 @@ def _reply_rules(strategy: "SecCL", server_round: int, layout: ModelLayout) -> R
     )
 
 
-def _new_result(csc: CandidateSelection, participants: Mapping[int, str]) -> "SecCLResult":
+def _new_result(
+    csc: CandidateSelection, participants: Mapping[int, str], chain: str, store: MessageStore | None
+) -> "SecCLResult":
     """Return the empty result of the run of ``csc`` with its ``participants``."""
     return SecCLResult(
         chain_id=csc.binding.chain_id,
         contract=csc.address,
         run_id="0x" + csc.binding.run_id.hex(),
         participants=dict(participants),
+        chain=chain,
+        store=str(store.path) if isinstance(store, DirectoryStore) else "",
     )
+
+
+def _log_final(result: "SecCLResult", seconds: float) -> None:
+    """Log the run's results as Flower's strategies do, then how to audit it."""
+    log(INFO, "")
+    log(INFO, "Strategy execution finished in %.2fs", seconds)
+    log(INFO, "")
+    log(INFO, "Final results:")
+    log(INFO, "")
+    for line in io.StringIO(str(result)):
+        log(INFO, "\t%s", line.strip("\n"))
+    log(INFO, "")
+    log(INFO, "Audit: %s", result.audit_hint())
+    log(INFO, "")
+
+
+def _dropped(record: RoundRecord, phase: str) -> int:
+    """Return how many nodes' messages of ``phase`` the round dropped."""
+    return sum(key.startswith(f"{phase}:") for key in record.dropped)
 
 
 def _publish(store: MessageStore | None, message: SignedMessage) -> None:
@@ -569,7 +646,10 @@ class SecCL(Strategy):
             If fewer than ``min_train_nodes`` valid updates or ballots arrive.
         """
         log(INFO, "Starting SecCL strategy:")
+        log_strategy_start_info(num_rounds, initial_arrays, train_config, evaluate_config)
         self.summary()
+        log(INFO, "")
+        started = time.time()
         try:
             resume, result = self._open_run(grid, timeout)
             arrays = initial_arrays if resume.fresh else record_of(resume.global_arrays)
@@ -597,6 +677,7 @@ class SecCL(Strategy):
                 self.play_round(run, state)
                 arrays = state.arrays
                 _close_round(result, state.record, on_round)
+            _log_final(result, time.time() - started)
             return result
         finally:
             self.close()
@@ -619,13 +700,26 @@ class SecCL(Strategy):
     # ----------------------------------------------------------------- phases
     def _train(self, run: RunContext, state: RoundState) -> None:
         """Send the global model for training; keep the verified, signed updates."""
-        messages = self.configure_train(state.round, state.sent, run.train_config, run.grid)
+        messages = list(self.configure_train(state.round, state.sent, run.train_config, run.grid))
+        log(
+            INFO,
+            "configure_train: Sampled %s nodes (out of %s)",
+            len(messages),
+            len(self.participants),
+        )
         replies = run.send(state, messages, "train")
         accepted = state.accept(replies, partial(verify_update, state.rules), "train")
         state.updates = {author: message for author, (message, _) in accepted.items()}
+        log(
+            INFO,
+            "aggregate_train: %s updates verified, %s dropped",
+            len(state.updates),
+            _dropped(state.record, "train"),
+        )
         state.require(len(state.updates), "valid updates", self.min_train_nodes)
         _, metrics = self.aggregate_train(state.round, [reply for _, reply in accepted.values()])
         if metrics is not None:
+            log(INFO, "\t└──> Aggregated MetricRecord: %s", metrics)
             run.result.train_metrics_clientapp[state.round] = metrics
             state.record.train_metrics = dict(metrics)
 
@@ -639,6 +733,12 @@ class SecCL(Strategy):
             for tx in self.csc.anchor(state.round, Kind.UPDATE, authors, digests):
                 state.record.record_tx("anchor", tx)
             state.record.authors = authors
+        log(
+            INFO,
+            "anchor: %s update digests anchored (gas %s)",
+            len(authors),
+            f"{state.record.gas.get('anchor', 0):,}",
+        )
 
     def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
         """Send every author the others' updates; keep the verified ballots.
@@ -665,6 +765,12 @@ class SecCL(Strategy):
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
         )
         state.ballots = [ballot for ballot, _ in accepted.values()]
+        log(
+            INFO,
+            "cross_evaluate: %s ballots verified, %s dropped",
+            len(state.ballots),
+            _dropped(state.record, "ballot"),
+        )
         state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
 
     def _elect(self, run: RunContext, state: RoundState) -> None:
@@ -683,12 +789,14 @@ class SecCL(Strategy):
             for tx in self.csc.submit_ballots(state.round, submitted):
                 state.record.record_tx("elect", tx)
             on_chain, quorum = self.csc.ballot_count(state.round), self.params.quorum
+            state.record.ballots = on_chain
             if on_chain < quorum:
                 raise NotEnoughNodesError(
                     f"round {state.round}: {on_chain} ballots on chain, below the run's "
                     f"quorum={quorum}; dropped: {state.record.dropped}"
                 )
             state.record.record_tx("elect", self.csc.elect(state.round))
+        log(INFO, "elect: %s ballots on chain (quorum %s), vote closed", on_chain, quorum)
 
     def _aggregate(self, run: RunContext, state: RoundState) -> None:
         """Read the election; new global = old + merge of the candidates; anchor it."""
@@ -710,13 +818,26 @@ class SecCL(Strategy):
             for tx in self.csc.anchor(state.round, Kind.GLOBAL_MODEL, [owner], [model.digest()]):
                 record.record_tx("aggregate", tx)
         state.arrays = run.result.arrays = record_of(model.payload)
+        log(INFO, "aggregate: merged the updates of candidates %s", chosen)
 
     def _evaluate(self, run: RunContext, state: RoundState) -> None:
         """Evaluate the new model; publish and anchor the verified signed metrics."""
         sent = self.relay_global(state.round, state.arrays)
-        messages = self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid)
+        messages = list(self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid))
+        log(
+            INFO,
+            "configure_evaluate: Sampled %s nodes (out of %s)",
+            len(messages),
+            len(self.participants),
+        )
         replies = run.send(state, messages, "evaluate")
         accepted = state.accept(replies, partial(verify_evaluation, state.rules), "evaluate")
+        log(
+            INFO,
+            "aggregate_evaluate: %s evaluations verified, %s dropped",
+            len(accepted),
+            _dropped(state.record, "evaluate"),
+        )
         for message, _ in accepted.values():
             _publish(self.store, message)
         if accepted:
@@ -726,6 +847,7 @@ class SecCL(Strategy):
                     state.record.record_tx("evaluate", tx)
         metrics = self.aggregate_evaluate(state.round, [reply for _, reply in accepted.values()])
         if metrics is not None:
+            log(INFO, "\t└──> Aggregated MetricRecord: %s", metrics)
             run.result.evaluate_metrics_clientapp[state.round] = metrics
             state.record.evaluate_metrics = dict(metrics)
         _server_evaluate(run, state.round, state.arrays)
@@ -814,7 +936,7 @@ class SecCL(Strategy):
             w3, grid, self.server_key, settings, self.min_available_nodes, timeout, self.store
         )
         self.params = self.csc.params()
-        return resume, _new_result(self.csc, self.participants)
+        return resume, _new_result(self.csc, self.participants, self.chain, self.store)
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
         return wire.server_fields(server_round, self.csc.address, **extra)

@@ -38,3 +38,17 @@ def test_simulate_names_bad_options(extra, message, tmp_path, capsys):
 def test_simulate_rejects_an_unknown_attack(capsys):
     assert main(["simulate", "--attack", "flip"]) == 2
     assert "invalid choice: 'flip'" in capsys.readouterr().err
+
+
+def test_simulate_audit_audits_the_run_before_the_embedded_chain_ends(tmp_path, capsys):
+    argv = ["simulate", "--engine", "inprocess", "--participants", "3", "--rounds", "2"]
+    assert main([*argv, "--audit", "--out", str(tmp_path), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    contract = next(line for line in printed.splitlines() if line.startswith("SecCL on chain"))
+    address = contract.rsplit(" ", 1)[1]
+    assert f"audit of contract {address}" in printed
+    # the simulation's own roster and parameters are pinned, and they match
+    assert "(pinned 3 members: matches)" in printed
+    assert "(pinned λ 0.4 -> M = 2: matches)" in printed
+    assert "audit passed: the run, every message, election and global model check out" in printed
+    assert "cannot be audited" not in printed

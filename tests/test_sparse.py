@@ -18,6 +18,7 @@ from seccl_flwr.protocol.sparse import (
     entry_limit,
     merge_updates,
     sparsify,
+    sparsify_with_feedback,
 )
 
 # Values drawn from a small set produce many ties in magnitude (incl. +x / -x, 0 / -0).
@@ -128,6 +129,59 @@ def test_per_tensor_without_trainable_arrays_is_empty():
     layout = ModelLayout.of({"steps": np.zeros(3, np.int64)})
     update = sparsify(np.zeros(0, np.float32), 0.5, layout, per_tensor=True)
     assert len(update.indices) == 0 and update.indices.dtype == np.dtype("<u4")
+
+
+# --------------------------------------------------------------- error feedback
+def dense(update: SparseUpdate, size: int) -> np.ndarray:
+    out = np.zeros(size, np.float32)
+    out[update.indices.astype(np.int64)] = update.values
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=5), percent, st.booleans(), st.data())
+def test_feedback_loses_nothing_sent_plus_new_residual_is_change_plus_old(
+    sizes, p, per_tensor, data
+):
+    layout = _layout_for(sizes)
+    vectors = hnp.arrays(np.float32, sum(sizes), elements=tie_heavy | any_finite)
+    change, residual = data.draw(vectors), data.draw(vectors)
+    update, left_out = sparsify_with_feedback(change, residual, p / 100, layout, per_tensor)
+    corrected = change + residual
+    assert np.array_equal(dense(update, layout.size) + left_out, corrected)
+    # what is sent is exactly the plain top-k of the corrected change, nothing is left twice
+    expected = sparsify(corrected, p / 100, layout, per_tensor)
+    assert np.array_equal(update.indices, expected.indices)
+    assert np.array_equal(update.values, expected.values)
+    assert not np.any(left_out[update.indices.astype(np.int64)])
+    assert left_out.dtype == np.float32 and left_out.shape == change.shape
+
+
+def test_feedback_without_a_residual_is_plain_sparsify():
+    change = np.array([0.5, -2.0, 1.0, 0.25], np.float32)
+    update, left_out = sparsify_with_feedback(change, None, 0.5)
+    assert update.indices.tolist() == [1, 2] and update.values.tolist() == [-2.0, 1.0]
+    assert left_out.tolist() == [0.5, 0.0, 0.0, 0.25]
+    assert change.tolist() == [0.5, -2.0, 1.0, 0.25]  # the caller's change is left as it was
+
+
+def test_feedback_eventually_sends_a_small_steady_change():
+    change = np.array([1.0, 0.375], np.float32)  # exact in binary: sums are exact
+    residual, sent = None, np.zeros(2, np.float32)
+    for _ in range(3):
+        update, residual = sparsify_with_feedback(change, residual, 0.5)
+        sent += dense(update, 2)
+    # without feedback position 1 never makes the top 1; with it, it does in round 3
+    assert sent.tolist() == [2.0, 1.125]
+    assert (sent + residual).tolist() == (3 * change).tolist()
+
+
+def test_feedback_rejects_a_residual_of_another_shape_and_non_finite_sums():
+    with pytest.raises(SparseUpdateError, match="residual has shape"):
+        sparsify_with_feedback(np.ones(3, np.float32), np.ones(4, np.float32), 0.5)
+    big = np.array([3e38], np.float32)
+    with pytest.raises(SparseUpdateError, match="infinite"):
+        sparsify_with_feedback(big, big, 0.5)
 
 
 # ----------------------------------------------------------------------- budget

@@ -240,6 +240,55 @@ def sparsify(
     return SparseUpdate(indices=indices, values=delta[indices])
 
 
+def sparsify_with_feedback(
+    change: np.ndarray,
+    residual: np.ndarray | None,
+    share_fraction: float,
+    layout: ModelLayout | None = None,
+    per_tensor: bool = False,
+) -> tuple[SparseUpdate, np.ndarray]:
+    """Sparsify a change with error feedback, as top-k sparsified SGD does.
+
+    The residual (what earlier rounds' updates left out) is added to this round's
+    change before :func:`sparsify` keeps the largest entries; what it leaves out is
+    the new residual. Nothing is lost or counted twice: the sent update plus the new
+    residual is exactly ``change + residual`` (float32), entry by entry.
+
+    Parameters
+    ----------
+    change : np.ndarray
+        Flat float32 parameter change of this round (local minus global).
+    residual : np.ndarray | None
+        Flat float32 residual of the node's previous update; ``None``: none yet.
+    share_fraction, layout, per_tensor
+        As for :func:`sparsify`.
+
+    Returns
+    -------
+    tuple[SparseUpdate, np.ndarray]
+        The update to send and the new residual (zero where the update has an entry).
+
+    Raises
+    ------
+    SparseUpdateError
+        If ``residual`` and ``change`` differ in shape, or their sum is not finite.
+    """
+    change = np.asarray(change, dtype=VALUE_DTYPE)
+    if residual is None:
+        corrected = change.copy()
+    else:
+        residual = np.asarray(residual, dtype=VALUE_DTYPE)
+        if residual.shape != change.shape:
+            raise SparseUpdateError(
+                f"residual has shape {residual.shape}, the parameter change {change.shape}"
+            )
+        with np.errstate(over="ignore"):  # an overflow is refused below, naming it
+            corrected = change + residual
+    update = sparsify(corrected, share_fraction, layout, per_tensor)
+    corrected[update.indices] = 0.0
+    return update, corrected
+
+
 def apply_update(flat: np.ndarray, update: SparseUpdate) -> np.ndarray:
     """Return ``flat + update`` as a new float32 vector."""
     out = np.array(flat, dtype=VALUE_DTYPE, copy=True)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from seccl_flwr.attacks import attacker_addresses, attacker_partitions
 from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.client_checks import pinned_run_config
+from seccl_flwr.identity import ERROR_FEEDBACK
 from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.strategy import RoundRecord, SecCL
 from seccl_flwr.torch_task import sgd_train
@@ -87,6 +88,12 @@ class Setting:
         ε: the first ``round(ε·n)`` participants flip labels from ``attack_start`` on.
     attack_start : int
         First round of the attack.
+    error_feedback : bool
+        SecCL's clients add what their last sparse update left out to the next
+        change (``seccl-error-feedback``; ignored by Flower's strategies, which send
+        dense updates). Off by default here: the paper's SecCL has no error
+        feedback, and Figures 4 and 5 reproduce it; the library's default is on
+        (``error_feedback.py`` compares both).
     """
 
     strategy: str = "SecCL"
@@ -95,6 +102,7 @@ class Setting:
     candidate_fraction: float = 0.2
     attack_fraction: float = 0.0
     attack_start: int = 5
+    error_feedback: bool = False
 
     @property
     def attackers(self) -> int:
@@ -107,7 +115,7 @@ class Setting:
             return f"{CENTRALIZED} (data of n={self.participants})"
         return (
             f"{self.strategy} n={self.participants} λ={self.candidate_fraction} "
-            f"ε={self.attack_fraction}"
+            f"ε={self.attack_fraction} error-feedback={self.error_feedback}"
             if self.strategy == "SecCL"
             else f"{self.strategy} n={self.participants} ε={self.attack_fraction}"
         )
@@ -126,6 +134,8 @@ def unsupported(setting: Setting) -> str | None:
 def run_config_of(setting: Setting, base: dict[str, Any]) -> dict[str, Any]:
     """Return the ClientApps' run config: ``base`` plus the setting's attack."""
     config = dict(base)
+    if setting.strategy == "SecCL":
+        config[ERROR_FEEDBACK] = setting.error_feedback
     if setting.attack_fraction > 0:
         config.update(
             {
@@ -218,6 +228,7 @@ def _row(
         "strategy": setting.strategy,
         "participants": setting.participants,
         "lambda": setting.candidate_fraction if setting.strategy == "SecCL" else "",
+        "error_feedback": setting.error_feedback if setting.strategy == "SecCL" else "",
         "epsilon": setting.attack_fraction,
         "attackers": setting.attackers,
         "round": server_round,
@@ -333,15 +344,24 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_key(setting: Setting) -> tuple:
-    """What identifies a run in the CSV files: strategy, n, λ (SecCL) and ε."""
-    lam = setting.candidate_fraction if setting.strategy == "SecCL" else ""
-    return (setting.strategy, setting.participants, lam, setting.attack_fraction)
+    """What identifies a run in the CSV files: strategy, n, λ and error feedback (SecCL), ε."""
+    if setting.strategy != "SecCL":
+        return (setting.strategy, setting.participants, "", "", setting.attack_fraction)
+    return (
+        setting.strategy,
+        setting.participants,
+        setting.candidate_fraction,
+        setting.error_feedback,
+        setting.attack_fraction,
+    )
 
 
 def load_results(
-    paths: Sequence[Path], settings: Sequence[Setting]
+    paths: Sequence[Path], settings: Sequence[Setting], **only: Any
 ) -> dict[Setting, list[dict[str, Any]]]:
     """Read the rows of ``settings`` back from CSV files written by the scripts.
+
+    ``only`` keeps the rows whose columns have these values (e.g. ``seed=1``).
 
     Raises
     ------
@@ -356,8 +376,13 @@ def load_results(
         if not path.is_file():
             continue
         for raw in read_csv(path):
+            if any(raw.get(column) != str(value) for column, value in only.items()):
+                continue
             lam = float(raw["lambda"]) if raw["lambda"] else ""
-            key = (raw["strategy"], int(raw["participants"]), lam, float(raw["epsilon"]))
+            # rows written before error feedback existed were measured without it
+            feedback = raw.get("error_feedback") or ("False" if lam != "" else "")
+            feedback = feedback == "True" if feedback else ""
+            key = (raw["strategy"], int(raw["participants"]), lam, feedback, float(raw["epsilon"]))
             row: dict[str, Any] = {**raw, "round": int(raw["round"])}
             for name in ("test_accuracy", "test_macro_f1", "seconds"):
                 row[name] = float(raw[name])
@@ -371,6 +396,7 @@ def load_results(
     if missing:
         raise FileNotFoundError(
             f"no rows for {', '.join(missing)} in {', '.join(str(p) for p in paths)}"
+            + (f" with {only}" if only else "")
         )
     return results
 
@@ -391,7 +417,9 @@ def main(scripts: Sequence[Any], description: str, argv: list[str] | None = None
     started = time.monotonic()
     todo = [s for script in scripts for s in script.settings(args)]
     if args.report_only:
-        csvs = [args.out / f"{name}.csv" for name in ("fig4", "fig5", "baselines")]
+        csvs = [
+            args.out / f"{name}.csv" for name in ("fig4", "fig5", "baselines", "error_feedback")
+        ]
         results = load_results(csvs, todo)
     else:
         results = run_many(todo, base, args.jobs)
