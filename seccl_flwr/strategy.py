@@ -659,7 +659,9 @@ class SecCL(Strategy):
         )
         node_of = {address: node for node, address in self.participants.items()}
         asked = [node_of[a] for a in state.updates if a not in state.voted and a in node_of]
-        replies = run.send(state, _messages_to(asked, records, wire.CROSS_EVALUATE), "ballot")
+        replies = run.send(
+            state, _messages_to(asked, records, wire.MESSAGE_TYPE[wire.CROSS_EVALUATE]), "ballot"
+        )
         state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
