@@ -45,6 +45,8 @@ from .errors import ConfigurationError
 KEY_FILE = "seccl-key-file"
 KEY_SEED = "seccl-key-seed"
 CHAIN_URL = "seccl-chain-url"
+CHAIN = "seccl-chain"
+"""Server side (run config): a JSON-RPC URL to run on; unset or empty: the embedded chain."""
 CONTRACT = "seccl-contract"
 ROSTER_DIGEST = "seccl-roster-digest"
 CANDIDATE_FRACTION = "candidate-fraction"
