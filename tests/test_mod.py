@@ -15,6 +15,7 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.supercore.task_identity import TaskIdentity
 
 from seccl_flwr import seccl_mod, wire
 from seccl_flwr.apps import digits
@@ -31,6 +32,10 @@ from seccl_flwr.mod import SCORE_METRIC
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.torch_task import load_arrays, model_arrays, predict, sgd_train, torch_evaluate_fn
 from tests.strategy_helpers import pins_of
+
+TaskIdentity.run_id = TaskIdentity._run_id or 1  # messages built outside a Flower run
+TaskIdentity.task_id = TaskIdentity._task_id or 1
+TaskIdentity.node_id = TaskIdentity._node_id or 0
 
 DEVICE = "cpu"
 NODES = 3
