@@ -536,7 +536,9 @@ def handle_cross_evaluate(
     the message carries exactly the updates the chain anchored for the round
     (:func:`~seccl_flwr.client_checks.check_forwarded_authors`), then each update.
     Any failure raises its named error: the evaluator never votes on a partial set.
-    ``attack`` (experiments only) may replace the honest scores by a fake ranking.
+    ``score_fn`` scores each candidate model (global + the peer's update) in [0, 1],
+    clipped, higher is better. ``attack`` (experiments only) may replace the honest
+    scores by a fake ranking.
 
     Raises
     ------
@@ -569,9 +571,9 @@ def handle_cross_evaluate(
         update = verify_peer_update(ctx, author, record, signature, anchors[author])
         candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
         with metered(SCORE):
-            f1 = float(score_fn(candidate))
+            score = float(score_fn(candidate))
         peers.append(author)
-        scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
+        scores.append(int(round(min(max(score, 0.0), 1.0) * MAX_SCORE)))
         verified[author] = update.to_arrays()
     if attack is not None:
         scores = attack.ballot(me, peers, scores, ctx.round)
