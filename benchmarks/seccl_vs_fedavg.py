@@ -283,7 +283,7 @@ def warm_up(num_clients: int, work: Workload) -> None:
     model = work.model(work.seed)
     arrays = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     for context in grid.contexts.values():
-        work.module.client_functions(context)[2](arrays)
+        work.module.client_functions(context)[1](arrays)  # evaluate
     # first backward pass / optimizer step pays one-off set-up: not on a timed run
     scratch = work.model(work.seed + 1)
     x, y = work.test_set()
