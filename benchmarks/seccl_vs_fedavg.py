@@ -71,7 +71,7 @@ from seccl_flwr.records import arrays_of
 from seccl_flwr.report import write_csv
 from seccl_flwr.strategy import PHASES, SecCL
 from seccl_flwr.torch_task import load_arrays, predict
-from seccl_flwr.wire import CROSS_EVALUATE
+from seccl_flwr.wire import CROSS_EVALUATE, phase_of
 
 TASKS = ("digits", "mnist")
 CANDIDATE_FRACTION = 0.4
@@ -145,7 +145,7 @@ class MeteredGrid(InProcessGrid):
         """Deliver messages one by one, metering each ClientApp call."""
         replies = []
         for message in messages:
-            METER.message_type = message.metadata.message_type
+            METER.message_type = phase_of(message)
             METER.messages[METER.message_type] += 1
             try:
                 with use_meter(METER.measure):
@@ -272,9 +272,9 @@ class Workload:
 def test_accuracy(arrays: ArrayRecord, work: Workload) -> float:
     """Accuracy of the final global model on the held-out test set."""
     model = work.model(work.seed)
-    load_arrays(model, arrays_of(arrays))
+    load_arrays(model, arrays_of(arrays), "cpu")
     x, y = work.test_set()
-    return float((predict(model, x).argmax(1) == y).float().mean())
+    return float((predict(model, x, "cpu").argmax(1) == y).float().mean())
 
 
 def warm_up(num_clients: int, work: Workload) -> None:
@@ -283,7 +283,7 @@ def warm_up(num_clients: int, work: Workload) -> None:
     model = work.model(work.seed)
     arrays = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     for context in grid.contexts.values():
-        work.module.client_functions(context)[2](arrays)
+        work.module.client_functions(context)[1](arrays)  # evaluate
     # first backward pass / optimizer step pays one-off set-up: not on a timed run
     scratch = work.model(work.seed + 1)
     x, y = work.test_set()

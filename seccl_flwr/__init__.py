@@ -2,12 +2,13 @@
 
 The public API, importable from the package itself::
 
-    from seccl_flwr import SecCL, seccl_client_app, audit_run, SecCLError
+    from seccl_flwr import SecCL, seccl_mod, audit_run, SecCLError
 
 * the strategy: :class:`SecCL`, its :class:`SecCLResult` and per-round
   :class:`RoundRecord`;
-* the client entry points: :func:`seccl_client_app` and the ``handle_*`` handlers it
-  is made of, :func:`run_config_mod`;
+* the client side: :data:`seccl_mod`, the Flower mod around an app's own train and
+  evaluate handlers (``ClientApp(mods=[seccl_mod])``);
+* :func:`run_simulation`: Flower's (deprecated) ``run_simulation`` with a run config;
 * the signed message every party hashes, signs and checks: :class:`SignedMessage`;
 * publishing and auditing a run: :class:`DirectoryStore`, :func:`open_store`,
   :func:`audit_run`, :class:`AuditPins`, :func:`format_report`;
@@ -29,12 +30,8 @@ _EXPORTS: dict[str, str] = {
     "SecCLResult": "strategy",
     "RoundRecord": "strategy",
     # client
-    "seccl_client_app": "client",
-    "handle_register": "client",
-    "handle_train": "client",
-    "handle_cross_evaluate": "client",
-    "handle_evaluate": "client",
-    "run_config_mod": "client",
+    "seccl_mod": "mod",
+    "run_simulation": "simulation",
     # messages, store, audit
     "SignedMessage": "protocol.signed",
     "MessageStore": "store",
@@ -66,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "RosterMismatchError": "errors",
     "ParameterMismatchError": "errors",
     "NotEnoughNodesError": "errors",
+    "HandlerReplyError": "errors",
+    "ScoreMetricError": "errors",
     "ElectionError": "protocol.borda",
     "StoreError": "store",
     "ResumeError": "resume",

@@ -1,7 +1,7 @@
 """The ``seccl-flwr`` command line.
 
 ``seccl-flwr simulate`` runs a SecCL simulation with Flower's simulation engine
-(``flwr.simulation.run_simulation``: each ClientApp in a Ray actor) or in-process,
+(:func:`seccl_flwr.simulation.run_simulation`: each ClientApp in a Ray actor) or in-process,
 on the embedded chain (served on a free loopback port) or on a JSON-RPC URL, prints
 one line per round and a table, and writes ``rounds.csv``, ``rounds.png`` and the
 run's published messages (``messages/<run label>/``); with ``--audit`` it audits the
@@ -215,21 +215,21 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
             )
         )
 
-    client_app = digits.make_client_app(run_config)
     if args.engine == "inprocess":
         from .inprocess import InProcessGrid
 
-        main(InProcessGrid(client_app, args.participants, run_config), None)
+        main(InProcessGrid(digits.app, args.participants, run_config), None)
     else:
-        from flwr.simulation import run_simulation
+        from .simulation import run_simulation
 
         _quiet_ray_engine()
         server_app = ServerApp()
         server_app.main()(main)
         run_simulation(
             server_app=server_app,
-            client_app=client_app,
+            client_app=digits.app,
             num_supernodes=args.participants,
+            run_config=run_config,
             backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
         )
     if not holder:

@@ -1,29 +1,29 @@
-"""Client side of SecCL: Flower ClientApp handlers and PyTorch helpers.
+"""Client side of SecCL: the checks and replies :func:`seccl_flwr.mod.seccl_mod` is made of.
 
-The handlers verify everything they receive against the node's own chain endpoint
-before using it, and sign everything they send:
+Everything a node receives is verified against its own chain endpoint before the
+app's handlers see it, and everything it sends is signed:
 
 * first contact with a run: the contract's code, that the run is open, and its
   roster and parameters against the node's own configuration
   (:func:`trusted_contract`);
-* ``train``: check the global model against its anchor, train, keep the top
-  share-fraction changes (the run's, as fixed on chain), sign;
-* ``query.seccl_evaluate``: check that the node's own update is anchored, that the
-  message carries exactly the round's anchored updates, and every update's anchor
-  and signature; score each on the local validation split (macro F1), sign the
-  score vector. Any failure raises: no ballot on a partial set;
-* ``evaluate``: check the global model's anchor; then, if the node took part in the
+* train: check the global model against its anchor (:func:`check_train`); the app's
+  handler trains; keep the top share-fraction changes (the run's, as fixed on chain)
+  and sign (:func:`signed_update`, :func:`train_reply`);
+* cross-evaluation: check that the node's own update is anchored, that the message
+  carries exactly the round's anchored updates, and every update's anchor and
+  signature; score each, sign the score vector (:func:`handle_cross_evaluate`). Any
+  failure raises: no ballot on a partial set;
+* evaluate: check the global model's anchor; then, if the node took part in the
   round, that its ballot is on chain and that the model is the previous one plus
   the merge of exactly the elected updates (the next train does this if evaluate
-  never comes); evaluate, sign the metrics;
-* ``query.seccl_register``: tell the server this node's address, proven by its
-  signature of ``Join(run id, address)`` on its own chain endpoint's chain id.
+  never comes) (:func:`check_evaluate`); the app's handler evaluates; sign the
+  metrics (:func:`evaluation_reply`);
+* registration: tell the server this node's address, proven by its signature of
+  ``Join(run id, address)`` on its own chain endpoint's chain id
+  (:func:`handle_register`).
 
 The checks themselves are the pure functions of :mod:`seccl_flwr.client_checks`.
-
-Message types, record keys and fields are those of :mod:`seccl_flwr.wire`. Use
-:func:`seccl_client_app` for a ready ClientApp, or call the ``handle_*`` functions
-from your own handlers.
+Message types, record keys and fields are those of :mod:`seccl_flwr.wire`.
 """
 
 from collections.abc import Callable, Mapping
@@ -40,7 +40,6 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from flwr.clientapp import ClientApp
 
 from . import wire
 from .chain.connection import connect
@@ -66,7 +65,7 @@ from .errors import (
     VerificationError,
 )
 from .identity import CHAIN_URL, CONTRACT, ERROR_FEEDBACK, flag_setting, load_account, setting
-from .metering import CHAIN_READ, CRYPTO, EVALUATE, SCORE, TRAIN, metered
+from .metering import CHAIN_READ, CRYPTO, SCORE, metered
 from .protocol.eip712 import MAX_SCORE, Kind, sign_join
 from .protocol.encoding import metrics_to_arrays
 from .protocol.params import RunParams
@@ -84,12 +83,8 @@ from .verify import check_signature, read_update
 if TYPE_CHECKING:
     from .attacks.client import ClientAttack
 
-TrainFn = Callable[[dict[str, np.ndarray], ConfigRecord], tuple[dict[str, np.ndarray], dict]]
-"""``(global arrays, config) -> (trained arrays, metrics incl. 'num-examples')``."""
 ScoreFn = Callable[[dict[str, np.ndarray]], float]
-"""``arrays -> macro F1`` on the local validation split."""
-EvaluateFn = Callable[[dict[str, np.ndarray]], dict]
-"""``arrays -> metrics`` (e.g. loss, accuracy, macro-f1, num-examples)."""
+"""``arrays -> score in [0, 1]`` (higher is better) on the local validation split."""
 
 _MEMO = "seccl.memo"
 _FORGED = "seccl.forged"
@@ -396,10 +391,6 @@ def _keep_round(
         context.state[key] = record_of(arrays)
 
 
-_BALLOT = "ballot"
-"""Memo field: the digest of the ballot this node signed in its round."""
-
-
 def handle_register(msg: Message, context: Context) -> Message:
     """Answer the server's registration query with this node's address and Join signature.
 
@@ -425,38 +416,38 @@ def handle_register(msg: Message, context: Context) -> Message:
     return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
-def handle_train(
-    msg: Message,
-    context: Context,
-    train_fn: TrainFn,
-    attack: "ClientAttack | None" = None,
-) -> Message:
-    """Verify the global model, train, sparsify and sign the update.
+def check_train(msg: Message, context: Context) -> VerifiedRound:
+    """Check a train message's global model against its anchor, before any training.
 
-    Before training, the node settles its checks of the last round it took part in
-    if that round's evaluate never came (see :func:`_settle_rounds`). The share
-    fraction and per-tensor flag are the run's, as fixed on chain.
+    The node also settles its checks of the last round it took part in if that
+    round's evaluate never came (see :func:`_settle_rounds`).
 
-    Parameters
-    ----------
-    msg : Message
-        The server's train message (``arrays`` + ``config`` + ``seccl`` records).
-    context : Context
-        The node's context (key, chain endpoint, state).
-    train_fn : TrainFn
-        Trains from the given arrays; returns trained arrays and metrics.
-    attack : ClientAttack | None
-        Experiments only: replace the honest change by a poisoned one.
+    Raises
+    ------
+    GlobalModelMismatchError, MalformedMessageError, UntrustedContractError, ...
+        Named after what failed (see :func:`_verified_global`).
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
     _settle_rounds(ctx, context, before=ctx.round)
-    config = msg.content.config_records.get(wire.CONFIG, ConfigRecord())
-    with metered(TRAIN):
-        trained, metrics = train_fn(ctx.arrays, config)
+    return ctx
+
+
+def signed_update(
+    context: Context, ctx: VerifiedRound, trained: Mapping[str, np.ndarray]
+) -> SignedMessage:
+    """Turn the trained arrays into this node's signed sparse update of the round.
+
+    The change from the verified global model keeps its top share-fraction entries
+    (the run's share fraction and per-tensor flag, as fixed on chain), is signed,
+    and is kept with the round's memo for the checks of its evaluate phase.
+
+    Raises
+    ------
+    EncodingError
+        If ``trained`` does not have the global model's names, shapes and dtypes.
+    """
     ctx.layout.check(trained)
     delta = ctx.layout.flatten(trained) - ctx.layout.flatten(ctx.arrays)
-    if attack is not None:
-        delta = attack.update(delta, ctx.round)
     update = sparse_update(context, ctx, delta)
     with metered(CRYPTO):
         signed = SignedMessage.sign(
@@ -465,10 +456,17 @@ def handle_train(
         digest = signed.digest()
     _forget_round(context)  # a train of the same round again (a resumed run) starts over
     _keep_round(context, ctx, {ctx.account.address: signed.payload}, **{_UPDATE_DIGEST: digest})
+    return signed
+
+
+def train_reply(
+    msg: Message, ctx: VerifiedRound, signed: SignedMessage, metrics: MetricRecord
+) -> Message:
+    """Return the train reply: the signed sparse update and the app's train metrics."""
     reply = RecordDict(
         {
             wire.UPDATE: record_of(signed.payload),
-            wire.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()}),
+            wire.METRICS: metrics,
             wire.SECCL_KEY: ConfigRecord(
                 {wire.AUTHOR: ctx.account.address, wire.SIGNATURE: signed.signature}
             ),
@@ -581,7 +579,9 @@ def handle_cross_evaluate(
     the message carries exactly the updates the chain anchored for the round
     (:func:`~seccl_flwr.client_checks.check_forwarded_authors`), then each update.
     Any failure raises its named error: the evaluator never votes on a partial set.
-    ``attack`` (experiments only) may replace the honest scores by a fake ranking.
+    ``score_fn`` scores each candidate model (global + the peer's update) in [0, 1],
+    clipped, higher is better. ``attack`` (experiments only) may replace the honest
+    scores by a fake ranking.
 
     Raises
     ------
@@ -614,9 +614,9 @@ def handle_cross_evaluate(
         update = verify_peer_update(ctx, author, record, signature, anchors[author])
         candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
         with metered(SCORE):
-            f1 = float(score_fn(candidate))
+            score = float(score_fn(candidate))
         peers.append(author)
-        scores.append(int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE)))
+        scores.append(int(round(min(max(score, 0.0), 1.0) * MAX_SCORE)))
         verified[author] = update.to_arrays()
     if attack is not None:
         scores = attack.ballot(me, peers, scores, ctx.round)
@@ -637,8 +637,8 @@ def handle_cross_evaluate(
     return Message(RecordDict({wire.SECCL_KEY: reply}), reply_to=msg)
 
 
-def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> Message:
-    """Verify the new global model, check the round, evaluate the model, sign the metrics.
+def check_evaluate(msg: Message, context: Context) -> VerifiedRound:
+    """Verify the new global model of an evaluate message and check the round.
 
     A node that trained or cross-evaluated in this round checks it here, in the round
     it happened (the last round included): its update anchored, its ballot on chain,
@@ -648,85 +648,22 @@ def handle_evaluate(msg: Message, context: Context, evaluate_fn: EvaluateFn) -> 
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg))
     _settle_rounds(ctx, context, before=ctx.round + 1)
-    with metered(EVALUATE):
-        metrics = {k: float(v) for k, v in evaluate_fn(ctx.arrays).items()}
+    return ctx
+
+
+def evaluation_reply(msg: Message, ctx: VerifiedRound, metrics: Mapping[str, float]) -> Message:
+    """Return the evaluate reply: the metrics, signed by this node for the round."""
+    values = {k: float(v) for k, v in metrics.items()}
     with metered(CRYPTO):
         signed = SignedMessage.sign(
-            ctx.account, ctx.csc.binding, ctx.round, Kind.EVALUATION, metrics_to_arrays(metrics)
+            ctx.account, ctx.csc.binding, ctx.round, Kind.EVALUATION, metrics_to_arrays(values)
         )
     reply = RecordDict(
         {
-            wire.METRICS: MetricRecord(metrics),
+            wire.METRICS: MetricRecord(values),
             wire.SECCL_KEY: ConfigRecord(
                 {wire.AUTHOR: ctx.account.address, wire.SIGNATURE: signed.signature}
             ),
         }
     )
     return Message(reply, reply_to=msg)
-
-
-def run_config_mod(defaults: Mapping[str, Any]) -> Callable:
-    """Return a Flower mod that fills ``context.run_config`` with ``defaults``.
-
-    ``flwr.simulation.run_simulation`` takes no run config; this mod gives the
-    ClientApps of such a simulation the settings the launcher chose. Keys already in
-    the run config win; the node's context itself is left unchanged.
-    """
-
-    def mod(msg: Message, context: Context, call_next: Callable) -> Message:
-        # Flower forbids changing context.run_config: hand on a copy that shares the
-        # node's state, so what handlers keep in context.state persists.
-        merged = Context(
-            run_id=context.run_id,
-            node_id=context.node_id,
-            node_config=context.node_config,
-            state=context.state,
-            run_config={**defaults, **context.run_config},
-        )
-        return call_next(msg, merged)
-
-    return mod
-
-
-def seccl_client_app(
-    train_fn: Callable[[Context], TrainFn],
-    score_fn: Callable[[Context], ScoreFn],
-    evaluate_fn: Callable[[Context], EvaluateFn],
-    run_config: Mapping[str, Any] | None = None,
-    attack: "Callable[[Context], ClientAttack | None] | None" = None,
-) -> ClientApp:
-    """Return a ClientApp that speaks SecCL.
-
-    Parameters
-    ----------
-    train_fn, score_fn, evaluate_fn : Callable[[Context], ...]
-        Factories that, given the node's context (to load its data partition),
-        return the node's train, validation-scoring and evaluation functions.
-        :mod:`seccl_flwr.torch_task` builds them from an ordinary PyTorch model.
-    run_config : Mapping[str, Any] | None
-        Defaults for ``context.run_config`` (see :func:`run_config_mod`).
-    attack : Callable[[Context], ClientAttack | None] | None
-        Experiments only: the attack this node mounts, or ``None`` for an honest
-        node (see :mod:`seccl_flwr.attacks`). Label flipping happens in the training
-        loop, so ``train_fn`` must apply :meth:`ClientAttack.labels` itself.
-    """
-    attack_of = attack or (lambda context: None)
-    app = ClientApp(mods=[run_config_mod(run_config)] if run_config else None)
-
-    @app.query(wire.REGISTER_QUERY)
-    def register(msg: Message, context: Context) -> Message:
-        return handle_register(msg, context)
-
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
-        return handle_train(msg, context, train_fn(context), attack_of(context))
-
-    @app.query(wire.CROSS_EVALUATE_QUERY)
-    def cross_evaluate(msg: Message, context: Context) -> Message:
-        return handle_cross_evaluate(msg, context, score_fn(context), attack_of(context))
-
-    @app.evaluate()
-    def evaluate(msg: Message, context: Context) -> Message:
-        return handle_evaluate(msg, context, evaluate_fn(context))
-
-    return app

@@ -49,6 +49,7 @@ from .identity import (
     ROSTER_DIGEST,
     SHARE_FRACTION,
     flag_setting,
+    parse_flag,
     setting,
     simulation_addresses,
 )
@@ -170,6 +171,36 @@ def pinned_run_config(
     if quorum is not None:
         config[QUORUM] = quorum
     return config
+
+
+def run_config_parameters(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the run parameters a run config pins, as ``SecCL`` takes them.
+
+    The inverse of :func:`pinned_run_config`, read with the clients' own parsing:
+    ``candidate-fraction``, ``share-fraction``, ``per-tensor`` and ``seccl-quorum``
+    (0 or unset: a majority), each with its default when unset.
+
+    Raises
+    ------
+    ConfigurationError
+        If a setting does not parse (naming it).
+    """
+
+    def value(key: str) -> str | None:
+        found = run_config.get(key)
+        return None if found in (None, "") else str(found)
+
+    per_tensor = value(PER_TENSOR)
+    return {
+        "candidate_fraction": _number(
+            CANDIDATE_FRACTION, value(CANDIDATE_FRACTION), float, DEFAULT_CANDIDATE_FRACTION
+        ),
+        "share_fraction": _number(
+            SHARE_FRACTION, value(SHARE_FRACTION), float, DEFAULT_SHARE_FRACTION
+        ),
+        "per_tensor": parse_flag(PER_TENSOR, per_tensor) if per_tensor is not None else False,
+        "quorum": _number(QUORUM, value(QUORUM), int, None) or None,
+    }
 
 
 def check_roster(

@@ -139,3 +139,29 @@ class ParameterMismatchError(UntrustedContractError):
 
 class NotEnoughNodesError(SecCLError):
     """Fewer nodes than the configured minimum answered a phase."""
+
+
+class HandlerReplyError(SecCLError):
+    """The app's own train or evaluate handler replied without what SecCL needs.
+
+    Raised by :func:`seccl_flwr.mod.seccl_mod` on the node, about the app's code
+    (not the server's): e.g. a train reply without the trained arrays. Its message
+    starts with its type's name, as a :class:`VerificationError`'s does.
+
+    Attributes
+    ----------
+    detail : str
+        What the handler's reply lacks.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"{type(self).__name__}: {detail}")
+
+
+class ScoreMetricError(HandlerReplyError):
+    """The evaluate handler returned no metric named by ``seccl-score-metric``.
+
+    Cross-evaluation scores each peer's candidate model with that metric of the
+    app's own evaluate handler; the message names the metric and those returned.
+    """

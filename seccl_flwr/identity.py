@@ -52,6 +52,8 @@ from .errors import ConfigurationError
 KEY_FILE = "seccl-key-file"
 KEY_SEED = "seccl-key-seed"
 CHAIN_URL = "seccl-chain-url"
+CHAIN = "seccl-chain"
+"""Server side (run config): a JSON-RPC URL to run on; unset or empty: the embedded chain."""
 CONTRACT = "seccl-contract"
 ROSTER_DIGEST = "seccl-roster-digest"
 CANDIDATE_FRACTION = "candidate-fraction"
@@ -83,17 +85,26 @@ def setting(context: Context, key: str) -> str | None:
 
 
 def flag_setting(context: Context, key: str, default: bool) -> bool:
-    """Return a boolean setting (``true``/``false`` or ``1``/``0``), else ``default``.
+    """Return a boolean setting (see :func:`parse_flag`), else ``default``.
 
     Raises
     ------
     ConfigurationError
-        If the value is none of these.
+        If the value is not a boolean.
     """
     value = setting(context, key)
-    if value is None:
-        return default
-    text = value.strip().lower()
+    return default if value is None else parse_flag(key, value)
+
+
+def parse_flag(key: str, value: str) -> bool:
+    """Return the boolean a setting's text names: ``true``/``false`` or ``1``/``0``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the value is none of these (naming ``key``).
+    """
+    text = str(value).strip().lower()
     if text not in ("true", "false", "1", "0"):
         raise ConfigurationError(f"setting {key!r} must be true or false, got {value!r}")
     return text in ("true", "1")

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
@@ -119,11 +119,11 @@ def register_nodes(
         If fewer than ``min_available_nodes`` nodes register.
     """
     sample_nodes(grid, min_available_nodes, min_available_nodes)  # waits
-    fields = ConfigRecord({wire.RUN_ID: "0x" + run_id.hex()})
+    fields = wire.register_fields(run_id)
     messages = [
         Message(
             RecordDict({wire.SECCL_KEY: fields}),
-            message_type=wire.REGISTER,
+            message_type=wire.MESSAGE_TYPE[wire.REGISTER],
             dst_node_id=node_id,
         )
         for node_id in grid.get_node_ids()

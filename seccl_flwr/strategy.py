@@ -37,6 +37,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from logging import INFO
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -53,10 +54,12 @@ from .audit import audit_command
 from .chain.connection import EMBEDDED
 from .chain.csc import CandidateSelection, TxInfo
 from .chain.rpc_server import LoopbackRPCServer
+from .client_checks import run_config_parameters
 from .errors import (
     ConfigurationError,
     NotEnoughNodesError,
 )
+from .identity import CHAIN, CHAIN_URL
 from .metering import use_meter
 from .protocol.eip712 import Kind
 from .protocol.params import (
@@ -610,6 +613,34 @@ class SecCL(Strategy):
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
 
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any], **kwargs: Any) -> "SecCL":
+        """Return a SecCL strategy with the run parameters and chain of a run config.
+
+        The server reads the very keys its clients pin
+        (:func:`~seccl_flwr.client_checks.run_config_parameters`:
+        ``candidate-fraction``, ``share-fraction``, ``per-tensor``, ``seccl-quorum``),
+        so the two cannot disagree; ``seccl-chain`` is a JSON-RPC URL (unset or
+        empty: the embedded chain), served for the clients at ``seccl-chain-url``.
+        ``kwargs`` are the other arguments (``fraction_train``, ``store``, ...).
+
+        Raises
+        ------
+        ConfigurationError
+            If ``kwargs`` repeat a run parameter, or a setting does not parse.
+        """
+        settings: dict[str, Any] = run_config_parameters(run_config)
+        repeated = sorted(set(settings) & set(kwargs))
+        if repeated:
+            raise ConfigurationError(
+                f"{', '.join(repeated)} come(s) from the run config (what the clients pin); "
+                "set them there, not as arguments"
+            )
+        chain = str(run_config.get(CHAIN, "") or EMBEDDED)
+        url = str(run_config.get(CHAIN_URL, "") or "")
+        settings.update(chain=chain, chain_url=url if chain == EMBEDDED and url else None)
+        return cls(**{**settings, **kwargs})
+
     def summary(self) -> None:
         """Log the strategy's settings, in the style of Flower's strategies."""
         _log_summary(self)
@@ -759,7 +790,9 @@ class SecCL(Strategy):
         )
         node_of = {address: node for node, address in self.participants.items()}
         asked = [node_of[a] for a in state.updates if a not in state.voted and a in node_of]
-        replies = run.send(state, _messages_to(asked, records, wire.CROSS_EVALUATE), "ballot")
+        replies = run.send(
+            state, _messages_to(asked, records, wire.MESSAGE_TYPE[wire.CROSS_EVALUATE]), "ballot"
+        )
         state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
             replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"

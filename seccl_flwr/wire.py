@@ -5,21 +5,29 @@ message carries, the fields of its SecCL ConfigRecord, and the typed readers bot
 sides use, so that a field of the wrong type is rejected with the same named error
 (:class:`~seccl_flwr.errors.MalformedMessageError`) on either side.
 
-=====================  ===========================  ===================================
-message type           server sends                 client replies
-=====================  ===========================  ===================================
-``REGISTER``           ``SECCL_KEY``: ``RUN_ID``        ``SECCL_KEY``: ``ADDRESS``,
-                                                    ``JOIN_SIGNATURE``
-``TRAIN``              ``ARRAYS``, ``CONFIG``,      ``UPDATE``, ``METRICS``,
-                       ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
-``CROSS_EVALUATE``     ``ARRAYS``, one              ``SECCL_KEY``: ``EVALUATOR``, ``PEERS``,
-                       :func:`peer_update_key`      ``SCORES``, ``SIGNATURE``; or an
-                       record per author, server    error naming why the evaluator
-                       fields + ``AUTHORS``,        does not vote
-                       ``SIGNATURES``
-``EVALUATE``           ``ARRAYS``, ``CONFIG``,      ``METRICS``,
-                       ``SECCL_KEY``: server fields     ``SECCL_KEY``: ``AUTHOR``, ``SIGNATURE``
-=====================  ===========================  ===================================
+SecCL's own phases travel as Flower ``evaluate`` messages marked with a ``PHASE``
+field in their SecCL record, because Flower refuses a message whose type has no
+registered handler before any mod runs: an app with only ``@app.train`` and
+``@app.evaluate`` still receives them, and :func:`seccl_flwr.mod.seccl_mod` answers
+them itself. An unmarked ``evaluate`` is the global evaluation.
+
+=====================  ========  ===========================  ==============================
+phase                  type      server sends                 client replies
+=====================  ========  ===========================  ==============================
+``REGISTER``           evaluate  ``SECCL_KEY``: ``PHASE``,    ``SECCL_KEY``: ``ADDRESS``,
+                                 ``RUN_ID``                   ``JOIN_SIGNATURE``
+``TRAIN``              train     ``ARRAYS``, ``CONFIG``,      ``UPDATE``, ``METRICS``,
+                                 ``SECCL_KEY``: server        ``SECCL_KEY``: ``AUTHOR``,
+                                 fields                       ``SIGNATURE``
+``CROSS_EVALUATE``     evaluate  ``ARRAYS``, one              ``SECCL_KEY``: ``EVALUATOR``,
+                                 :func:`peer_update_key`      ``PEERS``, ``SCORES``,
+                                 record per author, server    ``SIGNATURE``; or an error
+                                 fields + ``PHASE``,          naming why the evaluator
+                                 ``AUTHORS``, ``SIGNATURES``  does not vote
+``EVALUATE``           evaluate  ``ARRAYS``, ``CONFIG``,      ``METRICS``,
+                                 ``SECCL_KEY``: server        ``SECCL_KEY``: ``AUTHOR``,
+                                 fields                       ``SIGNATURE``
+=====================  ========  ===========================  ==============================
 
 The server fields (:func:`server_fields`) are ``ROUND`` and ``CONTRACT``. Run
 parameters (share fraction, per-tensor, ...) are not among them: a client reads them
@@ -36,24 +44,23 @@ only makes a signature the contract refuses.
 from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message
 
 from .errors import MalformedMessageError
 from .protocol.eip712 import bytes32_hex
 
 # ------------------------------------------------------------------ message types
-REGISTER_QUERY = "seccl_register"
-"""Query name of the registration handler (``@app.query(REGISTER_QUERY)``)."""
-CROSS_EVALUATE_QUERY = "seccl_evaluate"
-"""Query name of the cross-evaluation handler (``@app.query(CROSS_EVALUATE_QUERY)``)."""
-REGISTER = f"query.{REGISTER_QUERY}"
-"""Message type: the server asks a node for its address and Join signature."""
-CROSS_EVALUATE = f"query.{CROSS_EVALUATE_QUERY}"
-"""Message type: the server forwards the round's updates to be scored."""
 TRAIN = "train"
-"""Message type: train on the global model, reply with a signed sparse update."""
+"""Message type and phase: train on the global model, reply with a signed sparse update."""
 EVALUATE = "evaluate"
-"""Message type: evaluate the new global model, reply with signed metrics."""
+"""Message type and phase: evaluate the new global model, reply with signed metrics."""
+REGISTER = "seccl-register"
+"""Phase (an ``evaluate`` message): the server asks a node for its address and Join signature."""
+CROSS_EVALUATE = "seccl-cross-evaluate"
+"""Phase (an ``evaluate`` message): the server forwards the round's updates to be scored."""
+PHASES = (REGISTER, TRAIN, CROSS_EVALUATE, EVALUATE)
+MESSAGE_TYPE = {REGISTER: EVALUATE, TRAIN: TRAIN, CROSS_EVALUATE: EVALUATE, EVALUATE: EVALUATE}
+"""The Flower message type each phase travels as."""
 
 # -------------------------------------------------------------------- record keys
 SECCL_KEY = "seccl"
@@ -77,6 +84,8 @@ def peer_update_key(author: str) -> str:
 
 
 # --------------------------------------------------------- fields of SECCL records
+PHASE = "phase"
+"""Field that marks SecCL's own phases (``REGISTER``, ``CROSS_EVALUATE``)."""
 RUN_ID = "run-id"
 ADDRESS = "address"
 JOIN_SIGNATURE = "join-signature"
@@ -89,6 +98,28 @@ SIGNATURE = "signature"
 EVALUATOR = "evaluator"
 PEERS = "peers"
 SCORES = "scores"
+
+
+def phase_of(message: Message) -> str:
+    """Return the SecCL phase of a server message (one of :data:`PHASES`).
+
+    A ``train`` message is ``TRAIN``; an ``evaluate`` message is the phase its SecCL
+    record's ``PHASE`` field names, or ``EVALUATE`` when unmarked. Anything else
+    (another message type, an unknown phase) is returned as it is, for the caller to
+    refuse.
+    """
+    message_type = message.metadata.message_type
+    if message_type != EVALUATE or not message.has_content():
+        return message_type
+    fields = message.content.config_records.get(SECCL_KEY)
+    if fields is None or PHASE not in fields:
+        return EVALUATE
+    return str(fields[PHASE])
+
+
+def register_fields(run_id: bytes) -> ConfigRecord:
+    """Return the SecCL record of a ``REGISTER`` message naming ``run_id``."""
+    return ConfigRecord({PHASE: REGISTER, RUN_ID: "0x" + run_id.hex()})
 
 
 def server_fields(server_round: int, contract: str, **extra: Any) -> ConfigRecord:
@@ -110,9 +141,13 @@ def model_records(
 def cross_evaluation_records(
     global_arrays: ArrayRecord, updates: Mapping[str, ArrayRecord], fields: ConfigRecord
 ) -> dict[str, ArrayRecord | ConfigRecord]:
-    """Return a cross-evaluation message's records: the model and every author's update."""
+    """Return a cross-evaluation message's records: the model and every author's update.
+
+    ``fields`` get the ``PHASE`` marker.
+    """
     records: dict[str, ArrayRecord | ConfigRecord] = {ARRAYS: global_arrays}
     records.update({peer_update_key(author): record for author, record in updates.items()})
+    fields[PHASE] = CROSS_EVALUATE
     records[SECCL_KEY] = fields
     return records
 

@@ -477,9 +477,7 @@ def test_a_run_never_opened_is_a_finding(honest, tmp_path):
 # -------------------------------------------------------------- withholding
 def _cross_evaluation_of_node(node_id: int):
     """``unavailable``: node ``node_id`` never answers a cross-evaluation (drops out)."""
-    return lambda node, message: (
-        node == node_id and message.metadata.message_type == (wire.CROSS_EVALUATE)
-    )
+    return lambda node, message: node == node_id and wire.phase_of(message) == wire.CROSS_EVALUATE
 
 
 @pytest.fixture(scope="module")

@@ -128,9 +128,12 @@ def _app_inputs() -> tuple[Path, list[str]]:
     return data_dir, links
 
 
-@pytest.mark.slow
-def test_flwr_run_streams_seccl_rounds(tmp_path):
-    data_dir, links = _app_inputs()
+def flwr_run_env(tmp_path: Path, links: list[str]) -> tuple[dict, str]:
+    """Return the environment of ``flwr run`` (own HOME, free ports) and its SuperLink's marker.
+
+    Builds seccl-flwr's wheel into ``tmp_path/wheels``, found by uv with the torch
+    wheel through ``UV_FIND_LINKS``. Skips (fails in CI) without ``flower-superlink``.
+    """
     if shutil.which("flower-superlink", path=str(BIN)) is None:
         skip_or_fail("flower-superlink is not installed beside this Python")
     _build_wheel(tmp_path)
@@ -146,33 +149,48 @@ def test_flwr_run_streams_seccl_rounds(tmp_path):
         "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
         "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
     }
+    return env, f"--control-api-address 127.0.0.1:{control_port}"
+
+
+def flwr_run(app: Path, cwd: Path, env: dict, supernodes: int, run_config: str) -> str:
+    """Run ``flwr run APP --stream`` in a local simulation federation; return its output.
+
+    Fails the test (with the output's tail) if the run fails.
+    """
+    proc = subprocess.run(
+        [
+            str(BIN / "flwr"),
+            "run",
+            str(app),
+            "--stream",
+            "--federation-config",
+            f"num-supernodes={supernodes}",
+            "--run-config",
+            run_config,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    return out
+
+
+@pytest.mark.slow
+def test_flwr_run_streams_seccl_rounds(tmp_path):
+    data_dir, links = _app_inputs()
+    env, marker = flwr_run_env(tmp_path, links)
     run_config = (
         f'num-server-rounds=1 min-nodes=3 pool-size=300 test-size=100 data-source="idx" '
         f'data-dir="{data_dir}" seccl-chain-url="http://127.0.0.1:{_free_port()}"'
     )
-    marker = f"--control-api-address 127.0.0.1:{control_port}"
     try:
-        proc = subprocess.run(
-            [
-                str(BIN / "flwr"),
-                "run",
-                str(EXAMPLE),
-                "--stream",
-                "--federation-config",
-                "num-supernodes=3",
-                "--run-config",
-                run_config,
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        out = flwr_run(EXAMPLE, tmp_path, env, 3, run_config)
     finally:
         _stop(_processes_with(marker))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
     assert "Starting local SuperLink" in out, out[-5000:]
     assert "round 1/1: 3 updates, 1 candidates, test accuracy" in out, out[-5000:]
     assert "MNIST test set (10k) split: 300 digits for participants, 100 held out" in out

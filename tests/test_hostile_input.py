@@ -83,7 +83,7 @@ from seccl_flwr.verify import (
     verify_evaluation,
     verify_update,
 )
-from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
+from seccl_flwr.wire import CROSS_EVALUATE, MESSAGE_TYPE, SECCL_KEY
 from tests.csc_helpers import open_csc
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -825,7 +825,9 @@ BALLOT_CASES = [
 def test_hostile_ballot_is_rejected_with_a_named_error(case, data):
     node, fields, reason = _ballot_case(case, data)
     evaluator = PARTICIPANTS.get(node, str(node))
-    message = reply(node, RecordDict({SECCL_KEY: ConfigRecord(fields)}), CROSS_EVALUATE)
+    message = reply(
+        node, RecordDict({SECCL_KEY: ConfigRecord(fields)}), MESSAGE_TYPE[CROSS_EVALUATE]
+    )
     with pytest.raises((MalformedMessageError, BallotSignatureError)) as info:
         verify_ballot(RULES, message, AUTHORS)
     assert str(info.value).startswith(f"{type(info.value).__name__}: round 1, node {evaluator}: ")
@@ -836,7 +838,9 @@ def test_hostile_ballot_is_rejected_with_a_named_error(case, data):
 @given(st.lists(st.integers(0, MAX_SCORE), min_size=3, max_size=3))
 def test_valid_ballots_in_range_are_accepted(scores):
     fields = ballot_fields(NODES[HOSTILE], _others(HOSTILE), scores)
-    message = reply(HOSTILE, RecordDict({SECCL_KEY: ConfigRecord(fields)}), CROSS_EVALUATE)
+    message = reply(
+        HOSTILE, RecordDict({SECCL_KEY: ConfigRecord(fields)}), MESSAGE_TYPE[CROSS_EVALUATE]
+    )
     ballot = verify_ballot(RULES, message, AUTHORS)
     assert ballot.scores == tuple(scores)
 

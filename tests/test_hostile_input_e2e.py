@@ -30,7 +30,7 @@ from seccl_flwr.protocol.sparse import ModelLayout, SparseUpdate, merge_updates
 from seccl_flwr.records import arrays_of, record_of
 from seccl_flwr.store import DirectoryStore
 from seccl_flwr.strategy import SecCL
-from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY
+from seccl_flwr.wire import CROSS_EVALUATE, SECCL_KEY, phase_of
 from tests.strategy_helpers import pins_of
 
 HOSTILE_PARTITION = 1
@@ -49,7 +49,7 @@ class HostileApp:
     Parameters
     ----------
     tampers : dict[str, Tamper]
-        Message type (``"train"``, ``CROSS_EVALUATE``, ``"evaluate"``) -> rewrite.
+        SecCL phase (``"train"``, ``CROSS_EVALUATE``, ``"evaluate"``) -> rewrite.
     """
 
     def __init__(self, tampers: dict[str, Tamper]) -> None:
@@ -57,7 +57,7 @@ class HostileApp:
         self.sent: dict[tuple[str, int], RecordDict] = {}  # honest replies, for replays
 
     def __call__(self, msg: Message, context) -> Message:
-        kind = msg.metadata.message_type
+        kind = phase_of(msg)
         if int(context.node_config["partition-id"]) != HOSTILE_PARTITION:
             return digits.app(msg, context)
         try:

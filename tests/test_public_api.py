@@ -21,7 +21,7 @@ def test_star_import_gives_the_public_api():
     namespace: dict = {}
     exec("from seccl_flwr import *", namespace)
     assert namespace["SecCL"] is seccl_flwr.SecCL
-    assert namespace["seccl_client_app"] is seccl_flwr.seccl_client_app
+    assert namespace["seccl_mod"] is seccl_flwr.seccl_mod
 
 
 def test_every_exported_error_derives_from_the_one_root():

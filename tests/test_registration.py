@@ -49,9 +49,9 @@ _ids = itertools.count(1)
 
 def registration_reply(node: int, address: str, signature: bytes) -> Message:
     """Return ``node``'s answer to the server's REGISTER message."""
-    fields = ConfigRecord({wire.RUN_ID: "0x" + RUN_ID.hex()})
+    fields = wire.register_fields(RUN_ID)
     instruction = Message(
-        RecordDict({wire.SECCL_KEY: fields}), message_type=wire.REGISTER, dst_node_id=node
+        RecordDict({wire.SECCL_KEY: fields}), message_type=wire.EVALUATE, dst_node_id=node
     )
     instruction.metadata.__dict__["_message_id"] = f"r{next(_ids)}"
     content = ConfigRecord({wire.ADDRESS: address, wire.JOIN_SIGNATURE: signature})
@@ -142,9 +142,13 @@ def test_the_impostor_is_left_out_and_named_and_the_victim_stays(impostor_first,
     (warning,) = warnings
     assert "node 2 failed to register: JoinSignatureError: round 0, node 2:" in warning
     assert "node 1" not in warning
-    # the server asked for the run id only; nothing else a node must trust
+    # the server asked for the run id only (marked as the registration phase);
+    # nothing else a node must trust
     for message in grid.sent:
-        assert dict(message.content[wire.SECCL_KEY]) == {wire.RUN_ID: "0x" + RUN_ID.hex()}
+        assert dict(message.content[wire.SECCL_KEY]) == {
+            wire.PHASE: wire.REGISTER,
+            wire.RUN_ID: "0x" + RUN_ID.hex(),
+        }
 
 
 def test_a_second_registration_of_a_proven_address_is_ignored(caplog):
@@ -191,8 +195,8 @@ def node_context(url: str | None) -> Context:
 
 def register_message(fields: dict) -> Message:
     message = Message(
-        RecordDict({wire.SECCL_KEY: ConfigRecord(fields)}),
-        message_type=wire.REGISTER,
+        RecordDict({wire.SECCL_KEY: ConfigRecord({wire.PHASE: wire.REGISTER, **fields})}),
+        message_type=wire.EVALUATE,
         dst_node_id=1,
     )
     message.metadata.__dict__["_message_id"] = f"q{next(_ids)}"
@@ -230,7 +234,7 @@ class ImpersonatingApp:
     """Node 2 registers node 1's address (with its own key); otherwise the digits app."""
 
     def __call__(self, message: Message, context: Context) -> Message:
-        if message.metadata.message_type == wire.REGISTER and context.node_id == 2:
+        if wire.phase_of(message) == wire.REGISTER and context.node_id == 2:
             victim = Account.from_key(simulation_key(context.run_config["seccl-key-seed"], 0))
             own = Account.from_key(simulation_key(context.run_config["seccl-key-seed"], 1))
             run_id = bytes.fromhex(message.content[wire.SECCL_KEY][wire.RUN_ID][2:])

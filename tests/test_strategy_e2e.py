@@ -14,7 +14,7 @@ from seccl_flwr.records import arrays_of
 from seccl_flwr.run_setup import open_chain
 from seccl_flwr.strategy import SecCL
 from seccl_flwr.torch_task import load_arrays, predict
-from seccl_flwr.wire import CROSS_EVALUATE
+from seccl_flwr.wire import CROSS_EVALUATE, phase_of
 from tests.strategy_helpers import run_digits
 
 
@@ -36,9 +36,9 @@ class RecordingSecCL(SecCL):
 
 def accuracy(arrays) -> float:
     model = digits.DigitsNet()
-    load_arrays(model, arrays)
+    load_arrays(model, arrays, "cpu")
     x, y = digits.test_set(0)
-    return float((predict(model, x).argmax(1) == y).float().mean())
+    return float((predict(model, x, "cpu").argmax(1) == y).float().mean())
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_every_anchor_verifies(honest_run):
 
 def test_dropout_in_cross_evaluation_is_recorded_and_run_goes_on():
     def silent(node_id, message):
-        return node_id == 2 and message.metadata.message_type == CROSS_EVALUATE
+        return node_id == 2 and phase_of(message) == CROSS_EVALUATE
 
     result, strategy, _ = run_digits(num_nodes=4, num_rounds=2, unavailable=silent)
     for record in result.rounds:
@@ -156,7 +156,7 @@ def test_ballots_below_the_quorum_stop_the_run_before_the_election():
     quorum and never calls elect (the contract would revert QuorumNotReached)."""
 
     def silent(node_id, message):
-        return node_id == 2 and message.metadata.message_type == CROSS_EVALUATE
+        return node_id == 2 and phase_of(message) == CROSS_EVALUATE
 
     seen = {}
 

@@ -86,7 +86,7 @@ class WatchedApp:
             return self.app(message, context)
         except Exception as exc:
             node = address(int(context.node_config["partition-id"]))
-            self.detections.append(Detection(node, message.metadata.message_type, exc))
+            self.detections.append(Detection(node, wire.phase_of(message), exc))
             raise
 
     def of(self, phase: str) -> dict[str, Exception]:

@@ -14,25 +14,24 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
-from flwr.clientapp import ClientApp
 from torch import nn
 
 from ..attacks.client import attack_from_config, node_attack
-from ..client import seccl_client_app
 from ..datasets import (
     load_digits_arrays,
     make_partition,
     partition_indices,
     split_held_out,
 )
+from ..mod import make_seccl_mod
 from ..records import arrays_of
-from ..torch_task import (
-    sgd_train,
-    torch_evaluate_fn,
-    torch_score_fn,
-    torch_train_fn,
-)
+from ..torch_task import sgd_train, torch_evaluate_fn, torch_train_fn
+from .handlers import flower_client_app
 
+DEVICE = "cpu"
+"""Where the digits model trains and evaluates (it is small)."""
+SCORE_METRIC = "macro-f1"
+"""What cross-evaluation scores peers by: macro F1, as in the SecCL paper."""
 DATA_NOTE = "scikit-learn digits (1,797 8x8 images): 80% split IID among participants, 20% held out"
 
 
@@ -85,7 +84,7 @@ def test_set(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 @cache
 def _client(settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int):
-    """Return a node's functions, built once per run.
+    """Return a node's train and evaluate functions, built once per run.
 
     ``settings`` is the run config, so a new run (another chain URL or key seed)
     starts from a fresh, equally seeded shuffle, whatever ran before in this process.
@@ -103,20 +102,18 @@ def _client(settings: tuple[tuple[str, Any], ...], partition_id: int, num_partit
         model,
         sgd_train(
             part.train,
+            DEVICE,
             epochs=int(cfg.get("local-epochs", 1)),
             lr=float(cfg.get("lr", 0.05)),
             labels=attack.labels if attack is not None else None,
         ),
+        DEVICE,
     )
-    return (
-        train,
-        torch_score_fn(model, part.val_x, part.val_y),
-        torch_evaluate_fn(model, part.val_x, part.val_y),
-    )
+    return train, torch_evaluate_fn(model, part.val_x, part.val_y, DEVICE)
 
 
 def client_functions(context: Context):
-    """Return ``(train_fn, score_fn, evaluate_fn)`` of this node's partition."""
+    """Return ``(train_fn, evaluate_fn)`` of this node's partition."""
     return _client(
         tuple(sorted(context.run_config.items())),
         int(context.node_config["partition-id"]),
@@ -124,25 +121,20 @@ def client_functions(context: Context):
     )
 
 
-def make_client_app(run_config: dict | None = None) -> ClientApp:
-    """Return the digits SecCL ClientApp, with ``run_config`` as defaults."""
-    return seccl_client_app(
-        train_fn=lambda ctx: client_functions(ctx)[0],
-        score_fn=lambda ctx: client_functions(ctx)[1],
-        evaluate_fn=lambda ctx: client_functions(ctx)[2],
-        run_config=run_config,
-        attack=node_attack,
-    )
-
-
-app = make_client_app()
+app = flower_client_app(
+    train_fn=lambda ctx: client_functions(ctx)[0],
+    evaluate_fn=lambda ctx: client_functions(ctx)[1],
+    attack=node_attack,
+    mods=[make_seccl_mod(score_metric=SCORE_METRIC, attack=node_attack)],
+)
+"""The digits SecCL ClientApp: the FedAvg twin's handlers with the SecCL mod around them."""
 
 
 def server_evaluate_fn(seed: int = 0, hidden: int = 0):
     """Return a centralized evaluation on the held-out test set (accuracy, macro F1)."""
     x, y = test_set(seed)
     model = DigitsNet(hidden)
-    evaluate = torch_evaluate_fn(model, x, y)
+    evaluate = torch_evaluate_fn(model, x, y, DEVICE)
 
     def fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         return MetricRecord(evaluate(arrays_of(arrays)))

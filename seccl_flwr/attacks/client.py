@@ -1,10 +1,11 @@
 """Poisoning clients: label flipping, scaled or random updates, colluding rankers.
 
 A :class:`ClientAttack` describes what one attacking participant does from
-``start_round`` on. It is plain data with pure methods, so the same attack drives a
-SecCL client (through :func:`seccl_flwr.client.seccl_client_app`'s ``attack``
-argument) and a client of Flower's own strategies (FedAvg, Krum, ...), which makes
-the two comparable:
+``start_round`` on. It is plain data with pure methods, so the same attack drives
+the train handler of a client of Flower's own strategies (FedAvg, Krum, ...) and of
+a SecCL client (the same handler, with
+:func:`seccl_flwr.mod.make_seccl_mod`'s ``attack`` for its ballots), which makes the
+two comparable:
 
 ``label-flip``
     Train on labels ``c - 1 - y`` (:meth:`ClientAttack.labels`, applied per batch by

@@ -353,7 +353,7 @@ class _WithholdingGrid:
 
     def _cut(self, message: Message) -> Message:
         evaluator = self._participants.get(message.metadata.dst_node_id)
-        if message.metadata.message_type != wire.CROSS_EVALUATE or evaluator not in self._partial:
+        if wire.phase_of(message) != wire.CROSS_EVALUATE or evaluator not in self._partial:
             return message
         fields = message.content.config_records[wire.SECCL_KEY]
         kept = [
@@ -408,7 +408,7 @@ class _SybilGrid:
         replies = list(self._grid.send_and_receive(real, timeout=timeout))
         for message in messages:
             sybil = self._sybils.get(message.metadata.dst_node_id)
-            if sybil is not None and message.metadata.message_type == wire.REGISTER:
+            if sybil is not None and wire.phase_of(message) == wire.REGISTER:
                 replies.append(self._join(message, sybil))
         return replies
 

@@ -1,15 +1,17 @@
 """The MNIST ClientApps: SecCL's, and a plain Flower one for Flower's strategies.
 
-Both call the very same client functions (:func:`client_functions`: one partition,
-one model, one SGD loop), so SecCL and FedAvg/Krum/... differ only in the protocol.
-Run config keys: ``seed``, ``lr``, ``batch-size``, ``local-epochs``,
+Both run the very same ``train`` and ``evaluate`` handlers (:func:`client_functions`:
+one partition, one model, one SGD loop); SecCL's has :data:`seccl_flwr.mod.seccl_mod`
+around them, scoring peers by the handler's ``macro-f1`` as the SecCL paper does, so
+SecCL and FedAvg/Krum/... differ only in the protocol.
+Run config keys: ``device`` (``"cpu"``, ``"cuda"``, ...; default ``"cpu"``), ``seed``,
+``lr``, ``batch-size``, ``local-epochs``,
 ``val-fraction``, ``dirichlet-alpha``, ``digits-per-participant`` and the data keys of
 :func:`mnist_seccl.task.data_from_config`; the SecCL keys of
 :mod:`seccl_flwr.identity`; for experiments the attack keys of
 :data:`seccl_flwr.attacks.ATTACK_KEYS`.
 """
 
-from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -18,11 +20,11 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from torch.utils.data import DataLoader
 
-from seccl_flwr.apps.digits_fedavg import fedavg_client_app
+from seccl_flwr.apps.handlers import EvaluateFn, TrainFn, flower_client_app
 from seccl_flwr.attacks import attack_from_config, node_attack
-from seccl_flwr.client import EvaluateFn, ScoreFn, TrainFn, seccl_client_app
 from seccl_flwr.datasets import Partition
-from seccl_flwr.torch_task import sgd_train, torch_evaluate_fn, torch_score_fn, torch_train_fn
+from seccl_flwr.mod import make_seccl_mod
+from seccl_flwr.torch_task import sgd_train, torch_evaluate_fn, torch_train_fn
 
 from .task import MnistNet, data_from_config, partition
 
@@ -58,8 +60,9 @@ def _partition(
 @cache
 def _functions(
     settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int
-) -> tuple[TrainFn, ScoreFn, EvaluateFn]:
+) -> tuple[TrainFn, EvaluateFn]:
     cfg = dict(settings)
+    device = str(cfg.get("device", "cpu"))
     part = _partition(
         tuple((k, v) for k, v in settings if k in DATA_KEYS), partition_id, num_partitions
     )
@@ -74,19 +77,19 @@ def _functions(
     model = MnistNet()
     train = sgd_train(
         loader,
+        device,
         epochs=int(cfg.get("local-epochs", 1)),
         lr=float(cfg.get("lr", 0.02)),
         labels=attack.labels if attack is not None else None,
     )
     return (
-        torch_train_fn(model, train),
-        torch_score_fn(model, part.val_x, part.val_y),
-        torch_evaluate_fn(model, part.val_x, part.val_y),
+        torch_train_fn(model, train, device),
+        torch_evaluate_fn(model, part.val_x, part.val_y, device),
     )
 
 
-def client_functions(context: Context) -> tuple[TrainFn, ScoreFn, EvaluateFn]:
-    """Return ``(train_fn, score_fn, evaluate_fn)`` of this node's partition."""
+def client_functions(context: Context) -> tuple[TrainFn, EvaluateFn]:
+    """Return ``(train_fn, evaluate_fn)`` of this node's partition."""
     settings = tuple(sorted((k, v) for k, v in context.run_config.items()))
     return _functions(
         settings,
@@ -95,29 +98,19 @@ def client_functions(context: Context) -> tuple[TrainFn, ScoreFn, EvaluateFn]:
     )
 
 
-def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
-    """Return the SecCL ClientApp, with ``run_config`` as defaults."""
-    return seccl_client_app(
+def make_client_app(seccl: bool = True) -> ClientApp:
+    """Return the MNIST ClientApp: with the SecCL mod, or plain Flower (FedAvg, Krum, ...)."""
+    mods = [make_seccl_mod(score_metric="macro-f1", attack=node_attack)] if seccl else []
+    return flower_client_app(
         train_fn=lambda ctx: client_functions(ctx)[0],
-        score_fn=lambda ctx: client_functions(ctx)[1],
-        evaluate_fn=lambda ctx: client_functions(ctx)[2],
-        run_config=run_config,
+        evaluate_fn=lambda ctx: client_functions(ctx)[1],
         attack=node_attack,
-    )
-
-
-def make_flower_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
-    """Return a plain Flower ClientApp (FedAvg, Krum, ...) on the same functions."""
-    return fedavg_client_app(
-        train_fn=lambda ctx: client_functions(ctx)[0],
-        evaluate_fn=lambda ctx: client_functions(ctx)[2],
-        attack=node_attack,
-        run_config=run_config,
+        mods=mods,
     )
 
 
 app = make_client_app()
 """The SecCL ClientApp (``[tool.flwr.app.components] clientapp``)."""
 
-flower_app = make_flower_client_app()
-"""The same clients speaking Flower's standard train/evaluate messages."""
+flower_app = make_client_app(seccl=False)
+"""The same handlers without SecCL, for Flower's own strategies."""

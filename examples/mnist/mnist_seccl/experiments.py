@@ -32,7 +32,7 @@ from seccl_flwr.inprocess import InProcessGrid
 from seccl_flwr.strategy import RoundRecord, SecCL
 from seccl_flwr.torch_task import sgd_train
 
-from .client_app import DATA_KEYS, _partition, make_client_app, make_flower_client_app
+from .client_app import DATA_KEYS, _partition, make_client_app
 from .task import data_from_config, initial_model, server_evaluate_fn
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -214,7 +214,7 @@ def run_setting(
         grid = InProcessGrid(make_client_app(), setting.participants, run_config=config)
         strategy.start(grid, arrays, setting.rounds, evaluate_fn=evaluate_fn, on_round=on_round)
     else:
-        grid = InProcessGrid(make_flower_client_app(), setting.participants, run_config=config)
+        grid = InProcessGrid(make_client_app(seccl=False), setting.participants, run_config=config)
         flower_strategy(setting).start(grid, arrays, setting.rounds, evaluate_fn=evaluate_fn)
     for row in rows:
         row["attackers_elected"] = elected.get(row["round"], "")
@@ -264,7 +264,7 @@ def centralized_baseline(
         generator=torch.Generator().manual_seed(seed),
     )
     model = initial_model(seed)
-    train = sgd_train(loader, epochs=epochs, lr=float(base.get("lr", 0.02)))
+    train = sgd_train(loader, "cpu", epochs=epochs, lr=float(base.get("lr", 0.02)))
     evaluate = server_evaluate_fn(data_from_config(base))
     started = time.monotonic()
     rows = []

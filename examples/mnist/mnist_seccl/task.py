@@ -284,7 +284,7 @@ def server_evaluate_fn(data: MnistData):
     from seccl_flwr.torch_task import torch_evaluate_fn
 
     x, y = test_tensors(data)
-    evaluate = torch_evaluate_fn(MnistNet(), x, y)
+    evaluate = torch_evaluate_fn(MnistNet(), x, y, "cpu")
 
     def fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         return MetricRecord(evaluate(arrays_of(arrays)))
