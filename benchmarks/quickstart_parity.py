@@ -52,12 +52,13 @@ def main() -> None:
     parser.add_argument("--candidate-fraction", type=float, default=0.5)
     parser.add_argument("--share-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--local-epochs", type=int, default=2)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = parser.parse_args()
     run_config = {
         "num-server-rounds": 3,
         "fraction-train": 1.0,
-        "local-epochs": 2,
+        "local-epochs": args.local_epochs,
         "lr": 0.05,
         "batch-size": 32,
         "seed": args.seed,
