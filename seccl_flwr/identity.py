@@ -51,6 +51,7 @@ CANDIDATE_FRACTION = "candidate-fraction"
 SHARE_FRACTION = "share-fraction"
 PER_TENSOR = "per-tensor"
 QUORUM = "seccl-quorum"
+ELECTION_RULE = "seccl-election-rule"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 

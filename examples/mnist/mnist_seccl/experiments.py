@@ -87,6 +87,13 @@ class Setting:
         ε: the first ``round(ε·n)`` participants flip labels from ``attack_start`` on.
     attack_start : int
         First round of the attack.
+    poison : str
+        What an attacker sends (:data:`seccl_flwr.attacks.POISONS`): ``"label-flip"``,
+        or ``"scale"`` with ``poison_scale = 0`` for a free rider (an all-zero update).
+    poison_scale : float
+        Factor of the ``"scale"`` poison.
+    collude : bool
+        Whether SecCL's attackers rank each other first and everyone else last.
     """
 
     strategy: str = "SecCL"
@@ -95,6 +102,9 @@ class Setting:
     candidate_fraction: float = 0.2
     attack_fraction: float = 0.0
     attack_start: int = 5
+    poison: str = "label-flip"
+    poison_scale: float = 10.0
+    collude: bool = True
 
     @property
     def attackers(self) -> int:
@@ -129,11 +139,12 @@ def run_config_of(setting: Setting, base: dict[str, Any]) -> dict[str, Any]:
     if setting.attack_fraction > 0:
         config.update(
             {
-                "attack-poison": "label-flip",
+                "attack-poison": setting.poison,
+                "attack-scale": setting.poison_scale,
                 "attack-fraction": setting.attack_fraction,
                 "attack-start": setting.attack_start,
                 # colluding in the ranking only means something in SecCL's election
-                "attack-collude": setting.strategy == "SecCL",
+                "attack-collude": setting.collude and setting.strategy.startswith("SecCL"),
             }
         )
     return config
