@@ -28,8 +28,9 @@ pragma solidity 0.8.28;
 ///    several transactions (batches); updates of `r` are sealed from the first ballot on,
 ///    which fixes the seed; a ballot scores exactly the round's update authors other
 ///    than its evaluator;
-/// 3. `elect(r)` — the run's election rule over at least `quorum` ballots, result
-///    stored and emitted;
+/// 3. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rule, the
+///    medians verified on chain) — over at least `quorum` ballots, result stored and
+///    emitted;
 /// 4. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
 ///    this completes round `r`. Round 0's GLOBAL_MODEL is the initial model.
 /// `anchor(r', EVALUATION, ...)` records federated-evaluation replies of completed rounds.
@@ -56,10 +57,10 @@ pragma solidity 0.8.28;
 /// and O(k + M log k) memory operations for the partial heapsort of its top `M` peers,
 /// O(M) storage writes (points); `elect` is O(#authors log #authors). Median: the
 /// ballot's scores are stored packed, 8 per word (ceil(#authors / 8) storage writes);
-/// `elect` reads every ballot's words and selects each author's median in memory,
-/// O(#ballots * #authors * log #ballots), which bounds the rule to
-/// `MAX_MEDIAN_PARTICIPANTS` participants under the transaction gas cap. Every batch function can be split into transactions
-/// of any size; `seccl_flwr.chain.gas` sizes them from measured costs so that each
+/// `electByMedian` reads every ballot's words and verifies each author's claimed
+/// median in O(#ballots) memory operations, O(#ballots * #authors) in all, which
+/// bounds the rule to `MAX_MEDIAN_PARTICIPANTS` (112) participants: 9.6 M gas at
+/// n = 100. Every batch function can be split into transactions of any size; `seccl_flwr.chain.gas` sizes them from measured costs so that each
 /// transaction stays under the 2^24 per-transaction cap of EIP-7825 for every n <= 256.
 ///
 /// Signatures of messages and ballots are EIP-712 over the domain ("SecCL", "1",
@@ -90,7 +91,7 @@ contract CandidateSelection {
     uint8 private constant RULE_MEDIAN_SCORE = 1;
     /// @dev The most participants of a run under the median rule: its `elect` then
     /// stays under the 2^24 transaction gas cap (EIP-7825), measured in tests/test_gas.py.
-    uint256 private constant MAX_MEDIAN_PARTICIPANTS = 128;
+    uint256 private constant MAX_MEDIAN_PARTICIPANTS = 112;
     /// @dev Scores packed per storage word under the median rule (32 bits each).
     uint256 private constant SCORES_PER_WORD = 8;
 
@@ -258,6 +259,11 @@ contract CandidateSelection {
     error InvalidShareFraction(uint32 shareFractionPpm);
     /// @notice The election rule is not one this contract implements.
     error UnsupportedElectionRule(uint8 electionRule);
+    /// @notice The run's election rule elects with the other function (`elect` for
+    /// truncated Borda, `electByMedian` for the median rule).
+    error WrongElectionRule(uint8 electionRule, uint8 expected);
+    /// @notice A claimed median is not the lower median of the author's received scores.
+    error WrongMedian(uint32 round, address author, uint32 claimed);
     /// @notice The run has more participants than its election rule supports under the
     /// transaction gas cap (`MAX_MEDIAN_PARTICIPANTS` for the median rule).
     error TooManyParticipantsForRule(uint8 electionRule, uint256 numParticipants, uint256 maximum);
@@ -606,7 +612,7 @@ contract CandidateSelection {
     {
         uint256 k = keys.length;
         uint256 top = m < k ? m : k;
-        _selectTop(keys, keys.length, top);
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
             rs.info[peers[keys[k - 1 - p] & 0xff]].points += uint32(m - p);
         }
@@ -614,36 +620,82 @@ contract CandidateSelection {
 
     // ------------------------------------------------------------------- election
 
-    /// @notice Elect the candidates of the current round from the ballots submitted so far.
-    /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Under the median rule
-    /// first stores every author's median received score as its standing. Ranks the
-    /// round's update authors by standing (ties in the round's tie order) and stores
-    /// the first `min(M, #authors)`. Cost O(#authors * log(#authors)) (Borda), plus
-    /// O(#ballots * #authors * log(#ballots)) for the medians.
+    /// @notice Elect the candidates of the current round from the ballots submitted so far
+    /// (truncated Borda; a median-rule run elects with `electByMedian`).
+    /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Ranks the round's
+    /// update authors by total points (ties in the round's tie order) and stores the
+    /// first `min(M, #authors)`. Cost O(#authors * log(#authors)).
     /// @param round The current round.
     function elect(uint32 round) external onlyOwner whenOpen {
+        (RoundState storage rs, Params memory runParams) = _electable(round, RULE_TRUNCATED_BORDA);
+        _elect(round, rs, runParams.numCandidates);
+    }
+
+    /// @notice Elect the candidates of the current round under the median rule, given
+    /// every author's median received score, which the contract verifies.
+    /// @dev `medians[i]` must be the lower median of the scores `updateAuthors(round)[i]`
+    /// received (the `ceil(k/2)`-th smallest of its `k` scores, 0 if none): with
+    /// `t = (k-1)/2`, fewer than `t + 1` scores below it and more than `t` at or below
+    /// it, which only the true median satisfies (`WrongMedian` otherwise). Checking a
+    /// median is O(k), where selecting it would be O(k log k); anyone can compute them
+    /// from the ballots (`seccl_flwr.protocol.election`). Then ranks the authors by
+    /// median (ties in the round's tie order) as `elect` does. Cost O(#ballots *
+    /// #authors) plus the ranking.
+    /// @param round The current round.
+    /// @param medians The median received score of each update author, in anchoring order.
+    function electByMedian(uint32 round, uint32[] calldata medians) external onlyOwner whenOpen {
+        (RoundState storage rs, Params memory runParams) = _electable(round, RULE_MEDIAN_SCORE);
+        uint256 a = rs.authors.length;
+        if (medians.length != a) revert LengthMismatch(medians.length, a);
+        uint256 ballots = rs.evaluators.length;
+        uint256 perBallot = _wordsPerBallot(a);
+        uint256[] memory words = new uint256[](ballots * perBallot);
+        for (uint256 i = 0; i < words.length; ++i) {
+            words[i] = rs.packedScores[i];
+        }
+        for (uint256 position = 0; position < a; ++position) {
+            address author = rs.authors[position];
+            uint32 claimed = medians[position];
+            if (!_isLowerMedian(words, perBallot, ballots, position, claimed)) {
+                revert WrongMedian(round, author, claimed);
+            }
+            rs.info[author].points = claimed;
+        }
+        _elect(round, rs, runParams.numCandidates);
+    }
+
+    /// @dev The checks shared by `elect` and `electByMedian`; returns the round's state
+    /// and the run's parameters.
+    function _electable(uint32 round, uint8 rule)
+        private
+        view
+        returns (RoundState storage rs, Params memory runParams)
+    {
         uint32 current = _lastCompletedRound + 1;
         if (round != current) revert WrongRound(round, current);
-        RoundState storage rs = _rounds[round];
-        uint256 a = rs.authors.length;
-        if (a == 0) revert NoUpdates(round);
+        runParams = _params;
+        if (runParams.electionRule != rule) revert WrongElectionRule(runParams.electionRule, rule);
+        rs = _rounds[round];
+        if (rs.authors.length == 0) revert NoUpdates(round);
         if (rs.elected) revert AlreadyElected(round);
-        Params memory runParams = _params;
         uint256 ballots = rs.evaluators.length;
         if (ballots < runParams.quorum) revert QuorumNotReached(round, ballots, runParams.quorum);
-        if (runParams.electionRule == RULE_MEDIAN_SCORE) _storeMedians(rs, a, ballots);
+    }
 
+    /// @dev Rank the round's authors by `points` (ties in the tie order), store and emit
+    /// the first `min(m, #authors)`.
+    function _elect(uint32 round, RoundState storage rs, uint256 m) private {
+        uint256 a = rs.authors.length;
         bytes32 seed = rs.seed;
         uint256[] memory keys = new uint256[](a);
         for (uint256 i = 0; i < a; ++i) {
             address author = rs.authors[i];
             keys[i] = _sortKey(rs.info[author].points, seed, author, i);
         }
-        uint256 m = runParams.numCandidates;
         uint256 top = m < a ? m : a;
         address[] memory candidates = new address[](top);
         uint32[] memory totals = new uint32[](top);
-        _selectTop(keys, keys.length, top);
+        _selectTop(keys, top);
         for (uint256 p = 0; p < top; ++p) {
             uint256 best = keys[a - 1 - p];
             candidates[p] = rs.authors[best & 0xff];
@@ -654,33 +706,33 @@ contract CandidateSelection {
         emit Elected(round, candidates, totals);
     }
 
-    /// @dev Set every author's `points` to the lower median of the scores it received
-    /// (median rule): all packed words are read once into memory, then each author's
-    /// column is unpacked and its median selected with the partial heapsort.
-    function _storeMedians(RoundState storage rs, uint256 a, uint256 ballots) private {
-        uint256 perBallot = _wordsPerBallot(a);
-        uint256[] memory words = new uint256[](ballots * perBallot);
-        for (uint256 i = 0; i < words.length; ++i) {
-            words[i] = rs.packedScores[i];
-        }
-        uint256[] memory column = new uint256[](ballots);
-        for (uint256 position = 0; position < a; ++position) {
-            uint256 word = position / SCORES_PER_WORD;
-            uint256 shift = 32 * (position % SCORES_PER_WORD);
-            uint256 k = 0;
-            for (uint256 b = 0; b < ballots; ++b) {
-                uint256 value = (words[b * perBallot + word] >> shift) & 0xffffffff;
-                if (value != 0) column[k++] = value - 1;
+    /// @dev Whether `claimed` is the lower median of the scores of author `position`
+    /// in the packed ballots `words` (0 if it received none).
+    function _isLowerMedian(
+        uint256[] memory words,
+        uint256 perBallot,
+        uint256 ballots,
+        uint256 position,
+        uint256 claimed
+    ) private pure returns (bool) {
+        uint256 word = position / SCORES_PER_WORD;
+        uint256 shift = 32 * (position % SCORES_PER_WORD);
+        uint256 k = 0;
+        uint256 below = 0;
+        uint256 atMost = 0;
+        // stored values are score + 1 (0: no score): below the claim is `< claimed + 1`,
+        // at most the claim is `< claimed + 2`
+        for (uint256 b = 0; b < ballots; ++b) {
+            uint256 value = (words[b * perBallot + word] >> shift) & 0xffffffff;
+            if (value != 0) {
+                ++k;
+                if (value < claimed + 1) ++below;
+                if (value < claimed + 2) ++atMost;
             }
-            uint256 median = 0;
-            if (k != 0) {
-                // the ceil(k/2)-th smallest is the (k - (k-1)/2)-th largest
-                uint256 top = k - (k - 1) / 2;
-                _selectTop(column, k, top);
-                median = column[k - top];
-            }
-            rs.info[rs.authors[position]].points = uint32(median);
         }
+        if (k == 0) return claimed == 0;
+        uint256 t = (k - 1) / 2;
+        return below < t + 1 && atMost > t;
     }
 
     /// @dev Storage words per ballot under the median rule.
@@ -905,11 +957,11 @@ contract CandidateSelection {
         return _typedDigest(domain, structHash);
     }
 
-    /// @dev Partial heapsort of `keys[0:len]`: moves the `top` largest of them to the
-    /// end of that range, the largest last (`keys[len - 1 - p]` is the `p`-th best).
-    /// O(len + top * log(len)): a max-heap is built in place, then its root is swapped
-    /// out `top` times.
-    function _selectTop(uint256[] memory keys, uint256 len, uint256 top) private pure {
+    /// @dev Partial heapsort: moves the `top` largest keys to the end of `keys`, the
+    /// largest last (`keys[len - 1 - p]` is the `p`-th best). O(len + top * log(len)):
+    /// a max-heap is built in place, then its root is swapped out `top` times.
+    function _selectTop(uint256[] memory keys, uint256 top) private pure {
+        uint256 len = keys.length;
         for (uint256 i = len / 2; i > 0; --i) {
             _siftDown(keys, i - 1, len);
         }

@@ -131,8 +131,14 @@ def anchor_batch_size(kind: Kind = Kind.UPDATE, budget: int = DEFAULT_BUDGET) ->
     return _largest(lambda b: anchor_gas(b, kind), budget, f"{kind.name} anchor")
 
 
-def ballot_batch_size(peers: int, num_candidates: int, budget: int = DEFAULT_BUDGET) -> int:
+def ballot_batch_size(
+    peers: int, num_candidates: int, budget: int = DEFAULT_BUDGET, election_rule: int = 0
+) -> int:
     """Return the most ballots of ``peers`` peers one ``submitBallots`` may take.
+
+    Under the median rule (``election_rule`` 1) a ballot stores its scores packed
+    instead of tallying points; it is costed as a truncated-Borda ballot with
+    ``M = peers``, which bounds it from above (``tests/test_gas.py`` measures both).
 
     Parameters
     ----------
@@ -143,13 +149,16 @@ def ballot_batch_size(peers: int, num_candidates: int, budget: int = DEFAULT_BUD
         ``M`` of the run.
     budget : int
         Gas budget of one transaction.
+    election_rule : int
+        The run's election rule (0 truncated Borda, 1 median score).
 
     Raises
     ------
     ConfigurationError
         If a single ballot exceeds the budget (never for ``n <= 256`` and the default).
     """
-    return _largest(lambda b: ballot_batch_gas(b, peers, num_candidates), budget, "ballot")
+    m = num_candidates if election_rule == 0 else peers
+    return _largest(lambda b: ballot_batch_gas(b, peers, m), budget, "ballot")
 
 
 def batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
