@@ -79,6 +79,7 @@ class Cell:
     epsilon: float
     seed: int
     split: str = "iid"
+    onchain: bool = False  # SecCL on the embedded chain (spot checks of the fast mode)
 
     @property
     def seccl(self) -> bool:
@@ -87,7 +88,14 @@ class Cell:
 
     def key(self) -> tuple:
         """What identifies the run in the CSV."""
-        return (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split)
+        return (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split, self.mode)
+
+    @property
+    def mode(self) -> str:
+        """How the run is made: ``flower``, ``off-chain`` or ``on-chain``."""
+        if not self.seccl:
+            return "flower"
+        return "on-chain" if self.onchain else "off-chain"
 
     def setting(self) -> ex.Setting:
         """The harness setting (strategy, attack) of this run."""
@@ -102,6 +110,7 @@ class Cell:
             poison="scale" if free else "label-flip",
             poison_scale=0.0 if free else 10.0,
             collude=not free,
+            election_rule=self.rule if self.seccl else "borda",
         )
 
     def base(self, data_dir: str) -> dict[str, Any]:
@@ -119,20 +128,27 @@ def grid(name: str) -> list[Cell]:
 
     ``compare``: the rules of :data:`COMPARED` at ε ∈ {0.2, 0.4}, seed 0; ``target``:
     median, FedMedian, MultiKrum and Borda over every ε, seed by seed (the issue's
-    target); ``extras``: seed 0 of the other attacks and of the non-IID split at
-    ε ∈ {0.2, 0.4}; ``baselines``: the other Flower strategies; ``adaptive``,
-    ``free-ride``, ``noniid``: every ε and seed of the other attacks and of the
-    non-IID split; ``all``: all of these in this order.
+    target; Borda's seeds 1 and 2 are ``borda-seeds``); ``extras``: seed 0 of the
+    other attacks and of the non-IID split at ε ∈ {0.2, 0.4}; ``baselines``: the
+    other Flower strategies; ``adaptive``, ``free-ride``, ``noniid``: every ε and seed of the other attacks and of the
+    non-IID split; ``all``: all of these in this order. ``onchain`` (not in
+    ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
+    SecCL strategy), to check the fast mode.
     """
     target = ("median", "FedMedian", "MultiKrum", "borda")
     groups = {
         "compare": [Cell(r, "collude", e, 0) for e in (0.2, 0.4) for r in COMPARED],
-        "target": [Cell(r, "collude", e, s) for s in SEEDS for e in EPSILONS for r in target],
+        # seed 0 of all four, then the seeds the target needs, then Borda's other seeds
+        "target": [
+            *(Cell(r, "collude", e, 0) for e in EPSILONS for r in target),
+            *(Cell(r, "collude", e, s) for s in SEEDS[1:] for e in EPSILONS for r in target[:3]),
+        ],
         "extras": [
             *(Cell(r, "adaptive", e, 0) for e in (0.2, 0.4) for r in RULES),
             *(Cell(r, "free-ride", e, 0) for e in (0.2, 0.4) for r in (*RULES, "FedMedian")),
             *(Cell(r, "collude", e, 0, "dirichlet-0.5") for e in (0.0, 0.4) for r in target),
         ],
+        "borda-seeds": [Cell("borda", "collude", e, s) for s in SEEDS[1:] for e in EPSILONS],
         "baselines": [
             Cell(r, "collude", e, s)
             for s in SEEDS
@@ -146,6 +162,7 @@ def grid(name: str) -> list[Cell]:
             for e in EPSILONS
             for r in (*RULES, *ex.FLOWER)
         ],
+        "onchain": [Cell(r, "collude", 0.4, 0, onchain=True) for r in RULES],
         "noniid": [
             Cell(r, "collude", e, s, "dirichlet-0.5")
             for s in SEEDS
@@ -154,7 +171,7 @@ def grid(name: str) -> list[Cell]:
         ],
     }
     if name == "all":
-        return list(dict.fromkeys(c for g in groups.values() for c in g))
+        return list(dict.fromkeys(c for k, g in groups.items() if k != "onchain" for c in g))
     return groups[name]
 
 
@@ -166,7 +183,8 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
     setting, base = cell.setting(), cell.base(data_dir)
     started = time.monotonic()
     common = {**asdict(cell), "attackers": setting.attackers}
-    if not cell.seccl:
+    del common["onchain"]
+    if not cell.seccl or cell.onchain:
         rows = ex.run_setting(setting, base, progress=lambda _: None)
         return [
             {
@@ -174,8 +192,8 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
                 "round": r["round"],
                 "accuracy": r["test_accuracy"],
                 "macro_f1": r["test_macro_f1"],
-                "attackers_elected": "",
-                "mode": "flower",
+                "attackers_elected": r.get("attackers_elected", ""),
+                "mode": cell.mode,
                 "seconds": r["seconds"],
                 "note": r["note"],
             }
@@ -206,7 +224,7 @@ def done_keys(path: Path) -> set[tuple]:
     if not path.is_file():
         return set()
     return {
-        (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"])
+        (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"], r["mode"])
         for r in ex.read_csv(path)
     }
 
@@ -317,7 +335,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--grid",
         default="all",
-        choices=("all", "compare", "target", "baselines", "adaptive", "free-ride", "noniid"),
+        choices=(
+            "all",
+            "compare",
+            "target",
+            "extras",
+            "borda-seeds",
+            "baselines",
+            "adaptive",
+            "free-ride",
+            "noniid",
+            "onchain",
+        ),
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--data-dir", default="")

@@ -314,9 +314,10 @@ class CandidateSelection:
         for tx_hash in dict.fromkeys(e.transactionHash for e in cast):  # a batch: all or none
             data = self.w3.eth.get_transaction(tx_hash)["input"]
             _, args = self.contract.decode_function_input(data)
-            for evaluator, peers, scores, _ in args["ballots"]:
-                ballots[to_checksum_address(evaluator)] = {
-                    to_checksum_address(p): int(s) for p, s in zip(peers, scores, strict=True)
+            for ballot in args["ballots"]:  # web3 decodes a struct as a dict by field name
+                ballots[to_checksum_address(ballot["evaluator"])] = {
+                    to_checksum_address(p): int(s)
+                    for p, s in zip(ballot["peers"], ballot["scores"], strict=True)
                 }
         return ballots
 

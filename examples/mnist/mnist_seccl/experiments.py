@@ -94,6 +94,8 @@ class Setting:
         Factor of the ``"scale"`` poison.
     collude : bool
         Whether SecCL's attackers rank each other first and everyone else last.
+    election_rule : str
+        SecCL's election rule: ``"borda"`` (the paper's) or ``"median"``.
     """
 
     strategy: str = "SecCL"
@@ -105,6 +107,7 @@ class Setting:
     poison: str = "label-flip"
     poison_scale: float = 10.0
     collude: bool = True
+    election_rule: str = "borda"
 
     @property
     def attackers(self) -> int:
@@ -199,7 +202,11 @@ def run_setting(
         url = free_loopback_url()
         config.update({"seccl-key-seed": seed, "seccl-chain-url": url})
         share_fraction = float(base.get("share-fraction", 0.1))
-        config.update(pinned_run_config(setting.candidate_fraction, share_fraction))
+        config.update(
+            pinned_run_config(
+                setting.candidate_fraction, share_fraction, election_rule=setting.election_rule
+            )
+        )
         attackers = attacker_addresses(config, setting.participants)
 
         def on_round(record: RoundRecord) -> None:
@@ -211,6 +218,7 @@ def run_setting(
             min_available_nodes=setting.participants,
             chain_url=url,
             run_label=f"mnist-{setting.label()}-{time.time_ns()}",
+            election_rule=setting.election_rule,
         )
         grid = InProcessGrid(make_client_app(), setting.participants, run_config=config)
         strategy.start(grid, arrays, setting.rounds, evaluate_fn=evaluate_fn, on_round=on_round)
