@@ -479,7 +479,7 @@ def _add_deployment_commands(commands) -> None:
         default=0,
         help="borda (0, the paper's truncated Borda; default) or median (1: each "
         "author's median received score; colluders below half of the evaluators "
-        "cannot lift each other; at most 112 participants)",
+        "cannot lift each other; at most 104 participants)",
     )
     opener.add_argument(
         "--gas-limit",

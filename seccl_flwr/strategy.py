@@ -465,7 +465,7 @@ class SecCL(Strategy):
         (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`): ``0``/``"borda"``,
         the paper's truncated Borda, or ``1``/``"median"``, each author's median
         received score, which colluders below half of the evaluators cannot lift
-        (at most 112 participants). Clients pin it (``seccl-election-rule``).
+        (at most 104 participants). Clients pin it (``seccl-election-rule``).
     chain : str (default: "embedded")
         ``"embedded"`` for an in-process EVM, or a JSON-RPC URL (anvil, geth, ...).
     chain_url : str | None (default: None)

@@ -124,7 +124,7 @@ def test_rules_by_name_or_number_and_unknown_ones_refused():
 
 def test_run_params_carry_the_rule_within_its_participant_limit():
     assert run_params(20, 0.2, 0.1, False, election_rule=MEDIAN_SCORE).election_rule == 1
-    with pytest.raises(ConfigurationError, match="at most 112 participants"):
+    with pytest.raises(ConfigurationError, match="at most 104 participants"):
         run_params(MAX_MEDIAN_PARTICIPANTS + 1, 0.2, 0.1, False, election_rule=MEDIAN_SCORE)
     with pytest.raises(ConfigurationError, match="election_rule must be one of"):
         run_params(20, 0.2, 0.1, False, election_rule=2)

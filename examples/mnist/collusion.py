@@ -130,8 +130,9 @@ def grid(name: str) -> list[Cell]:
     median, FedMedian, MultiKrum and Borda over every ε, seed by seed (the issue's
     target; Borda's seeds 1 and 2 are ``borda-seeds``); ``extras``: seed 0 of the
     other attacks and of the non-IID split at ε ∈ {0.2, 0.4}; ``baselines``: the
-    other Flower strategies; ``adaptive``, ``free-ride``, ``noniid``: every ε and seed of the other attacks and of the
-    non-IID split; ``all``: all of these in this order. ``onchain`` (not in
+    other Flower strategies; ``adaptive``, ``free-ride``, ``noniid``: every ε and
+    seed of the other attacks and of the non-IID split; ``all``: all of these in
+    this order. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode.
     """
