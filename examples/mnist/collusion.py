@@ -280,6 +280,75 @@ def mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f} ({len(values)})"
 
 
+def target_check(table: dict[tuple, list[float]]) -> list[str]:
+    """Return the issue's target, checked on the IID collusion rows (3 seeds wanted).
+
+    Median rule: mean final accuracy at ε = 0.4 within 2 points of ε = 0, and at
+    least FedMedian's and MultiKrum's mean at every ε (where they ran).
+    """
+
+    def mean(rule: str, e: float) -> float | None:
+        values = [v for v in table.get((rule, "collude", "iid", e), []) if not math.isnan(v)]
+        return statistics.mean(values) if values else None
+
+    def seeds(rule: str, e: float) -> int:
+        return len(table.get((rule, "collude", "iid", e), []))
+
+    lines = []
+    base, attacked = mean("median", 0.0), mean("median", 0.4)
+    if base is None or attacked is None:
+        lines.append("- ε = 0.4 vs ε = 0: not measured yet.")
+    else:
+        gap = (base - attacked) * 100
+        lines.append(
+            f"- ε = 0.4 vs ε = 0: {attacked:.4f} ({seeds('median', 0.4)} seeds) against "
+            f"{base:.4f} ({seeds('median', 0.0)} seeds), {gap:+.2f} points lower: target "
+            f"(at most 2 points) {'met' if gap <= 2 else 'NOT met'}."
+        )
+    for other in ("FedMedian", "MultiKrum"):
+        worse = []
+        for e in EPSILONS:
+            ours, theirs = mean("median", e), mean(other, e)
+            if ours is None or theirs is None:
+                continue
+            if ours < theirs:
+                worse.append(f"ε = {e}: {ours:.4f} < {theirs:.4f}")
+        compared = [
+            e for e in EPSILONS if mean("median", e) is not None and mean(other, e) is not None
+        ]
+        verdict = "met" if not worse else "NOT met at " + "; ".join(worse)
+        lines.append(
+            f"- at least as good as {other} at every ε (compared at ε ∈ {compared}): {verdict}."
+        )
+    return lines
+
+
+def missing_cells(path: Path) -> dict[str, int]:
+    """Return how many cells of each grid group of ``all`` the CSV does not hold yet."""
+    done = done_keys(path)
+    names = ("target", "extras", "borda-seeds", "baselines", "adaptive", "free-ride", "noniid")
+    counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
+    return {name: count for name, count in counts.items() if count}
+
+
+def onchain_table(out: Path, table: dict[tuple, list[float]]) -> str:
+    """Return the spot checks on the embedded chain beside the fast mode's same runs."""
+    path = out / "onchain" / CSV_NAME
+    if not path.is_file():
+        return "(no on-chain spot check in this directory)"
+    rows = []
+    for (rule, attack, split, eps, seed), runs in ex.by_run(
+        ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed"
+    ).items():
+        last = max(runs, key=lambda r: int(r["round"]))
+        fast = ex.by_run(ex.read_csv(out / CSV_NAME), "rule", "attack", "split", "epsilon", "seed")
+        twin = fast.get((rule, attack, split, eps, seed))
+        twin_final = max(twin, key=lambda r: int(r["round"]))["accuracy"] if twin else "-"
+        rows.append([rule, attack, eps, seed, ex.fmt(last["accuracy"]), ex.fmt(twin_final)])
+    header = ["rule", "attack", "ε", "seed", "on chain (SecCL strategy)", "off-chain fast mode"]
+    return ex.markdown_table(header, rows)
+
+
 def report(out: Path, data_note: str) -> None:
     """Write collusion.md (tables) and collusion.png from collusion.csv."""
     path = out / CSV_NAME
@@ -303,24 +372,39 @@ def report(out: Path, data_note: str) -> None:
         f"(number of seeds in brackets); n = {N}, λ = {LAMBDA}, attack from round {START}. "
         "SecCL rules ran in the off-chain fast mode (election by the Python reference); "
         "Flower strategies through flwr.serverapp.strategy. n/a: the strategy cannot "
-        "run that many attackers; '-': not run.\n\n" + "\n\n".join(sections)
+        "run that many attackers; '-': not run.\n\n"
+        + "## Target (median rule, collude, IID)\n\n"
+        + "\n".join(target_check(table))
+        + "\n\n## Fast mode against the chain\n\n"
+        + onchain_table(out, table)
+        + "\n\n## Final accuracy\n\n"
+        + "\n\n".join(sections)
     )
+    missing = missing_cells(path)
+    if missing:
+        body += (
+            "\n\n## Not run yet\n\nCells of `--grid all` missing from the CSV: "
+            + ", ".join(f"{name} {count}" for name, count in missing.items())
+            + ". `python examples/mnist/collusion.py --grid all --jobs 2` runs them "
+            "(it skips the cells the CSV already holds)."
+        )
     ex.write_markdown(out / "collusion.md", "Colluding clients", data_note, body)
     fig, axes = ex.figure(len(panels), width=5.2)
     for ax, (attack, split) in zip(axes, panels, strict=True):
         for rule in order:
             points = [
-                (e, statistics.mean(v))
+                (e, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
                 for e in eps
                 if (v := [x for x in table.get((rule, attack, split, e), []) if not math.isnan(x)])
             ]
             if not points:
                 continue
             style = {"lw": 2.5} if rule in COMPARED else {"lw": 1, "alpha": 0.8}
-            ax.plot(*zip(*points, strict=True), "o-", ms=3, label=rule, **style)
+            x, y, spread = zip(*points, strict=True)
+            ax.errorbar(x, y, yerr=spread, fmt="o-", ms=3, capsize=2, label=rule, **style)
         ax.set_title(f"{attack}, {split}")
         ax.set_xlabel("ε (fraction of attackers)")
-        ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean)")
+        ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd over seeds)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
