@@ -130,18 +130,9 @@ def standings(
 ) -> dict[str, int]:
     """Return every author's standing under ``rule`` (checking every ballot first).
 
-    Parameters
-    ----------
-    updates : Mapping[str, bytes]
-        The round's anchored updates: author address -> 32-byte digest.
-    ballots : Mapping[str, Mapping[str, int]]
-        Evaluator address -> (peer address -> score).
-    num_candidates : int
-        ``M`` (truncated Borda's points depend on it).
-    rule : int | str
-        A contract rule (number or name,
-        :data:`~seccl_flwr.protocol.params.ELECTION_RULES`) or the name of a
-        Python-only rule (:data:`PYTHON_ONLY_RULES`).
+    The arguments are :func:`elect`'s (``num_candidates``: truncated Borda's points
+    depend on ``M``); ``rule`` may also name a Python-only rule
+    (:data:`PYTHON_ONLY_RULES`).
 
     Raises
     ------
@@ -165,6 +156,9 @@ def elect(
     rule: int | str = TRUNCATED_BORDA,
 ) -> tuple[list[str], dict[str, int]]:
     """Run one round's election under ``rule``, as the contract's ``elect`` does.
+
+    The arguments are those of :func:`seccl_flwr.protocol.borda.elect`, plus ``rule``:
+    the rule's number or name (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
 
     Returns
     -------
