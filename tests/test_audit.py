@@ -903,6 +903,4 @@ def test_a_median_run_audits_clean_and_a_node_pinned_to_borda_refuses_it(tmp_pat
     grid = InProcessGrid(digits.app, NUM_NODES, run_config=config)
     with pytest.raises(NotEnoughNodesError) as info:
         server.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=1)
-    assert "election rule 1 (median), but this node is configured with 0 (borda)" in str(
-        info.value
-    )
+    assert "election rule 1 (median), but this node is configured with 0 (borda)" in str(info.value)
