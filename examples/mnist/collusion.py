@@ -280,6 +280,30 @@ def mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f} ({len(values)})"
 
 
+def seats_table(path: Path) -> str:
+    """Return the candidate seats attackers won in rounds START..ROUNDS (SecCL runs).
+
+    Per (rule, attack, split) and ε: the seats won summed over the seeds run, out of
+    ``M · (rounds under attack) · seeds``.
+    """
+    seats: dict[tuple, list[int]] = {}
+    for (rule, attack, split, eps, _), rows in ex.by_run(
+        ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed"
+    ).items():
+        if rows[0]["mode"] != "off-chain":
+            continue
+        won = sum(int(r["attackers_elected"]) for r in rows if int(r["round"]) >= START)
+        seats.setdefault((rule, attack, split), {}).setdefault(float(eps), []).append(won)
+    eps = sorted({e for by_eps in seats.values() for e in by_eps})
+    m = math.ceil(LAMBDA * N) * (ROUNDS - START + 1)
+    rows = [
+        [rule, attack, split]
+        + [f"{sum(v)}/{m * len(v)}" if (v := by_eps.get(e)) else "-" for e in eps]
+        for (rule, attack, split), by_eps in sorted(seats.items())
+    ]
+    return ex.markdown_table(["rule", "attack", "split", *(f"ε={e}" for e in eps)], rows)
+
+
 def target_check(table: dict[tuple, list[float]]) -> list[str]:
     """Return the issue's target, checked on the IID collusion rows (3 seeds wanted).
 
@@ -377,6 +401,9 @@ def report(out: Path, data_note: str) -> None:
         + "\n".join(target_check(table))
         + "\n\n## Fast mode against the chain\n\n"
         + onchain_table(out, table)
+        + "\n\n## Candidate seats won by attackers (rounds "
+        + f"{START}-{ROUNDS}, all seeds)\n\n"
+        + seats_table(path)
         + "\n\n## Final accuracy\n\n"
         + "\n\n".join(sections)
     )
