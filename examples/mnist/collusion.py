@@ -262,10 +262,11 @@ def sweep(cells: list[Cell], out: Path, data_dir: str, jobs: int) -> None:
 
 # ------------------------------------------------------------------------ report
 def finals(path: Path) -> dict[tuple, list[float]]:
-    """Return final accuracies by (rule, attack, split, ε), one per seed (nan: n/a)."""
+    """Return final accuracies by (rule, attack, split, ε), one per seed in seed order
+    (nan: n/a)."""
     by_run = ex.by_run(ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed")
     out: dict[tuple, list[float]] = {}
-    for (rule, attack, split, eps, _), rows in by_run.items():
+    for (rule, attack, split, eps, _), rows in sorted(by_run.items(), key=lambda i: int(i[0][4])):
         last = max(rows, key=lambda r: int(r["round"]))
         out.setdefault((rule, attack, split, float(eps)), []).append(float(last["accuracy"]))
     return out
@@ -344,6 +345,13 @@ def target_check(table: dict[tuple, list[float]]) -> list[str]:
         lines.append(
             f"- at least as good as {other} at every ε (compared at ε ∈ {compared}): {verdict}."
         )
+        paired = []
+        for e in compared:  # the same seed is the same data, model and attackers
+            ours = table.get(("median", "collude", "iid", e), [])
+            theirs = table.get((other, "collude", "iid", e), [])
+            diffs = [(a - b) * 100 for a, b in zip(ours, theirs, strict=False)]
+            paired.append(f"ε = {e}: {', '.join(f'{d:+.2f}' for d in diffs)}")
+        lines.append(f"  - median minus {other} per seed, in points: " + "; ".join(paired) + ".")
     return lines
 
 
