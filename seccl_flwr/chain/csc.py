@@ -282,9 +282,8 @@ class CandidateSelection:
             return []
         peers = max(len(b.peers) for b in ballots)
         params = self.params()
-        size = gas.ballot_batch_size(
-            peers, params.num_candidates, election_rule=params.election_rule
-        )
+        m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
+        size = gas.ballot_batch_size(peers, m)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
             for part in gas.batches(list(ballots), size)

@@ -131,14 +131,18 @@ def anchor_batch_size(kind: Kind = Kind.UPDATE, budget: int = DEFAULT_BUDGET) ->
     return _largest(lambda b: anchor_gas(b, kind), budget, f"{kind.name} anchor")
 
 
-def ballot_batch_size(
-    peers: int, num_candidates: int, budget: int = DEFAULT_BUDGET, election_rule: int = 0
-) -> int:
-    """Return the most ballots of ``peers`` peers one ``submitBallots`` may take.
+def ballot_model_candidates(peers: int, num_candidates: int, election_rule: int) -> int:
+    """Return the ``M`` with which the ballot model costs a ballot of the run's rule.
 
-    Under the median rule (``election_rule`` 1) a ballot stores its scores packed
-    instead of tallying points; it is costed as a truncated-Borda ballot with
+    Truncated Borda (rule 0): the run's ``M``. The median rule (1) stores a ballot's
+    scores packed instead of tallying points; it is costed as a Borda ballot with
     ``M = peers``, which bounds it from above (``tests/test_gas.py`` measures both).
+    """
+    return num_candidates if election_rule == 0 else peers
+
+
+def ballot_batch_size(peers: int, num_candidates: int, budget: int = DEFAULT_BUDGET) -> int:
+    """Return the most ballots of ``peers`` peers one ``submitBallots`` may take.
 
     Parameters
     ----------
@@ -149,16 +153,13 @@ def ballot_batch_size(
         ``M`` of the run.
     budget : int
         Gas budget of one transaction.
-    election_rule : int
-        The run's election rule (0 truncated Borda, 1 median score).
 
     Raises
     ------
     ConfigurationError
         If a single ballot exceeds the budget (never for ``n <= 256`` and the default).
     """
-    m = num_candidates if election_rule == 0 else peers
-    return _largest(lambda b: ballot_batch_gas(b, peers, m), budget, "ballot")
+    return _largest(lambda b: ballot_batch_gas(b, peers, num_candidates), budget, "ballot")
 
 
 def batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
