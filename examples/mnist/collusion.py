@@ -435,6 +435,7 @@ def report(out: Path, data_note: str) -> None:
             if not points:
                 continue
             style = {"lw": 2.5} if rule in COMPARED else {"lw": 1, "alpha": 0.8}
+            style["color"] = f"C{(*COMPARED, *ex.FLOWER).index(rule) % 10}"  # one per rule
             x, y, spread = zip(*points, strict=True)
             ax.errorbar(x, y, yerr=spread, fmt="o-", ms=3, capsize=2, label=rule, **style)
         ax.set_title(f"{attack}, {split}")
