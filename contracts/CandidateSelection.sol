@@ -12,11 +12,12 @@ pragma solidity 0.8.28;
 /// Opening a run (nothing of it can change afterwards):
 /// 1. `constructor(runId, params)` — `Params`: the number `M` of candidates, the ballot
 ///    quorum of `elect`, the share fraction (ppm), per-tensor sharing and the election
-///    rule (0 = truncated Borda, the only rule so far); `openingBlock()` is this block.
+///    rule (0 = truncated Borda, 1 = median score); `openingBlock()` is this block.
 /// 2. `register(accounts, joinSignatures)` — in one or more owner batches; each account
 ///    signs the EIP-712 `Join(runId, participant)` under the domain ("SecCL", "1",
 ///    chainId) *without* `verifyingContract`, so it can sign before the contract exists.
-/// 3. `open()` — checks `1 <= M <= n` and `1 <= quorum <= n`, stores `rosterDigest() =
+/// 3. `open()` — checks `1 <= M <= n`, `1 <= quorum <= n` and, for the median rule,
+///    `n <= MAX_MEDIAN_PARTICIPANTS`, stores `rosterDigest() =
 ///    keccak256(abi.encodePacked(participants))` (each address as a 32-byte word) and
 ///    emits `RunOpened`. `register` reverts from here on, every round function before.
 ///
@@ -27,8 +28,9 @@ pragma solidity 0.8.28;
 ///    several transactions (batches); updates of `r` are sealed from the first ballot on,
 ///    which fixes the seed; a ballot scores exactly the round's update authors other
 ///    than its evaluator;
-/// 3. `elect(r)` — truncated Borda election over at least `quorum` ballots, result
-///    stored and emitted;
+/// 3. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rule, the
+///    medians verified on chain) — over at least `quorum` ballots, result stored and
+///    emitted;
 /// 4. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
 ///    this completes round `r`. Round 0's GLOBAL_MODEL is the initial model.
 /// `anchor(r', EVALUATION, ...)` records federated-evaluation replies of completed rounds.
@@ -38,20 +40,30 @@ pragma solidity 0.8.28;
 ///   total if `keccak256(abi.encode(roundSeed(r), p)) < keccak256(abi.encode(roundSeed(r), q))`.
 ///   The seed is fixed by the authors' signed update digests, so the server cannot
 ///   choose the order (short of withholding updates, which clients detect).
-/// * Per ballot the peers are ranked by score, highest first, ties in the tie order.
-///   The top `min(M, k)` of the ballot's `k` peers get `M, M-1, ...` points.
-/// * The round's update authors are ranked by total points, highest first, ties in
-///   the tie order. The first `min(M, #authors)` are elected.
+/// * Rule 0, truncated Borda (the SecCL paper): per ballot the peers are ranked by
+///   score, highest first, ties in the tie order; the top `min(M, k)` of the ballot's
+///   `k` peers get `M, M-1, ...` points. An author's standing is its total.
+/// * Rule 1, median score: an author's standing is the lower median of the scores it
+///   received (the `ceil(k/2)`-th smallest of its `k` scores; 0 if none). Colluders
+///   below half of the ballots scoring an author cannot lift it above, nor push it
+///   below, the range of the scores the other evaluators gave it.
+/// * The round's update authors are ranked by standing, highest first, ties in the
+///   tie order. The first `min(M, #authors)` are elected.
 /// The contract compares the top 216 bits of the tie hashes (then the anchoring
 /// position): it differs from the full 256-bit order only if two of at most 256 hashes
 /// share their first 216 bits, a keccak near-collision nobody can produce.
 ///
-/// Gas: a ballot with `k <= n-1` peers costs O(k) for validation and hashing plus
-/// O(k + M log k) memory operations for the partial heapsort of its top `M` peers;
-/// `elect` is O(#authors log #authors). Storage writes per ballot are O(M) (points)
-/// plus its digest. Every batch function can be split into transactions
-/// of any size; `seccl_flwr.chain.gas` sizes them from measured costs so that each
-/// transaction stays under the 2^24 per-transaction cap of EIP-7825 for every n <= 256.
+/// Gas: a ballot with `k <= n-1` peers costs O(k) for validation. Borda: plus hashing
+/// and O(k + M log k) memory operations for the partial heapsort of its top `M` peers,
+/// O(M) storage writes (points); `elect` is O(#authors log #authors). Median: the
+/// ballot's scores are stored packed, 8 per word (ceil(#authors / 8) storage writes);
+/// `electByMedian` reads every ballot's words and verifies each author's claimed
+/// median in O(#ballots) memory operations, O(#ballots * #authors) in all, which
+/// bounds the rule to `MAX_MEDIAN_PARTICIPANTS` (104) participants: 11.0 M gas at
+/// n = 100 on anvil, 13.5 M at n = 112, within 80 % of the cap up to 104. Every batch
+/// function can be split into transactions of any size; `seccl_flwr.chain.gas` sizes
+/// them from measured costs so that each transaction stays under the 2^24
+/// per-transaction cap of EIP-7825 for every n <= 256.
 ///
 /// Signatures of messages and ballots are EIP-712 over the domain ("SecCL", "1",
 /// block.chainid, this contract), computed at call time, so a ballot cannot be replayed
@@ -75,8 +87,15 @@ contract CandidateSelection {
     uint256 private constant MAX_PARTICIPANTS = 256;
     /// @dev The share fraction is given in parts per million, `(0, 1e6]`.
     uint32 private constant PPM = 1_000_000;
-    /// @dev Election rule 0: truncated Borda (the only rule so far).
+    /// @dev Election rule 0: truncated Borda (the SecCL paper's).
     uint8 private constant RULE_TRUNCATED_BORDA = 0;
+    /// @dev Election rule 1: lower median of each author's received scores.
+    uint8 private constant RULE_MEDIAN_SCORE = 1;
+    /// @dev The most participants of a run under the median rule: its `elect` then
+    /// stays under the 2^24 transaction gas cap (EIP-7825), measured in tests/test_gas.py.
+    uint256 private constant MAX_MEDIAN_PARTICIPANTS = 104;
+    /// @dev Scores packed per storage word under the median rule (32 bits each).
+    uint256 private constant SCORES_PER_WORD = 8;
 
     // The EIP-712 type strings below are longer than 32 bytes by definition (EIP-712
     // fixes their text). They are hashed at compile time: no string is stored in the
@@ -111,7 +130,7 @@ contract CandidateSelection {
     /// parts per million, `1..1_000_000` (enforced by the clients, recorded here).
     /// @param perTensor Whether the share fraction applies per tensor (else to the
     /// whole flattened update); enforced by the clients, recorded here.
-    /// @param electionRule The election rule; 0 = truncated Borda (the only one so far).
+    /// @param electionRule The election rule: 0 = truncated Borda, 1 = median score.
     struct Params {
         uint16 numCandidates;
         uint16 quorum;
@@ -134,10 +153,12 @@ contract CandidateSelection {
         bytes signature;
     }
 
-    /// @dev Per-round data of one update author; packed in one storage slot.
+    /// @dev Per-round data of one update author; packed in one storage slot. `points`
+    /// is its standing: Borda points, or (from `elect` on) its median score.
     struct AuthorInfo {
         bool isAuthor;
         uint8 index;
+        uint8 position;
         uint32 points;
     }
 
@@ -149,6 +170,10 @@ contract CandidateSelection {
         bool elected;
         bytes32 seed;
         mapping(address => AuthorInfo) info;
+        // median rule: word `b * ceil(#authors / 8) + position / 8` holds, in bits
+        // `32 * (position % 8)`, 1 + the score ballot `b` gave the author at
+        // `position` (0: no score, the evaluator's own position)
+        mapping(uint256 => uint256) packedScores;
     }
 
     // -------------------------------------------------------------------- storage
@@ -207,7 +232,7 @@ contract CandidateSelection {
     /// @notice The candidates of a round were elected, best first, with their totals.
     /// @param round The elected round.
     /// @param candidates The elected candidates, best first.
-    /// @param totals Their total Borda points.
+    /// @param totals Their standings (Borda points or median scores).
     event Elected(uint32 indexed round, address[] candidates, uint32[] totals);
 
     // --------------------------------------------------------------------- errors
@@ -236,6 +261,14 @@ contract CandidateSelection {
     error InvalidShareFraction(uint32 shareFractionPpm);
     /// @notice The election rule is not one this contract implements.
     error UnsupportedElectionRule(uint8 electionRule);
+    /// @notice The run's election rule elects with the other function (`elect` for
+    /// truncated Borda, `electByMedian` for the median rule).
+    error WrongElectionRule(uint8 electionRule, uint8 expected);
+    /// @notice A claimed median is not the lower median of the author's received scores.
+    error WrongMedian(uint32 round, address author, uint32 claimed);
+    /// @notice The run has more participants than its election rule supports under the
+    /// transaction gas cap (`MAX_MEDIAN_PARTICIPANTS` for the median rule).
+    error TooManyParticipantsForRule(uint8 electionRule, uint256 numParticipants, uint256 maximum);
     /// @notice Two arrays that must have equal lengths do not.
     error LengthMismatch(uint256 a, uint256 b);
     /// @notice A batch is empty.
@@ -297,12 +330,12 @@ contract CandidateSelection {
 
     /// @notice Create a run with fixed parameters; participants follow with `register`.
     /// @dev Checks what does not depend on the roster: `1 <= M <= 256`,
-    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0; `open()`
-    /// checks `M <= n` and `quorum <= n`.
+    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0 or 1;
+    /// `open()` checks `M <= n`, `quorum <= n` and the rule's participant limit.
     /// @param runId_ 32-byte identifier of the run (signed by every participant's join).
     /// @param params_ The run's parameters.
     constructor(bytes32 runId_, Params memory params_) {
-        if (params_.electionRule != RULE_TRUNCATED_BORDA) {
+        if (params_.electionRule != RULE_TRUNCATED_BORDA && params_.electionRule != RULE_MEDIAN_SCORE) {
             revert UnsupportedElectionRule(params_.electionRule);
         }
         if (params_.numCandidates == 0 || params_.numCandidates > MAX_PARTICIPANTS) {
@@ -355,7 +388,8 @@ contract CandidateSelection {
     }
 
     /// @notice Seal the roster and open the run (owner, once).
-    /// @dev Checks `n >= 1`, `M <= n` and `quorum <= n`; stores the roster digest
+    /// @dev Checks `n >= 1`, `M <= n`, `quorum <= n` and, under the median rule,
+    /// `n <= MAX_MEDIAN_PARTICIPANTS`; stores the roster digest
     /// `keccak256(abi.encodePacked(participants))` (each address padded to 32 bytes, in
     /// registration order) and emits `RunOpened`.
     function open() external onlyOwner beforeOpen {
@@ -364,6 +398,9 @@ contract CandidateSelection {
         Params memory runParams = _params;
         if (runParams.numCandidates > n) revert InvalidCandidateCount(runParams.numCandidates, n);
         if (runParams.quorum > n) revert InvalidQuorum(runParams.quorum, n);
+        if (runParams.electionRule == RULE_MEDIAN_SCORE && n > MAX_MEDIAN_PARTICIPANTS) {
+            revert TooManyParticipantsForRule(runParams.electionRule, n, MAX_MEDIAN_PARTICIPANTS);
+        }
         bytes32 digest = keccak256(abi.encodePacked(_participants));
         _rosterDigest = digest;
         _open = true;
@@ -408,8 +445,13 @@ contract CandidateSelection {
             if (slots[author] != bytes32(0)) revert AlreadyAnchored(round, kind, author);
             slots[author] = digest;
             if (kind == KIND_UPDATE) {
+                rs.info[author] = AuthorInfo({
+                    isAuthor: true,
+                    index: uint8(indexPlusOne - 1),
+                    position: uint8(rs.authors.length),
+                    points: 0
+                });
                 rs.authors.push(author);
-                rs.info[author] = AuthorInfo({isAuthor: true, index: uint8(indexPlusOne - 1), points: 0});
                 seed ^= digest;
             }
             emit Anchored(round, kind, author, digest);
@@ -464,7 +506,8 @@ contract CandidateSelection {
     /// peer is not the evaluator, anchored an update this round and appears once, every
     /// score is at most `MAX_SCORE`, the peers are all the round's authors other than
     /// the evaluator (`IncompleteBallot`), and the signature is a 65-byte low-s EIP-712
-    /// signature of the evaluator. Cost O(k + M log k) per ballot of `k` peers.
+    /// signature of the evaluator. Cost O(k + M log k) per ballot of `k` peers (Borda),
+    /// O(k) plus ceil(#authors / 8) storage writes (median).
     /// @param round The current round.
     /// @param ballots The ballots.
     function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner whenOpen {
@@ -476,13 +519,15 @@ contract CandidateSelection {
         if (rs.elected) revert AlreadyElected(round);
 
         bytes32 domain = domainSeparator();
-        uint256 m = _params.numCandidates;
+        Params memory runParams = _params;
+        uint256 m = runParams.electionRule == RULE_MEDIAN_SCORE ? 0 : runParams.numCandidates;
         for (uint256 b = 0; b < ballots.length; ++b) {
             _castBallot(round, rs, ballots[b], domain, m);
         }
     }
 
-    /// @dev Validate, verify and tally one ballot.
+    /// @dev Validate, verify and record one ballot: tally its Borda points (`m` = M), or
+    /// under the median rule (`m` = 0) store its scores packed.
     function _castBallot(
         uint32 round,
         RoundState storage rs,
@@ -495,32 +540,38 @@ contract CandidateSelection {
         mapping(address => bytes32) storage ballotSlots = _anchors[round][KIND_BALLOT];
         if (ballotSlots[evaluator] != bytes32(0)) revert DuplicateBallot(round, evaluator);
 
-        uint256[] memory keys = _rankKeys(round, rs, ballot);
+        uint256[] memory keysOrWords = _readBallot(round, rs, ballot, m == 0);
 
         bytes32 digest = _ballotDigest(domain, round, evaluator, ballot.peers, ballot.scores);
         address recovered = _recover(digest, ballot.signature);
         if (recovered != evaluator) revert InvalidSignature(evaluator, recovered);
 
         ballotSlots[evaluator] = digest;
+        uint256 ballotIndex = rs.evaluators.length;
         rs.evaluators.push(evaluator);
-        _tally(rs, ballot.peers, keys, m);
+        if (m == 0) {
+            _storeScores(rs, keysOrWords, ballotIndex);
+        } else {
+            _tally(rs, ballot.peers, keysOrWords, m);
+        }
         emit BallotCast(round, evaluator, digest);
     }
 
-    /// @dev Check the peers and scores of a ballot; return one unique sort key per peer
-    /// (`_sortKey`), so that a larger key means a better rank (higher score, then the
-    /// round's tie order).
-    function _rankKeys(uint32 round, RoundState storage rs, Ballot calldata ballot)
+    /// @dev Check the peers and scores of a ballot. Borda (`packed` false): return one
+    /// unique sort key per peer (`_sortKey`), so that a larger key means a better rank
+    /// (higher score, then the round's tie order). Median (`packed` true): return the
+    /// ballot's scores packed by author position (see `RoundState.packedScores`).
+    function _readBallot(uint32 round, RoundState storage rs, Ballot calldata ballot, bool packed)
         private
         view
-        returns (uint256[] memory keys)
+        returns (uint256[] memory out)
     {
         address evaluator = ballot.evaluator;
         address[] calldata peers = ballot.peers;
         uint32[] calldata scores = ballot.scores;
         uint256 k = peers.length;
         if (k != scores.length) revert LengthMismatch(k, scores.length);
-        keys = new uint256[](k);
+        out = new uint256[](packed ? _wordsPerBallot(rs.authors.length) : k);
         bytes32 seed = rs.seed;
         uint256 seen = 0; // bitmap of participant indices, n <= 256
         for (uint256 i = 0; i < k; ++i) {
@@ -534,10 +585,27 @@ contract CandidateSelection {
             seen |= bit;
             uint32 score = scores[i];
             if (score > MAX_SCORE) revert ScoreOutOfRange(score);
-            keys[i] = _sortKey(score, seed, peer, i);
+            if (packed) {
+                _pack(out, info.position, score);
+            } else {
+                out[i] = _sortKey(score, seed, peer, i);
+            }
         }
         uint256 expected = rs.authors.length - (rs.info[evaluator].isAuthor ? 1 : 0);
         if (k != expected) revert IncompleteBallot(round, evaluator, k, expected);
+    }
+
+    /// @dev Put `score + 1` into the 32 bits of author `position` of a packed ballot.
+    function _pack(uint256[] memory words, uint256 position, uint32 score) private pure {
+        words[position / SCORES_PER_WORD] |= (uint256(score) + 1) << (32 * (position % SCORES_PER_WORD));
+    }
+
+    /// @dev Store the packed words of ballot number `ballotIndex` (median rule).
+    function _storeScores(RoundState storage rs, uint256[] memory words, uint256 ballotIndex) private {
+        uint256 first = ballotIndex * words.length;
+        for (uint256 w = 0; w < words.length; ++w) {
+            if (words[w] != 0) rs.packedScores[first + w] = words[w];
+        }
     }
 
     /// @dev Give the top `min(m, k)` keys `m, m-1, ...` points (partial heapsort).
@@ -554,29 +622,78 @@ contract CandidateSelection {
 
     // ------------------------------------------------------------------- election
 
-    /// @notice Elect the candidates of the current round from the ballots submitted so far.
+    /// @notice Elect the candidates of the current round from the ballots submitted so far
+    /// (truncated Borda; a median-rule run elects with `electByMedian`).
     /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Ranks the round's
     /// update authors by total points (ties in the round's tie order) and stores the
     /// first `min(M, #authors)`. Cost O(#authors * log(#authors)).
     /// @param round The current round.
     function elect(uint32 round) external onlyOwner whenOpen {
+        (RoundState storage rs, Params memory runParams) = _electable(round, RULE_TRUNCATED_BORDA);
+        _elect(round, rs, runParams.numCandidates);
+    }
+
+    /// @notice Elect the candidates of the current round under the median rule, given
+    /// every author's median received score, which the contract verifies.
+    /// @dev `medians[i]` must be the lower median of the scores `updateAuthors(round)[i]`
+    /// received (the `ceil(k/2)`-th smallest of its `k` scores, 0 if none): with
+    /// `t = (k-1)/2`, fewer than `t + 1` scores below it and more than `t` at or below
+    /// it, which only the true median satisfies (`WrongMedian` otherwise). Checking a
+    /// median is O(k), where selecting it would be O(k log k); anyone can compute them
+    /// from the ballots (`seccl_flwr.protocol.election`). Then ranks the authors by
+    /// median (ties in the round's tie order) as `elect` does. Cost O(#ballots *
+    /// #authors) plus the ranking.
+    /// @param round The current round.
+    /// @param medians The median received score of each update author, in anchoring order.
+    function electByMedian(uint32 round, uint32[] calldata medians) external onlyOwner whenOpen {
+        (RoundState storage rs, Params memory runParams) = _electable(round, RULE_MEDIAN_SCORE);
+        uint256 a = rs.authors.length;
+        if (medians.length != a) revert LengthMismatch(medians.length, a);
+        uint256 ballots = rs.evaluators.length;
+        uint256 perBallot = _wordsPerBallot(a);
+        uint256[] memory words = new uint256[](ballots * perBallot);
+        for (uint256 i = 0; i < words.length; ++i) {
+            words[i] = rs.packedScores[i];
+        }
+        for (uint256 position = 0; position < a; ++position) {
+            address author = rs.authors[position];
+            uint32 claimed = medians[position];
+            if (!_isLowerMedian(words, perBallot, ballots, position, claimed)) {
+                revert WrongMedian(round, author, claimed);
+            }
+            rs.info[author].points = claimed;
+        }
+        _elect(round, rs, runParams.numCandidates);
+    }
+
+    /// @dev The checks shared by `elect` and `electByMedian`; returns the round's state
+    /// and the run's parameters.
+    function _electable(uint32 round, uint8 rule)
+        private
+        view
+        returns (RoundState storage rs, Params memory runParams)
+    {
         uint32 current = _lastCompletedRound + 1;
         if (round != current) revert WrongRound(round, current);
-        RoundState storage rs = _rounds[round];
-        uint256 a = rs.authors.length;
-        if (a == 0) revert NoUpdates(round);
+        runParams = _params;
+        if (runParams.electionRule != rule) revert WrongElectionRule(runParams.electionRule, rule);
+        rs = _rounds[round];
+        if (rs.authors.length == 0) revert NoUpdates(round);
         if (rs.elected) revert AlreadyElected(round);
-        Params memory runParams = _params;
         uint256 ballots = rs.evaluators.length;
         if (ballots < runParams.quorum) revert QuorumNotReached(round, ballots, runParams.quorum);
+    }
 
+    /// @dev Rank the round's authors by `points` (ties in the tie order), store and emit
+    /// the first `min(m, #authors)`.
+    function _elect(uint32 round, RoundState storage rs, uint256 m) private {
+        uint256 a = rs.authors.length;
         bytes32 seed = rs.seed;
         uint256[] memory keys = new uint256[](a);
         for (uint256 i = 0; i < a; ++i) {
             address author = rs.authors[i];
             keys[i] = _sortKey(rs.info[author].points, seed, author, i);
         }
-        uint256 m = runParams.numCandidates;
         uint256 top = m < a ? m : a;
         address[] memory candidates = new address[](top);
         uint32[] memory totals = new uint32[](top);
@@ -589,6 +706,40 @@ contract CandidateSelection {
         rs.candidates = candidates;
         rs.elected = true;
         emit Elected(round, candidates, totals);
+    }
+
+    /// @dev Whether `claimed` is the lower median of the scores of author `position`
+    /// in the packed ballots `words` (0 if it received none).
+    function _isLowerMedian(
+        uint256[] memory words,
+        uint256 perBallot,
+        uint256 ballots,
+        uint256 position,
+        uint256 claimed
+    ) private pure returns (bool) {
+        uint256 word = position / SCORES_PER_WORD;
+        uint256 shift = 32 * (position % SCORES_PER_WORD);
+        uint256 k = 0;
+        uint256 below = 0;
+        uint256 atMost = 0;
+        // stored values are score + 1 (0: no score): below the claim is `< claimed + 1`,
+        // at most the claim is `< claimed + 2`
+        for (uint256 b = 0; b < ballots; ++b) {
+            uint256 value = (words[b * perBallot + word] >> shift) & 0xffffffff;
+            if (value != 0) {
+                ++k;
+                if (value < claimed + 1) ++below;
+                if (value < claimed + 2) ++atMost;
+            }
+        }
+        if (k == 0) return claimed == 0;
+        uint256 t = (k - 1) / 2;
+        return below < t + 1 && atMost > t;
+    }
+
+    /// @dev Storage words per ballot under the median rule.
+    function _wordsPerBallot(uint256 authors) private pure returns (uint256) {
+        return (authors + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
     }
 
     // ---------------------------------------------------------------------- views
@@ -705,10 +856,11 @@ contract CandidateSelection {
         return rs.candidates;
     }
 
-    /// @notice The Borda totals of all update authors of a round (so far).
+    /// @notice The standings of all update authors of a round: Borda totals (so far), or
+    /// median scores (from `elect` on; zero before).
     /// @param round The round.
     /// @return authors The update authors in anchoring order.
-    /// @return points Their total points.
+    /// @return points Their standings.
     function totalsOf(uint32 round)
         external
         view

@@ -36,11 +36,12 @@ from eth_utils import to_checksum_address
 
 from .chain.csc import CandidateSelection
 from .errors import SignatureError, SparseUpdateError
-from .protocol.borda import ElectionError, elect, round_seed
+from .protocol.borda import ElectionError, round_seed
 from .protocol.eip712 import Kind
+from .protocol.election import elect
 from .protocol.params import (
+    ELECTION_RULES,
     PPM,
-    TRUNCATED_BORDA,
     RunParams,
     num_candidates,
     param_mismatches,
@@ -186,6 +187,8 @@ class AuditPins:
         The least ballot quorum the auditor accepts (as a client's ``seccl-quorum``):
         a run quorum below it is a mismatch, and a round elected with fewer ballots
         is below the quorum.
+    election_rule : int | None
+        The election rule the run must fix (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
     """
 
     roster_digest: bytes | None = None
@@ -194,6 +197,7 @@ class AuditPins:
     share_fraction: float | None = None
     per_tensor: bool | None = None
     quorum: int | None = None
+    election_rule: int | None = None
 
 
 def roster_mismatches(
@@ -561,6 +565,7 @@ def _check_run(audit: _Audit) -> None:
         share_fraction=pins.share_fraction,
         per_tensor=pins.per_tensor,
         least_quorum=pins.quorum,
+        election_rule=pins.election_rule,
     ):
         audit.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
 
@@ -713,7 +718,9 @@ def _check_election(audit: _Audit, round_: int) -> None:
         ballot = audit.verified[(round_, Kind.BALLOT, evaluator)]
         ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
     try:  # the quorum is _check_quorum's finding; here, the candidates and totals
-        expected, expected_totals = elect(updates, ballots, audit.params.num_candidates, 0)
+        expected, expected_totals = elect(
+            updates, ballots, audit.params.num_candidates, 0, audit.params.election_rule
+        )
     except ElectionError as exc:
         audit.find(
             round_,
@@ -884,7 +891,7 @@ def describe_run(report: AuditReport) -> list[str]:
     roster_pin = [f"{what} {value}".strip() for what, value in roster_pins if value is not None]
     m = None if pins.candidate_fraction is None else num_candidates(pins.candidate_fraction, n)
     ppm = None if pins.share_fraction is None else share_fraction_ppm(pins.share_fraction)
-    rule = "truncated Borda" if params.election_rule == TRUNCATED_BORDA else "unknown"
+    rule = ELECTION_RULES.get(params.election_rule, "unknown")
     return [
         f"run {'open' if report.is_open else 'NOT OPEN'}; roster: {n} participants, "
         + _pinned(
@@ -916,7 +923,13 @@ def describe_run(report: AuditReport) -> list[str]:
                     None if pins.per_tensor is None else str(pins.per_tensor).lower(),
                     pins.per_tensor is not None and pins.per_tensor != params.per_tensor,
                 ),
-                f"election rule = {params.election_rule} ({rule})",
+                _pinned(
+                    f"election rule = {params.election_rule} ({rule})",
+                    None
+                    if pins.election_rule is None
+                    else f"{pins.election_rule} ({ELECTION_RULES[pins.election_rule]})",
+                    pins.election_rule is not None and pins.election_rule != params.election_rule,
+                ),
             ]
         ),
     ]

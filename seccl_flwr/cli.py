@@ -10,9 +10,9 @@ run before the embedded chain ends and prints the verdict (exit 1 if it fails).
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
 (:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
 on the command line (``--roster-digest``/``--roster``, ``--candidate-fraction``,
-``--share-fraction``, ``--per-tensor``, ``--quorum``), prints the run's roster digest
-and parameters and a per-round verdict table and exits with 1 if anything does not
-match (2 if the chain or the store cannot be read).
+``--share-fraction``, ``--per-tensor``, ``--quorum``, ``--election-rule``), prints
+the run's roster digest and parameters and a per-round verdict table and exits with 1
+if anything does not match (2 if the chain or the store cannot be read).
 
 ``seccl-flwr keys new --out FILE`` writes a new node key (mode 600) and prints its
 address; ``seccl-flwr keys join --key FILE --run-label L --chain URL`` prints the
@@ -57,6 +57,7 @@ from .cli_args import (
     add_simulate_command,
     candidate_fraction,
     contract_address,
+    election_rule,
     number,
     one_line,
     quorum,
@@ -66,6 +67,7 @@ from .cli_args import (
 from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
+from .protocol.params import ELECTION_RULES
 from .strategy import RoundRecord, SecCL, SecCLResult
 
 if TYPE_CHECKING:
@@ -368,6 +370,7 @@ def audit(args: argparse.Namespace) -> int:
         share_fraction=args.share_fraction,
         per_tensor=None if args.per_tensor is None else args.per_tensor == "true",
         quorum=args.quorum,
+        election_rule=args.election_rule,
     )
     try:
         csc = CandidateSelection.attach(_connect(args.chain), args.contract)
@@ -448,6 +451,7 @@ def open_run(args: argparse.Namespace) -> None:
         args.per_tensor,
         args.quorum,
         args.gas_limit,
+        args.election_rule,
     )
     print(f"contract       {opening.contract}")
     print(f"roster digest  0x{opening.roster_digest.hex()}")
@@ -455,7 +459,8 @@ def open_run(args: argparse.Namespace) -> None:
     print(
         f"parameters     n={len(opening.participants)} M={opening.params.num_candidates} "
         f"quorum={opening.params.quorum} share fraction={opening.params.share_fraction:g} "
-        f"per-tensor={'true' if opening.params.per_tensor else 'false'}"
+        f"per-tensor={'true' if opening.params.per_tensor else 'false'} "
+        f"election rule={ELECTION_RULES[opening.params.election_rule]}"
     )
     print("node config (each SuperNode, with its own key file):")
     line = node_config_line(
@@ -549,6 +554,14 @@ def _add_deployment_commands(commands) -> None:
         type=quorum,
         default=None,
         help="the least ballots an election needs (default a majority of the roster)",
+    )
+    opener.add_argument(
+        "--election-rule",
+        type=election_rule,
+        default=0,
+        help="borda (0, the paper's truncated Borda; default) or median (1: each "
+        "author's median received score; colluders below half of the evaluators "
+        "cannot lift each other; at most 104 participants)",
     )
     opener.add_argument(
         "--gas-limit",

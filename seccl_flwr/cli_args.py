@@ -19,7 +19,7 @@ from .attacks import POISONS
 from .chain.connection import EMBEDDED
 from .errors import ConfigurationError
 from .protocol.eip712 import bytes32_hex
-from .protocol.params import share_fraction_ppm
+from .protocol.params import election_rule_of, share_fraction_ppm
 
 __all__ = [
     "OneLineErrorParser",
@@ -202,6 +202,14 @@ share_fraction_in_range = number(
 
 quorum = number(int, 1, fix="give the least number of ballots an election needs, e.g. 3")
 """Argparse ``type`` of a ballot quorum: a positive number of ballots."""
+
+
+def election_rule(text: str) -> int:
+    """Argparse ``type`` of an election rule: ``borda``/``0`` or ``median``/``1``."""
+    try:
+        return election_rule_of(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def share_fraction(text: str) -> float:
@@ -457,4 +465,10 @@ def _add_audit_pins(audit: argparse.ArgumentParser) -> None:
         type=quorum,
         default=None,
         help="the least ballot quorum you accept; a round elected with fewer ballots fails",
+    )
+    pins.add_argument(
+        "--election-rule",
+        type=election_rule,
+        default=None,
+        help="the election rule the run must fix: borda (0) or median (1)",
     )

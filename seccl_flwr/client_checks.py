@@ -41,6 +41,7 @@ from .errors import (
 )
 from .identity import (
     CANDIDATE_FRACTION,
+    ELECTION_RULE,
     KEY_FILE,
     KEY_SEED,
     NUM_PARTITIONS,
@@ -57,9 +58,12 @@ from .protocol.eip712 import RunBinding, bytes32_hex
 from .protocol.params import (
     DEFAULT_CANDIDATE_FRACTION,
     DEFAULT_SHARE_FRACTION,
+    ELECTION_RULES,
+    TRUNCATED_BORDA,
     MismatchWording,
     RunParams,
     default_quorum,
+    election_rule_of,
     param_mismatches,
 )
 from .protocol.signed import next_global_model
@@ -84,6 +88,9 @@ class RunPins:
         Whether the share fraction applies per tensor.
     quorum : int | None
         The least quorum the client accepts; ``None``: a majority of the roster.
+    election_rule : int
+        The election rule the run must fix (``seccl-election-rule``, a number or name
+        of :data:`~seccl_flwr.protocol.params.ELECTION_RULES`; default truncated Borda).
     """
 
     roster_digest: bytes | None = None
@@ -92,6 +99,7 @@ class RunPins:
     share_fraction: float = DEFAULT_SHARE_FRACTION
     per_tensor: bool = False
     quorum: int | None = None
+    election_rule: int = TRUNCATED_BORDA
 
 
 def _number(key: str, value: str | None, kind: type, default):
@@ -148,6 +156,7 @@ def run_pins(context: Context) -> RunPins:
         ),
         per_tensor=flag_setting(context, PER_TENSOR, False),
         quorum=_number(QUORUM, setting(context, QUORUM), int, None),
+        election_rule=election_rule_of(setting(context, ELECTION_RULE) or TRUNCATED_BORDA),
     )
 
 
@@ -156,6 +165,7 @@ def pinned_run_config(
     share_fraction: float = DEFAULT_SHARE_FRACTION,
     per_tensor: bool = False,
     quorum: int | None = None,
+    election_rule: int = TRUNCATED_BORDA,
 ) -> dict[str, Any]:
     """Return the run config with which clients pin these run parameters.
 
@@ -167,6 +177,7 @@ def pinned_run_config(
         CANDIDATE_FRACTION: candidate_fraction,
         SHARE_FRACTION: share_fraction,
         PER_TENSOR: per_tensor,
+        ELECTION_RULE: ELECTION_RULES[election_rule_of(election_rule)],
     }
     if quorum is not None:
         config[QUORUM] = quorum
@@ -262,7 +273,10 @@ NODE_WORDING = MismatchWording(
         "share fraction {actual} ppm, but this node is configured with {pinned} ({expected} ppm)"
     ),
     per_tensor="per-tensor {actual}, but this node is configured with {expected}",
-    election_rule="election rule {actual}, but this node knows only truncated Borda ({expected})",
+    election_rule=(
+        "election rule {actual}, but this node is configured with {expected} "
+        f"({ELECTION_RULE!r})"
+    ),
 )
 """How a node words a run parameter that differs from its configuration."""
 
@@ -290,6 +304,7 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
         per_tensor=pins.per_tensor,
         least_quorum=pins.quorum or default_quorum(num_participants),
         wording=NODE_WORDING,
+        election_rule=pins.election_rule,
     )
     if mismatches:
         raise ParameterMismatchError(f"contract {contract}: {mismatches[0]}")

@@ -28,6 +28,7 @@ from .identity import (
     CANDIDATE_FRACTION,
     CHAIN_URL,
     CONTRACT,
+    ELECTION_RULE,
     KEY_FILE,
     PER_TENSOR,
     QUORUM,
@@ -35,7 +36,7 @@ from .identity import (
     SHARE_FRACTION,
 )
 from .protocol.eip712 import sign_join, verify_join
-from .protocol.params import RunParams, run_params
+from .protocol.params import ELECTION_RULES, RunParams, run_params
 
 
 def run_id_of_label(run_label: str) -> bytes:
@@ -149,6 +150,7 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
     per_tensor: bool = False,
     quorum: int | None = None,
     gas_limit: int | None = None,
+    election_rule: int = 0,
 ) -> Opening:
     """Deploy the run's contract, register ``roster`` and open it; return what to pin.
 
@@ -162,7 +164,9 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
     ContractRevertError
         If the contract refuses the opening.
     """
-    params = run_params(len(roster), candidate_fraction, share_fraction, per_tensor, quorum)
+    params = run_params(
+        len(roster), candidate_fraction, share_fraction, per_tensor, quorum, election_rule
+    )
     csc, _ = open_run(w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit)
     return Opening(
         contract=csc.address,
@@ -184,7 +188,8 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
     """Return the ``--node-config`` value every SuperNode of the run uses (its key file aside).
 
     It pins the chain endpoint, the contract, the roster digest and the parameters
-    (λ, share fraction, per-tensor, quorum), so that a node checks the run on chain
+    (λ, share fraction, per-tensor, quorum, election rule), so that a node checks the
+    run on chain
     against what it agreed to, never against the server's word.
     """
     pins = {
@@ -196,6 +201,7 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
         SHARE_FRACTION: repr(float(share_fraction)),
         PER_TENSOR: "true" if per_tensor else "false",
         QUORUM: str(opening.params.quorum),
+        ELECTION_RULE: f'"{ELECTION_RULES[opening.params.election_rule]}"',
     }
     return " ".join(f"{key}={value}" for key, value in pins.items())
 

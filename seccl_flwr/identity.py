@@ -61,6 +61,7 @@ SHARE_FRACTION = "share-fraction"
 PER_TENSOR = "per-tensor"
 QUORUM = "seccl-quorum"
 ERROR_FEEDBACK = "seccl-error-feedback"
+ELECTION_RULE = "seccl-election-rule"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 

@@ -33,7 +33,7 @@ from .errors import (
     UntrustedContractError,
     VerificationError,
 )
-from .protocol.params import run_params
+from .protocol.params import ELECTION_RULES, run_params
 from .resume import ResumePoint, resume_point
 from .store import MessageStore
 from .verify import verify_registration
@@ -174,6 +174,8 @@ class RunSettings:
         Attach to this contract instead of deploying one.
     gas_limit : int | None
         Gas limit of every transaction (``None``: estimated).
+    election_rule : int
+        The election rule (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
     """
 
     run_label: str
@@ -183,6 +185,7 @@ class RunSettings:
     quorum: int | None = None
     contract: str | None = None
     gas_limit: int | None = None
+    election_rule: int = 0
 
 
 def open_run_on(  # noqa: PLR0913 - what a run is opened with
@@ -272,6 +275,7 @@ def open_contract(
             settings.share_fraction,
             settings.per_tensor,
             settings.quorum,
+            settings.election_rule,
         )
         csc, _ = open_run(
             w3,
@@ -289,7 +293,7 @@ def open_contract(
     log(
         INFO,
         "SecCL: run %s on chain %s, contract %s (from block %d), %d participants, M=%d, "
-        "quorum=%d, share fraction=%g%s",
+        "quorum=%d, share fraction=%g%s, election rule %s",
         settings.run_label,
         csc.binding.chain_id,
         csc.address,
@@ -299,6 +303,7 @@ def open_contract(
         params.quorum,
         params.share_fraction,
         " per tensor" if params.per_tensor else "",
+        ELECTION_RULES.get(params.election_rule, params.election_rule),
     )
     return csc, participants, resume
 

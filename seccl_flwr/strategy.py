@@ -11,8 +11,8 @@ One server round of :class:`SecCL`:
    author's signature, scores them (macro F1 on its validation split) and returns a
    signed score vector, or the named error that stopped it (no partial ballot).
 4. **elect** - the server relays the signed ballots to the contract, which checks
-   the signatures and, given the run's quorum of ballots, runs the truncated Borda
-   election.
+   the signatures and, given the run's quorum of ballots, runs the run's election
+   rule (truncated Borda, or the median of received scores).
 5. **aggregate** - new global = old global + merge of the candidates' sparse
    changes; its digest is anchored, so clients can check it in the evaluate phase.
 6. **evaluate** - federated evaluation of the new model; signed metrics anchored.
@@ -65,9 +65,11 @@ from .protocol.eip712 import Kind
 from .protocol.params import (
     DEFAULT_CANDIDATE_FRACTION,
     DEFAULT_SHARE_FRACTION,
+    ELECTION_RULES,
     MAX_PARTICIPANTS,
     RunParams,
     checked_quorum,
+    election_rule_of,
     num_candidates,
 )
 from .protocol.signed import SignedMessage, next_global_model
@@ -101,7 +103,7 @@ class RoundRecord:
     candidates : list[str]
         Elected candidates, best first (the only updates aggregated).
     totals : dict[str, int]
-        Borda total of every author.
+        Standing of every author (Borda total or median score).
     transactions : dict[str, list[str]]
         Transaction hashes per phase.
     gas : dict[str, int]
@@ -323,6 +325,7 @@ def _check_settings(
     fraction_evaluate: float,
     gas_limit: int | None,
     quorum: int | None,
+    election_rule: int | str = 0,
 ) -> None:
     """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range.
 
@@ -331,6 +334,7 @@ def _check_settings(
     num_candidates(candidate_fraction, 1)  # λ in (0, 1]
     budget(1, share_fraction)  # share fraction in (0, 1]
     checked_quorum(quorum, MAX_PARTICIPANTS)
+    election_rule_of(election_rule)
     for name, value in (
         ("fraction_train", fraction_train),
         ("fraction_evaluate", fraction_evaluate),
@@ -380,6 +384,7 @@ def _log_summary(strategy: "SecCL") -> None:
         "\t│\t├── Ballot quorum: %s",
         "a majority of the roster" if strategy.quorum is None else strategy.quorum,
     )
+    log(INFO, "\t│\t├── Election rule: %s", ELECTION_RULES[strategy.election_rule])
     log(
         INFO,
         "\t│\t└── Chain: %s%s (gas limit: %s)",
@@ -535,6 +540,12 @@ class SecCL(Strategy):
         opens; ``None``: a majority of the registered nodes
         (:func:`~seccl_flwr.protocol.params.default_quorum`). A round whose ballots
         on chain fall short stops the run with ``NotEnoughNodesError``.
+    election_rule : int | str (default: 0)
+        The election rule fixed on chain, by number or name
+        (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`): ``0``/``"borda"``,
+        the paper's truncated Borda, or ``1``/``"median"``, each author's median
+        received score, which colluders below half of the evaluators cannot lift
+        (at most 104 participants). Clients pin it (``seccl-election-rule``).
     chain : str (default: "embedded")
         ``"embedded"`` for an in-process EVM, or a JSON-RPC URL (anvil, geth, ...).
     chain_url : str | None (default: None)
@@ -587,11 +598,19 @@ class SecCL(Strategy):
         store: MessageStore | str | os.PathLike | None = None,
         gas_limit: int | None = None,
         quorum: int | None = None,
+        election_rule: int | str = 0,
     ) -> None:
         _check_settings(
-            candidate_fraction, share_fraction, fraction_train, fraction_evaluate, gas_limit, quorum
+            candidate_fraction,
+            share_fraction,
+            fraction_train,
+            fraction_evaluate,
+            gas_limit,
+            quorum,
+            election_rule,
         )
         self.quorum = quorum
+        self.election_rule = election_rule_of(election_rule)
         self.candidate_fraction = candidate_fraction
         self.share_fraction = share_fraction
         self.fraction_train = fraction_train
@@ -964,6 +983,7 @@ class SecCL(Strategy):
             self.quorum,
             self.contract_address,
             self.gas_limit,
+            self.election_rule,
         )
         self.csc, self.participants, resume = open_run_on(
             w3, grid, self.server_key, settings, self.min_available_nodes, timeout, self.store

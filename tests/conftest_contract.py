@@ -117,10 +117,11 @@ def deploy(
     per_tensor: bool = False,
     batch: int | None = None,
     open_run: bool = True,
+    election_rule: int = 0,
 ) -> Any:
     """Deploy, register ``accounts`` (in batches of ``batch``, default one) with their
     join signatures and open the run; return the contract object."""
-    params = RunParams(num_candidates, quorum, share_fraction_ppm, per_tensor)
+    params = RunParams(num_candidates, quorum, share_fraction_ppm, per_tensor, election_rule)
     csc = create(w3, owner, run_id, params)
     signatures = join_signatures(run_id, w3.eth.chain_id, accounts)
     addresses = [a.address for a in accounts]

@@ -14,7 +14,8 @@ from eth_utils import keccak
 from web3 import Web3
 
 from seccl_flwr.protocol.eip712 import Kind
-from seccl_flwr.protocol.params import RunParams
+from seccl_flwr.protocol.election import median_standings
+from seccl_flwr.protocol.params import MEDIAN_SCORE, RunParams
 from tests.conftest_contract import (
     binding_of,
     create,
@@ -82,6 +83,7 @@ def measure_round(
     voters: int | None = None,
     seed: int = 0,
     gas: int | None = None,
+    election_rule: int = 0,
 ) -> RoundGas:
     """Open a run of ``n`` participants and play round 1 with every batch measured.
 
@@ -101,13 +103,15 @@ def measure_round(
         Seed of the random scores (drawn from 0..2, so ballots tie often).
     gas
         The gas limit of every transaction; estimated by the node if ``None``.
+    election_rule
+        The run's election rule (0 truncated Borda, 1 median score).
     """
     rng = random.Random(seed)
     tx = {} if gas is None else {"gas": gas}
     accounts = make_keys(n, f"gas/{n}")
     addresses = [a.address for a in accounts]
     result = RoundGas(n, m)
-    csc = create(w3, owner, RUN_ID, RunParams(m, 1, 100_000, False))
+    csc = create(w3, owner, RUN_ID, RunParams(m, 1, 100_000, False, election_rule))
     result.contract = csc
     signatures = join_signatures(RUN_ID, w3.eth.chain_id, accounts)
     for chunk in _chunks(range(n), register_batch):
@@ -121,15 +125,22 @@ def measure_round(
         result.anchor.append((len(chunk), receipt.gasUsed))
 
     binding = binding_of(w3, csc)
-    ballots = []
+    ballots, table = [], {}
     for voter in accounts[: voters or n]:
         peers = [a for a in addresses if a != voter.address]
         rng.shuffle(peers)
-        ballots.append(signed_ballot(binding, 1, voter, peers, [rng.randrange(3) for _ in peers]))
+        scores = [rng.randrange(3) for _ in peers]
+        table[voter.address] = dict(zip(peers, scores, strict=True))
+        ballots.append(signed_ballot(binding, 1, voter, peers, scores))
     for chunk in _chunks(ballots, ballot_batches):
         receipt = send(csc.functions.submitBallots(1, list(chunk)), owner, **tx)
         result.ballots.append((len(chunk), n - 1, m, receipt.gasUsed))
-    result.elect = send(csc.functions.elect(1), owner, **tx).gasUsed
+    if election_rule == MEDIAN_SCORE:
+        medians = median_standings(dict.fromkeys(addresses, b""), table)
+        elect = csc.functions.electByMedian(1, [medians[a] for a in addresses])
+    else:
+        elect = csc.functions.elect(1)
+    result.elect = send(elect, owner, **tx).gasUsed
     result.global_model = send(
         csc.functions.anchor(1, Kind.GLOBAL_MODEL, [owner], [digest("g1")]), owner, **tx
     ).gasUsed

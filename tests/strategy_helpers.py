@@ -12,7 +12,11 @@ from seccl_flwr.strategy import SecCL, SecCLResult
 def pins_of(strategy: SecCL) -> dict:
     """The run config with which the clients pin the strategy's run parameters."""
     return pinned_run_config(
-        strategy.candidate_fraction, strategy.share_fraction, strategy.per_tensor, strategy.quorum
+        strategy.candidate_fraction,
+        strategy.share_fraction,
+        strategy.per_tensor,
+        strategy.quorum,
+        strategy.election_rule,
     )
 
 

@@ -175,7 +175,7 @@ def test_runtime_code_is_the_artifact_for_every_run(w3, owner, keys):
         ((1, 257, 1, False, 0), "InvalidQuorum", {"quorum": 257}),
         ((1, 1, 0, False, 0), "InvalidShareFraction", {"shareFractionPpm": 0}),
         ((1, 1, 1_000_001, False, 0), "InvalidShareFraction", {"shareFractionPpm": 1_000_001}),
-        ((1, 1, 1, False, 1), "UnsupportedElectionRule", {"electionRule": 1}),
+        ((1, 1, 1, False, 2), "UnsupportedElectionRule", {"electionRule": 2}),  # 1: median
         ((1, 1, 1, True, 255), "UnsupportedElectionRule", {"electionRule": 255}),
     ],
 )
@@ -902,3 +902,13 @@ def test_gas_of_a_round_in_model_sized_batches(w3, owner, n, fraction):
         f"batches (largest {max(ballots):,}, per ballot {sum(ballots) // n:,}), "
         f"elect {r.elect:,}, evaluation anchors {[g for _, g in r.evaluation]}"
     )
+
+
+def test_open_refuses_a_median_run_above_its_participant_limit(w3, owner):
+    """The median rule's election must fit a transaction: at most 104 participants."""
+    accounts = make_keys(105, "median-limit")
+    csc = deploy(
+        w3, owner, keccak(text="limit"), accounts, 1, election_rule=1, batch=60, open_run=False
+    )
+    with reverts("TooManyParticipantsForRule", electionRule=1, numParticipants=105, maximum=104):
+        csc.functions.open().call({"from": owner})

@@ -1,8 +1,10 @@
-"""Differential test: the contract's election equals the Python oracle (borda.elect).
+"""Differential test: the contract's election equals the Python oracle.
 
-Scores are drawn from tiny ranges most of the time, so ballots and totals tie often
-and the seed's tie order decides; incomplete ballots and rounds below the quorum
-must be refused by both, with the matching error.
+Both election rules: truncated Borda (``borda.elect``) and the median score
+(``election.elect`` with rule 1). Scores are drawn from tiny ranges most of the time,
+so ballots, medians and totals tie often and the seed's tie order decides;
+incomplete ballots and rounds below the quorum must be refused by both, with the
+matching error.
 """
 
 import pytest
@@ -11,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web3 import EthereumTesterProvider, Web3
 
-from seccl_flwr.protocol import borda
+from seccl_flwr.protocol import borda, election
 from seccl_flwr.protocol.eip712 import MAX_SCORE, Kind
+from seccl_flwr.protocol.params import MEDIAN_SCORE, TRUNCATED_BORDA
 from tests.conftest_contract import (
     binding_of,
     decode_revert,
@@ -63,7 +66,8 @@ def rounds(draw):
             peers, incomplete = peers[1:], False
         ballots[ev] = {p: draw(score) for p in peers}
     chunk = draw(st.integers(1, max(1, len(evaluators))))
-    return n, m, quorum, dict(zip(authors, digests, strict=True)), ballots, chunk
+    rule = draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE]))
+    return n, m, quorum, dict(zip(authors, digests, strict=True)), ballots, chunk, rule
 
 
 def _reverted(fn, owner):
@@ -77,15 +81,15 @@ def _reverted(fn, owner):
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(case=rounds())
 def test_contract_election_equals_python_oracle(chain, case):
     w3, owner = chain
-    n, m, quorum, updates, ballots, chunk = case
-    csc = deploy(w3, owner, keccak(text="diff"), KEYS[:n], m, quorum=quorum)
+    n, m, quorum, updates, ballots, chunk, rule = case
+    csc = deploy(w3, owner, keccak(text="diff"), KEYS[:n], m, quorum=quorum, election_rule=rule)
     binding = binding_of(w3, csc)
     author_addrs = [ADDR[a] for a in updates]
     send(csc.functions.anchor(1, Kind.UPDATE, author_addrs, list(updates.values())), owner)
@@ -98,7 +102,10 @@ def test_contract_election_equals_python_oracle(chain, case):
     table = {ADDR[ev]: {ADDR[p]: s for p, s in row.items()} for ev, row in ballots.items()}
     address_updates = {ADDR[a]: d for a, d in updates.items()}
     try:
-        expected, totals = borda.elect(address_updates, table, m, quorum)
+        if rule == TRUNCATED_BORDA:
+            expected, totals = borda.elect(address_updates, table, m, quorum)
+        else:
+            expected, totals = election.elect(address_updates, table, m, quorum, rule)
         refusal = None
     except borda.ElectionError as exc:
         refusal = exc
@@ -116,16 +123,30 @@ def test_contract_election_equals_python_oracle(chain, case):
     assert got_authors == author_addrs
     if refusal is not None:
         assert isinstance(refusal, borda.QuorumNotReachedError)
-        assert _reverted(csc.functions.elect(1), owner) == (
+        elect = (
+            csc.functions.elect(1)
+            if rule == TRUNCATED_BORDA
+            else csc.functions.electByMedian(1, [0] * len(author_addrs))
+        )
+        assert _reverted(elect, owner) == (
             "QuorumNotReached",
             {"round": 1, "ballots": len(ballots), "quorum": quorum},
         )
         return
-    assert got_points == [totals[a] for a in author_addrs]
+    if rule == TRUNCATED_BORDA:  # Borda tallies as ballots come; medians need them all
+        assert got_points == [totals[a] for a in author_addrs]
 
-    receipt = send(csc.functions.elect(1), owner, gas=GAS)
+    if rule == TRUNCATED_BORDA:
+        receipt = send(csc.functions.elect(1), owner, gas=GAS)
+    else:
+        medians = [totals[a] for a in author_addrs]
+        wrong = list(medians)
+        wrong[0] += 1  # any other value is refused
+        assert _reverted(csc.functions.electByMedian(1, wrong), owner)[0] == "WrongMedian"
+        receipt = send(csc.functions.electByMedian(1, medians), owner, gas=GAS)
     (event,) = csc.events.Elected().process_receipt(receipt)
     assert event.args.candidates == expected
     assert event.args.totals == [totals[c] for c in expected]
     assert csc.functions.candidatesOf(1).call() == expected
     assert csc.functions.ballotCount(1).call() == len(ballots)
+    assert csc.functions.totalsOf(1).call()[1] == [totals[a] for a in author_addrs]

@@ -11,6 +11,7 @@ from seccl_flwr.chain import gas
 from seccl_flwr.chain.anvil import AnvilNode, anvil_command
 from seccl_flwr.errors import ConfigurationError
 from seccl_flwr.protocol.eip712 import Kind
+from seccl_flwr.protocol.params import MAX_MEDIAN_PARTICIPANTS, MEDIAN_SCORE, TRUNCATED_BORDA
 from tests.conftest import skip_or_fail
 from tests.gas_measure import measure_round
 
@@ -119,3 +120,42 @@ def test_the_capped_node_refuses_a_transaction_above_the_cap(capped_anvil):
         w3.eth.send_transaction(
             {"from": w3.eth.accounts[0], "to": w3.eth.accounts[1], "value": 1, "gas": CAP + 1}
         )
+
+
+@pytest.mark.anvil
+@pytest.mark.slow
+def test_median_rule_rounds_fit_the_capped_node_up_to_its_limit(capped_anvil):
+    """Gas per round of the median rule at n = 20, 50, 100 and its limit, beside Borda."""
+    w3 = capped_anvil
+    owner = w3.eth.accounts[0]
+    lines = []
+    for n in (20, 50, 100, MAX_MEDIAN_PARTICIPANTS):
+        m = math.ceil(0.2 * n)
+        per_rule = {}
+        for rule in (TRUNCATED_BORDA, MEDIAN_SCORE):
+            model_m = gas.ballot_model_candidates(n - 1, m, rule)
+            batch = gas.ballot_batch_size(n - 1, model_m)
+            result = measure_round(
+                w3,
+                owner,
+                n,
+                m,
+                register_batch=gas.register_batch_size(),
+                anchor_batch=gas.anchor_batch_size(Kind.UPDATE),
+                ballot_batches=batch,
+                election_rule=rule,
+            )
+            assert len(result.contract.functions.candidatesOf(1).call()) == m
+            assert max(result.all_gas()) < CAP
+            for b, k, _, used in result.ballots:  # the model bounds the median ballots too
+                assert used <= gas.ballot_batch_gas(b, k, model_m)
+            round_gas = sum(g for *_, g in result.ballots) + result.elect
+            round_gas += sum(g for _, g in result.anchor) + result.global_model
+            per_rule[rule] = (round_gas, result.elect, max(g for *_, g in result.ballots))
+        lines.append(
+            f"n={n} M={m}: round gas Borda {per_rule[0][0]:,} / median {per_rule[1][0]:,}; "
+            f"elect {per_rule[0][1]:,} / {per_rule[1][1]:,}; largest ballot batch "
+            f"{per_rule[0][2]:,} / {per_rule[1][2]:,}"
+        )
+    print("\nanvil --enable-tx-gas-limit (updates, ballots, elect, global model):")
+    print("\n".join(lines))

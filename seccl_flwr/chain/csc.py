@@ -36,7 +36,8 @@ from web3 import Web3
 
 from ..errors import ConfigurationError
 from ..protocol.eip712 import Kind, RunBinding
-from ..protocol.params import RunParams
+from ..protocol.election import median_standings
+from ..protocol.params import MEDIAN_SCORE, RunParams
 from ..protocol.signed import SignedMessage
 from . import gas
 from .abi import contract_abi, hex_bytes, to_checksum_address
@@ -276,19 +277,48 @@ class CandidateSelection:
         ]
 
     def submit_ballots(self, round_: int, ballots: Sequence[SignedMessage]) -> list[TxInfo]:
-        """Submit signed ballots in batches sized by their gas (peers per ballot and ``M``)."""
+        """Submit signed ballots in batches sized by their gas (peers, ``M``, the rule)."""
         if not ballots:
             return []
         peers = max(len(b.peers) for b in ballots)
-        size = gas.ballot_batch_size(peers, self.params().num_candidates)
+        params = self.params()
+        m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
+        size = gas.ballot_batch_size(peers, m)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
             for part in gas.batches(list(ballots), size)
         ]
 
     def elect(self, round_: int) -> TxInfo:
-        """Close the round's vote and store its candidates."""
-        return self._transact("elect", round_)[1]
+        """Close the round's vote and store its candidates, under the run's election rule.
+
+        Under the median rule the contract verifies the medians it is given; they are
+        computed here (:func:`~seccl_flwr.protocol.election.median_standings`) from
+        the ballots the chain accepted (:meth:`ballots_of`).
+        """
+        if self.params().election_rule != MEDIAN_SCORE:
+            return self._transact("elect", round_)[1]
+        authors = self.update_authors(round_)
+        medians = median_standings(dict.fromkeys(authors, b""), self.ballots_of(round_))
+        return self._transact("electByMedian", round_, [medians[a] for a in authors])[1]
+
+    def ballots_of(self, round_: int) -> dict[str, dict[str, int]]:
+        """Return the ballots the chain accepted in a round: evaluator -> peer -> score.
+
+        Read from the calldata of the ``submitBallots`` transactions that logged the
+        round's ``BallotCast`` events (the contract keeps only packed scores).
+        """
+        cast = [e for e in self.events("BallotCast") if e.args.round == round_]
+        ballots: dict[str, dict[str, int]] = {}
+        for tx_hash in dict.fromkeys(e.transactionHash for e in cast):  # a batch: all or none
+            data = self.w3.eth.get_transaction(tx_hash)["input"]
+            _, args = self.contract.decode_function_input(data)
+            for ballot in args["ballots"]:  # web3 decodes a struct as a dict by field name
+                ballots[to_checksum_address(ballot["evaluator"])] = {
+                    to_checksum_address(p): int(s)
+                    for p, s in zip(ballot["peers"], ballot["scores"], strict=True)
+                }
+        return ballots
 
     # ------------------------------------------------------------------- views
     def anchor_of(self, round_: int, kind: Kind, author: str) -> bytes:
@@ -313,7 +343,11 @@ class CandidateSelection:
         return list(self._view("candidatesOf", round_))
 
     def totals_of(self, round_: int) -> dict[str, int]:
-        """Return every update author's Borda total for the round."""
+        """Return every update author's standing in the round.
+
+        Truncated Borda: the total points so far; median rule: the median received
+        score, from the election on (0 before).
+        """
         authors, points = self._view("totalsOf", round_)
         return dict(zip(authors, points, strict=True))
 

@@ -131,6 +131,16 @@ def anchor_batch_size(kind: Kind = Kind.UPDATE, budget: int = DEFAULT_BUDGET) ->
     return _largest(lambda b: anchor_gas(b, kind), budget, f"{kind.name} anchor")
 
 
+def ballot_model_candidates(peers: int, num_candidates: int, election_rule: int) -> int:
+    """Return the ``M`` with which the ballot model costs a ballot of the run's rule.
+
+    Truncated Borda (rule 0): the run's ``M``. The median rule (1) stores a ballot's
+    scores packed instead of tallying points; it is costed as a Borda ballot with
+    ``M = peers``, which bounds it from above (``tests/test_gas.py`` measures both).
+    """
+    return num_candidates if election_rule == 0 else peers
+
+
 def ballot_batch_size(peers: int, num_candidates: int, budget: int = DEFAULT_BUDGET) -> int:
     """Return the most ballots of ``peers`` peers one ``submitBallots`` may take.
 

@@ -129,7 +129,7 @@ def check_ballot(authors: Iterable[str], evaluator: str, scores: Mapping[str, in
         )
 
 
-def _normalised(
+def normalised(
     updates: Mapping[str, bytes], ballots: Mapping[str, Mapping[str, int]]
 ) -> tuple[dict[str, bytes], dict[str, dict[str, int]]]:
     """Checksum every address, so any spelling of one address is one participant."""
@@ -168,7 +168,7 @@ def borda_totals(
     ElectionError
         If a ballot breaks a rule (:func:`check_ballot`) or ``num_candidates < 1``.
     """
-    updates, ballots = _normalised(updates, ballots)
+    updates, ballots = normalised(updates, ballots)
     seed = round_seed(updates.values())
     totals = dict.fromkeys(updates, 0)
     for evaluator, scores in ballots.items():
@@ -215,6 +215,14 @@ def elect(
     totals = borda_totals(updates, ballots, num_candidates)  # ballots are checked first,
     if len(ballots) < quorum:  # as the contract checks them when they are submitted
         raise QuorumNotReachedError(f"{len(ballots)} ballots, below the quorum of {quorum}")
-    seed = round_seed(updates.values())
-    ranked = sorted(totals, key=lambda author: (-totals[author], tie_key(seed, author)))
-    return ranked[:num_candidates], totals
+    return rank_standings(totals, round_seed(updates.values()), num_candidates), totals
+
+
+def rank_standings(standings: Mapping[str, int], seed: bytes, num_candidates: int) -> list[str]:
+    """Return the first ``num_candidates`` authors by standing, highest first.
+
+    Ties go in the seed's tie order (:func:`tie_key`). Every election rule ends with
+    this step; only how the standings are computed differs.
+    """
+    ranked = sorted(standings, key=lambda author: (-standings[author], tie_key(seed, author)))
+    return ranked[:num_candidates]

@@ -37,7 +37,40 @@ MAX_PARTICIPANTS = 256
 """The contract accepts at most this many participants."""
 
 TRUNCATED_BORDA = 0
-"""Election rule 0: truncated Borda (``seccl_flwr.protocol.borda``), the only rule so far."""
+"""Election rule 0: truncated Borda (``seccl_flwr.protocol.borda``), the SecCL paper's."""
+
+MEDIAN_SCORE = 1
+"""Election rule 1: lower median of each author's received scores
+(``seccl_flwr.protocol.election``); colluders below half of the evaluators cannot
+lift each other."""
+
+ELECTION_RULES = {TRUNCATED_BORDA: "borda", MEDIAN_SCORE: "median"}
+"""The contract's election rules by number, with the name a run config or CLI uses."""
+
+MAX_MEDIAN_PARTICIPANTS = 104
+"""The contract opens a run under the median rule only up to this many participants:
+its ``electByMedian`` then stays under 80 % of the 2^24 transaction gas cap (measured
+on anvil: 11.0 M gas at n = 100, 13.5 M at n = 112; ``tests/test_gas.py``)."""
+
+
+def describe_rules() -> str:
+    """Return the election rules as ``0 (borda), 1 (median)``."""
+    return ", ".join(f"{number} ({name})" for number, name in ELECTION_RULES.items())
+
+
+def election_rule_of(rule: int | str) -> int:
+    """Return the number of an election rule given by number or name (``"median"``).
+
+    Raises
+    ------
+    ConfigurationError
+        If it names no rule of :data:`ELECTION_RULES`.
+    """
+    text = str(rule).strip().lower()
+    for number, name in ELECTION_RULES.items():
+        if text in (name, str(number)):
+            return number
+    raise ConfigurationError(f"unknown election rule {rule!r}; choose one of {describe_rules()}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +89,7 @@ class RunParams:
     per_tensor : bool
         Whether the share fraction applies to each tensor (else to the whole update).
     election_rule : int
-        The election rule; only ``TRUNCATED_BORDA`` (0) exists.
+        The election rule: ``TRUNCATED_BORDA`` (0) or ``MEDIAN_SCORE`` (1).
     """
 
     num_candidates: int
@@ -138,23 +171,34 @@ def run_params(
     share_fraction: float,
     per_tensor: bool,
     quorum: int | None = None,
+    election_rule: int = TRUNCATED_BORDA,
 ) -> RunParams:
-    """Return the parameters a run of ``n`` participants opens with (election rule 0).
+    """Return the parameters a run of ``n`` participants opens with.
 
     ``M = num_candidates(candidate_fraction, n)``; the quorum defaults to a majority
-    (:func:`default_quorum`); the share fraction is stored in ppm.
+    (:func:`default_quorum`); the share fraction is stored in ppm; the election rule
+    is one of :data:`ELECTION_RULES` (default truncated Borda, the paper's).
 
     Raises
     ------
     ConfigurationError
         Naming the first argument out of range.
     """
+    if election_rule not in ELECTION_RULES or isinstance(election_rule, bool):
+        raise ConfigurationError(
+            f"election_rule must be one of {describe_rules()}, got {election_rule!r}"
+        )
+    if election_rule == MEDIAN_SCORE and num_participants > MAX_MEDIAN_PARTICIPANTS:
+        raise ConfigurationError(
+            f"the median election rule supports at most {MAX_MEDIAN_PARTICIPANTS} "
+            f"participants (its election must fit a transaction), got {num_participants}"
+        )
     return RunParams(
         num_candidates=num_candidates(candidate_fraction, num_participants),
         quorum=checked_quorum(quorum, num_participants),
         share_fraction_ppm=share_fraction_ppm(share_fraction),
         per_tensor=bool(per_tensor),
-        election_rule=TRUNCATED_BORDA,
+        election_rule=election_rule,
     )
 
 
@@ -190,7 +234,7 @@ PINNED_WORDING = MismatchWording(
     quorum="quorum {actual} is below the pinned {expected}",
     share_fraction="share fraction {actual} ppm, but the pinned {pinned} is {expected} ppm",
     per_tensor="per-tensor {actual}, but the pin is {expected}",
-    election_rule="election rule {actual}; the audit knows only truncated Borda ({expected})",
+    election_rule="election rule {actual}, but the pin is {expected}",
 )
 """The wording of an auditor's pins (:func:`param_mismatches`'s default)."""
 
@@ -203,13 +247,15 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
     per_tensor: bool | None = None,
     least_quorum: int | None = None,
     wording: MismatchWording = PINNED_WORDING,
+    election_rule: int | None = None,
 ) -> list[str]:
     """Return how the run parameters on chain differ from the pins (empty if they do not).
 
     A pin left ``None`` is not compared. ``M`` is compared with
     ``num_candidates(candidate_fraction, n)``, the share fraction in ppm (as the chain
     stores it), the quorum as a least value (a higher quorum only makes the run
-    stricter); an election rule other than truncated Borda is always a mismatch.
+    stricter); the election rule is compared with the pinned one, and a rule this
+    library does not know (:data:`ELECTION_RULES`) is always a mismatch.
 
     Parameters
     ----------
@@ -222,6 +268,8 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
     wording : MismatchWording (default: PINNED_WORDING)
         How each mismatch is worded, in the order ``M``, quorum, share fraction,
         per-tensor, election rule.
+    election_rule : int | None
+        The pinned election rule, or ``None`` (any rule of :data:`ELECTION_RULES`).
 
     Raises
     ------
@@ -247,8 +295,15 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
             )
     if per_tensor is not None and params.per_tensor != per_tensor:
         found.append((wording.per_tensor, params.per_tensor, per_tensor, per_tensor))
-    if params.election_rule != TRUNCATED_BORDA:
-        found.append((wording.election_rule, params.election_rule, TRUNCATED_BORDA, None))
+    rule = params.election_rule
+    if (election_rule is not None and rule != election_rule) or rule not in ELECTION_RULES:
+        expected = (
+            describe_rules()
+            if election_rule is None
+            else f"{election_rule} ({ELECTION_RULES[election_rule]})"
+        )
+        actual = f"{rule} ({ELECTION_RULES.get(rule, 'unknown')})"
+        found.append((wording.election_rule, actual, expected, election_rule))
     return [
         template.format(actual=actual, expected=expected, pinned=pinned, n=n)
         for template, actual, expected, pinned in found

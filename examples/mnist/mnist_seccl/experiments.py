@@ -94,6 +94,15 @@ class Setting:
         dense updates). Off by default here: the paper's SecCL has no error
         feedback, and Figures 4 and 5 reproduce it; the library's default is on
         (``error_feedback.py`` compares both).
+    poison : str
+        What an attacker sends (:data:`seccl_flwr.attacks.POISONS`): ``"label-flip"``,
+        or ``"scale"`` with ``poison_scale = 0`` for a free rider (an all-zero update).
+    poison_scale : float
+        Factor of the ``"scale"`` poison.
+    collude : bool
+        Whether SecCL's attackers rank each other first and everyone else last.
+    election_rule : str
+        SecCL's election rule: ``"borda"`` (the paper's) or ``"median"``.
     """
 
     strategy: str = "SecCL"
@@ -103,6 +112,10 @@ class Setting:
     attack_fraction: float = 0.0
     attack_start: int = 5
     error_feedback: bool = False
+    poison: str = "label-flip"
+    poison_scale: float = 10.0
+    collude: bool = True
+    election_rule: str = "borda"
 
     @property
     def attackers(self) -> int:
@@ -139,11 +152,12 @@ def run_config_of(setting: Setting, base: dict[str, Any]) -> dict[str, Any]:
     if setting.attack_fraction > 0:
         config.update(
             {
-                "attack-poison": "label-flip",
+                "attack-poison": setting.poison,
+                "attack-scale": setting.poison_scale,
                 "attack-fraction": setting.attack_fraction,
                 "attack-start": setting.attack_start,
                 # colluding in the ranking only means something in SecCL's election
-                "attack-collude": setting.strategy == "SecCL",
+                "attack-collude": setting.collude and setting.strategy.startswith("SecCL"),
             }
         )
     return config
@@ -198,7 +212,11 @@ def run_setting(
         url = free_loopback_url()
         config.update({"seccl-key-seed": seed, "seccl-chain-url": url})
         share_fraction = float(base.get("share-fraction", 0.1))
-        config.update(pinned_run_config(setting.candidate_fraction, share_fraction))
+        config.update(
+            pinned_run_config(
+                setting.candidate_fraction, share_fraction, election_rule=setting.election_rule
+            )
+        )
         attackers = attacker_addresses(config, setting.participants)
 
         def on_round(record: RoundRecord) -> None:
@@ -210,6 +228,7 @@ def run_setting(
             min_available_nodes=setting.participants,
             chain_url=url,
             run_label=f"mnist-{setting.label()}-{time.time_ns()}",
+            election_rule=setting.election_rule,
         )
         grid = InProcessGrid(make_client_app(), setting.participants, run_config=config)
         strategy.start(grid, arrays, setting.rounds, evaluate_fn=evaluate_fn, on_round=on_round)

@@ -2,7 +2,9 @@
 
 Run config keys (defaults in ``pyproject.toml``): ``num-server-rounds``,
 ``candidate-fraction`` (λ), ``share-fraction``, ``min-nodes``, ``seccl-quorum``
-(least ballots per election, fixed on chain; 0: a majority of the nodes), ``seed``,
+(least ballots per election, fixed on chain; 0: a majority of the nodes),
+``seccl-election-rule`` (``borda`` or ``median``, fixed on chain; the ClientApps pin
+the same key), ``seed``,
 ``seccl-chain-url`` (the loopback URL the embedded chain is served on; the
 ClientApps read it from the same key) or ``seccl-chain`` (a JSON-RPC URL of a real
 node instead of the embedded chain), ``seccl-contract`` (attach to this deployed
@@ -70,6 +72,7 @@ def main(grid: Grid, context: Context) -> SecCLResult:
         share_fraction=float(cfg.get("share-fraction", 0.1)),
         min_available_nodes=int(cfg.get("min-nodes", 2)),
         quorum=int(cfg.get("seccl-quorum", 0)) or None,
+        election_rule=str(cfg.get("seccl-election-rule", "borda")),
         chain=chain,
         chain_url=str(cfg["seccl-chain-url"]) if chain == EMBEDDED else None,
         contract=str(cfg.get("seccl-contract", "")) or None,

@@ -1,0 +1,184 @@
+"""Off-chain fast mode of the SecCL harness: the same round, the election in Python.
+
+A round here is SecCL's round with the chain, the signatures and Flower's messages
+left out: every participant trains with the very ClientApp functions of
+:mod:`mnist_seccl.client_app` (same data, model, SGD, attacks), shares the top
+``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`),
+scores every peer's update on its validation split (macro F1, the metric the
+app's evaluate handler returns and ``seccl_mod`` scores by, here for all evaluators
+from one batched prediction per update: :func:`macro_f1` equals scikit-learn's
+``f1_score(average="macro", zero_division=0)``, checked in
+``tests/test_election_rules.py``), and the candidates come from
+:func:`seccl_flwr.protocol.election.elect` - the Python reference the contract is
+differential-tested against (``tests/test_election_differential.py``) - instead of
+the contract. The new global model is :func:`seccl_flwr.protocol.sparse.aggregate`
+of the candidates, as in :meth:`seccl_flwr.strategy.SecCL._aggregate`.
+
+What is left out cannot change the model: signatures and anchors only let nodes
+detect a lying server, and the server here is honest. It makes a round about 5x
+cheaper, which is what makes the 3-seed sweeps of ``collusion.py`` affordable.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from eth_account import Account
+from eth_utils import keccak
+from flwr.app import ConfigRecord, Context, RecordDict
+
+from seccl_flwr.attacks import ClientAttack, attack_from_config
+from seccl_flwr.errors import ConfigurationError
+from seccl_flwr.identity import ERROR_FEEDBACK, simulation_key
+from seccl_flwr.protocol.eip712 import MAX_SCORE
+from seccl_flwr.protocol.election import elect
+from seccl_flwr.protocol.params import default_quorum, num_candidates
+from seccl_flwr.protocol.sparse import ModelLayout, aggregate, apply_update, sparsify
+from seccl_flwr.records import record_of
+from seccl_flwr.torch_task import load_arrays, model_arrays, predict
+from seccl_flwr.wire import SERVER_ROUND
+
+from .client_app import DATA_KEYS, _partition, client_functions
+from .task import MnistNet, data_from_config, initial_model, server_evaluate_fn
+
+BALLOTS = ("collude", "adaptive")
+"""How colluders vote: ``collude`` - colluders ``MAX_SCORE``, everyone else 0 (the
+paper's attack); ``adaptive`` - colluders ``MAX_SCORE``, honest peers half of the
+score they really measured (inconspicuous, and aimed at rules that drop extremes)."""
+
+
+def score_of(f1: float) -> int:
+    """Return the ballot score of a macro F1: ``round(clip(f1, 0, 1) * MAX_SCORE)``."""
+    return int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> float:
+    """Return the macro F1 over the labels in ``y_true`` or ``y_pred`` (0 for none).
+
+    Equal to ``sklearn.metrics.f1_score(y_true, y_pred, average="macro",
+    zero_division=0)``, at a fraction of its per-call cost.
+    """
+    labels = np.union1d(y_true, y_pred)
+    if not len(labels):
+        return 0.0
+    tp = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
+    support = np.bincount(y_true, minlength=num_classes) + np.bincount(
+        y_pred, minlength=num_classes
+    )
+    f1 = np.divide(2.0 * tp, support, out=np.zeros(num_classes), where=support > 0)
+    return float(f1[labels].mean())
+
+
+def cross_scores(
+    candidates: dict[str, dict[str, np.ndarray]], validation: list[tuple[str, torch.Tensor, Any]]
+) -> dict[str, dict[str, int]]:
+    """Return evaluator -> peer -> ballot score of every candidate model.
+
+    ``validation`` holds ``(evaluator, val_x, val_y)``; each candidate is predicted
+    once on all validation splits, then scored per evaluator (never by its author).
+    """
+    model = MnistNet()
+    x = torch.cat([vx for _, vx, _ in validation])
+    bounds = np.cumsum([0, *(len(vy) for _, _, vy in validation)])
+    labels = [np.asarray(vy) for _, _, vy in validation]
+    table: dict[str, dict[str, int]] = {e: {} for e, _, _ in validation}
+    for author, arrays in candidates.items():
+        load_arrays(model, arrays)
+        pred = predict(model, x).argmax(1).numpy()
+        for i, (evaluator, _, _) in enumerate(validation):
+            if evaluator != author:
+                f1 = macro_f1(labels[i], pred[bounds[i] : bounds[i + 1]])
+                table[evaluator][author] = score_of(f1)
+    return table
+
+
+def attack_ballot(
+    attack: ClientAttack | None, style: str, me: str, peers: list[str], scores: list[int], rnd: int
+) -> list[int]:
+    """Return the scores a node signs: honest, or its attack's ballot in ``style``."""
+    if attack is None or not attack.colluders or not attack.active(rnd):
+        return scores
+    if style == "collude":
+        return attack.ballot(me, peers, scores, rnd)
+    return [
+        MAX_SCORE if p in attack.colluders else s // 2 for p, s in zip(peers, scores, strict=True)
+    ]
+
+
+def _context(config: dict[str, Any], partition_id: int, n: int) -> Context:
+    return Context(
+        run_id=0,
+        node_id=partition_id,
+        node_config={"partition-id": partition_id, "num-partitions": n},
+        state=RecordDict(),
+        run_config=config,
+    )
+
+
+def run_offchain(  # noqa: PLR0913 - one experiment's knobs
+    config: dict[str, Any],
+    participants: int,
+    rounds: int,
+    candidate_fraction: float,
+    rule: int | str,
+    ballot_style: str = "collude",
+    on_round: Callable[[int, dict, list[str], int], None] | None = None,
+) -> list[tuple[int, dict, int]]:
+    """Run SecCL off chain; return ``(round, test metrics, attackers elected)`` per round.
+
+    ``config`` is the ClientApps' run config (data, training and attack keys,
+    ``seccl-key-seed``); round 0 is the initial model. ``on_round(round, metrics,
+    candidates, attackers elected)`` is called after each round.
+    """
+    if str(config.get(ERROR_FEEDBACK, False)).lower() in ("true", "1"):
+        raise ConfigurationError(
+            f"the off-chain harness sends plain top-k updates; run with {ERROR_FEEDBACK}=false"
+        )
+    n = participants
+    seed = int(config.get("seed", 0))
+    data = data_from_config(config)
+    evaluate = server_evaluate_fn(data)
+    key_seed = config.get("seccl-key-seed", seed)
+    address = [Account.from_key(simulation_key(key_seed, p)).address for p in range(n)]
+    functions = [client_functions(_context(config, p, n)) for p in range(n)]
+    data_settings = tuple(sorted((k, v) for k, v in config.items() if k in DATA_KEYS))
+    parts = [_partition(data_settings, p, n) for p in range(n)]
+    validation = [(address[p], parts[p].val_x, parts[p].val_y) for p in range(n)]
+    attacks = [attack_from_config(config, p, n) for p in range(n)]
+    attackers = {address[p] for p in range(n) if attacks[p] is not None}
+    m = num_candidates(candidate_fraction, n)
+    share = float(config.get("share-fraction", 0.1))
+    arrays = model_arrays(initial_model(seed))
+    layout = ModelLayout.of(arrays)
+    out = [(0, dict(evaluate(0, record_of(arrays))), 0)]
+    for rnd in range(1, rounds + 1):
+        base = layout.flatten(arrays)
+        train_config = ConfigRecord({SERVER_ROUND: rnd})
+        updates = {}
+        for p, (train, _) in enumerate(functions):
+            trained, _ = train(arrays, train_config)
+            delta = layout.flatten(trained) - base
+            if attacks[p] is not None:
+                delta = attacks[p].update(delta, rnd)
+            updates[address[p]] = sparsify(delta, share, layout)
+        candidates_arrays = {
+            a: layout.unflatten(apply_update(base, u), arrays) for a, u in updates.items()
+        }
+        table = cross_scores(candidates_arrays, validation)
+        ballots = {}
+        for p in range(n):
+            me = address[p]
+            peers = list(table[me])
+            scores = [table[me][a] for a in peers]
+            scores = attack_ballot(attacks[p], ballot_style, me, peers, scores, rnd)
+            ballots[me] = dict(zip(peers, scores, strict=True))
+        digests = {a: keccak(u.indices.tobytes() + u.values.tobytes()) for a, u in updates.items()}
+        candidates, _ = elect(digests, ballots, m, default_quorum(n), rule)
+        arrays = aggregate(layout, arrays, [updates[c] for c in candidates])
+        metrics = dict(evaluate(rnd, record_of(arrays)))
+        won = sum(c in attackers for c in candidates)
+        out.append((rnd, metrics, won))
+        if on_round is not None:
+            on_round(rnd, metrics, candidates, won)
+    return out
