@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from eth_utils import to_checksum_address
-from flwr.app import Context
+from flwr.app import Context, RecordDict
 
 from .errors import (
     AggregationMismatchError,
@@ -50,7 +50,6 @@ from .identity import (
     ROSTER_DIGEST,
     SHARE_FRACTION,
     flag_setting,
-    parse_flag,
     setting,
     simulation_addresses,
 )
@@ -187,30 +186,27 @@ def pinned_run_config(
 def run_config_parameters(run_config: Mapping[str, Any]) -> dict[str, Any]:
     """Return the run parameters a run config pins, as ``SecCL`` takes them.
 
-    The inverse of :func:`pinned_run_config`, read with the clients' own parsing:
-    ``candidate-fraction``, ``share-fraction``, ``per-tensor`` and ``seccl-quorum``
-    (0 or unset: a majority), each with its default when unset.
+    The inverse of :func:`pinned_run_config`, read by the clients' own parsing
+    (:func:`run_pins`): ``candidate-fraction``, ``share-fraction``, ``per-tensor``,
+    ``seccl-quorum`` (0 or unset: a majority) and ``seccl-election-rule``, each with
+    its default when unset. A server built from the run config its clients pin opens
+    the run they accept.
 
     Raises
     ------
     ConfigurationError
         If a setting does not parse (naming it).
     """
-
-    def value(key: str) -> str | None:
-        found = run_config.get(key)
-        return None if found in (None, "") else str(found)
-
-    per_tensor = value(PER_TENSOR)
+    context = Context(
+        run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config)
+    )
+    pins = run_pins(context)
     return {
-        "candidate_fraction": _number(
-            CANDIDATE_FRACTION, value(CANDIDATE_FRACTION), float, DEFAULT_CANDIDATE_FRACTION
-        ),
-        "share_fraction": _number(
-            SHARE_FRACTION, value(SHARE_FRACTION), float, DEFAULT_SHARE_FRACTION
-        ),
-        "per_tensor": parse_flag(PER_TENSOR, per_tensor) if per_tensor is not None else False,
-        "quorum": _number(QUORUM, value(QUORUM), int, None) or None,
+        "candidate_fraction": pins.candidate_fraction,
+        "share_fraction": pins.share_fraction,
+        "per_tensor": pins.per_tensor,
+        "quorum": pins.quorum or None,
+        "election_rule": pins.election_rule,
     }
 
 

@@ -18,6 +18,7 @@ from seccl_flwr.client_checks import (
     check_params,
     check_roster,
     check_update_anchored,
+    pinned_run_config,
     run_pins,
 )
 from seccl_flwr.errors import (
@@ -34,9 +35,10 @@ from seccl_flwr.errors import (
 from seccl_flwr.identity import simulation_key
 from seccl_flwr.inprocess import new_run_id
 from seccl_flwr.protocol.eip712 import RunBinding, run_id_from_label
-from seccl_flwr.protocol.params import RunParams, roster_digest
+from seccl_flwr.protocol.params import RunParams, election_rule_of, roster_digest
 from seccl_flwr.protocol.signed import next_global_model
 from seccl_flwr.protocol.sparse import SparseUpdate
+from seccl_flwr.strategy import SecCL
 
 SEED = 5
 KEYS = [Account.from_key(simulation_key(SEED, p)) for p in range(4)]
@@ -279,3 +281,29 @@ def test_a_pinned_quorum_of_zero_means_a_majority_not_any_quorum():
     with pytest.raises(ParameterMismatchError, match="quorum 1 is below the 3 ballots"):
         check_params(RunPins(quorum=0), CONTRACT, RunParams(1, 1, 100_000, False), 4)
     check_params(RunPins(quorum=0), CONTRACT, RunParams(1, 3, 100_000, False), 4)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"candidate_fraction": 0.5, "share_fraction": 0.3},
+        {"per_tensor": True, "quorum": 3, "election_rule": "median"},
+    ],
+)
+def test_a_server_built_from_the_run_config_opens_the_run_its_clients_pin(params):
+    """``SecCL.from_run_config`` reads the very keys the clients pin, the election rule
+    included: a server given ``seccl-election-rule = "median"`` must not open a Borda run
+    its clients then refuse."""
+    config = pinned_run_config(**params)
+    server = SecCL.from_run_config(config)
+    pins = run_pins(
+        Context(
+            run_id=new_run_id(), node_id=1, node_config={}, state=RecordDict(), run_config=config
+        )
+    )
+    assert server.candidate_fraction == pins.candidate_fraction
+    assert server.share_fraction == pins.share_fraction
+    assert server.per_tensor == pins.per_tensor
+    assert server.election_rule == pins.election_rule
+    assert server.election_rule == election_rule_of(params.get("election_rule", "borda"))
