@@ -2,7 +2,8 @@
 
 The README's table of settings for its "Use SecCL in your Flower app" diff:
 
-    python benchmarks/quickstart_parity.py --candidate-fraction 0.5 --share-fraction 0.3 --seed 0
+    python benchmarks/quickstart_parity.py --candidate-fraction 0.5 --share-fraction 0.5 \
+        --election-rule median --seed 0
 
 Both runs use the app's own handlers and run config (3 nodes, 3 rounds, 2 local
 epochs, lr 0.05; the MNIST test set from ``../shared/data/mnist``: 2,000 digits held
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--share-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--local-epochs", type=int, default=2)
+    parser.add_argument("--election-rule", default="borda", choices=["borda", "median"])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = parser.parse_args()
     run_config = {
@@ -77,11 +79,13 @@ def main() -> None:
         "seccl-key-seed": 0,
         "candidate-fraction": args.candidate_fraction,
         "share-fraction": args.share_fraction,
+        "seccl-election-rule": args.election_rule,
     }
     strategy = SecCL.from_run_config(seccl_config, fraction_train=1.0)
     seccl = final_accuracy(strategy, seccl_app, args.nodes, seccl_config)
     print(
         f"nodes={args.nodes} λ={args.candidate_fraction} share={args.share_fraction} "
+        f"rule={args.election_rule} "
         f"seed={args.seed}: FedAvg {fedavg:.4f}, SecCL {seccl:.4f} "
         f"({100 * (seccl - fedavg):+.2f} points)"
     )
