@@ -176,6 +176,8 @@ class RunSettings:
         Gas limit of every transaction (``None``: estimated).
     election_rule : int
         The election rule (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
+    committee_size : int
+        The evaluator committee size k (0: every author scores every other).
     """
 
     run_label: str
@@ -186,6 +188,7 @@ class RunSettings:
     contract: str | None = None
     gas_limit: int | None = None
     election_rule: int = 0
+    committee_size: int = 0
 
 
 def open_run_on(  # noqa: PLR0913 - what a run is opened with
@@ -284,7 +287,8 @@ def open_contract(
             params,
             {r.address: r.join_signature for r in roster.values()},
             gas_limit=settings.gas_limit,
-        )
+            **({"committee_size": settings.committee_size} if settings.committee_size else {}),
+        )  # TODO-merge: committee_size always
         participants = {node: r.address for node, r in roster.items()}
     params = csc.params()
     warning = election_size_warning(params.num_candidates, len(participants))
@@ -293,7 +297,7 @@ def open_contract(
     log(
         INFO,
         "SecCL: run %s on chain %s, contract %s (from block %d), %d participants, M=%d, "
-        "quorum=%d, share fraction=%g%s, election rule %s",
+        "quorum=%d, share fraction=%g%s, election rule %s, committee size %s",
         settings.run_label,
         csc.binding.chain_id,
         csc.address,
@@ -304,6 +308,7 @@ def open_contract(
         params.share_fraction,
         " per tensor" if params.per_tensor else "",
         ELECTION_RULES.get(params.election_rule, params.election_rule),
+        getattr(params, "committee_size", 0) or "0 (every author scores every other)",
     )
     return csc, participants, resume
 

@@ -227,6 +227,7 @@ class MismatchWording:
     share_fraction: str
     per_tensor: str
     election_rule: str
+    committee_size: str = "committee size {actual}, but the pin is {expected}"
 
 
 PINNED_WORDING = MismatchWording(
@@ -248,6 +249,7 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
     least_quorum: int | None = None,
     wording: MismatchWording = PINNED_WORDING,
     election_rule: int | None = None,
+    committee_size: int | None = None,
 ) -> list[str]:
     """Return how the run parameters on chain differ from the pins (empty if they do not).
 
@@ -267,9 +269,11 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
         The pinned λ, share fraction, per-tensor flag and least quorum, or ``None``.
     wording : MismatchWording (default: PINNED_WORDING)
         How each mismatch is worded, in the order ``M``, quorum, share fraction,
-        per-tensor, election rule.
+        per-tensor, election rule, committee size.
     election_rule : int | None
         The pinned election rule, or ``None`` (any rule of :data:`ELECTION_RULES`).
+    committee_size : int | None
+        The pinned evaluator committee size k (0: full cross-evaluation), or ``None``.
 
     Raises
     ------
@@ -304,6 +308,9 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
         )
         actual = f"{rule} ({ELECTION_RULES.get(rule, 'unknown')})"
         found.append((wording.election_rule, actual, expected, election_rule))
+    on_chain_k = getattr(params, "committee_size", 0)
+    if committee_size is not None and on_chain_k != committee_size:
+        found.append((wording.committee_size, on_chain_k, committee_size, committee_size))
     return [
         template.format(actual=actual, expected=expected, pinned=pinned, n=n)
         for template, actual, expected, pinned in found
