@@ -28,7 +28,7 @@ The checks themselves are the pure functions of :mod:`seccl_flwr.client_checks`.
 Message types, record keys and fields are those of :mod:`seccl_flwr.wire`.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +60,10 @@ from .client_checks import (
 from .errors import (
     AggregationMismatchError,
     AggregationUncheckableError,
+    ConfigurationError,
     EncodingError,
     GlobalModelMismatchError,
+    HandlerReplyError,
     MalformedMessageError,
     UntrustedContractError,
     UpdateDigestMismatchError,
@@ -88,6 +90,8 @@ if TYPE_CHECKING:
 
 ScoreFn = Callable[[dict[str, np.ndarray]], float]
 """``arrays -> score in [0, 1]`` (higher is better) on the local validation split."""
+BatchScoreFn = Callable[[Sequence[dict[str, np.ndarray]]], Sequence[float]]
+"""``[arrays, ...] -> [score, ...]``: a :data:`ScoreFn` over several candidate models."""
 
 _MEMO = "seccl.memo"
 _FORGED = "seccl.forged"
@@ -570,11 +574,50 @@ def _check_own_anchor(context: Context, ctx: VerifiedRound, anchors: Mapping[str
     check_update_anchored(ctx.round, me, digest, anchors.get(me, bytes(32)))
 
 
+def score_updates(
+    layout: ModelLayout,
+    arrays: Mapping[str, np.ndarray],
+    updates: Mapping[str, SparseUpdate],
+    score_fn: BatchScoreFn,
+    batch_size: int = 1,
+) -> list[int]:
+    """Return the ballot scores of verified peer updates to the global model ``arrays``.
+
+    Scores come in the order of ``updates``. The global model is flattened once;
+    each candidate model (global + the peer's update) is built only when its batch
+    is scored, so at most ``batch_size`` candidates are held at a time.
+    ``score_fn`` scores a batch in [0, 1] (higher is better); each score is clipped
+    and scaled to ``MAX_SCORE``.
+
+    Raises
+    ------
+    HandlerReplyError
+        If ``score_fn`` returns another number of scores than it was given models.
+    """
+    if batch_size < 1:
+        raise ConfigurationError(f"the score batch size must be at least 1, got {batch_size}")
+    base = layout.flatten(arrays)
+    pending = list(updates.values())
+    scores: list[int] = []
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        candidates = [layout.unflatten(apply_update(base, u), arrays) for u in batch]
+        with metered(SCORE):
+            values = [float(v) for v in score_fn(candidates)]
+        if len(values) != len(candidates):
+            raise HandlerReplyError(
+                f"the scorer returned {len(values)} scores for {len(candidates)} candidate models"
+            )
+        scores.extend(int(round(min(max(v, 0.0), 1.0) * MAX_SCORE)) for v in values)
+    return scores
+
+
 def handle_cross_evaluate(
     msg: Message,
     context: Context,
-    score_fn: ScoreFn,
+    score_fn: BatchScoreFn,
     attack: "ClientAttack | None" = None,
+    batch_size: int = 1,
 ) -> Message:
     """Verify the round's complete set of peer updates, score them, sign the score vector.
 
@@ -585,10 +628,11 @@ def handle_cross_evaluate(
     (:func:`~seccl_flwr.client_checks.check_committee`: the assignment is recomputed
     from this node's own chain endpoint, the seal block's hash included), then each
     update.
-    Any failure raises its named error: the evaluator never votes on a partial set.
-    ``score_fn`` scores each candidate model (global + the peer's update) in [0, 1],
-    clipped, higher is better. ``attack`` (experiments only) may replace the honest
-    scores by a fake ranking.
+    Any failure raises its named error: the evaluator never votes on a partial set,
+    and scores nothing before every update is verified. ``score_fn`` scores the
+    candidate models (global + each peer's update), ``batch_size`` at a time, in
+    [0, 1], clipped, higher is better (:func:`score_updates`). ``attack``
+    (experiments only) may replace the honest scores by a fake ranking.
 
     Raises
     ------
@@ -613,8 +657,7 @@ def handle_cross_evaluate(
         check_committee(ctx.round, me, assigned, authors, seal_block)
     else:
         check_forwarded_authors(ctx.round, me, anchors, authors)
-    base = ctx.layout.flatten(ctx.arrays)
-    peers, scores, verified = [], [], {}
+    updates: dict[str, SparseUpdate] = {}
     records = msg.content.array_records  # Flower builds this view anew on each access
     for author, signature in zip(authors, signatures, strict=True):
         if author == me:
@@ -623,12 +666,10 @@ def handle_cross_evaluate(
         if record is None:
             raise MalformedMessageError(ctx.round, author, "update missing from message")
         update = verify_peer_update(ctx, author, record, signature, anchors.get(author, bytes(32)))
-        candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
-        with metered(SCORE):
-            score = float(score_fn(candidate))
-        peers.append(author)
-        scores.append(int(round(min(max(score, 0.0), 1.0) * MAX_SCORE)))
-        verified[author] = update.to_arrays()
+        updates[author] = update
+    peers = list(updates)
+    scores = score_updates(ctx.layout, ctx.arrays, updates, score_fn, batch_size)
+    verified = {author: update.to_arrays() for author, update in updates.items()}
     if attack is not None:
         scores = attack.ballot(me, peers, scores, ctx.round)
     with metered(CRYPTO):

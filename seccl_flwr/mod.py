@@ -21,7 +21,12 @@ Per SecCL phase (:func:`seccl_flwr.wire.phase_of`):
   candidate model (global + its update) through the app's own evaluate handler, by
   the metric the node or run config names under ``seccl-score-metric`` (default
   ``eval_acc``, quickstart-pytorch's accuracy; a number in [0, 1], higher is
-  better); sign the score vector;
+  better); sign the score vector. An app may opt in to a batched scorer instead
+  (``make_seccl_mod(batch_scorer=...)``, e.g.
+  :func:`seccl_flwr.torch_task.torch_batch_score_fn`): it gets several candidate
+  models per call, without a Flower message and record encoding per peer, and can
+  batch its inference over them; where it returns ``None`` for a node, the evaluate
+  handler scores as above;
 * the global evaluation (an unmarked ``evaluate``): check the model and the round,
   call the handler, sign its metrics.
 
@@ -55,6 +60,8 @@ DEFAULT_SCORE_METRIC = "eval_acc"
 def make_seccl_mod(
     score_metric: str = DEFAULT_SCORE_METRIC,
     attack: Callable[[Context], object] | None = None,
+    batch_scorer: Callable[[Context], client.BatchScoreFn | None] | None = None,
+    batch_size: int = 16,
 ) -> Mod:
     """Return a SecCL mod; :data:`seccl_mod` is the one apps use.
 
@@ -67,6 +74,14 @@ def make_seccl_mod(
         Experiments only: the node's :class:`~seccl_flwr.attacks.ClientAttack`,
         whose colluding ballot replaces the honest scores. (Poisoned updates and
         flipped labels happen in the app's train handler, as for any strategy.)
+    batch_scorer : Callable[[Context], BatchScoreFn | None] | None
+        Opt-in: the node's batched scorer, ``[arrays, ...] -> [score in [0, 1], ...]``
+        (e.g. :func:`seccl_flwr.torch_task.torch_batch_score_fn`), which must score
+        each candidate model as the evaluate handler's metric does. ``None`` (or a
+        factory returning ``None`` for a node): each peer is scored by one call of
+        the app's evaluate handler.
+    batch_size : int (default: 16)
+        Most candidate models per call of ``batch_scorer`` (held in memory at once).
     """
 
     def seccl_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -91,8 +106,11 @@ def make_seccl_mod(
             return _train(msg, context, call_next)
         if phase == wire.EVALUATE:
             return _evaluate(msg, context, call_next)
-        metric = setting(context, SCORE_METRIC) or score_metric
         ballot_attack = attack(context) if attack is not None else None
+        batched = batch_scorer(context) if batch_scorer is not None else None
+        if batched is not None:
+            return client.handle_cross_evaluate(msg, context, batched, ballot_attack, batch_size)
+        metric = setting(context, SCORE_METRIC) or score_metric
         return client.handle_cross_evaluate(
             msg, context, _scorer(msg, context, call_next, metric), ballot_attack
         )
@@ -128,8 +146,8 @@ def _evaluate(msg: Message, context: Context, call_next: ClientAppCallable) -> M
 
 def _scorer(
     msg: Message, context: Context, call_next: ClientAppCallable, metric: str
-) -> client.ScoreFn:
-    """Return a score function that runs the app's evaluate handler on a candidate model."""
+) -> client.BatchScoreFn:
+    """Return a scorer that runs the app's evaluate handler on each candidate model."""
     server_round = int(msg.content[wire.SECCL_KEY][wire.ROUND])
 
     def score(arrays: dict) -> float:
@@ -154,7 +172,7 @@ def _scorer(
             )
         return float(metrics[metric])
 
-    return score
+    return lambda candidates: [score(arrays) for arrays in candidates]
 
 
 def _returned_arrays(reply: Message) -> dict:

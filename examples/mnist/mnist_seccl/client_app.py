@@ -10,6 +10,14 @@ Run config keys: ``device`` (``"cpu"``, ``"cuda"``, ...; default ``"cpu"``), ``s
 :func:`mnist_seccl.task.data_from_config`; the SecCL keys of
 :mod:`seccl_flwr.identity`; for experiments the attack keys of
 :data:`seccl_flwr.attacks.ATTACK_KEYS`.
+
+``score-batch`` opts in to batched cross-evaluation
+(:func:`seccl_flwr.torch_task.torch_batch_score_fn`, channels-last, up to 16 peers
+per call): ``"loop"`` scores one peer after the other without a Flower message per
+peer, ``"vmap"`` all of a call at once (slower on a CPU for this CNN:
+``benchmarks/cross_eval_cost.py``); ``"off"`` (the default): each peer through the
+evaluate handler. Scores are the handler's ``macro-f1`` either way (up to the float
+rounding of channels-last logits).
 """
 
 from functools import cache
@@ -22,9 +30,15 @@ from torch.utils.data import DataLoader
 
 from seccl_flwr.apps.handlers import EvaluateFn, TrainFn, flower_client_app
 from seccl_flwr.attacks import attack_from_config, node_attack
+from seccl_flwr.client import BatchScoreFn
 from seccl_flwr.datasets import Partition
 from seccl_flwr.mod import make_seccl_mod
-from seccl_flwr.torch_task import sgd_train, torch_evaluate_fn, torch_train_fn
+from seccl_flwr.torch_task import (
+    sgd_train,
+    torch_batch_score_fn,
+    torch_evaluate_fn,
+    torch_train_fn,
+)
 
 from .task import MnistNet, data_from_config, partition
 
@@ -39,6 +53,8 @@ DATA_KEYS = (
     "digits-per-participant",
 )
 """Run config keys that decide a node's data partition."""
+SCORE_BATCH = ("off", "loop", "vmap")
+"""Values of the run config key ``score-batch`` (see the module's docstring)."""
 
 
 @cache
@@ -88,6 +104,39 @@ def _functions(
     )
 
 
+@cache
+def _batch_scorer(
+    settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int
+) -> BatchScoreFn | None:
+    cfg = dict(settings)
+    mode = str(cfg.get("score-batch", "off"))
+    if mode not in SCORE_BATCH:
+        raise ValueError(f"score-batch {mode!r} is none of {SCORE_BATCH}")
+    if mode == "off":
+        return None
+    part = _partition(
+        tuple((k, v) for k, v in settings if k in DATA_KEYS), partition_id, num_partitions
+    )
+    return torch_batch_score_fn(
+        MnistNet(),
+        part.val_x,
+        part.val_y,
+        str(cfg.get("device", "cpu")),
+        vectorize=mode == "vmap",
+        channels_last=True,
+    )
+
+
+def batch_scorer(context: Context) -> BatchScoreFn | None:
+    """Return this node's batched scorer if the run config's ``score-batch`` asks for one."""
+    settings = tuple(sorted((k, v) for k, v in context.run_config.items()))
+    return _batch_scorer(
+        settings,
+        int(context.node_config["partition-id"]),
+        int(context.node_config["num-partitions"]),
+    )
+
+
 def client_functions(context: Context) -> tuple[TrainFn, EvaluateFn]:
     """Return ``(train_fn, evaluate_fn)`` of this node's partition."""
     settings = tuple(sorted((k, v) for k, v in context.run_config.items()))
@@ -100,7 +149,11 @@ def client_functions(context: Context) -> tuple[TrainFn, EvaluateFn]:
 
 def make_client_app(seccl: bool = True) -> ClientApp:
     """Return the MNIST ClientApp: with the SecCL mod, or plain Flower (FedAvg, Krum, ...)."""
-    mods = [make_seccl_mod(score_metric="macro-f1", attack=node_attack)] if seccl else []
+    mods = (
+        [make_seccl_mod(score_metric="macro-f1", attack=node_attack, batch_scorer=batch_scorer)]
+        if seccl
+        else []
+    )
     return flower_client_app(
         train_fn=lambda ctx: client_functions(ctx)[0],
         evaluate_fn=lambda ctx: client_functions(ctx)[1],
