@@ -332,18 +332,28 @@ def run_seccl(
     chain: str = EMBEDDED,
     profile: cProfile.Profile | None = None,
     gas_limit: int | None = None,
+    committee_size: int = 0,
+    app_config: dict | None = None,
 ) -> Outcome:
     """Run SecCL on the digits clients; return timings.
 
     ``chain`` is ``"embedded"`` (served over loopback) or a node's JSON-RPC URL.
+    ``committee_size`` is the run's k (0: every author scores every other);
+    ``app_config`` extra run config of the app (e.g. MNIST's ``score-batch``).
     """
     url = free_loopback_url() if chain == EMBEDDED else chain
+    pins = pinned_run_config(CANDIDATE_FRACTION, SHARE_FRACTION)
+    committee = {}
+    if committee_size:  # only where committees exist (issue 16)
+        pins = pinned_run_config(CANDIDATE_FRACTION, SHARE_FRACTION, committee_size=committee_size)
+        committee = {"committee_size": committee_size}
     grid = MeteredGrid(
         work.module.app,
         num_clients,
         run_config=work.run_config(
             **{"seccl-key-seed": work.seed + 7, "seccl-chain-url": url},
-            **pinned_run_config(CANDIDATE_FRACTION, SHARE_FRACTION),
+            **pins,
+            **(app_config or {}),
         ),
     )
     strategy = SecCL(
@@ -354,6 +364,7 @@ def run_seccl(
         min_available_nodes=num_clients,
         run_label=f"bench-{num_clients}-{work.seed}-{time.time_ns()}",
         gas_limit=gas_limit,
+        **committee,
     )
     METER.reset()
     start = time.perf_counter()
