@@ -12,7 +12,12 @@ anvil node; peak memory is the worker's peak RSS (anvil's own is not included).
 
 Rows are appended to ``benchmarks/results/scale.csv`` (``source=time``; the gas
 columns are another benchmark's) and the table is printed and written to
-``--table`` (default ``benchmarks/results/scale_time.txt``, appended).
+``--table`` (default ``benchmarks/results/scale_time.txt``, appended). Times are
+wall seconds per round (SecCL: the sum of its phases; FedAvg: its run over its
+rounds); on a machine shared with other jobs the table also gives CPU seconds per
+round (the worker's, plus its anvil node's; SecCL's include its set-up: contract,
+registration), whose ratio load hardly moves, and the cross-evaluation scorer's
+milliseconds per scored peer.
 
 Usage::
 
@@ -66,6 +71,8 @@ def worker(spec: dict) -> dict:
     n, rounds = spec["n"], spec["rounds"]
     bench.warm_up(n, work)
     out = {"rss_after_warm_up_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    cpu = time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     if spec["strategy"] == "fedavg":
         result = bench.run_fedavg(n, rounds, work)
         out["s_per_round"] = result.wall / rounds
@@ -83,6 +90,9 @@ def worker(spec: dict) -> dict:
         out["phases"] = result.phases
         out["gas_per_round"] = result.gas
         out["client"] = result.client
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)  # anvil, once it has exited
+    node_cpu = done.ru_utime + done.ru_stime - children.ru_utime - children.ru_stime
+    out["cpu_s_per_round"] = (time.process_time() - cpu + node_cpu) / rounds
     out["wall"] = result.wall
     out["val_accuracy"] = result.final_val_accuracy
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -171,6 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"[n={n}] FedAvg again ...", flush=True)
         fedavg.append(run_worker({**base, "strategy": "fedavg", "n": n}))
         f_round = sum(f["s_per_round"] for f in fedavg) / len(fedavg)
+        f_cpu = sum(f["cpu_s_per_round"] for f in fedavg) / len(fedavg)
         for (shown, scorer), (committee_size, out) in seccl.items():
             ratio = out["s_per_round"] / f_round
             rows.append(
@@ -188,11 +199,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 }
             )
             phases = " ".join(f"{p} {s:.2f}" for p, s in out["phases"].items())
+            scored = n * min(shown, n - 1)  # peers scored per round
+            per_peer = 1e3 * out["client"]["ce.score"] / scored
             lines.append(
                 f"{n:>4} {shown:>4} {committee_size:>5} {scorer:>6} {f_round:>9.2f} "
                 f"({fedavg[0]['s_per_round']:.2f}/{fedavg[1]['s_per_round']:.2f}) "
                 f"{out['s_per_round']:>9.2f} {ratio:>6.2f} {out['peak_rss_mb']:>8.0f} "
-                f"{max(f['peak_rss_mb'] for f in fedavg):>8.0f} | {phases}"
+                f"{max(f['peak_rss_mb'] for f in fedavg):>8.0f} {f_cpu:>8.2f} "
+                f"{out['cpu_s_per_round']:>8.2f} {out['cpu_s_per_round'] / f_cpu:>6.2f} "
+                f"{per_peer:>7.2f} | {phases}"
             )
     load_after = os.getloadavg()
     workload = (
@@ -208,7 +223,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f" {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; one process per run,"
         " clients one after the other, torch 1 thread",
         f"{'n':>4} {'k':>4} {'c.size':>5} {'scorer':>6} {'FedAvg s/rd':>9} (first/last)"
-        f" {'SecCL s/rd':>9} {'ratio':>6} {'SecCL MB':>8} {'FedAvg MB':>8} | SecCL phases s/rd",
+        f" {'SecCL s/rd':>9} {'ratio':>6} {'SecCL MB':>8} {'FedAvg MB':>8} {'F cpu/rd':>8}"
+        f" {'S cpu/rd':>8} {'cpu ratio':>6} {'ms/peer':>7} | SecCL phases s/rd (wall)",
     ]
     text = "\n".join(header + lines) + "\n\n"
     print("\n" + text)

@@ -201,7 +201,7 @@ def torch_batch_score_fn(
     model = model.to(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     inputs = [
-        x[i : i + batch_size].to(device).contiguous(memory_format=layout)
+        x[i : i + batch_size].to(device).to(memory_format=layout)
         if x.dim() == 4
         else x[i : i + batch_size].to(device)
         for i in range(0, len(x), batch_size)
@@ -213,7 +213,7 @@ def torch_batch_score_fn(
         out = {**buffers}
         for name, array in arrays.items():
             tensor = torch.from_numpy(np.asarray(array)).to(device)
-            out[name] = tensor.contiguous(memory_format=layout) if tensor.dim() == 4 else tensor
+            out[name] = tensor.to(memory_format=layout) if tensor.dim() == 4 else tensor
         return out
 
     def score(pred: np.ndarray) -> float:
