@@ -26,6 +26,7 @@ from .chain.csc import CandidateSelection, open_run
 from .errors import ConfigurationError, SignatureError
 from .identity import (
     CANDIDATE_FRACTION,
+    COMMITTEE_SIZE,
     CHAIN_URL,
     CONTRACT,
     ELECTION_RULE,
@@ -151,6 +152,7 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
     quorum: int | None = None,
     gas_limit: int | None = None,
     election_rule: int = 0,
+    committee_size: int = 0,
 ) -> Opening:
     """Deploy the run's contract, register ``roster`` and open it; return what to pin.
 
@@ -167,7 +169,15 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
     params = run_params(
         len(roster), candidate_fraction, share_fraction, per_tensor, quorum, election_rule
     )
-    csc, _ = open_run(w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit)
+    csc, _ = open_run(
+        w3,
+        operator,
+        run_id_of_label(run_label),
+        params,
+        roster,
+        gas_limit=gas_limit,
+        **({"committee_size": committee_size} if committee_size else {}),  # TODO-merge
+    )
     return Opening(
         contract=csc.address,
         roster_digest=csc.roster_digest(),
@@ -188,7 +198,8 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
     """Return the ``--node-config`` value every SuperNode of the run uses (its key file aside).
 
     It pins the chain endpoint, the contract, the roster digest and the parameters
-    (λ, share fraction, per-tensor, quorum, election rule), so that a node checks the
+    (λ, share fraction, per-tensor, quorum, election rule, committee size), so that a
+    node checks the
     run on chain
     against what it agreed to, never against the server's word.
     """
@@ -202,6 +213,7 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
         PER_TENSOR: "true" if per_tensor else "false",
         QUORUM: str(opening.params.quorum),
         ELECTION_RULE: f'"{ELECTION_RULES[opening.params.election_rule]}"',
+        COMMITTEE_SIZE: str(getattr(opening.params, "committee_size", 0)),  # TODO-merge
     }
     return " ".join(f"{key}={value}" for key, value in pins.items())
 
@@ -298,7 +310,8 @@ def format_summary(summary: RunSummary) -> str:
         f"parameters     n={len(summary.participants)} M={params.num_candidates} "
         f"quorum={params.quorum} share fraction={params.share_fraction:g} "
         f"per-tensor={'true' if params.per_tensor else 'false'} "
-        f"election rule={params.election_rule}",
+        f"election rule={params.election_rule} "
+        f"committee size={getattr(params, 'committee_size', 0)}",  # TODO-merge
         f"roster ({len(summary.participants)}, registration order):",
         *(f"  {i:3d}  {p}" for i, p in enumerate(summary.participants)),
         f"rounds completed {summary.last_completed}",
