@@ -26,8 +26,8 @@ from .chain.csc import CandidateSelection, open_run
 from .errors import ConfigurationError, SignatureError
 from .identity import (
     CANDIDATE_FRACTION,
-    COMMITTEE_SIZE,
     CHAIN_URL,
+    COMMITTEE_SIZE,
     CONTRACT,
     ELECTION_RULE,
     KEY_FILE,
