@@ -1,0 +1,271 @@
+"""Evaluator committees (issue 16) through the server, the clients and the audit.
+
+A committee run (``committee_size`` k >= 1) seals each round's updates right after
+anchoring them; the hash of the sealing block and the round seed give each author
+its k assigned peers (:mod:`seccl_flwr.protocol.committee`). The server sends each
+evaluator only its peers' updates; every evaluator recomputes its assignment from
+its OWN chain endpoint and refuses (``CommitteeMismatchError``) anything else; the
+contract takes only ballots that score exactly the assignment; the audit re-derives
+it from the seal block's hash on the auditor's node.
+
+End-to-end runs are small (digits, embedded chain, 6 nodes, k = 2) to stay fast.
+"""
+
+import shutil
+
+import pytest
+from eth_account import Account
+from flwr.app import ArrayRecord
+
+from seccl_flwr.apps import digits
+from seccl_flwr.attacks import LyingServer
+from seccl_flwr.audit import ANCHOR_MISMATCH, COMMITTEE_MISMATCH, AuditPins, audit_run
+from seccl_flwr.chain.csc import CandidateSelection
+from seccl_flwr.chain.rpc_server import free_loopback_url
+from seccl_flwr.cli import build_parser
+from seccl_flwr.client_checks import (
+    check_committee,
+    pinned_run_config,
+    run_config_parameters,
+)
+from seccl_flwr.errors import (
+    CommitteeMismatchError,
+    ConfigurationError,
+    NotEnoughNodesError,
+    ParameterMismatchError,
+    VerificationError,
+)
+from seccl_flwr.identity import simulation_key
+from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.protocol.committee import assignments, committee_seed
+from seccl_flwr.protocol.eip712 import Kind
+from seccl_flwr.protocol.signed import SignedMessage
+from seccl_flwr.store import DirectoryStore
+from seccl_flwr.strategy import SecCL
+from seccl_flwr.wire import CROSS_EVALUATE, EVALUATE
+from tests.strategy_helpers import pins_of
+from tests.test_withholding import WatchedApp
+
+SEED = 11
+NODES = 6
+K = 2
+A, B, C, D = (Account.from_key(bytes([i]) * 32).address for i in range(1, 5))
+
+
+# ------------------------------------------------------------ pure functions
+def test_the_assigned_peers_pass_in_any_order():
+    check_committee(3, A, [B, C], [C, B, A], seal_block=7)  # its own update may come too
+
+
+@pytest.mark.parametrize(
+    "forwarded, missing, extra",
+    [
+        ([B], [C], []),  # only some of the assigned peers
+        ([B, D], [C], [D]),  # a committee the server chose
+        ([B, C, D], [], [D]),  # a peer too many
+    ],
+)
+def test_other_peers_than_the_assignment_are_refused_naming_missing_and_extra(
+    forwarded, missing, extra
+):
+    with pytest.raises(CommitteeMismatchError) as info:
+        check_committee(3, A, [B, C], forwarded, seal_block=7)
+    error = info.value
+    assert isinstance(error, VerificationError)
+    assert (error.round, error.node, error.missing, error.extra) == (3, A, missing, extra)
+    assert str(error).startswith(f"CommitteeMismatchError: round 3, node {A}: ")
+    assert f"missing {missing}, extra {extra}" in str(error)
+    assert "seal block 7" in str(error)
+
+
+def test_a_cross_evaluation_before_the_seal_is_refused():
+    with pytest.raises(CommitteeMismatchError, match="not sealed on chain") as info:
+        check_committee(2, A, None, [B, C], seal_block=0)
+    assert info.value.extra == sorted([B, C])
+
+
+def test_an_evaluator_without_an_assignment_is_refused():
+    with pytest.raises(CommitteeMismatchError, match="no anchored author"):
+        check_committee(2, A, None, [B], seal_block=9)
+
+
+def test_the_committee_size_is_pinned_by_the_run_config():
+    config = pinned_run_config(0.5, 0.3, committee_size=4)
+    assert config["seccl-committee-size"] == 4
+    assert run_config_parameters(config)["committee_size"] == 4
+    assert run_config_parameters({})["committee_size"] == 0
+    with pytest.raises(ConfigurationError, match="'seccl-committee-size' must be at least 0"):
+        run_config_parameters({"seccl-committee-size": -1})
+    with pytest.raises(ConfigurationError, match="'seccl-committee-size' must be an integer"):
+        run_config_parameters({"seccl-committee-size": "five"})
+
+
+def test_seccl_reads_the_committee_size_from_the_run_config():
+    strategy = SecCL.from_run_config({"seccl-committee-size": 3})
+    assert strategy.committee_size == 3
+    with pytest.raises(ConfigurationError, match="committee_size must lie in"):
+        SecCL(committee_size=-1)
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["audit", "--chain", "http://127.0.0.1:1"]])
+def test_the_cli_takes_committee_size(command, tmp_path):
+    extra = ["--contract", "0x" + "11" * 20, "--store", str(tmp_path)] if "audit" in command else []
+    args = build_parser().parse_args([*command, *extra, "--committee-size", "5"])
+    assert args.committee_size == 5
+
+
+# -------------------------------------------------------------- end to end
+def committee_run(strategy: SecCL, app=digits.app, num_rounds: int = 2, **config):
+    """Run ``strategy`` with 6 honest digits nodes pinning its settings (plus ``config``)."""
+    run_config = {
+        "seccl-key-seed": SEED,
+        "seccl-chain-url": strategy.chain_url,
+        "seed": 0,
+        "lr": 0.1,
+        **pins_of(strategy),
+        **config,
+    }
+    grid = InProcessGrid(app, NODES, run_config=run_config)
+    return strategy.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds)
+
+
+class RecordingSecCL(SecCL):
+    """An honest SecCL that keeps what it forwarded to each evaluator."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.forwarded: dict[int, dict[str, list[str]]] = {}
+
+    def relay_committee(self, server_round, assigned):
+        self.forwarded[server_round] = super().relay_committee(server_round, assigned)
+        return self.forwarded[server_round]
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    store_dir = tmp_path_factory.mktemp("committee") / "messages"
+    strategy = RecordingSecCL(
+        chain_url=free_loopback_url(),
+        candidate_fraction=0.34,
+        share_fraction=0.2,
+        committee_size=K,
+        store=store_dir,
+    )
+    result = committee_run(strategy)
+    return result, strategy, store_dir
+
+
+def test_a_committee_run_completes_with_ballots_of_the_assigned_peers_only(honest):
+    result, strategy, _ = honest
+    csc = strategy.csc
+    assert csc.params().committee_size == K
+    assert [len(r.candidates) for r in result.rounds] == [3, 3]  # M = ceil(0.34 * 6)
+    for record in result.rounds:
+        assert not record.dropped and not record.rejections
+        assert len(record.transactions["anchor"]) == 2  # the anchors, then the seal
+        assert record.ballots == NODES
+        sealed = csc.seal_block(record.round)
+        assert sealed > 0
+        authors = csc.update_authors(record.round)
+        block_hash = bytes(csc.w3.eth.get_block(sealed)["hash"])
+        seed = committee_seed(block_hash, csc.round_seed(record.round))
+        assert csc.committee_seed(record.round) == seed
+        expected = assignments(authors, seed, K)
+        assert csc.committee_assignment(record.round) == expected
+        assert strategy.forwarded[record.round] == expected
+        for evaluator, scored in csc.ballots_of(record.round).items():
+            assert sorted(scored) == sorted(expected[evaluator])
+        assert record.evaluate_metrics  # every client checked the aggregation
+
+
+def test_a_committee_run_audits_clean_with_its_pins(honest):
+    _, strategy, store_dir = honest
+    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
+    report = audit_run(csc, DirectoryStore(store_dir), pins=AuditPins(committee_size=K))
+    assert report.ok, report.findings
+    assert not report.notices
+    wrong = audit_run(csc, DirectoryStore(store_dir), pins=AuditPins(committee_size=0))
+    assert [f.kind for f in wrong.findings] == ["parameter-mismatch"]
+    assert "committee size 2, but the pin is 0" in wrong.findings[0].detail
+
+
+def test_the_audit_names_a_stored_ballot_that_is_not_the_assignment(honest, tmp_path):
+    _, strategy, store_dir = honest
+    copy = tmp_path / "messages"
+    shutil.copytree(store_dir, copy)
+    csc = strategy.csc
+    assigned = csc.committee_assignment(1)
+    evaluator = next(iter(assigned))
+    others = [a for a in assigned if a != evaluator and a not in assigned[evaluator]]
+    partition = next(
+        p for p in range(NODES) if Account.from_key(simulation_key(SEED, p)).address == evaluator
+    )
+    ballot = SignedMessage.sign(
+        Account.from_key(simulation_key(SEED, partition)),
+        csc.binding,
+        1,
+        Kind.BALLOT,
+        peers=others[:K],
+        scores=[500_000] * K,
+    )
+    DirectoryStore(copy).put(ballot)
+    report = audit_run(CandidateSelection.attach(csc.w3, csc.address), DirectoryStore(copy))
+    assert report.finding_kinds() == {COMMITTEE_MISMATCH, ANCHOR_MISMATCH}
+    (finding,) = [f for f in report.findings if f.kind == COMMITTEE_MISMATCH]
+    assert (finding.round, finding.node) == (1, evaluator)
+    assert f"missing {sorted(assigned[evaluator])}" in finding.detail
+
+
+def test_the_audit_names_a_committee_seed_the_chain_does_not_give(honest, monkeypatch):
+    _, strategy, store_dir = honest
+    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
+    monkeypatch.setattr(csc, "committee_seed", lambda round_: b"\x01" * 32)
+    report = audit_run(csc, DirectoryStore(store_dir))
+    assert {f.kind for f in report.findings} == {COMMITTEE_MISMATCH}
+    assert {f.round for f in report.findings} == {1, 2}
+    assert "is not the one re-derived from seal block" in report.findings[0].detail
+
+
+@pytest.mark.parametrize(
+    "lie, lie_round, says",
+    [
+        ("choose-committee", 1, "missing ["),
+        ("partial-committee", 1, "extra []"),
+        ("unsealed-committee", 1, "not sealed on chain"),
+        ("partial-committee", 2, "extra []"),  # only in the last round
+    ],
+)
+def test_a_lying_server_forwarding_another_committee_is_refused_by_every_evaluator(
+    lie, lie_round, says
+):
+    strategy = LyingServer(
+        lie=lie,
+        lie_round=lie_round,
+        chain_url=free_loopback_url(),
+        candidate_fraction=0.34,
+        committee_size=K,
+    )
+    watched = WatchedApp()
+    with pytest.raises(NotEnoughNodesError, match=f"round {lie_round}: 0 valid ballots"):
+        committee_run(strategy, app=watched, num_rounds=lie_round)
+    refusals = watched.of(CROSS_EVALUATE)
+    authors = strategy.csc.update_authors(lie_round)
+    assert set(refusals) == set(authors) and len(authors) == NODES
+    for evaluator, error in refusals.items():
+        assert type(error) is CommitteeMismatchError
+        assert str(error).startswith(f"CommitteeMismatchError: round {lie_round}, node {evaluator}")
+        assert says in error.detail
+        if lie != "unsealed-committee":
+            assert error.missing  # an assigned peer was not forwarded
+    assert strategy.csc.ballot_count(lie_round) == 0
+    assert not watched.of(EVALUATE)  # earlier rounds (if any) went through unharmed
+
+
+def test_a_client_pinned_to_another_committee_size_refuses_the_run():
+    strategy = SecCL(chain_url=free_loopback_url(), candidate_fraction=0.34, committee_size=K)
+    watched = WatchedApp()
+    with pytest.raises(NotEnoughNodesError, match="round 1: 0 valid updates"):
+        committee_run(strategy, app=watched, num_rounds=1, **{"seccl-committee-size": 0})
+    refusals = watched.detections
+    assert refusals and all(type(d.error) is ParameterMismatchError for d in refusals)
+    assert "committee size 2, but this node is configured with 0" in str(refusals[0].error)
