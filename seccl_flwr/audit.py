@@ -11,7 +11,9 @@ store (:mod:`seccl_flwr.store`) it fetches the messages. It then re-derives:
   name it is stored under and the digest the chain anchored for its round, kind and
   author; update, ballot and evaluation signatures recover to their author;
 * **elections** - the Python reference (:mod:`seccl_flwr.protocol.borda`) run on the
-  stored ballots elects the contract's candidates with the contract's totals;
+  stored ballots elects the contract's candidates with the contract's totals (in a
+  committee run with the re-derived assignment: Borda standings normalised per
+  received ballot);
 * **global models** - global model ``r`` equals global model ``r - 1`` plus the merge
   (:func:`~seccl_flwr.protocol.sparse.aggregate`) of exactly the elected
   candidates' stored updates, in the contract's order;
@@ -823,9 +825,20 @@ def _check_election(audit: _Audit, round_: int) -> None:
     for evaluator in evaluators:
         ballot = audit.verified[(round_, Kind.BALLOT, evaluator)]
         ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
+    assigned = None
+    if audit.committee_size:
+        assigned = audit.committee(round_)
+        if assigned is None:  # ballots without a seal: _check_committee's finding
+            audit.mark(round_, "election", UNCHECKED)
+            return
     try:  # the quorum is _check_quorum's finding; here, the candidates and totals
         expected, expected_totals = elect(
-            updates, ballots, audit.params.num_candidates, 0, audit.params.election_rule
+            updates,
+            ballots,
+            audit.params.num_candidates,
+            0,
+            audit.params.election_rule,
+            assigned=assigned,
         )
     except ElectionError as exc:
         audit.find(

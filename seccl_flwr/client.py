@@ -688,7 +688,11 @@ def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) 
     lacks is checked against its anchor and its author's signature (as in
     cross-evaluation) before it is kept. A candidate the message lacks stays
     lacking: :func:`_settle_rounds` then says the model is uncheckable. Nothing to do
-    for a node that took no part in the round, or a message without updates.
+    for a node that took no part in the round, or a message without updates. An
+    author never asked to cross-evaluate takes none either: as in a run without
+    committees it then lacks the candidates' updates and reports
+    :class:`~seccl_flwr.errors.AggregationUncheckableError`, so that withholding its
+    vote is never silent.
 
     Raises
     ------
@@ -698,6 +702,8 @@ def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) 
     memo = _memo(context, ctx)
     if memo is None or int(memo["round"]) != ctx.round or wire.AUTHORS not in ctx.config:
         return
+    if _BALLOT_DIGEST not in memo:
+        return  # never asked to vote: it says so below (AggregationUncheckableError)
     me = ctx.account.address
     authors = wire.typed_list_field(ctx.round, me, ctx.config, wire.AUTHORS, str)
     signatures = wire.typed_list_field(ctx.round, me, ctx.config, wire.SIGNATURES, bytes)
