@@ -21,14 +21,16 @@ from seccl_flwr.apps import digits
 from seccl_flwr.attacks import LyingServer
 from seccl_flwr.audit import ANCHOR_MISMATCH, COMMITTEE_MISMATCH, AuditPins, audit_run
 from seccl_flwr.chain.csc import CandidateSelection
-from seccl_flwr.chain.rpc_server import free_loopback_url
-from seccl_flwr.cli import build_parser
+from seccl_flwr.chain.rpc_server import LoopbackRPCServer, free_loopback_url
+from seccl_flwr.cli import build_parser, main
 from seccl_flwr.client_checks import (
     check_committee,
     pinned_run_config,
     run_config_parameters,
 )
 from seccl_flwr.errors import (
+    AggregationMismatchError,
+    AggregationUncheckableError,
     CommitteeMismatchError,
     ConfigurationError,
     NotEnoughNodesError,
@@ -269,3 +271,104 @@ def test_a_client_pinned_to_another_committee_size_refuses_the_run():
     refusals = watched.detections
     assert refusals and all(type(d.error) is ParameterMismatchError for d in refusals)
     assert "committee size 2, but this node is configured with 0" in str(refusals[0].error)
+
+
+def test_an_aggregation_lie_in_a_committee_runs_last_round_is_caught_by_every_participant():
+    """Each evaluator scored only its k peers, yet checks the merge of every candidate:
+    the evaluate message brings the candidates' updates, each checked on chain."""
+    strategy = LyingServer(
+        lie="aggregate-non-candidate",
+        lie_round=2,
+        chain_url=free_loopback_url(),
+        candidate_fraction=0.34,
+        committee_size=K,
+    )
+    watched = WatchedApp()
+    committee_run(strategy, app=watched, num_rounds=2)
+    caught = watched.of(EVALUATE)
+    assert set(caught) == set(strategy.csc.update_authors(2))
+    owner = strategy.csc.owner()
+    for error in caught.values():
+        assert type(error) is AggregationMismatchError
+        assert str(error).startswith(f"AggregationMismatchError: round 2, node {owner}: ")
+
+
+class NotAsking(SecCL):
+    """Never asks the first author to cross-evaluate (its committee peers lose a ballot)."""
+
+    def relay_committee(self, server_round, assigned):
+        relayed = super().relay_committee(server_round, assigned)
+        self.left_out = next(iter(relayed))
+        return {e: p for e, p in relayed.items() if e != self.left_out}
+
+
+def test_an_author_never_asked_to_vote_says_it_cannot_vouch_for_the_model():
+    strategy = NotAsking(chain_url=free_loopback_url(), candidate_fraction=0.34, committee_size=K)
+    watched = WatchedApp()
+    result = committee_run(strategy, app=watched, num_rounds=1)
+    assert result.rounds[0].ballots == NODES - 1
+    caught = watched.of(EVALUATE)
+    assert list(caught) == [strategy.left_out]
+    assert type(caught[strategy.left_out]) is AggregationUncheckableError
+
+
+class CrashingSecCL(SecCL):
+    """A committee server that dies in round 1 just before or just after the seal."""
+
+    def __init__(self, crash_at: str, **kwargs):
+        super().__init__(**kwargs)
+        self.crash_at = crash_at
+
+    def _seal_updates(self, state):
+        if self.crash_at == "before-seal":
+            raise ServerDied("anchored, not sealed")
+        super()._seal_updates(state)
+        if self.crash_at == "after-seal":
+            raise ServerDied("sealed, no cross-evaluation yet")
+
+
+class ServerDied(RuntimeError):
+    """The server process ends here."""
+
+
+@pytest.mark.parametrize("crash_at", ["before-seal", "after-seal"])
+def test_a_resumed_committee_round_seals_once(crash_at, tmp_path):
+    store = tmp_path / "messages"
+    url = free_loopback_url()
+    first = CrashingSecCL(
+        crash_at, chain_url=url, candidate_fraction=0.34, committee_size=K, store=store
+    )
+    with pytest.raises(ServerDied):
+        committee_run(first, num_rounds=1)
+    csc = first.csc
+    assert (csc.seal_block(1) > 0) is (crash_at == "after-seal")
+    node = LoopbackRPCServer(csc.w3, "127.0.0.1", 0).start()  # the chain outlives the server
+    try:
+        second = SecCL(
+            chain=node.url,
+            contract=csc.address,
+            candidate_fraction=0.34,
+            committee_size=K,
+            store=store,
+            run_label=first.run_label,
+        )
+        result = committee_run(second, num_rounds=1, **{"seccl-chain-url": node.url})
+    finally:
+        node.stop()
+    (record,) = result.rounds
+    seals = record.transactions.get("anchor", [])
+    assert len(seals) == (1 if crash_at == "before-seal" else 0)  # never a second seal
+    assert record.ballots == NODES and csc.last_completed_round() == 1
+    report = audit_run(CandidateSelection.attach(csc.w3, csc.address), DirectoryStore(store))
+    assert report.ok, [str(f) for f in report.findings]
+
+
+def test_simulate_runs_and_audits_a_committee_run(tmp_path, capsys):
+    argv = ["simulate", "--engine", "inprocess", "--participants", "4", "--rounds", "1"]
+    argv += ["--committee-size", "2", "--audit", "--out", str(tmp_path), "--no-plot"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "committee size = 2 (pinned 2: matches)" in printed
+    assert "audit passed" in printed
+    assert main([*argv[:-6], "--committee-size", "4", "--out", str(tmp_path)]) == 2
+    assert "--committee-size: at most --participants - 1 = 3" in capsys.readouterr().err
