@@ -236,6 +236,7 @@ def test_the_audit_names_a_committee_seed_the_chain_does_not_give(honest, monkey
         ("unsealed-committee", 1, "not sealed on chain"),
         ("partial-committee", 2, "extra []"),  # only in the last round
     ],
+    ids=["choose-committee", "partial-committee", "unsealed-committee", "last-round"],
 )
 def test_a_lying_server_forwarding_another_committee_is_refused_by_every_evaluator(
     lie, lie_round, says
