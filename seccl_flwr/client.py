@@ -29,7 +29,7 @@ Message types, record keys and fields are those of :mod:`seccl_flwr.wire`.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -431,6 +431,8 @@ def check_train(msg: Message, context: Context) -> VerifiedRound:
         Named after what failed (see :func:`_verified_global`).
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
+    if ctx.round > 1:
+        _take_candidate_updates(msg, context, replace(ctx, round=ctx.round - 1))
     _settle_rounds(ctx, context, before=ctx.round)
     return ctx
 
@@ -680,11 +682,13 @@ def _own_assignment(ctx: VerifiedRound) -> tuple[list[str] | None, int]:
 
 
 def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) -> None:
-    """Keep the elected candidates' updates a committee run's evaluate message carries.
+    """Keep the elected candidates' updates of round ``ctx.round`` that ``msg`` carries.
 
     With evaluator committees a node verified only its assigned peers' updates in
     cross-evaluation; to recompute the new global model it needs every elected
-    candidate's. The server sends them with the evaluate message; each one this node
+    candidate's. The server sends them with the round's evaluate message, and again
+    with the next round's train message (for a node the evaluate never reached, which
+    settles the round there); each one this node
     lacks is checked against its anchor and its author's signature (as in
     cross-evaluation) before it is kept. A candidate the message lacks stays
     lacking: :func:`_settle_rounds` then says the model is uncheckable. Nothing to do

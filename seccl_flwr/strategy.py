@@ -681,6 +681,9 @@ class SecCL(Strategy):
         self.params: RunParams | None = None  # the chain's, once the run is open
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
+        self._last_elected: tuple[dict[str, SignedMessage], list[str]] | None = None
+        """The last aggregated round's updates and candidates (committee runs send the
+        candidates' updates with the next train, for nodes its evaluate missed)."""
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any], **kwargs: Any) -> "SecCL":
@@ -802,6 +805,8 @@ class SecCL(Strategy):
     def _train(self, run: RunContext, state: RoundState) -> None:
         """Send the global model for training; keep the verified, signed updates."""
         messages = list(self.configure_train(state.round, state.sent, run.train_config, run.grid))
+        if self._k and self._last_elected is not None:
+            _attach_candidates(messages, *self._last_elected)  # for nodes evaluate missed
         log(
             INFO,
             "configure_train: Sampled %s nodes (out of %s)",
@@ -999,7 +1004,8 @@ class SecCL(Strategy):
         sent = self.relay_global(state.round, state.arrays)
         messages = list(self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid))
         if self._k:
-            _attach_candidates(messages, state.updates, state.record.candidates)
+            self._last_elected = (dict(state.updates), list(state.record.candidates))
+            _attach_candidates(messages, *self._last_elected)
         log(
             INFO,
             "configure_evaluate: Sampled %s nodes (out of %s)",

@@ -44,7 +44,7 @@ from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.signed import SignedMessage
 from seccl_flwr.store import DirectoryStore
 from seccl_flwr.strategy import SecCL
-from seccl_flwr.wire import CROSS_EVALUATE, EVALUATE
+from seccl_flwr.wire import CROSS_EVALUATE, EVALUATE, TRAIN
 from tests.strategy_helpers import pins_of
 from tests.test_withholding import WatchedApp
 
@@ -373,3 +373,24 @@ def test_simulate_runs_and_audits_a_committee_run(tmp_path, capsys):
     assert "audit passed" in printed
     assert main([*argv[:-6], "--committee-size", "4", "--out", str(tmp_path)]) == 2
     assert "--committee-size: at most --participants - 1 = 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lying", [False, True], ids=["honest", "aggregate-non-candidate"])
+def test_nodes_no_evaluate_reached_check_the_merge_at_their_next_train(lying):
+    """With no evaluate phase, round 1's merge is checked at round 2's train: the train
+    message brings round 1's candidates' updates, which an evaluator mostly did not score."""
+    kwargs = dict(chain_url=free_loopback_url(), candidate_fraction=0.34, committee_size=K)
+    kwargs["fraction_evaluate"] = 0.0
+    strategy = LyingServer(lie="aggregate-non-candidate", **kwargs) if lying else SecCL(**kwargs)
+    watched = WatchedApp()
+    if not lying:
+        result = committee_run(strategy, app=watched, num_rounds=2)
+        assert not watched.detections
+        assert [r.dropped for r in result.rounds] == [{}, {}]
+        return
+    with pytest.raises(NotEnoughNodesError, match="round 2: 0 valid updates"):
+        committee_run(strategy, app=watched, num_rounds=2)
+    caught = watched.of(TRAIN)
+    assert set(caught) == set(strategy.csc.update_authors(1))
+    assert {type(e) for e in caught.values()} == {AggregationMismatchError}
+    assert all(e.round == 1 for e in caught.values())
