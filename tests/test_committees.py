@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 from eth_account import Account
-from flwr.app import ArrayRecord
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from seccl_flwr.apps import digits
 from seccl_flwr.attacks import LyingServer
@@ -33,6 +33,7 @@ from seccl_flwr.errors import (
     AggregationUncheckableError,
     CommitteeMismatchError,
     ConfigurationError,
+    MalformedMessageError,
     NotEnoughNodesError,
     ParameterMismatchError,
     VerificationError,
@@ -44,7 +45,8 @@ from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.signed import SignedMessage
 from seccl_flwr.store import DirectoryStore
 from seccl_flwr.strategy import SecCL
-from seccl_flwr.wire import CROSS_EVALUATE, EVALUATE, TRAIN
+from seccl_flwr.verify import verify_ballot
+from seccl_flwr.wire import CROSS_EVALUATE, EVALUATE, MESSAGE_TYPE, SECCL_KEY, TRAIN
 from tests.strategy_helpers import pins_of
 from tests.test_withholding import WatchedApp
 
@@ -394,3 +396,28 @@ def test_nodes_no_evaluate_reached_check_the_merge_at_their_next_train(lying):
     assert set(caught) == set(strategy.csc.update_authors(1))
     assert {type(e) for e in caught.values()} == {AggregationMismatchError}
     assert all(e.round == 1 for e in caught.values())
+
+
+@pytest.mark.parametrize(
+    "scored, says",
+    [(slice(0, 2), None), (slice(0, 3), "not assigned ["), (slice(0, 1), "missing [")],
+    ids=["assigned", "one-too-many", "one-missing"],
+)
+def test_the_server_relays_only_ballots_of_the_evaluators_assignment(scored, says):
+    """One bad ballot would revert the whole ``submitBallots`` batch: the server checks
+    each against the round's assignment before relaying it."""
+    from tests import test_hostile_input as h
+
+    me, others = h.NODES[h.HOSTILE], h._others(h.HOSTILE)
+    assigned = {me.address: others[:2]}
+    peers = others[scored]
+    fields = h.ballot_fields(me, peers, [1000] * len(peers))
+    message = h.reply(
+        h.HOSTILE, RecordDict({SECCL_KEY: ConfigRecord(fields)}), MESSAGE_TYPE[CROSS_EVALUATE]
+    )
+    if says is None:
+        assert verify_ballot(h.RULES, message, h.AUTHORS, assigned=assigned).peers == tuple(peers)
+        return
+    with pytest.raises(MalformedMessageError, match="does not score the evaluator's 2") as info:
+        verify_ballot(h.RULES, message, h.AUTHORS, assigned=assigned)
+    assert says in str(info.value)
