@@ -908,6 +908,7 @@ class SecCL(Strategy):
                     dst_node_id=node_of[evaluator],
                 )
                 for evaluator in asked
+                if evaluator in relayed
             ]
             sizes = sorted({len(peers) for peers in assigned.values()})
             log(
@@ -1084,7 +1085,10 @@ class SecCL(Strategy):
     def relay_committee(
         self, server_round: int, assigned: Mapping[str, list[str]]
     ) -> dict[str, list[str]]:
-        """Return whose updates each evaluator is sent in a committee run (honest: its peers)."""
+        """Return whose updates each evaluator is sent in a committee run (honest: its peers).
+
+        An evaluator the returned mapping leaves out is not asked at all.
+        """
         return dict(assigned)
 
     def relay_ballots(self, server_round: int, ballots: list[SignedMessage]) -> list[SignedMessage]:

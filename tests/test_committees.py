@@ -11,6 +11,7 @@ it from the seal block's hash on the auditor's node.
 End-to-end runs are small (digits, embedded chain, 6 nodes, k = 2) to stay fast.
 """
 
+import logging
 import shutil
 
 import pytest
@@ -305,10 +306,18 @@ class NotAsking(SecCL):
         return {e: p for e, p in relayed.items() if e != self.left_out}
 
 
-def test_an_author_never_asked_to_vote_says_it_cannot_vouch_for_the_model():
+def test_an_author_never_asked_to_vote_says_it_cannot_vouch_for_the_model(caplog):
     strategy = NotAsking(chain_url=free_loopback_url(), candidate_fraction=0.34, committee_size=K)
     watched = WatchedApp()
-    result = committee_run(strategy, app=watched, num_rounds=1)
+    with caplog.at_level(logging.INFO, logger="flwr"):  # the CLI tests set flwr to WARNING
+        result = committee_run(strategy, app=watched, num_rounds=1)
+    logged = [r.getMessage() for r in caplog.records]
+    assert "\t│\t├── Evaluator committees: k = 2 evaluators per update" in logged
+    assert "anchor: 6 update digests anchored and sealed (gas " in "".join(logged)
+    assert (
+        "cross_evaluate: committees of k = 2 (each of 5 evaluators scores 2 assigned peers)"
+        in logged
+    )
     assert result.rounds[0].ballots == NODES - 1
     caught = watched.of(EVALUATE)
     assert list(caught) == [strategy.left_out]
