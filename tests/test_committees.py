@@ -430,3 +430,19 @@ def test_the_server_relays_only_ballots_of_the_evaluators_assignment(scored, say
     with pytest.raises(MalformedMessageError, match="does not score the evaluator's 2") as info:
         verify_ballot(h.RULES, message, h.AUTHORS, assigned=assigned)
     assert says in str(info.value)
+
+
+def test_candidates_updates_never_sent_leave_every_node_that_lacks_one_saying_so(monkeypatch):
+    """A server that sends no candidate updates in evaluate (nor at the next train) is
+    never silent: a node whose k peers and itself do not cover every candidate cannot
+    recompute the merge and says so."""
+    monkeypatch.setattr("seccl_flwr.strategy._attach_candidates", lambda *args: None)
+    strategy = SecCL(chain_url=free_loopback_url(), candidate_fraction=0.34, committee_size=K)
+    watched = WatchedApp()
+    result = committee_run(strategy, app=watched, num_rounds=1)
+    candidates = set(result.rounds[0].candidates)
+    assigned = strategy.csc.committee_assignment(1)
+    lacking = {e for e, peers in assigned.items() if not candidates <= {e, *peers}}
+    caught = watched.of(EVALUATE)
+    assert lacking and set(caught) == lacking
+    assert {type(e) for e in caught.values()} == {AggregationUncheckableError}
