@@ -474,6 +474,9 @@ def _attach_candidates(
 ) -> None:
     """Add the elected candidates' signed updates to a committee run's evaluate messages.
 
+    The next round's train messages carry them again, for the nodes the evaluate
+    missed (they check the round at their next train).
+
     With committees an evaluator verified only its assigned peers' updates, yet
     checks in evaluate that the new global model is the old one plus the merge of
     exactly the elected updates: it needs every candidate's update. Each client
