@@ -151,6 +151,7 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
     quorum: int | None = None,
     gas_limit: int | None = None,
     election_rule: int = 0,
+    committee_size: int = 0,
 ) -> Opening:
     """Deploy the run's contract, register ``roster`` and open it; return what to pin.
 
@@ -165,7 +166,13 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         If the contract refuses the opening.
     """
     params = run_params(
-        len(roster), candidate_fraction, share_fraction, per_tensor, quorum, election_rule
+        len(roster),
+        candidate_fraction,
+        share_fraction,
+        per_tensor,
+        quorum,
+        election_rule,
+        committee_size,
     )
     csc, _ = open_run(w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit)
     return Opening(

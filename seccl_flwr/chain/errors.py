@@ -90,3 +90,14 @@ class ContractRevertError(ChainError):
         self.error_args = error_args
         args = ", ".join(f"{k}={v}" for k, v in error_args.items())
         super().__init__(f"{function} reverted with {error_name}({args})")
+
+
+class CommitteeUnavailableError(ChainError):
+    """A round's committees cannot be derived yet: its updates are not sealed, or the
+    node does not return the seal block."""
+
+
+class CommitteeSeedMismatchError(ChainError):
+    """The committee seed the contract drew differs from the one derived from the seal
+    block's hash as this node reports it (the node or the chain is not the one the
+    contract ran on)."""

@@ -54,6 +54,14 @@ ANCHOR_EVALUATION = (28305.2749, 28098.3649, 0.0)
 BALLOTS = (52348.1751, 2112.3365, 2948.0729, 63459.0446, 3451.8805, 840.3396, 0.0553)
 """Coefficients of :func:`ballot_features` for ``submitBallots``."""
 
+MAX_AUTHORS = 256
+"""The most update authors a round can have (the contract's participant limit)."""
+
+COMMITTEE_DRAW = (60_000.0, 1_500.0)
+"""Coefficients of ``1``, ``m`` bounding the committee draw of a committee run's first
+ballot batch (seed, Fisher-Yates over ``m`` authors, ``ceil(m / 32)`` slot words);
+see :func:`committee_draw_gas`."""
+
 ELECT_GAS_AT_256 = 8_920_776
 """Measured gas of ``elect`` at n = M = 256, the largest election (not batchable, and
 under the cap): O(n log n) for the ranking plus one storage slot per candidate."""
@@ -109,6 +117,11 @@ def anchor_gas(batch: int, kind: Kind = Kind.UPDATE) -> int:
 def ballot_batch_gas(batch: int, peers: int, num_candidates: int) -> int:
     """Return the modelled gas of ``submitBallots`` with ``batch`` ballots of ``peers`` peers."""
     return _model(BALLOTS, ballot_features(batch, peers, num_candidates))
+
+
+def committee_draw_gas(num_authors: int) -> int:
+    """Return a bound of the gas the first ballot batch of a committee run adds (the draw)."""
+    return _model(COMMITTEE_DRAW, (1.0, float(num_authors)))
 
 
 def _largest(cost, budget: int, what: str) -> int:
