@@ -27,6 +27,7 @@ Calls are ABI-encoded with eth-abi (:mod:`~seccl_flwr.chain.abi`) and sent by th
 (:func:`~seccl_flwr.chain.jsonrpc.json_rpc_of`); web3 is used for event decoding only.
 """
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,6 +50,7 @@ from .errors import (
     CommitteeUnavailableError,
     ContractCodeMismatchError,
     NoContractError,
+    NodeError,
 )
 from .jsonrpc import JsonRpc, json_rpc_of
 from .retry import RetryPolicy
@@ -62,6 +64,9 @@ __all__ = [
     "TxInfo",
     "open_run",
 ]
+
+SEAL_SUCCESSOR_TIMEOUT = 120.0
+"""Seconds :meth:`CandidateSelection.submit_ballots` waits for a block after the seal."""
 
 _FIXED_VIEWS = ("runId", "owner", "params", "openingBlock", "isOpen", "participants")
 """The views :meth:`CandidateSelection.attach` reads: fixed once deployed (the roster
@@ -313,6 +318,7 @@ class CandidateSelection:
         budget = gas.DEFAULT_BUDGET
         if params.committee_size:
             budget -= gas.committee_draw_gas(gas.MAX_AUTHORS)
+            self._await_block_after_seal(round_)
         size = gas.ballot_batch_size(peers, m, budget)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
@@ -486,6 +492,8 @@ class CandidateSelection:
                 ("committeeSeedOf", (round_,)),
             ),
         )
+        if not authors:
+            return {}
         if size == committee.FULL_CROSS_EVALUATION:
             return committee.assignments(authors, None, size)
         if not seal_block:
@@ -580,6 +588,43 @@ class CandidateSelection:
         return bytes(ballot), candidates
 
     # --------------------------------------------------------------- internals
+    def _await_block_after_seal(self, round_: int) -> None:
+        """Return once the chain has a block after the round's seal block.
+
+        The first ballot of a committee run reads ``blockhash(sealBlock)``, which is 0
+        inside the seal block itself: a transaction mined later succeeds, but a
+        preflight ``eth_call`` or estimate against the seal block (the latest block on
+        an auto-mining dev chain) reverts ``CommitteeSeedUnavailable``. A dev chain
+        (embedded, anvil) is asked to mine an empty block (``evm_mine``); any other
+        node is polled until its next block, for at most :data:`SEAL_SUCCESSOR_TIMEOUT`.
+
+        Raises
+        ------
+        CommitteeUnavailableError
+            If no block follows the seal block in time.
+        """
+        seal_block, drawn = self._node.calls(
+            self.address, (("sealBlockOf", (round_,)), ("committeeSeedOf", (round_,)))
+        )
+        if not seal_block or any(bytes(drawn)):
+            return  # the contract names a missing seal; a drawn round needs no hash
+        asked_to_mine = False
+        deadline = time.monotonic() + SEAL_SUCCESSOR_TIMEOUT
+        while int(self._node.result("eth_blockNumber", []), 16) <= int(seal_block):
+            if not asked_to_mine:
+                asked_to_mine = True
+                try:
+                    self._node.result("evm_mine", [])
+                    continue
+                except NodeError:
+                    pass  # not a dev chain: its next block will come
+            if time.monotonic() > deadline:
+                raise CommitteeUnavailableError(
+                    f"no block after the seal block {int(seal_block)} of round {round_} "
+                    f"within {SEAL_SUCCESSOR_TIMEOUT:.0f} s"
+                )
+            time.sleep(0.5)
+
     def _transact(self, name: str, *args: Any) -> tuple[dict, TxInfo]:
         """Send a transaction calling ``name`` (or deploying) with ``args``."""
         data = self._abi.call_data(name, args)

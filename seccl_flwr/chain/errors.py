@@ -93,11 +93,11 @@ class ContractRevertError(ChainError):
 
 
 class CommitteeUnavailableError(ChainError):
-    """A round's committees cannot be derived yet: its updates are not sealed, or the
-    node does not return the seal block."""
+    """A round's committees cannot be derived yet (unsealed, or no seal block on the node)."""
 
 
 class CommitteeSeedMismatchError(ChainError):
-    """The committee seed the contract drew differs from the one derived from the seal
-    block's hash as this node reports it (the node or the chain is not the one the
-    contract ran on)."""
+    """The contract's committee seed is not the one this node's seal block hash gives.
+
+    The node, or the chain it follows, is not the one the contract ran on.
+    """
