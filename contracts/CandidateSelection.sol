@@ -200,6 +200,8 @@ contract CandidateSelection {
         uint256 authors; // m
         uint256 size; // k_eff = min(k, m - 1)
         uint256[8] slotOf; // as `RoundState.slotOf`
+        uint256 evaluatorSlot; // the slot of the ballot being read
+        bytes32 seed; // the round's tie-order seed (`roundSeed`)
     }
 
     // -------------------------------------------------------------------- storage
@@ -648,6 +650,7 @@ contract CandidateSelection {
             c.authors = a;
             c.size = k < a - 1 ? k : a - 1;
             c.slotOf = _committeeSlots(committeeSeed, a);
+            c.seed = rs.seed;
             for (uint256 w = 0; w < (a + 31) / 32; ++w) {
                 rs.slotOf[w] = c.slotOf[w];
             }
@@ -663,6 +666,7 @@ contract CandidateSelection {
         uint256 a = rs.authors.length;
         c.authors = a;
         c.size = k < a - 1 ? k : a - 1;
+        c.seed = rs.seed;
         for (uint256 w = 0; w < (a + 31) / 32; ++w) {
             c.slotOf[w] = rs.slotOf[w];
         }
@@ -777,47 +781,47 @@ contract CandidateSelection {
         bool packed,
         Committee memory c
     ) private view returns (uint256[] memory out) {
-        uint256 k = ballot.peers.length;
+        address[] calldata peers = ballot.peers;
+        uint256 k = peers.length;
         if (k != ballot.scores.length) revert LengthMismatch(k, ballot.scores.length);
         address evaluator = ballot.evaluator;
         AuthorInfo storage evaluatorInfo = rs.info[evaluator];
         if (!evaluatorInfo.isAuthor) revert NotAnAuthor(round, evaluator);
-        uint256 evaluatorSlot = _slot(c.slotOf, evaluatorInfo.position);
+        c.evaluatorSlot = _slot(c.slotOf, evaluatorInfo.position);
         out = new uint256[](packed ? _wordsPerBallot(c.size) : k);
-        bytes32 seed = rs.seed;
+        _readAssignedPeers(round, rs, evaluator, peers, ballot.scores, packed, c, out);
+        if (k != c.size) revert IncompleteBallot(round, evaluator, k, c.size);
+    }
+
+    /// @dev The peer loop of `_readCommitteeBallot` (sort keys or packed scores into `out`).
+    function _readAssignedPeers(
+        uint32 round,
+        RoundState storage rs,
+        address evaluator,
+        address[] calldata peers,
+        uint32[] calldata scores,
+        bool packed,
+        Committee memory c,
+        uint256[] memory out
+    ) private view {
         uint256 seen = 0; // bitmap of slot offsets, < 256
-        for (uint256 i = 0; i < k; ++i) {
-            address peer = ballot.peers[i];
-            uint256 offset = _assignedOffset(round, rs, c, evaluator, evaluatorSlot, peer);
-            uint256 bit = uint256(1) << offset;
-            if (seen & bit != 0) revert DuplicatePeer(peer);
-            seen |= bit;
-            uint32 score = ballot.scores[i];
+        for (uint256 i = 0; i < peers.length; ++i) {
+            address peer = peers[i];
+            if (peer == evaluator) revert SelfScore(evaluator);
+            AuthorInfo storage info = rs.info[peer];
+            if (!info.isAuthor) revert NotAnAuthor(round, peer);
+            uint256 offset = (_slot(c.slotOf, info.position) + c.authors - c.evaluatorSlot) % c.authors;
+            if (offset > c.size) revert NotAssigned(round, evaluator, peer);
+            if ((seen >> offset) & 1 != 0) revert DuplicatePeer(peer);
+            seen |= uint256(1) << offset;
+            uint32 score = scores[i];
             if (score > MAX_SCORE) revert ScoreOutOfRange(score);
             if (packed) {
                 _pack(out, offset - 1, score);
             } else {
-                out[i] = _sortKey(score, seed, peer, i);
+                out[i] = _sortKey(score, c.seed, peer, i);
             }
         }
-        if (k != c.size) revert IncompleteBallot(round, evaluator, k, c.size);
-    }
-
-    /// @dev The slot offset `j` in `[1, k_eff]` of `peer` from the evaluator's slot;
-    /// reverts `SelfScore`, `NotAnAuthor` or `NotAssigned`.
-    function _assignedOffset(
-        uint32 round,
-        RoundState storage rs,
-        Committee memory c,
-        address evaluator,
-        uint256 evaluatorSlot,
-        address peer
-    ) private view returns (uint256 offset) {
-        if (peer == evaluator) revert SelfScore(evaluator);
-        AuthorInfo storage info = rs.info[peer];
-        if (!info.isAuthor) revert NotAnAuthor(round, peer);
-        offset = (_slot(c.slotOf, info.position) + c.authors - evaluatorSlot) % c.authors;
-        if (offset > c.size) revert NotAssigned(round, evaluator, peer);
     }
 
     /// @dev Put `score + 1` into the 32 bits of author `position` of a packed ballot.
@@ -1000,7 +1004,10 @@ contract CandidateSelection {
 
     /// @dev Whether `claimed` is the lower median of the scores the author at slot `u`
     /// received from the evaluators at slots `u - j`, `1 <= j <= k_eff`, each stored in
-    /// entry `j - 1` of that evaluator's words (0 if it received none).
+    /// entry `j - 1` of that evaluator's words (0 if it received none). The loop runs
+    /// `#authors * k_eff` times per election: its arithmetic is unchecked (every value
+    /// is below 2^32) and its reads skip the bounds check (`t < a` and `j - 1 < k_eff`,
+    /// so every index is below `words.length = a * perBallot`).
     function _isCommitteeLowerMedian(
         uint256[] memory words,
         uint256 perBallot,
@@ -1008,18 +1015,25 @@ contract CandidateSelection {
         uint256 u,
         uint256 claimed
     ) private pure returns (bool) {
-        uint256 a = c.authors;
         uint256 k = 0;
         uint256 below = 0;
         uint256 atMost = 0;
-        for (uint256 j = 1; j <= c.size; ++j) {
-            uint256 t = (u + a - j) % a;
-            uint256 e = j - 1;
-            uint256 value = (words[t * perBallot + e / SCORES_PER_WORD] >> (32 * (e % SCORES_PER_WORD))) & 0xffffffff;
-            if (value != 0) {
-                ++k;
-                if (value < claimed + 1) ++below;
-                if (value < claimed + 2) ++atMost;
+        unchecked {
+            uint256 t = u;
+            for (uint256 e = 0; e < c.size; ++e) {
+                t = t == 0 ? c.authors - 1 : t - 1; // the evaluator at slot u - (e + 1)
+                uint256 value;
+                // entry `e` of ballot `t`: bits 32 * (e % 8) of word t * perBallot + e / 8
+                // solhint-disable-next-line no-inline-assembly
+                assembly ("memory-safe") {
+                    let word := mload(add(add(words, 0x20), shl(5, add(mul(t, perBallot), shr(3, e)))))
+                    value := and(shr(shl(5, and(e, 7)), word), 0xffffffff)
+                }
+                if (value != 0) {
+                    ++k;
+                    if (value <= claimed) ++below;
+                    if (value <= claimed + 1) ++atMost;
+                }
             }
         }
         if (k == 0) return claimed == 0;

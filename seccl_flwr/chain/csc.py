@@ -306,20 +306,23 @@ class CandidateSelection:
         """Submit signed ballots in batches sized by their gas (peers, ``M``, the rule).
 
         Ballots may be partial (a committee run's ``k_eff`` peers): batches are sized
-        for the largest. In a committee run whose committees are not drawn yet, the
-        first batch also pays the draw (:func:`~seccl_flwr.chain.gas.committee_draw_gas`),
-        which is taken off every batch's budget.
+        for the largest. A committee run's batches are sized by
+        :func:`~seccl_flwr.chain.gas.committee_ballot_batch_size` (at most 10 M gas,
+        the first batch's committee draw included); it first waits for a block after
+        the seal block (:meth:`_await_block_after_seal`).
         """
         if not ballots:
             return []
         peers = max(len(b.peers) for b in ballots)
         params = self.params()
-        m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
-        budget = gas.DEFAULT_BUDGET
         if params.committee_size:
-            budget -= gas.committee_draw_gas(gas.MAX_AUTHORS)
             self._await_block_after_seal(round_)
-        size = gas.ballot_batch_size(peers, m, budget)
+            size = gas.committee_ballot_batch_size(
+                peers, params.num_candidates, params.election_rule
+            )
+        else:
+            m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
+            size = gas.ballot_batch_size(peers, m)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
             for part in gas.batches(list(ballots), size)
