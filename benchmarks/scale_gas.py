@@ -104,8 +104,12 @@ def play(w3: Web3, n: int, k: int, rule: int) -> RoundGas:
 
 def round_gas(r: RoundGas) -> int:
     """Gas of one round: UPDATE anchors, seal, ballots, election, global model."""
-    return sum(g for _, g in r.anchor) + r.seal + sum(g for *_, g in r.ballots) + r.elect + (
-        r.global_model
+    return (
+        sum(g for _, g in r.anchor)
+        + r.seal
+        + sum(g for *_, g in r.ballots)
+        + r.elect
+        + (r.global_model)
     )
 
 
@@ -155,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                         "peers": peers,
                         "max_tx_gas": max(r.all_gas()),
                         "max_round_tx_gas": max(
-                            [g for *_, g in r.ballots] + [r.elect, r.seal, r.global_model]
+                            [g for *_, g in r.ballots]
+                            + [r.elect, r.seal, r.global_model]
                             + [g for _, g in r.anchor]
                         ),
                         "gas_per_round": round_gas(r),
@@ -171,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                     lines.append(
                         f"{n:>4} {k:>4} {name:<7} round {row['gas_per_round']:>12,}  "
                         f"max tx {row['max_tx_gas']:>11,}  ballots {row['ballot_gas']:>11,} "
-                        f"in {row['ballot_batches']:>2} tx (largest {row['largest_ballot_batch']:,})"
-                        f"  anchors {row['anchor_gas']:,}  seal {row['seal']:,}  "
+                        f"in {row['ballot_batches']:>2} tx "
+                        f"(largest {row['largest_ballot_batch']:,})  "
+                        f"anchors {row['anchor_gas']:,}  seal {row['seal']:,}  "
                         f"elect {row['elect']:,}  [{row['seconds']:.0f} s]"
                     )
                     print(lines[-1], flush=True)
