@@ -167,7 +167,13 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         If the contract refuses the opening.
     """
     params = run_params(
-        len(roster), candidate_fraction, share_fraction, per_tensor, quorum, election_rule
+        len(roster),
+        candidate_fraction,
+        share_fraction,
+        per_tensor,
+        quorum,
+        election_rule,
+        committee_size,
     )
     csc, _ = open_run(
         w3,
