@@ -463,7 +463,7 @@ class _Audit:
     @property
     def committee_size(self) -> int:
         """The run's committee size on chain (0: full cross-evaluation)."""
-        return getattr(self.params, "committee_size", 0)  # TODO-merge
+        return self.params.committee_size
 
     def committee(self, round_: int) -> dict[str, list[str]] | None:
         """Return the round's committee assignment re-derived from the chain, or ``None``.
@@ -1051,10 +1051,10 @@ def describe_run(report: AuditReport) -> list[str]:
                     pins.election_rule is not None and pins.election_rule != params.election_rule,
                 ),
                 _pinned(
-                    f"committee size = {getattr(params, 'committee_size', 0)}",
+                    f"committee size = {params.committee_size}",
                     pins.committee_size,
                     pins.committee_size is not None
-                    and pins.committee_size != getattr(params, "committee_size", 0),
+                    and pins.committee_size != params.committee_size,
                 ),
             ]
         ),

@@ -474,7 +474,7 @@ def open_run(args: argparse.Namespace) -> None:
         f"quorum={opening.params.quorum} share fraction={opening.params.share_fraction:g} "
         f"per-tensor={'true' if opening.params.per_tensor else 'false'} "
         f"election rule={ELECTION_RULES[opening.params.election_rule]} "
-        f"committee size={getattr(opening.params, 'committee_size', 0)}"  # TODO-merge
+        f"committee size={opening.params.committee_size}"
     )
     print("node config (each SuperNode, with its own key file):")
     line = node_config_line(

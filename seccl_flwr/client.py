@@ -610,7 +610,7 @@ def handle_cross_evaluate(
     with metered(CHAIN_READ):
         anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
     _check_own_anchor(context, ctx, anchors)
-    if getattr(ctx.params, "committee_size", 0):  # TODO-merge
+    if ctx.params.committee_size:
         assigned, seal_block = _own_assignment(ctx)
         check_committee(ctx.round, me, assigned, authors, seal_block)
     else:

@@ -182,7 +182,6 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         params,
         roster,
         gas_limit=gas_limit,
-        **({"committee_size": committee_size} if committee_size else {}),  # TODO-merge
     )
     return Opening(
         contract=csc.address,
@@ -219,7 +218,7 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
         PER_TENSOR: "true" if per_tensor else "false",
         QUORUM: str(opening.params.quorum),
         ELECTION_RULE: f'"{ELECTION_RULES[opening.params.election_rule]}"',
-        COMMITTEE_SIZE: str(getattr(opening.params, "committee_size", 0)),  # TODO-merge
+        COMMITTEE_SIZE: str(opening.params.committee_size),
     }
     return " ".join(f"{key}={value}" for key, value in pins.items())
 
@@ -317,7 +316,7 @@ def format_summary(summary: RunSummary) -> str:
         f"quorum={params.quorum} share fraction={params.share_fraction:g} "
         f"per-tensor={'true' if params.per_tensor else 'false'} "
         f"election rule={params.election_rule} "
-        f"committee size={getattr(params, 'committee_size', 0)}",  # TODO-merge
+        f"committee size={params.committee_size}",
         f"roster ({len(summary.participants)}, registration order):",
         *(f"  {i:3d}  {p}" for i, p in enumerate(summary.participants)),
         f"rounds completed {summary.last_completed}",

@@ -1138,7 +1138,7 @@ class SecCL(Strategy):
     @property
     def _k(self) -> int:
         """The open run's committee size on chain (0: full cross-evaluation)."""
-        return getattr(self.params, "committee_size", 0)  # TODO-merge
+        return self.params.committee_size
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
         return wire.server_fields(server_round, self.csc.address, **extra)
