@@ -29,7 +29,7 @@ Message types, record keys and fields are those of :mod:`seccl_flwr.wire`.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -435,6 +435,8 @@ def check_train(msg: Message, context: Context) -> VerifiedRound:
         Named after what failed (see :func:`_verified_global`).
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
+    if ctx.round > 1:
+        _take_candidate_updates(msg, context, replace(ctx, round=ctx.round - 1))
     _settle_rounds(ctx, context, before=ctx.round)
     return ctx
 
@@ -652,7 +654,7 @@ def handle_cross_evaluate(
     with metered(CHAIN_READ):
         anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
     _check_own_anchor(context, ctx, anchors)
-    if getattr(ctx.params, "committee_size", 0):  # TODO-merge
+    if ctx.params.committee_size:
         assigned, seal_block = _own_assignment(ctx)
         check_committee(ctx.round, me, assigned, authors, seal_block)
     else:
@@ -721,15 +723,21 @@ def _own_assignment(ctx: VerifiedRound) -> tuple[list[str] | None, int]:
 
 
 def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) -> None:
-    """Keep the elected candidates' updates a committee run's evaluate message carries.
+    """Keep the elected candidates' updates of round ``ctx.round`` that ``msg`` carries.
 
     With evaluator committees a node verified only its assigned peers' updates in
     cross-evaluation; to recompute the new global model it needs every elected
-    candidate's. The server sends them with the evaluate message; each one this node
+    candidate's. The server sends them with the round's evaluate message, and again
+    with the next round's train message (for a node the evaluate never reached, which
+    settles the round there); each one this node
     lacks is checked against its anchor and its author's signature (as in
     cross-evaluation) before it is kept. A candidate the message lacks stays
     lacking: :func:`_settle_rounds` then says the model is uncheckable. Nothing to do
-    for a node that took no part in the round, or a message without updates.
+    for a node that took no part in the round, or a message without updates. An
+    author never asked to cross-evaluate takes none either: as in a run without
+    committees it then lacks the candidates' updates and reports
+    :class:`~seccl_flwr.errors.AggregationUncheckableError`, so that withholding its
+    vote is never silent.
 
     Raises
     ------
@@ -739,6 +747,8 @@ def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) 
     memo = _memo(context, ctx)
     if memo is None or int(memo["round"]) != ctx.round or wire.AUTHORS not in ctx.config:
         return
+    if _BALLOT_DIGEST not in memo:
+        return  # never asked to vote: it says so below (AggregationUncheckableError)
     me = ctx.account.address
     authors = wire.typed_list_field(ctx.round, me, ctx.config, wire.AUTHORS, str)
     signatures = wire.typed_list_field(ctx.round, me, ctx.config, wire.SIGNATURES, bytes)

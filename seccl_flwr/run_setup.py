@@ -279,6 +279,7 @@ def open_contract(
             settings.per_tensor,
             settings.quorum,
             settings.election_rule,
+            settings.committee_size,
         )
         csc, _ = open_run(
             w3,
@@ -287,8 +288,7 @@ def open_contract(
             params,
             {r.address: r.join_signature for r in roster.values()},
             gas_limit=settings.gas_limit,
-            **({"committee_size": settings.committee_size} if settings.committee_size else {}),
-        )  # TODO-merge: committee_size always
+        )
         participants = {node: r.address for node, r in roster.items()}
     params = csc.params()
     warning = election_size_warning(params.num_candidates, len(participants))
@@ -308,7 +308,7 @@ def open_contract(
         params.share_fraction,
         " per tensor" if params.per_tensor else "",
         ELECTION_RULES.get(params.election_rule, params.election_rule),
-        getattr(params, "committee_size", 0) or "0 (every author scores every other)",
+        params.committee_size or "0 (every author scores every other)",
     )
     return csc, participants, resume
 

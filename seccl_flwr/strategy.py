@@ -474,6 +474,9 @@ def _attach_candidates(
 ) -> None:
     """Add the elected candidates' signed updates to a committee run's evaluate messages.
 
+    The next round's train messages carry them again, for the nodes the evaluate
+    missed (they check the round at their next train).
+
     With committees an evaluator verified only its assigned peers' updates, yet
     checks in evaluate that the new global model is the old one plus the merge of
     exactly the elected updates: it needs every candidate's update. Each client
@@ -681,6 +684,9 @@ class SecCL(Strategy):
         self.params: RunParams | None = None  # the chain's, once the run is open
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
+        self._last_elected: tuple[dict[str, SignedMessage], list[str]] | None = None
+        """The last aggregated round's updates and candidates (committee runs send the
+        candidates' updates with the next train, for nodes its evaluate missed)."""
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any], **kwargs: Any) -> "SecCL":
@@ -802,6 +808,8 @@ class SecCL(Strategy):
     def _train(self, run: RunContext, state: RoundState) -> None:
         """Send the global model for training; keep the verified, signed updates."""
         messages = list(self.configure_train(state.round, state.sent, run.train_config, run.grid))
+        if self._k and self._last_elected is not None:
+            _attach_candidates(messages, *self._last_elected)  # for nodes evaluate missed
         log(
             INFO,
             "configure_train: Sampled %s nodes (out of %s)",
@@ -903,6 +911,7 @@ class SecCL(Strategy):
                     dst_node_id=node_of[evaluator],
                 )
                 for evaluator in asked
+                if evaluator in relayed
             ]
             sizes = sorted({len(peers) for peers in assigned.values()})
             log(
@@ -999,7 +1008,8 @@ class SecCL(Strategy):
         sent = self.relay_global(state.round, state.arrays)
         messages = list(self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid))
         if self._k:
-            _attach_candidates(messages, state.updates, state.record.candidates)
+            self._last_elected = (dict(state.updates), list(state.record.candidates))
+            _attach_candidates(messages, *self._last_elected)
         log(
             INFO,
             "configure_evaluate: Sampled %s nodes (out of %s)",
@@ -1078,7 +1088,10 @@ class SecCL(Strategy):
     def relay_committee(
         self, server_round: int, assigned: Mapping[str, list[str]]
     ) -> dict[str, list[str]]:
-        """Return whose updates each evaluator is sent in a committee run (honest: its peers)."""
+        """Return whose updates each evaluator is sent in a committee run (honest: its peers).
+
+        An evaluator the returned mapping leaves out is not asked at all.
+        """
         return dict(assigned)
 
     def relay_ballots(self, server_round: int, ballots: list[SignedMessage]) -> list[SignedMessage]:
@@ -1125,7 +1138,7 @@ class SecCL(Strategy):
     @property
     def _k(self) -> int:
         """The open run's committee size on chain (0: full cross-evaluation)."""
-        return getattr(self.params, "committee_size", 0)  # TODO-merge
+        return self.params.committee_size
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
         return wire.server_fields(server_round, self.csc.address, **extra)
