@@ -386,13 +386,16 @@ def _keep_round(
     """Keep what this round's later checks need: the model it started from, updates, digests.
 
     ``fields`` are the digests to check on chain later (own update, own ballot).
+    The model is kept once per round: a later phase of the round checked its global
+    model against the same anchor, so it is the one already kept.
     """
     memo = _memo(context, ctx)
     if memo is None or int(memo["round"]) != ctx.round:
         _forget_round(context)
         memo = ConfigRecord({"contract": ctx.csc.address, "round": ctx.round})
     context.state[_MEMO] = ConfigRecord({**dict(memo), **fields})
-    context.state[_PREV_GLOBAL] = record_of(ctx.arrays)
+    if _PREV_GLOBAL not in context.state.array_records:
+        context.state[_PREV_GLOBAL] = record_of(ctx.arrays)
     for author, arrays in updates.items():
         key = _OWN_UPDATE if author == ctx.account.address else _UPDATE_PREFIX + author
         context.state[key] = record_of(arrays)
