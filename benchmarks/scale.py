@@ -157,84 +157,103 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "per_client": args.per_client,
         "rounds": args.rounds,
     }
-    load_before = os.getloadavg()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rows, lines = [], []
-    for n in args.clients:
-        print(f"[n={n}] FedAvg ...", flush=True)
-        fedavg = [run_worker({**base, "strategy": "fedavg", "n": n})]
-        seccl = {}
-        for k, scorer in [(k, scorer) for k in args.k for scorer in args.score_batch]:
-            shown, committee_size = committee_of(k, n)
-            tag = f"k={shown} (committee_size={committee_size}, scorer {scorer})"
-            print(f"[n={n}] SecCL {tag} ...", flush=True)
-            spec = {"strategy": "seccl", "n": n, "committee_size": committee_size}
-            try:
-                out = run_worker({**base, **spec, "score_batch": scorer})
-            except RuntimeError as exc:  # e.g. committees not there yet: keep the other rows
-                reason = str(exc).strip().splitlines()[-1]
-                print(f"[n={n}] SecCL {tag} failed: {reason}", flush=True)
-                lines.append(f"{n:>4} {shown:>4} {committee_size:>5} {scorer:>6} FAILED: {reason}")
-                continue
-            seccl[shown, scorer] = (committee_size, out)
-            print(f"[n={n}] SecCL {tag}: {out['s_per_round']:.2f} s/round", flush=True)
-        print(f"[n={n}] FedAvg again ...", flush=True)
-        fedavg.append(run_worker({**base, "strategy": "fedavg", "n": n}))
-        f_round = sum(f["s_per_round"] for f in fedavg) / len(fedavg)
-        f_cpu = sum(f["cpu_s_per_round"] for f in fedavg) / len(fedavg)
-        for (shown, scorer), (committee_size, out) in seccl.items():
-            ratio = out["s_per_round"] / f_round
-            rows.append(
-                {
-                    "n": n,
-                    "k": shown,
-                    "rule": "borda",
-                    "ratio": f"{ratio:.3f}",
-                    "seccl_s_per_round": f"{out['s_per_round']:.3f}",
-                    "fedavg_s_per_round": f"{f_round:.3f}",
-                    "peak_rss_mb": f"{out['peak_rss_mb']:.0f}",
-                    "max_tx_gas": "",
-                    "gas_per_round": "",
-                    "source": "time" if scorer == "off" else f"time:score-batch={scorer}",
-                }
-            )
-            phases = " ".join(f"{p} {s:.2f}" for p, s in out["phases"].items())
-            scored = n * min(shown, n - 1)  # peers scored per round
-            per_peer = 1e3 * out["client"]["ce.score"] / scored
-            lines.append(
-                f"{n:>4} {shown:>4} {committee_size:>5} {scorer:>6} {f_round:>9.2f} "
-                f"({fedavg[0]['s_per_round']:.2f}/{fedavg[1]['s_per_round']:.2f}) "
-                f"{out['s_per_round']:>9.2f} {ratio:>6.2f} {out['peak_rss_mb']:>8.0f} "
-                f"{max(f['peak_rss_mb'] for f in fedavg):>8.0f} {f_cpu:>8.2f} "
-                f"{out['cpu_s_per_round']:>8.2f} {out['cpu_s_per_round'] / f_cpu:>6.2f} "
-                f"{per_peer:>7.2f} | {phases}"
-            )
-    load_after = os.getloadavg()
     workload = (
         f"{args.per_client:,} digits per client (drawn from the 8,000-digit pool, overlapping)"
         if args.per_client
         else "the equal split of the 8,000-digit pool"
     )
-    header = [
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    record(
+        args.table,
         f"# scale.py {' '.join(argv if argv is not None else sys.argv[1:])}",
         f"# started {started}; MNIST example CNN, {workload}, {args.local_epochs} local epochs,"
         f" {args.rounds} rounds, lambda 0.4, share 0.1, Borda, anvil",
         f"# machine: {os.cpu_count()} CPUs shared with other jobs; load average (1 min)"
-        f" {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; one process per run,"
-        " clients one after the other, torch 1 thread",
+        f" {os.getloadavg()[0]:.2f} at start; one process per run, clients one after the"
+        " other, torch 1 thread; cpu = CPU seconds per round incl. anvil's (SecCL: and its"
+        " set-up); ms/peer = wall ms of the scorer per scored peer",
         f"{'n':>4} {'k':>4} {'c.size':>5} {'scorer':>6} {'FedAvg s/rd':>9} (first/last)"
         f" {'SecCL s/rd':>9} {'ratio':>6} {'SecCL MB':>8} {'FedAvg MB':>8} {'F cpu/rd':>8}"
         f" {'S cpu/rd':>8} {'cpu ratio':>6} {'ms/peer':>7} | SecCL phases s/rd (wall)",
-    ]
-    text = "\n".join(header + lines) + "\n\n"
-    print("\n" + text)
-    if args.table:
-        with open(args.table, "a") as handle:
-            handle.write(text)
+    )
+    rows = []
+    for n in args.clients:
+        lines, new_rows = sweep(n, args.k, args.score_batch, base)
+        lines.append(
+            f"# n={n} done {time.strftime('%H:%M UTC', time.gmtime())}, load average"
+            f" {os.getloadavg()[0]:.2f}"
+        )
+        record(args.table, *lines)
+        if args.csv:
+            append_rows(new_rows, Path(args.csv))
+        rows += new_rows
+    record(args.table, "")
     if args.csv:
-        append_rows(rows, Path(args.csv))
         print(f"rows appended to {args.csv}")
     return rows
+
+
+def record(path: str | None, *lines: str) -> None:
+    """Print table lines and append them to ``path`` (if given) at once."""
+    text = "\n".join(lines) + "\n"
+    print(text, end="", flush=True)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(text)
+
+
+def sweep(n: int, ks: list[str], scorers: list[str], base: dict) -> tuple[list[str], list[dict]]:
+    """Run FedAvg, SecCL at each ``k`` and scorer, FedAvg again; return table lines and rows."""
+    lines, rows = [], []
+    print(f"[n={n}] FedAvg ...", flush=True)
+    fedavg = [run_worker({**base, "strategy": "fedavg", "n": n})]
+    seccl = {}
+    for k, scorer in [(k, scorer) for k in ks for scorer in scorers]:
+        shown, committee_size = committee_of(k, n)
+        tag = f"k={shown} (committee_size={committee_size}, scorer {scorer})"
+        print(f"[n={n}] SecCL {tag} ...", flush=True)
+        spec = {"strategy": "seccl", "n": n, "committee_size": committee_size}
+        try:
+            out = run_worker({**base, **spec, "score_batch": scorer})
+        except RuntimeError as exc:  # e.g. committees not there yet: keep the other rows
+            reason = str(exc).strip().splitlines()[-1]
+            print(f"[n={n}] SecCL {tag} failed: {reason}", flush=True)
+            lines.append(f"{n:>4} {shown:>4} {committee_size:>5} {scorer:>6} FAILED: {reason}")
+            continue
+        seccl[shown, scorer] = (committee_size, out)
+        print(f"[n={n}] SecCL {tag}: {out['s_per_round']:.2f} s/round", flush=True)
+    print(f"[n={n}] FedAvg again ...", flush=True)
+    fedavg.append(run_worker({**base, "strategy": "fedavg", "n": n}))
+    f_round = sum(f["s_per_round"] for f in fedavg) / len(fedavg)
+    f_cpu = sum(f["cpu_s_per_round"] for f in fedavg) / len(fedavg)
+    for (shown, scorer), (committee_size, out) in seccl.items():
+        ratio = out["s_per_round"] / f_round
+        rows.append(
+            {
+                "n": n,
+                "k": shown,
+                "rule": "borda",
+                "ratio": f"{ratio:.3f}",
+                "seccl_s_per_round": f"{out['s_per_round']:.3f}",
+                "fedavg_s_per_round": f"{f_round:.3f}",
+                "peak_rss_mb": f"{out['peak_rss_mb']:.0f}",
+                "max_tx_gas": "",
+                "gas_per_round": "",
+                "source": "time" if scorer == "off" else f"time:score-batch={scorer}",
+            }
+        )
+        phases = " ".join(f"{p} {s:.2f}" for p, s in out["phases"].items())
+        scored = n * min(shown, n - 1)  # peers scored per round
+        per_peer = 1e3 * out["client"]["ce.score"] / scored
+        lines.append(
+            f"{n:>4} {shown:>4} {committee_size:>5} {scorer:>6} {f_round:>9.2f} "
+            f"({fedavg[0]['s_per_round']:.2f}/{fedavg[1]['s_per_round']:.2f}) "
+            f"{out['s_per_round']:>9.2f} {ratio:>6.2f} {out['peak_rss_mb']:>8.0f} "
+            f"{max(f['peak_rss_mb'] for f in fedavg):>8.0f} {f_cpu:>8.2f} "
+            f"{out['cpu_s_per_round']:>8.2f} {out['cpu_s_per_round'] / f_cpu:>6.2f} "
+            f"{per_peer:>7.2f} | {phases}"
+        )
+    return lines, rows
 
 
 if __name__ == "__main__":
