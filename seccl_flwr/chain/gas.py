@@ -148,15 +148,18 @@ def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
 
     :func:`ballot_batch_gas` (with :func:`ballot_model_candidates`), plus per ballot
     :data:`COMMITTEE_BALLOT`, plus fresh storage writes (:data:`FRESH_SLOT`): Borda
-    points of at most ``min(batch * min(M, k), m)`` authors with none yet, or the
-    ``ceil(k / 8)`` words of each median ballot; plus the draw
+    points of at most ``min(batch * top, m)`` authors with none yet (``top = min(M,
+    k)``; the first ballot's ``top`` are in the model, which was fitted on rounds whose
+    first ballot writes fresh points), or the ``ceil(k / 8)`` words of each median
+    ballot; plus the draw
     (:func:`committee_draw_gas`) if ``draw`` (the round's first batch). Checked
     against measurements in ``tests/test_gas.py``.
     """
     m = ballot_model_candidates(peers, num_candidates, election_rule)
     extra = batch * COMMITTEE_BALLOT
-    if election_rule == 0:
-        extra += FRESH_SLOT * min(batch * min(num_candidates, peers), num_authors)
+    if election_rule == 0:  # the model's first-ballot terms cover one ballot's top writes
+        top = min(num_candidates, peers)
+        extra += FRESH_SLOT * max(0, min(batch * top, num_authors) - top)
     else:
         extra += FRESH_SLOT * batch * math.ceil(peers / 8)
     if draw:
