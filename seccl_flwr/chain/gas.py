@@ -62,9 +62,10 @@ COMMITTEE_DRAW = (60_000.0, 2_200.0)
 ballot batch (seed, Fisher-Yates over ``m`` authors, ``ceil(m / 32)`` slot words);
 see :func:`committee_draw_gas`."""
 
-COMMITTEE_BALLOT = 25_000
-"""Gas per ballot a committee ballot may cost above :func:`ballot_batch_gas` (the
-evaluator's seat and slot, the assignment check of each peer)."""
+COMMITTEE_BALLOT = (25_000, 400)
+"""Gas per ballot (``1``, ``k``) a committee ballot may cost above
+:func:`ballot_batch_gas`: the evaluator's seat and slot, each peer's assignment check
+(measured: about 60 k gas above the model for one ballot of 255 peers on anvil)."""
 
 FRESH_SLOT = 22_100
 """Gas of a storage write from zero (EIP-2929 cold, EIP-2200): a committee ballot's
@@ -147,16 +148,16 @@ def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
     """Return a bound of the gas of ``submitBallots`` in a committee run.
 
     :func:`ballot_batch_gas` (with :func:`ballot_model_candidates`), plus per ballot
-    :data:`COMMITTEE_BALLOT`, plus fresh storage writes (:data:`FRESH_SLOT`): Borda
-    points of at most ``min(batch * top, m)`` authors with none yet (``top = min(M,
-    k)``; the first ballot's ``top`` are in the model, which was fitted on rounds whose
-    first ballot writes fresh points), or the ``ceil(k / 8)`` words of each median
-    ballot; plus the draw
+    :data:`COMMITTEE_BALLOT` (a constant and a term per peer), plus fresh storage
+    writes (:data:`FRESH_SLOT`): Borda points of at most ``min(batch * top, m)``
+    authors with none yet, ``top = min(M, k)`` (the first ballot's ``top`` are in the
+    model, fitted on rounds whose first ballot writes fresh points), or the
+    ``ceil(k / 8)`` words of each median ballot; plus the draw
     (:func:`committee_draw_gas`) if ``draw`` (the round's first batch). Checked
     against measurements in ``tests/test_gas.py``.
     """
     m = ballot_model_candidates(peers, num_candidates, election_rule)
-    extra = batch * COMMITTEE_BALLOT
+    extra = batch * (COMMITTEE_BALLOT[0] + COMMITTEE_BALLOT[1] * peers)
     if election_rule == 0:  # the model's first-ballot terms cover one ballot's top writes
         top = min(num_candidates, peers)
         extra += FRESH_SLOT * max(0, min(batch * top, num_authors) - top)
