@@ -24,6 +24,15 @@ Batch sizes keep the model's gas under ``budget``, by default ``SAFETY`` (80 %) 
 the cap: room for gas estimates above the gas used, and for gas-schedule differences
 between nodes. ``elect`` cannot be split; it is at most ``ELECT_GAS_AT_256``. All
 functions are pure.
+
+Committee runs (``Params.committeeSize >= 1``) size their ballot batches by
+:func:`committee_ballot_batch_gas`: the model above plus what a committee ballot adds
+(the first batch's committee draw, fresh storage writes, each peer's assignment check),
+a bound that ``tests/test_gas.py`` checks against batches measured on eth-tester and,
+at n = 256 and at the median rule's word bound, on anvil with the cap enforced. Their
+budget is :data:`COMMITTEE_BUDGET` (10 M gas, issue 16's target per transaction).
+``electByMedian`` of a committee run reads ``n * ceil(k / 8)`` storage words, which the
+contract bounds (``MAX_MEDIAN_WORDS``, :data:`~seccl_flwr.protocol.params.MAX_MEDIAN_WORDS`).
 """
 
 import math
