@@ -196,6 +196,11 @@ class Simulated:
     round_lift: float
     round_any: float
     lifted: float  # mean number of colluding updates lifted per round
+    lifted_dist: tuple[float, ...]  # fraction of rounds with 0, 1, ..., f lifted
+
+    def seats(self, num_candidates: int) -> float:
+        """Return the mean of ``min(M, lifted)``: the seats lifted colluders take."""
+        return sum(p * min(x, num_candidates) for x, p in enumerate(self.lifted_dist))
 
 
 def _addresses(m: int) -> list[str]:
@@ -239,6 +244,9 @@ def simulate(m: int, k: int, colluders: list[int], trials: int, seed: int = 0) -
                 round_lift=float(lifted.any(axis=1).mean()),
                 round_any=float((lifted.any(axis=1) | pushed.any(axis=1)).mean()),
                 lifted=float(lifted.sum(axis=1).mean()),
+                lifted_dist=tuple(
+                    float(x) for x in np.bincount(lifted.sum(axis=1), minlength=f + 1) / trials
+                ),
             )
         )
     return out
