@@ -24,7 +24,7 @@ Rules measured in Python only (the comparison of ``examples/mnist/collusion.py``
 :func:`trimmed_mean_standings` and :func:`copeland_standings`.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from .borda import (
     ElectionError,
@@ -38,6 +38,7 @@ from .borda import (
 from .params import TRUNCATED_BORDA, election_rule_of
 
 Ballots = Mapping[str, Mapping[str, int]]
+Assigned = Mapping[str, Sequence[str]]
 
 
 def received_scores(authors: Mapping[str, bytes], ballots: Ballots) -> dict[str, list[int]]:
@@ -108,17 +109,22 @@ PYTHON_ONLY_RULES: dict[str, StandingFn] = {
 """Rules compared in Python (the fast experiment harness) but not run by the contract."""
 
 
-def checked(updates: Mapping[str, bytes], ballots: Ballots) -> tuple[dict, dict]:
+def checked(
+    updates: Mapping[str, bytes], ballots: Ballots, assigned: Assigned | None = None
+) -> tuple[dict, dict]:
     """Return ``updates`` and ``ballots`` checksummed, once every ballot is checked.
+
+    ``assigned``: every author's assigned peers in a committee run, ``None`` for full
+    cross-evaluation (:func:`~seccl_flwr.protocol.borda.check_ballot`).
 
     Raises
     ------
     ElectionError
         If a ballot breaks a rule of :func:`~seccl_flwr.protocol.borda.check_ballot`.
     """
-    updates, ballots = normalised(updates, ballots)
+    updates, ballots, assigned = normalised(updates, ballots, assigned)
     for evaluator, scores in ballots.items():
-        check_ballot(updates, evaluator, scores)
+        check_ballot(updates, evaluator, scores, assigned)
     return updates, ballots
 
 
@@ -127,6 +133,7 @@ def standings(
     ballots: Ballots,
     num_candidates: int,
     rule: int | str = TRUNCATED_BORDA,
+    assigned: Assigned | None = None,
 ) -> dict[str, int]:
     """Return every author's standing under ``rule`` (checking every ballot first).
 
@@ -142,29 +149,35 @@ def standings(
         If the rule is unknown.
     """
     if rule in PYTHON_ONLY_RULES:
-        return PYTHON_ONLY_RULES[rule](*checked(updates, ballots))
+        return PYTHON_ONLY_RULES[rule](*checked(updates, ballots, assigned))
     if election_rule_of(rule) == TRUNCATED_BORDA:
-        return borda_totals(updates, ballots, num_candidates)
-    return median_standings(*checked(updates, ballots))
+        return borda_totals(updates, ballots, num_candidates, assigned)
+    return median_standings(*checked(updates, ballots, assigned))
 
 
-def elect(
+def elect(  # noqa: PLR0913 - the contract's election inputs
     updates: Mapping[str, bytes],
     ballots: Ballots,
     num_candidates: int,
     quorum: int,
     rule: int | str = TRUNCATED_BORDA,
+    assigned: Assigned | None = None,
 ) -> tuple[list[str], dict[str, int]]:
     """Run one round's election under ``rule``, as the contract's ``elect`` does.
 
     The arguments are those of :func:`seccl_flwr.protocol.borda.elect`, plus ``rule``:
-    the rule's number or name (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
+    the rule's number or name (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`),
+    and ``assigned``: every author's assigned peers in a committee run
+    (:func:`seccl_flwr.protocol.committee.assignments`), ``None`` for full
+    cross-evaluation. Under committees, Borda standings are normalised for partial
+    ballots (:func:`~seccl_flwr.protocol.borda.borda_totals`); a median is over the
+    scores an author received, whatever their number.
 
     Returns
     -------
     tuple[list[str], dict[str, int]]
-        The candidates, best first, and every author's standing (Borda points or
-        median score), addresses checksummed.
+        The candidates, best first, and every author's standing (Borda points, or
+        normalised points, or median score), addresses checksummed.
 
     Raises
     ------
@@ -177,7 +190,7 @@ def elect(
     """
     if not updates:
         raise ElectionError("the round has no anchored update")
-    result = standings(updates, ballots, num_candidates, rule)  # ballots are checked first
+    result = standings(updates, ballots, num_candidates, rule, assigned)  # checks ballots first
     if len(ballots) < quorum:
         raise QuorumNotReachedError(f"{len(ballots)} ballots, below the quorum of {quorum}")
     seed = round_seed(updates.values())
