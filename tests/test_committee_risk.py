@@ -8,6 +8,7 @@ seeds), and against the all-or-nothing threshold of full cross-evaluation.
 
 import itertools
 from math import comb
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,33 @@ def test_analytic_matches_a_monte_carlo_over_the_real_assignment(k):
             se = (p * (1 - p) / s.trials) ** 0.5
             assert abs(value - p) <= 4.5 * se + 5e-3, (k, s.f, value, p)
         assert s.lifted == pytest.approx(s.f * s.lift_update)  # expected_lifted's estimate
+
+
+def test_the_fast_harness_scores_exactly_the_assigned_peers(monkeypatch):
+    """examples/mnist's off-chain harness: a committee ballot covers the assignment only,
+    with the scores full cross-evaluation gives those peers; k = 0 assigns nothing."""
+    import torch
+    from eth_utils import keccak
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "mnist"))
+    from mnist_seccl.offchain import cross_scores, round_assignment
+    from mnist_seccl.task import MnistNet
+
+    from seccl_flwr.protocol.committee import assignments
+    from seccl_flwr.torch_task import model_arrays
+
+    authors = [f"0x{i + 1:040X}" for i in range(7)]
+    authors = list(assignments(authors, None, 0))  # checksummed
+    torch.manual_seed(0)
+    models = {a: model_arrays(MnistNet()) for a in authors}
+    validation = [(a, torch.randn(12, 1, 28, 28), torch.randint(0, 10, (12,))) for a in authors]
+    digests = {a: keccak(text=a) for a in authors}
+    assert round_assignment(3, 1, digests, 0) is None
+    assigned = round_assignment(3, 1, digests, 3)
+    assert assigned == round_assignment(3, 1, digests, 3) != round_assignment(3, 2, digests, 3)
+    full = cross_scores(models, validation)
+    partial = cross_scores(models, validation, assigned)
+    for evaluator, peers in assigned.items():
+        assert sorted(partial[evaluator]) == sorted(peers)
+        assert partial[evaluator] == {p: full[evaluator][p] for p in peers}
+    assert all(sorted(full[e]) == sorted(set(authors) - {e}) for e in authors)

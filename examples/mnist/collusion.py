@@ -157,7 +157,7 @@ def grid(name: str) -> list[Cell]:
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
-    :data:`COMMITTEES` at :data:`COMMITTEE_EPSILONS`, 3 seeds.
+    :data:`COMMITTEES` at :data:`COMMITTEE_EPSILONS`, 3 seeds, then at ε = 0.
     """
     target = ("median", "FedMedian", "MultiKrum", "borda")
     groups = {
@@ -188,17 +188,24 @@ def grid(name: str) -> list[Cell]:
         ],
         "onchain": [Cell(r, "collude", 0.4, 0, onchain=True) for r in RULES],
         # seed by seed, so that a stopped sweep leaves whole seeds
+        # ε = 0 last: what committees cost without attackers
         "committees": [
-            Cell("median", "collude", e, s, committee=k)
-            for s in SEEDS
-            for e in COMMITTEE_EPSILONS
-            for k in COMMITTEES
+            *(
+                Cell("median", "collude", e, s, committee=k)
+                for s in SEEDS
+                for e in COMMITTEE_EPSILONS
+                for k in COMMITTEES
+            ),
+            *(Cell("median", "collude", 0.0, s, committee=k) for s in SEEDS for k in COMMITTEES),
         ],
         "committees-borda": [
-            Cell("borda", "collude", e, s, committee=k)
-            for s in SEEDS
-            for e in COMMITTEE_EPSILONS
-            for k in COMMITTEES
+            *(
+                Cell("borda", "collude", e, s, committee=k)
+                for s in SEEDS
+                for e in COMMITTEE_EPSILONS
+                for k in COMMITTEES
+            ),
+            *(Cell("borda", "collude", 0.0, s, committee=k) for s in SEEDS for k in COMMITTEES),
         ],
         "noniid": [
             Cell(r, "collude", e, s, "dirichlet-0.5")
@@ -298,7 +305,8 @@ def sweep(cells: list[Cell], out: Path, data_dir: str, jobs: int) -> None:
             print(
                 f"[{time.monotonic() - started:6.0f}s] {i}/{len(todo)} {last['rule']} "
                 f"{last['attack']} ε={last['epsilon']} seed={last['seed']} "
-                f"{last['split']}: final accuracy {ex.fmt(last['accuracy'])}",
+                + (f"k={last['committee']} " if last.get("committee") else "")
+                + f"{last['split']}: final accuracy {ex.fmt(last['accuracy'])}",
                 flush=True,
             )
 
