@@ -132,3 +132,14 @@ def test_the_fast_harness_scores_exactly_the_assigned_peers(monkeypatch):
         assert sorted(partial[evaluator]) == sorted(peers)
         assert partial[evaluator] == {p: full[evaluator][p] for p in peers}
     assert all(sorted(full[e]) == sorted(set(authors) - {e}) for e in authors)
+
+
+def test_committee_size_for_bounds_the_lifted_colluders():
+    # n = 20, 8 colluders, 10 rounds, at most 1 % expected lifts: k = 14 (13 is not enough)
+    k = risk.committee_size_for(20, 8, 0.01, rounds=10)
+    assert k == 14
+    assert 10 * risk.expected_lifted(20, 8, k) <= 0.01 < 10 * risk.expected_lifted(20, 8, k - 1)
+    assert risk.committee_size_for(20, 2, 0.0) == 2  # one other colluder never holds 2 of 2 seats
+    assert risk.committee_size_for(20, 11, 0.5) is None  # 10 of 19 others: a majority of all
+    # even sizes beat the next odd one under the lower median
+    assert risk.expected_lifted(20, 8, 10) < risk.expected_lifted(20, 8, 11)

@@ -708,8 +708,8 @@ def committee_report(out: Path, data_note: str) -> None:
             label = f"n = {n}, " + (f"k = {k}" if k != n - 1 else "full")
             risk_ax.plot(x, y, dash, marker=".", color=f"C{i}", label=label)
     risk_ax.set_xlabel("ε (fraction of colluders)")
-    risk_ax.set_ylabel("P(colluders hold > half of ≥ 1 colluder's committee), per round")
-    risk_ax.set_title("median rule: a colluder lifted in a round")
+    risk_ax.set_ylabel("P(≥ 1 colluder lifted in a round)")
+    risk_ax.set_title("median rule: colluders hold > half of a colluder's committee")
     for ax in (acc_ax, risk_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -24,7 +24,8 @@ Smaller committees trade that threshold for a probability that grows with ``f / 
 and falls with ``k``. This module gives it per update (:func:`update_capture`),
 per round (:func:`round_capture`: at least one update of the round captured, exact,
 by a transfer matrix over the round's order), the expected number of lifted
-colluders per round (:func:`expected_lifted`), and a Monte Carlo over
+colluders per round (:func:`expected_lifted`), the smallest committee that keeps
+them rare (:func:`committee_size_for`), and a Monte Carlo over
 :func:`~seccl_flwr.protocol.committee.assignments` with random seeds
 (:func:`simulate`) that checks them. The median rule's own guarantee (a minority
 below half of an update's evaluators moves no standing outside the honest scores) is
@@ -110,6 +111,23 @@ def expected_lifted(m: int, f: int, k: int) -> float:
     candidates about ``min(M, lifted)`` seats go to colluders.
     """
     return f * update_capture(m, f, k, "lift")
+
+
+def committee_size_for(n: int, f: int, target: float, rounds: int = 1) -> int | None:
+    """Return the smallest committee size that keeps lifted colluders rare, or ``None``.
+
+    The smallest ``k`` in ``1 .. n - 1`` for which ``rounds · f · P(lift)`` (the
+    expected number of colluding updates lifted over ``rounds`` rounds of ``n``
+    authors, an upper bound on the probability that any is) is at most ``target``;
+    ``n - 1`` means full cross-evaluation; ``None``: no size does (``f - 1`` is more
+    than half of ``n - 1``). Under the lower median an even ``k`` needs ``k/2 + 1``
+    colluders, an odd ``k + 1`` only ``k/2 + 1`` too, so even sizes are the cheaper
+    safe choices and the bound is not monotone in ``k``.
+    """
+    for k in range(1, n):
+        if rounds * expected_lifted(n, f, k) <= target:
+            return k
+    return None
 
 
 def _round_free(m: int, fs: list[int], k_eff: int, lift: int, push: int) -> dict[int, float]:
