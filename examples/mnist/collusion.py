@@ -695,7 +695,7 @@ def committee_report(out: Path, data_note: str) -> None:
             )
     acc_ax.set_xlabel("ε (fraction of colluders)")
     acc_ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd, 3 seeds)")
-    acc_ax.set_title(f"n = {N}, λ = {LAMBDA}: accuracy by committee size")
+    acc_ax.set_title(f"n = {N}, λ = {LAMBDA}: median (solid), Borda (dashed)")
     acc_ax.set_ylim(0, 1)
     for n, dash in zip(RISK_SIZES, ("-", "--", ":"), strict=True):
         for i, k in enumerate((*COMMITTEES, n - 1)):
