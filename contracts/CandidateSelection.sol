@@ -94,6 +94,10 @@ contract CandidateSelection {
     /// @dev The most participants of a run under the median rule: its `elect` then
     /// stays under the 2^24 transaction gas cap (EIP-7825), measured in tests/test_gas.py.
     uint256 private constant MAX_MEDIAN_PARTICIPANTS = 104;
+    /// @dev Under the median rule with committees (`k >= 1`), the most storage words
+    /// `electByMedian` may read, `n * ceil(k / 8)`: as many as a full cross-evaluation
+    /// at `MAX_MEDIAN_PARTICIPANTS` reads (104 * 13), measured in tests/test_gas.py.
+    uint256 private constant MAX_MEDIAN_WORDS = 1352;
     /// @dev Scores packed per storage word under the median rule (32 bits each).
     uint256 private constant SCORES_PER_WORD = 8;
 
@@ -131,18 +135,22 @@ contract CandidateSelection {
     /// @param perTensor Whether the share fraction applies per tensor (else to the
     /// whole flattened update); enforced by the clients, recorded here.
     /// @param electionRule The election rule: 0 = truncated Borda, 1 = median score.
+    /// @param committeeSize The committee size `k`: 0 = full cross-evaluation (every
+    /// author scores every other author, the SecCL paper); `1 <= k <= n - 1`: every
+    /// author scores `k_eff = min(k, m - 1)` peers drawn per round (`m` authors).
     struct Params {
         uint16 numCandidates;
         uint16 quorum;
         uint32 shareFractionPpm;
         bool perTensor;
         uint8 electionRule;
+        uint16 committeeSize;
     }
 
     /// @notice A signed score vector of one evaluator for one round.
     /// @param evaluator The participant that scored its peers (and signed).
-    /// @param peers The scored update authors: exactly the round's authors other than
-    /// the evaluator, in any order.
+    /// @param peers The scored update authors, in any order: the round's authors other
+    /// than the evaluator (committee size 0), or exactly the evaluator's assigned peers.
     /// @param scores Score of each peer, in `[0, MAX_SCORE]`.
     /// @param signature 65-byte `r || s || v` EIP-712 signature of the evaluator over
     /// `Ballot(runId, round, evaluator, peers, scores)`.
@@ -168,12 +176,32 @@ contract CandidateSelection {
         address[] evaluators;
         address[] candidates;
         bool elected;
+        // block of `sealUpdates` (0: not sealed); shares the slot of `elected`
+        uint64 sealBlock;
         bytes32 seed;
+        // committee runs: keccak256(abi.encode(blockhash(sealBlock), seed)), drawn at
+        // the round's first ballot (0 before)
+        bytes32 committeeSeed;
         mapping(address => AuthorInfo) info;
-        // median rule: word `b * ceil(#authors / 8) + position / 8` holds, in bits
-        // `32 * (position % 8)`, 1 + the score ballot `b` gave the author at
-        // `position` (0: no score, the evaluator's own position)
+        // median rule, committee size 0: word `b * ceil(#authors / 8) + position / 8`
+        // holds, in bits `32 * (position % 8)`, 1 + the score ballot `b` gave the
+        // author at `position` (0: no score, the evaluator's own position).
+        // Committee runs: word `t * ceil(k_eff / 8) + (j - 1) / 8` holds, in bits
+        // `32 * ((j - 1) % 8)`, 1 + the score the evaluator at slot `t` gave the
+        // author at slot `t + j mod #authors`, `1 <= j <= k_eff` (0: no ballot).
         mapping(uint256 => uint256) packedScores;
+        // committee runs: the slot of the author at anchoring position `p` is byte
+        // `p % 32` (low byte first) of word `p / 32`
+        uint256[8] slotOf;
+    }
+
+    /// @dev A round's committee, loaded into memory once per `submitBallots`/election.
+    struct Committee {
+        uint256 authors; // m
+        uint256 size; // k_eff = min(k, m - 1)
+        uint256[8] slotOf; // as `RoundState.slotOf`
+        uint256 evaluatorSlot; // the slot of the ballot being read
+        bytes32 seed; // the round's tie-order seed (`roundSeed`)
     }
 
     // -------------------------------------------------------------------- storage
@@ -234,6 +262,14 @@ contract CandidateSelection {
     /// @param candidates The elected candidates, best first.
     /// @param totals Their standings (Borda points or median scores).
     event Elected(uint32 indexed round, address[] candidates, uint32[] totals);
+    /// @notice The round's updates were sealed: no update can be anchored any more.
+    /// @param round The sealed round.
+    /// @param sealBlock The block of the seal, whose hash seeds the round's committees.
+    event RoundSealed(uint32 indexed round, uint256 sealBlock);
+    /// @notice A committee run drew the round's committees (at its first ballot).
+    /// @param round The round.
+    /// @param committeeSeed `keccak256(abi.encode(blockhash(sealBlock), roundSeed(round)))`.
+    event CommitteeDrawn(uint32 indexed round, bytes32 committeeSeed);
 
     // --------------------------------------------------------------------- errors
 
@@ -269,6 +305,12 @@ contract CandidateSelection {
     /// @notice The run has more participants than its election rule supports under the
     /// transaction gas cap (`MAX_MEDIAN_PARTICIPANTS` for the median rule).
     error TooManyParticipantsForRule(uint8 electionRule, uint256 numParticipants, uint256 maximum);
+    /// @notice The committee size is above `numParticipants - 1` (at deployment,
+    /// `numParticipants` is `MAX_PARTICIPANTS`).
+    error InvalidCommitteeSize(uint256 committeeSize, uint256 numParticipants);
+    /// @notice Under the median rule with committees, `electByMedian` would read more
+    /// than `MAX_MEDIAN_WORDS` storage words: `words = n * ceil(k / 8)`.
+    error TooManyScoresForMedian(uint256 numParticipants, uint256 committeeSize, uint256 words, uint256 maximum);
     /// @notice Two arrays that must have equal lengths do not.
     error LengthMismatch(uint256 a, uint256 b);
     /// @notice A batch is empty.
@@ -283,8 +325,18 @@ contract CandidateSelection {
     error WrongRound(uint32 round, uint32 expected);
     /// @notice The account is not a participant (or not the owner where the owner is required).
     error UnknownParticipant(address account);
-    /// @notice Updates of the round can no longer be anchored (ballots exist or it is elected).
+    /// @notice Updates of the round can no longer be anchored, or sealed again (sealed,
+    /// ballots exist or it is elected).
     error UpdatesSealed(uint32 round);
+    /// @notice A committee run takes ballots only once `sealUpdates(round)` ran.
+    error UpdatesNotSealed(uint32 round);
+    /// @notice `blockhash(sealBlock)` is not available: the first ballot of a committee
+    /// run came in the seal's own block or more than 256 blocks after it. In the latter
+    /// case the round cannot draw its committees any more.
+    error CommitteeSeedUnavailable(uint32 round, uint256 sealBlock);
+    /// @notice In a committee run, the ballot of `evaluator` scores `peer`, which is not
+    /// one of its assigned peers.
+    error NotAssigned(uint32 round, address evaluator, address peer);
     /// @notice The round has not been elected.
     error NotElected(uint32 round);
     /// @notice The round has no anchored update.
@@ -297,12 +349,15 @@ contract CandidateSelection {
     error DuplicateBallot(uint32 round, address evaluator);
     /// @notice A ballot scores its own evaluator.
     error SelfScore(address evaluator);
-    /// @notice A ballot scores a peer that anchored no update in the round.
+    /// @notice A ballot scores a peer that anchored no update in the round, or (in a
+    /// committee run) comes from an evaluator that anchored none (then `peer` is the
+    /// evaluator).
     error NotAnAuthor(uint32 round, address peer);
     /// @notice A ballot scores the same peer twice.
     error DuplicatePeer(address peer);
     /// @notice A ballot does not score every update author of the round other than its
-    /// evaluator: it has `peers` peers where `expected` are required.
+    /// evaluator (committee runs: all of its `k_eff` assigned peers): it has `peers`
+    /// peers where `expected` are required.
     error IncompleteBallot(uint32 round, address evaluator, uint256 peers, uint256 expected);
     /// @notice A score exceeds `MAX_SCORE`.
     error ScoreOutOfRange(uint32 score);
@@ -330,8 +385,9 @@ contract CandidateSelection {
 
     /// @notice Create a run with fixed parameters; participants follow with `register`.
     /// @dev Checks what does not depend on the roster: `1 <= M <= 256`,
-    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0 or 1;
-    /// `open()` checks `M <= n`, `quorum <= n` and the rule's participant limit.
+    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0 or 1,
+    /// committee size at most 255; `open()` checks `M <= n`, `quorum <= n`, `k <= n - 1`
+    /// and the rule's size limit.
     /// @param runId_ 32-byte identifier of the run (signed by every participant's join).
     /// @param params_ The run's parameters.
     constructor(bytes32 runId_, Params memory params_) {
@@ -346,6 +402,9 @@ contract CandidateSelection {
         }
         if (params_.shareFractionPpm == 0 || params_.shareFractionPpm > PPM) {
             revert InvalidShareFraction(params_.shareFractionPpm);
+        }
+        if (params_.committeeSize > MAX_PARTICIPANTS - 1) {
+            revert InvalidCommitteeSize(params_.committeeSize, MAX_PARTICIPANTS);
         }
         _owner = msg.sender;
         _runId = runId_;
@@ -388,8 +447,11 @@ contract CandidateSelection {
     }
 
     /// @notice Seal the roster and open the run (owner, once).
-    /// @dev Checks `n >= 1`, `M <= n`, `quorum <= n` and, under the median rule,
-    /// `n <= MAX_MEDIAN_PARTICIPANTS`; stores the roster digest
+    /// @dev Checks `n >= 1`, `M <= n`, `quorum <= n`, committee size `k <= n - 1`
+    /// (`InvalidCommitteeSize`) and, under the median rule, the words `electByMedian`
+    /// reads: `n <= MAX_MEDIAN_PARTICIPANTS` for `k = 0` (`TooManyParticipantsForRule`),
+    /// `n * ceil(k / 8) <= MAX_MEDIAN_WORDS` for `k >= 1` (`TooManyScoresForMedian`);
+    /// stores the roster digest
     /// `keccak256(abi.encodePacked(participants))` (each address padded to 32 bytes, in
     /// registration order) and emits `RunOpened`.
     function open() external onlyOwner beforeOpen {
@@ -398,8 +460,16 @@ contract CandidateSelection {
         Params memory runParams = _params;
         if (runParams.numCandidates > n) revert InvalidCandidateCount(runParams.numCandidates, n);
         if (runParams.quorum > n) revert InvalidQuorum(runParams.quorum, n);
-        if (runParams.electionRule == RULE_MEDIAN_SCORE && n > MAX_MEDIAN_PARTICIPANTS) {
-            revert TooManyParticipantsForRule(runParams.electionRule, n, MAX_MEDIAN_PARTICIPANTS);
+        uint256 k = runParams.committeeSize;
+        if (k > n - 1) revert InvalidCommitteeSize(k, n);
+        if (runParams.electionRule == RULE_MEDIAN_SCORE) {
+            if (k == 0 && n > MAX_MEDIAN_PARTICIPANTS) {
+                revert TooManyParticipantsForRule(runParams.electionRule, n, MAX_MEDIAN_PARTICIPANTS);
+            }
+            uint256 words = n * _wordsPerBallot(k);
+            if (k != 0 && words > MAX_MEDIAN_WORDS) {
+                revert TooManyScoresForMedian(n, k, words, MAX_MEDIAN_WORDS);
+            }
         }
         bytes32 digest = keccak256(abi.encodePacked(_participants));
         _rosterDigest = digest;
@@ -410,8 +480,8 @@ contract CandidateSelection {
     // -------------------------------------------------------------------- anchors
 
     /// @notice Anchor the digests of one phase of a round in one transaction.
-    /// @dev UPDATE: `round == currentRound()`, authors are participants, not after the
-    /// round's first ballot or election. GLOBAL_MODEL: the only author is the owner;
+    /// @dev UPDATE: `round == currentRound()`, authors are participants, not after
+    /// `sealUpdates(round)`, the round's first ballot or election. GLOBAL_MODEL: the only author is the owner;
     /// round 0 (initial model) once before any round completes, round `r >= 1` only
     /// when `r == currentRound()` is elected — this completes round `r`. EVALUATION:
     /// authors are participants and `1 <= round <= lastCompletedRound()`.
@@ -470,7 +540,7 @@ contract CandidateSelection {
         uint32 current = _lastCompletedRound + 1;
         if (kind == KIND_UPDATE) {
             if (round != current) revert WrongRound(round, current);
-            if (rs.elected || rs.evaluators.length != 0) revert UpdatesSealed(round);
+            if (rs.elected || rs.sealBlock != 0 || rs.evaluators.length != 0) revert UpdatesSealed(round);
         } else if (kind == KIND_GLOBAL_MODEL) {
             if (round == 0) {
                 if (_lastCompletedRound != 0) revert WrongRound(round, current);
@@ -497,6 +567,26 @@ contract CandidateSelection {
         }
     }
 
+    /// @notice Seal the updates of the current round (owner, once per round): no update
+    /// can be anchored afterwards, and this block's hash seeds the round's committees.
+    /// @dev Required before the first ballot of a committee run (`UpdatesNotSealed`);
+    /// optional in a run of committee size 0, where the first ballot seals as well.
+    /// Stores `sealBlockOf(round) = block.number` and emits `RoundSealed`. The
+    /// committees are drawn at the round's first ballot, which must come in a later
+    /// block and within 256 blocks (`CommitteeSeedUnavailable` otherwise). Reverts
+    /// `WrongRound`, `NoUpdates`, or `UpdatesSealed` if already sealed (explicitly, by a
+    /// ballot or by the election).
+    /// @param round The current round.
+    function sealUpdates(uint32 round) external onlyOwner whenOpen {
+        uint32 current = _lastCompletedRound + 1;
+        if (round != current) revert WrongRound(round, current);
+        RoundState storage rs = _rounds[round];
+        if (rs.authors.length == 0) revert NoUpdates(round);
+        if (rs.elected || rs.sealBlock != 0 || rs.evaluators.length != 0) revert UpdatesSealed(round);
+        rs.sealBlock = uint64(block.number);
+        emit RoundSealed(round, block.number);
+    }
+
     // -------------------------------------------------------------------- ballots
 
     /// @notice Submit signed ballots of the current round (may be called several times).
@@ -508,6 +598,20 @@ contract CandidateSelection {
     /// the evaluator (`IncompleteBallot`), and the signature is a 65-byte low-s EIP-712
     /// signature of the evaluator. Cost O(k + M log k) per ballot of `k` peers (Borda),
     /// O(k) plus ceil(#authors / 8) storage writes (median).
+    ///
+    /// Committee runs (`committeeSize = k >= 1`, `m` authors, `k_eff = min(k, m - 1)`):
+    /// the round must be sealed (`UpdatesNotSealed`). The first ballot of the round
+    /// draws the committees: committee seed `keccak256(abi.encode(blockhash(sealBlock),
+    /// roundSeed(round)))` (`CommitteeSeedUnavailable` if that hash is 0: the seal's
+    /// own block, or more than 256 blocks later), then a Fisher-Yates order of the
+    /// anchoring positions: for `i = m-1` down to 1, `j = uint256(keccak256(abi.encode(
+    /// seed, i))) % (i + 1)`, swap `order[i]` and `order[j]`; the author at position
+    /// `order[t]` gets slot `t` (`committeeSlotsOf`); emits `CommitteeDrawn`. The
+    /// evaluator must be an update author (`NotAnAuthor`), and its peers exactly the
+    /// authors at slots `t+1, ..., t+k_eff` (mod `m`) from its slot `t`, in any order
+    /// (`NotAssigned`, `IncompleteBallot` with `expected = k_eff`). Cost O(k_eff +
+    /// M log k_eff) per ballot (Borda), O(k_eff) and ceil(k_eff / 8) storage writes
+    /// (median), plus O(m) once for the draw (`seccl_flwr.protocol.committee`).
     /// @param round The current round.
     /// @param ballots The ballots.
     function submitBallots(uint32 round, Ballot[] calldata ballots) external onlyOwner whenOpen {
@@ -521,9 +625,73 @@ contract CandidateSelection {
         bytes32 domain = domainSeparator();
         Params memory runParams = _params;
         uint256 m = runParams.electionRule == RULE_MEDIAN_SCORE ? 0 : runParams.numCandidates;
-        for (uint256 b = 0; b < ballots.length; ++b) {
-            _castBallot(round, rs, ballots[b], domain, m);
+        Committee memory committee; // authors == 0: full cross-evaluation
+        if (runParams.committeeSize != 0) {
+            committee = _drawnCommittee(round, rs, runParams.committeeSize);
         }
+        for (uint256 b = 0; b < ballots.length; ++b) {
+            _castBallot(round, rs, ballots[b], domain, m, committee);
+        }
+    }
+
+    /// @dev The round's committee of a committee run of size `k`, drawn and stored at
+    /// the round's first ballot (see `submitBallots`), else read from storage.
+    function _drawnCommittee(uint32 round, RoundState storage rs, uint256 k)
+        private
+        returns (Committee memory c)
+    {
+        if (rs.committeeSeed == bytes32(0)) {
+            uint256 sealBlock = rs.sealBlock;
+            if (sealBlock == 0) revert UpdatesNotSealed(round);
+            bytes32 hash = blockhash(sealBlock);
+            if (hash == bytes32(0)) revert CommitteeSeedUnavailable(round, sealBlock);
+            bytes32 committeeSeed = keccak256(abi.encode(hash, rs.seed));
+            uint256 a = rs.authors.length;
+            c.authors = a;
+            c.size = k < a - 1 ? k : a - 1;
+            c.slotOf = _committeeSlots(committeeSeed, a);
+            c.seed = rs.seed;
+            for (uint256 w = 0; w < (a + 31) / 32; ++w) {
+                rs.slotOf[w] = c.slotOf[w];
+            }
+            rs.committeeSeed = committeeSeed;
+            emit CommitteeDrawn(round, committeeSeed);
+        } else {
+            c = _storedCommittee(rs, k);
+        }
+    }
+
+    /// @dev The stored committee of a round whose committees are drawn.
+    function _storedCommittee(RoundState storage rs, uint256 k) private view returns (Committee memory c) {
+        uint256 a = rs.authors.length;
+        c.authors = a;
+        c.size = k < a - 1 ? k : a - 1;
+        c.seed = rs.seed;
+        for (uint256 w = 0; w < (a + 31) / 32; ++w) {
+            c.slotOf[w] = rs.slotOf[w];
+        }
+    }
+
+    /// @dev The Fisher-Yates committee order of `a >= 1` authors from `seed`, returned
+    /// inverted and packed: the slot of position `p` is byte `p % 32` of word `p / 32`.
+    function _committeeSlots(bytes32 seed, uint256 a) private pure returns (uint256[8] memory slotOf) {
+        uint256[] memory order = new uint256[](a);
+        for (uint256 i = 0; i < a; ++i) {
+            order[i] = i;
+        }
+        for (uint256 i = a - 1; i > 0; --i) {
+            uint256 j = uint256(keccak256(abi.encode(seed, i))) % (i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        for (uint256 t = 0; t < a; ++t) {
+            uint256 position = order[t];
+            slotOf[position / 32] |= t << (8 * (position % 32));
+        }
+    }
+
+    /// @dev The slot of anchoring position `position` in a packed slot table.
+    function _slot(uint256[8] memory slotOf, uint256 position) private pure returns (uint256) {
+        return (slotOf[position / 32] >> (8 * (position % 32))) & 0xff;
     }
 
     /// @dev Validate, verify and record one ballot: tally its Borda points (`m` = M), or
@@ -533,14 +701,17 @@ contract CandidateSelection {
         RoundState storage rs,
         Ballot calldata ballot,
         bytes32 domain,
-        uint256 m
+        uint256 m,
+        Committee memory committee
     ) private {
         address evaluator = ballot.evaluator;
         if (_indexPlusOne[evaluator] == 0) revert UnknownParticipant(evaluator);
         mapping(address => bytes32) storage ballotSlots = _anchors[round][KIND_BALLOT];
         if (ballotSlots[evaluator] != bytes32(0)) revert DuplicateBallot(round, evaluator);
 
-        uint256[] memory keysOrWords = _readBallot(round, rs, ballot, m == 0);
+        uint256[] memory keysOrWords = committee.authors == 0
+            ? _readBallot(round, rs, ballot, m == 0)
+            : _readCommitteeBallot(round, rs, ballot, m == 0, committee);
 
         bytes32 digest = _ballotDigest(domain, round, evaluator, ballot.peers, ballot.scores);
         address recovered = _recover(digest, ballot.signature);
@@ -550,7 +721,12 @@ contract CandidateSelection {
         uint256 ballotIndex = rs.evaluators.length;
         rs.evaluators.push(evaluator);
         if (m == 0) {
-            _storeScores(rs, keysOrWords, ballotIndex);
+            // committee runs: the ballot's words are stored by the evaluator's slot
+            _storeScores(
+                rs,
+                keysOrWords,
+                committee.authors == 0 ? ballotIndex : _slot(committee.slotOf, rs.info[evaluator].position)
+            );
         } else {
             _tally(rs, ballot.peers, keysOrWords, m);
         }
@@ -595,6 +771,59 @@ contract CandidateSelection {
         if (k != expected) revert IncompleteBallot(round, evaluator, k, expected);
     }
 
+    /// @dev `_readBallot` of a committee run: the evaluator is an author, every peer is
+    /// one of its assigned peers, once, and all `k_eff` are there. Median (`packed`):
+    /// the score of the peer at slot offset `j` goes to entry `j - 1`.
+    function _readCommitteeBallot(
+        uint32 round,
+        RoundState storage rs,
+        Ballot calldata ballot,
+        bool packed,
+        Committee memory c
+    ) private view returns (uint256[] memory out) {
+        address[] calldata peers = ballot.peers;
+        uint256 k = peers.length;
+        if (k != ballot.scores.length) revert LengthMismatch(k, ballot.scores.length);
+        address evaluator = ballot.evaluator;
+        AuthorInfo storage evaluatorInfo = rs.info[evaluator];
+        if (!evaluatorInfo.isAuthor) revert NotAnAuthor(round, evaluator);
+        c.evaluatorSlot = _slot(c.slotOf, evaluatorInfo.position);
+        out = new uint256[](packed ? _wordsPerBallot(c.size) : k);
+        _readAssignedPeers(round, rs, evaluator, peers, ballot.scores, packed, c, out);
+        if (k != c.size) revert IncompleteBallot(round, evaluator, k, c.size);
+    }
+
+    /// @dev The peer loop of `_readCommitteeBallot` (sort keys or packed scores into `out`).
+    function _readAssignedPeers(
+        uint32 round,
+        RoundState storage rs,
+        address evaluator,
+        address[] calldata peers,
+        uint32[] calldata scores,
+        bool packed,
+        Committee memory c,
+        uint256[] memory out
+    ) private view {
+        uint256 seen = 0; // bitmap of slot offsets, < 256
+        for (uint256 i = 0; i < peers.length; ++i) {
+            address peer = peers[i];
+            if (peer == evaluator) revert SelfScore(evaluator);
+            AuthorInfo storage info = rs.info[peer];
+            if (!info.isAuthor) revert NotAnAuthor(round, peer);
+            uint256 offset = (_slot(c.slotOf, info.position) + c.authors - c.evaluatorSlot) % c.authors;
+            if (offset > c.size) revert NotAssigned(round, evaluator, peer);
+            if ((seen >> offset) & 1 != 0) revert DuplicatePeer(peer);
+            seen |= uint256(1) << offset;
+            uint32 score = scores[i];
+            if (score > MAX_SCORE) revert ScoreOutOfRange(score);
+            if (packed) {
+                _pack(out, offset - 1, score);
+            } else {
+                out[i] = _sortKey(score, c.seed, peer, i);
+            }
+        }
+    }
+
     /// @dev Put `score + 1` into the 32 bits of author `position` of a packed ballot.
     function _pack(uint256[] memory words, uint256 position, uint32 score) private pure {
         words[position / SCORES_PER_WORD] |= (uint256(score) + 1) << (32 * (position % SCORES_PER_WORD));
@@ -627,10 +856,44 @@ contract CandidateSelection {
     /// @dev Needs at least `quorum` ballots (`QuorumNotReached`). Ranks the round's
     /// update authors by total points (ties in the round's tie order) and stores the
     /// first `min(M, #authors)`. Cost O(#authors * log(#authors)).
+    /// Committee runs rank by the normalised standing `floor(points * 1e6 / received)`
+    /// (0 if the author received no ballot), where `received` is the number of its
+    /// assigned evaluators that cast a ballot; `totalsOf` reports it from here on
+    /// (the raw points before). Counting `received` costs O(#ballots + #authors): a
+    /// bitmap of the slots that voted, slid over each author's `k_eff` evaluator slots.
     /// @param round The current round.
     function elect(uint32 round) external onlyOwner whenOpen {
         (RoundState storage rs, Params memory runParams) = _electable(round, RULE_TRUNCATED_BORDA);
+        if (runParams.committeeSize != 0) {
+            _normaliseBorda(rs, _storedCommittee(rs, runParams.committeeSize));
+        }
         _elect(round, rs, runParams.numCandidates);
+    }
+
+    /// @dev Replace every author's Borda points by `floor(points * 1e6 / received)`.
+    function _normaliseBorda(RoundState storage rs, Committee memory c) private {
+        uint256 a = c.authors;
+        uint256 voted = 0; // bitmap of the slots that cast a ballot
+        uint256 ballots = rs.evaluators.length;
+        for (uint256 b = 0; b < ballots; ++b) {
+            voted |= uint256(1) << _slot(c.slotOf, rs.info[rs.evaluators[b]].position);
+        }
+        // received[u]: voted slots among u-1, ..., u-k_eff (mod a)
+        uint256[] memory received = new uint256[](a);
+        uint256 count = 0;
+        for (uint256 j = 1; j <= c.size; ++j) {
+            count += (voted >> (a - j)) & 1;
+        }
+        received[0] = count;
+        for (uint256 u = 1; u < a; ++u) {
+            count = count + ((voted >> (u - 1)) & 1) - ((voted >> ((u - 1 + a - c.size) % a)) & 1);
+            received[u] = count;
+        }
+        for (uint256 position = 0; position < a; ++position) {
+            AuthorInfo storage info = rs.info[rs.authors[position]];
+            uint256 r = received[_slot(c.slotOf, position)];
+            info.points = r == 0 ? 0 : uint32((uint256(info.points) * PPM) / r);
+        }
     }
 
     /// @notice Elect the candidates of the current round under the median rule, given
@@ -642,13 +905,21 @@ contract CandidateSelection {
     /// median is O(k), where selecting it would be O(k log k); anyone can compute them
     /// from the ballots (`seccl_flwr.protocol.election`). Then ranks the authors by
     /// median (ties in the round's tie order) as `elect` does. Cost O(#ballots *
-    /// #authors) plus the ranking.
+    /// #authors) plus the ranking. Committee runs: an author's scores are those of its
+    /// `k_eff` assigned evaluators that voted; the contract reads `#authors *
+    /// ceil(k_eff / 8)` storage words (at most `MAX_MEDIAN_WORDS`, checked by `open`)
+    /// and checks each median in O(k_eff): O(#authors * k_eff) in all.
     /// @param round The current round.
     /// @param medians The median received score of each update author, in anchoring order.
     function electByMedian(uint32 round, uint32[] calldata medians) external onlyOwner whenOpen {
         (RoundState storage rs, Params memory runParams) = _electable(round, RULE_MEDIAN_SCORE);
         uint256 a = rs.authors.length;
         if (medians.length != a) revert LengthMismatch(medians.length, a);
+        if (runParams.committeeSize != 0) {
+            _checkCommitteeMedians(round, rs, medians, _storedCommittee(rs, runParams.committeeSize));
+            _elect(round, rs, runParams.numCandidates);
+            return;
+        }
         uint256 ballots = rs.evaluators.length;
         uint256 perBallot = _wordsPerBallot(a);
         uint256[] memory words = new uint256[](ballots * perBallot);
@@ -708,6 +979,68 @@ contract CandidateSelection {
         emit Elected(round, candidates, totals);
     }
 
+    /// @dev `electByMedian`'s check and storage of the claimed medians in a committee run.
+    function _checkCommitteeMedians(
+        uint32 round,
+        RoundState storage rs,
+        uint32[] calldata medians,
+        Committee memory c
+    ) private {
+        uint256 a = c.authors;
+        uint256 perBallot = _wordsPerBallot(c.size);
+        uint256[] memory words = new uint256[](a * perBallot);
+        for (uint256 i = 0; i < words.length; ++i) {
+            words[i] = rs.packedScores[i];
+        }
+        for (uint256 position = 0; position < a; ++position) {
+            address author = rs.authors[position];
+            uint32 claimed = medians[position];
+            if (!_isCommitteeLowerMedian(words, perBallot, c, _slot(c.slotOf, position), claimed)) {
+                revert WrongMedian(round, author, claimed);
+            }
+            rs.info[author].points = claimed;
+        }
+    }
+
+    /// @dev Whether `claimed` is the lower median of the scores the author at slot `u`
+    /// received from the evaluators at slots `u - j`, `1 <= j <= k_eff`, each stored in
+    /// entry `j - 1` of that evaluator's words (0 if it received none). The loop runs
+    /// `#authors * k_eff` times per election: its arithmetic is unchecked (every value
+    /// is below 2^32) and its reads skip the bounds check (`t < a` and `j - 1 < k_eff`,
+    /// so every index is below `words.length = a * perBallot`).
+    function _isCommitteeLowerMedian(
+        uint256[] memory words,
+        uint256 perBallot,
+        Committee memory c,
+        uint256 u,
+        uint256 claimed
+    ) private pure returns (bool) {
+        uint256 k = 0;
+        uint256 below = 0;
+        uint256 atMost = 0;
+        unchecked {
+            uint256 t = u;
+            for (uint256 e = 0; e < c.size; ++e) {
+                t = t == 0 ? c.authors - 1 : t - 1; // the evaluator at slot u - (e + 1)
+                uint256 value;
+                // entry `e` of ballot `t`: bits 32 * (e % 8) of word t * perBallot + e / 8
+                // solhint-disable-next-line no-inline-assembly
+                assembly ("memory-safe") {
+                    let word := mload(add(add(words, 0x20), shl(5, add(mul(t, perBallot), shr(3, e)))))
+                    value := and(shr(shl(5, and(e, 7)), word), 0xffffffff)
+                }
+                if (value != 0) {
+                    ++k;
+                    if (value <= claimed) ++below;
+                    if (value <= claimed + 1) ++atMost;
+                }
+            }
+        }
+        if (k == 0) return claimed == 0;
+        uint256 half = (k - 1) / 2;
+        return below < half + 1 && atMost > half;
+    }
+
     /// @dev Whether `claimed` is the lower median of the scores of author `position`
     /// in the packed ballots `words` (0 if it received none).
     function _isLowerMedian(
@@ -758,7 +1091,7 @@ contract CandidateSelection {
 
     /// @notice The run's parameters, fixed at deployment.
     /// @return The parameters (`numCandidates`, `quorum`, `shareFractionPpm`,
-    /// `perTensor`, `electionRule`).
+    /// `perTensor`, `electionRule`, `committeeSize`).
     function params() external view returns (Params memory) {
         return _params;
     }
@@ -787,6 +1120,37 @@ contract CandidateSelection {
     /// @return The seed (zero before any update of the round).
     function roundSeed(uint32 round) external view returns (bytes32) {
         return _rounds[round].seed;
+    }
+
+    /// @notice The block in which `sealUpdates(round)` sealed the round's updates.
+    /// @param round The round.
+    /// @return The seal block; 0 if the round was not sealed with `sealUpdates`.
+    function sealBlockOf(uint32 round) external view returns (uint256) {
+        return _rounds[round].sealBlock;
+    }
+
+    /// @notice The committee seed of a round of a committee run:
+    /// `keccak256(abi.encode(blockhash(sealBlockOf(round)), roundSeed(round)))`.
+    /// @param round The round.
+    /// @return The seed; zero until the round's first ballot drew the committees.
+    function committeeSeedOf(uint32 round) external view returns (bytes32) {
+        return _rounds[round].committeeSeed;
+    }
+
+    /// @notice The committee slot of every update author of a round (committee runs):
+    /// the author at slot `t` scores the authors at slots `t+1, ..., t+k_eff` (mod the
+    /// number of authors).
+    /// @param round The round.
+    /// @return slots The slot of each author of `updateAuthors(round)`, in anchoring
+    /// order; empty until the committees are drawn.
+    function committeeSlotsOf(uint32 round) external view returns (uint256[] memory slots) {
+        RoundState storage rs = _rounds[round];
+        if (rs.committeeSeed == bytes32(0)) return slots;
+        Committee memory c = _storedCommittee(rs, 1);
+        slots = new uint256[](c.authors);
+        for (uint256 position = 0; position < c.authors; ++position) {
+            slots[position] = _slot(c.slotOf, position);
+        }
     }
 
     /// @notice The participants in registration order.
@@ -856,8 +1220,9 @@ contract CandidateSelection {
         return rs.candidates;
     }
 
-    /// @notice The standings of all update authors of a round: Borda totals (so far), or
-    /// median scores (from `elect` on; zero before).
+    /// @notice The standings of all update authors of a round: Borda totals (so far;
+    /// in a committee run the normalised standings from `elect` on), or median scores
+    /// (from `elect` on; zero before).
     /// @param round The round.
     /// @return authors The update authors in anchoring order.
     /// @return points Their standings.

@@ -118,10 +118,13 @@ def deploy(
     batch: int | None = None,
     open_run: bool = True,
     election_rule: int = 0,
+    committee_size: int = 0,
 ) -> Any:
     """Deploy, register ``accounts`` (in batches of ``batch``, default one) with their
     join signatures and open the run; return the contract object."""
-    params = RunParams(num_candidates, quorum, share_fraction_ppm, per_tensor, election_rule)
+    params = RunParams(
+        num_candidates, quorum, share_fraction_ppm, per_tensor, election_rule, committee_size
+    )
     csc = create(w3, owner, run_id, params)
     signatures = join_signatures(run_id, w3.eth.chain_id, accounts)
     addresses = [a.address for a in accounts]

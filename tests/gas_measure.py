@@ -13,6 +13,7 @@ from typing import Any
 from eth_utils import keccak
 from web3 import Web3
 
+from seccl_flwr.protocol import committee as committees
 from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.election import median_standings
 from seccl_flwr.protocol.params import MEDIAN_SCORE, RunParams
@@ -34,7 +35,9 @@ class RoundGas:
     """Gas used by each transaction of one run opening and one round.
 
     ``register``, ``anchor`` and ``evaluation`` hold ``(batch size, gas)``; ``ballots``
-    holds ``(ballots in the batch, peers per ballot, M, gas)``.
+    holds ``(ballots in the batch, peers per ballot, M, gas)``; ``seal`` is the gas of
+    ``sealUpdates`` (0 if the round was not sealed); the first ballot batch of a
+    committee run includes the committee draw.
     """
 
     n: int
@@ -42,6 +45,7 @@ class RoundGas:
     register: list[tuple[int, int]] = field(default_factory=list)
     open: int = 0
     anchor: list[tuple[int, int]] = field(default_factory=list)
+    seal: int = 0
     ballots: list[tuple[int, int, int, int]] = field(default_factory=list)
     elect: int = 0
     global_model: int = 0
@@ -54,6 +58,7 @@ class RoundGas:
             *(g for _, g in self.register),
             self.open,
             *(g for _, g in self.anchor),
+            *([self.seal] if self.seal else []),
             *(g for *_, g in self.ballots),
             self.elect,
             self.global_model,
@@ -84,6 +89,8 @@ def measure_round(
     seed: int = 0,
     gas: int | None = None,
     election_rule: int = 0,
+    committee_size: int = 0,
+    seal: bool | None = None,
 ) -> RoundGas:
     """Open a run of ``n`` participants and play round 1 with every batch measured.
 
@@ -105,13 +112,20 @@ def measure_round(
         The gas limit of every transaction; estimated by the node if ``None``.
     election_rule
         The run's election rule (0 truncated Borda, 1 median score).
+    committee_size
+        The run's committee size ``k`` (0: full cross-evaluation): each voter's
+        ballot scores its assigned peers (:mod:`seccl_flwr.protocol.committee`).
+    seal
+        Whether to call ``sealUpdates`` before the ballots (default: in committee
+        runs, where it is required).
     """
     rng = random.Random(seed)
     tx = {} if gas is None else {"gas": gas}
     accounts = make_keys(n, f"gas/{n}")
     addresses = [a.address for a in accounts]
     result = RoundGas(n, m)
-    csc = create(w3, owner, RUN_ID, RunParams(m, 1, 100_000, False, election_rule))
+    params = RunParams(m, 1, 100_000, False, election_rule, committee_size)
+    csc = create(w3, owner, RUN_ID, params)
     result.contract = csc
     signatures = join_signatures(RUN_ID, w3.eth.chain_id, accounts)
     for chunk in _chunks(range(n), register_batch):
@@ -124,17 +138,24 @@ def measure_round(
         receipt = send(csc.functions.anchor(1, Kind.UPDATE, list(chunk), digests), owner, **tx)
         result.anchor.append((len(chunk), receipt.gasUsed))
 
+    assigned = committees.assignments(addresses, None, 0)
+    if committee_size if seal is None else seal:
+        result.seal = send(csc.functions.sealUpdates(1), owner, **tx).gasUsed
+        w3.provider.make_request("evm_mine", [])  # calls run in the latest block
+        block_hash = w3.eth.get_block(csc.functions.sealBlockOf(1).call())["hash"]
+        seed = committees.committee_seed(bytes(block_hash), csc.functions.roundSeed(1).call())
+        assigned = committees.assignments(addresses, seed, committee_size)
     binding = binding_of(w3, csc)
     ballots, table = [], {}
     for voter in accounts[: voters or n]:
-        peers = [a for a in addresses if a != voter.address]
+        peers = list(assigned[voter.address])
         rng.shuffle(peers)
         scores = [rng.randrange(3) for _ in peers]
         table[voter.address] = dict(zip(peers, scores, strict=True))
         ballots.append(signed_ballot(binding, 1, voter, peers, scores))
     for chunk in _chunks(ballots, ballot_batches):
         receipt = send(csc.functions.submitBallots(1, list(chunk)), owner, **tx)
-        result.ballots.append((len(chunk), n - 1, m, receipt.gasUsed))
+        result.ballots.append((len(chunk), len(chunk[0][1]), m, receipt.gasUsed))
     if election_rule == MEDIAN_SCORE:
         medians = median_standings(dict.fromkeys(addresses, b""), table)
         elect = csc.functions.electByMedian(1, [medians[a] for a in addresses])

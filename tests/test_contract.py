@@ -185,7 +185,7 @@ def test_constructor_rejects_bad_params(w3, owner, params, error, args):
 
 
 def test_constructor_accepts_the_bounds(w3, owner):
-    for params in [(1, 1, 1, False, 0), (256, 256, 1_000_000, True, 0)]:
+    for params in [(1, 1, 1, False, 0, 0), (256, 256, 1_000_000, True, 0, 255)]:
         csc = create(w3, owner, RUN_ID, RunParams(*params))
         assert csc.functions.params().call() == params
 

@@ -27,14 +27,16 @@ Calls are ABI-encoded with eth-abi (:mod:`~seccl_flwr.chain.abi`) and sent by th
 (:func:`~seccl_flwr.chain.jsonrpc.json_rpc_of`); web3 is used for event decoding only.
 """
 
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from ..errors import ConfigurationError
+from ..protocol import committee
 from ..protocol.eip712 import Kind, RunBinding
 from ..protocol.election import median_standings
 from ..protocol.params import MEDIAN_SCORE, RunParams
@@ -43,7 +45,13 @@ from . import gas
 from .abi import contract_abi, hex_bytes, to_checksum_address
 from .artifact import load_artifact
 from .connection import EmbeddedProvider
-from .errors import ContractCodeMismatchError, NoContractError
+from .errors import (
+    CommitteeSeedMismatchError,
+    CommitteeUnavailableError,
+    ContractCodeMismatchError,
+    NoContractError,
+    NodeError,
+)
 from .jsonrpc import JsonRpc, json_rpc_of
 from .retry import RetryPolicy
 from .run_logs import ANCHORED_TOPIC, IN_ROUND_ORDER, RunLogs
@@ -56,6 +64,9 @@ __all__ = [
     "TxInfo",
     "open_run",
 ]
+
+SEAL_SUCCESSOR_TIMEOUT = 120.0
+"""Seconds :meth:`CandidateSelection.submit_ballots` waits for a block after the seal."""
 
 _FIXED_VIEWS = ("runId", "owner", "params", "openingBlock", "isOpen", "participants")
 """The views :meth:`CandidateSelection.attach` reads: fixed once deployed (the roster
@@ -276,14 +287,42 @@ class CandidateSelection:
             for part, part_digests in batches
         ]
 
+    def seal_updates(self, round_: int) -> TxInfo:
+        """Seal the round's updates: none can be anchored afterwards (``sealUpdates``).
+
+        Required before the first ballot of a committee run, whose committees are
+        drawn from the hash of this transaction's block; optional with committee size
+        0. The first ballot must then come in a later block and within 256 blocks.
+
+        Raises
+        ------
+        ContractRevertError
+            ``UpdatesSealed`` if already sealed (by this, a ballot or the election),
+            ``NoUpdates``, ``WrongRound``.
+        """
+        return self._transact("sealUpdates", round_)[1]
+
     def submit_ballots(self, round_: int, ballots: Sequence[SignedMessage]) -> list[TxInfo]:
-        """Submit signed ballots in batches sized by their gas (peers, ``M``, the rule)."""
+        """Submit signed ballots in batches sized by their gas (peers, ``M``, the rule).
+
+        Ballots may be partial (a committee run's ``k_eff`` peers): batches are sized
+        for the largest. A committee run's batches are sized by
+        :func:`~seccl_flwr.chain.gas.committee_ballot_batch_size` (at most 10 M gas,
+        the first batch's committee draw included); it first waits for a block after
+        the seal block (:meth:`_await_block_after_seal`).
+        """
         if not ballots:
             return []
         peers = max(len(b.peers) for b in ballots)
         params = self.params()
-        m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
-        size = gas.ballot_batch_size(peers, m)
+        if params.committee_size:
+            self._await_block_after_seal(round_)
+            size = gas.committee_ballot_batch_size(
+                peers, params.num_candidates, params.election_rule
+            )
+        else:
+            m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
+            size = gas.ballot_batch_size(peers, m)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
             for part in gas.batches(list(ballots), size)
@@ -399,6 +438,85 @@ class CandidateSelection:
         """Return the seed of the round's tie order (XOR of its anchored update digests)."""
         return bytes(self._view("roundSeed", round_))
 
+    def seal_block(self, round_: int) -> int:
+        """Return the block of the round's :meth:`seal_updates` (0: not sealed that way)."""
+        return int(self._view("sealBlockOf", round_))
+
+    def committee_seed(self, round_: int) -> bytes:
+        """Return the committee seed the contract drew at the round's first ballot.
+
+        ``keccak256(abi.encode(blockhash(seal_block), round_seed))``; 32 zero bytes
+        until drawn (and always with committee size 0).
+        """
+        return bytes(self._view("committeeSeedOf", round_))
+
+    def committee_slots(self, round_: int) -> list[int]:
+        """Return each update author's committee slot, in anchoring order (empty until drawn)."""
+        return [int(s) for s in self._view("committeeSlotsOf", round_)]
+
+    def updates_sealed(self, round_: int) -> bool:
+        """Return whether no update of the round can be anchored any more.
+
+        True once :meth:`seal_updates` ran, a ballot was cast or the round was
+        elected: what a resumed server needs to know before anchoring updates.
+        """
+        seal_block, ballots, elected = self._node.calls(
+            self.address,
+            (("sealBlockOf", (round_,)), ("ballotCount", (round_,)), ("isElected", (round_,))),
+        )
+        return bool(seal_block) or bool(ballots) or bool(elected)
+
+    def committee_assignment(self, round_: int) -> dict[str, list[str]]:
+        """Return the round's assignment: every update author -> the peers it scores.
+
+        The one derivation of the committees (strategy, client checks and audit all
+        call it): the run's committee size, the round's update authors, its seed and
+        seal block are read from the contract, the seal block's hash from the node
+        this client is connected to (never from the server), and
+        :func:`seccl_flwr.protocol.committee.assignments` does the rest. With committee
+        size 0 every author scores every other author and no seal is needed. Once the
+        contract has drawn the committees, its seed must equal the derived one.
+
+        Raises
+        ------
+        CommitteeUnavailableError
+            If a committee run's round is not sealed yet, or the node does not know
+            the seal block.
+        CommitteeSeedMismatchError
+            If the contract's drawn seed differs from the derived one.
+        """
+        size = self.params().committee_size
+        authors, round_seed, seal_block, drawn = self._node.calls(
+            self.address,
+            (
+                ("updateAuthors", (round_,)),
+                ("roundSeed", (round_,)),
+                ("sealBlockOf", (round_,)),
+                ("committeeSeedOf", (round_,)),
+            ),
+        )
+        if not authors:
+            return {}
+        if size == committee.FULL_CROSS_EVALUATION:
+            return committee.assignments(authors, None, size)
+        if not seal_block:
+            raise CommitteeUnavailableError(
+                f"round {round_}'s updates are not sealed: its committees are not drawn yet"
+            )
+        block = self._node.result("eth_getBlockByNumber", [hex(int(seal_block)), False])
+        if not block or not block.get("hash"):
+            raise CommitteeUnavailableError(
+                f"the node does not return block {int(seal_block)}, which sealed round {round_}"
+            )
+        seed = committee.committee_seed(hex_bytes(block["hash"]), bytes(round_seed))
+        if any(drawn) and bytes(drawn) != seed:
+            raise CommitteeSeedMismatchError(
+                f"round {round_}: the contract drew committee seed 0x{bytes(drawn).hex()}, "
+                f"but block {int(seal_block)}'s hash 0x{hex_bytes(block['hash']).hex()} from "
+                f"this node gives 0x{seed.hex()}"
+            )
+        return committee.assignments(authors, seed, size)
+
     def owner(self) -> str:
         """Return the run's owner (the server)."""
         if self._owner is None:  # set once by the constructor, never changes
@@ -473,6 +591,43 @@ class CandidateSelection:
         return bytes(ballot), candidates
 
     # --------------------------------------------------------------- internals
+    def _await_block_after_seal(self, round_: int) -> None:
+        """Return once the chain has a block after the round's seal block.
+
+        The first ballot of a committee run reads ``blockhash(sealBlock)``, which is 0
+        inside the seal block itself: a transaction mined later succeeds, but a
+        preflight ``eth_call`` or estimate against the seal block (the latest block on
+        an auto-mining dev chain) reverts ``CommitteeSeedUnavailable``. A dev chain
+        (embedded, anvil) is asked to mine an empty block (``evm_mine``); any other
+        node is polled until its next block, for at most :data:`SEAL_SUCCESSOR_TIMEOUT`.
+
+        Raises
+        ------
+        CommitteeUnavailableError
+            If no block follows the seal block in time.
+        """
+        seal_block, drawn = self._node.calls(
+            self.address, (("sealBlockOf", (round_,)), ("committeeSeedOf", (round_,)))
+        )
+        if not seal_block or any(bytes(drawn)):
+            return  # the contract names a missing seal; a drawn round needs no hash
+        asked_to_mine = False
+        deadline = time.monotonic() + SEAL_SUCCESSOR_TIMEOUT
+        while int(self._node.result("eth_blockNumber", []), 16) <= int(seal_block):
+            if not asked_to_mine:
+                asked_to_mine = True
+                try:
+                    self._node.result("evm_mine", [])
+                    continue
+                except NodeError:
+                    pass  # not a dev chain: its next block will come
+            if time.monotonic() > deadline:
+                raise CommitteeUnavailableError(
+                    f"no block after the seal block {int(seal_block)} of round {round_} "
+                    f"within {SEAL_SUCCESSOR_TIMEOUT:.0f} s"
+                )
+            time.sleep(0.5)
+
     def _transact(self, name: str, *args: Any) -> tuple[dict, TxInfo]:
         """Send a transaction calling ``name`` (or deploying) with ``args``."""
         data = self._abi.call_data(name, args)
@@ -491,6 +646,7 @@ def open_run(  # noqa: PLR0913 - deploy's arguments plus the roster
     roster: Mapping[str, bytes],
     gas_limit: int | None = None,
     retry: RetryPolicy | None = None,
+    committee_size: int | None = None,
 ) -> tuple[CandidateSelection, list[TxInfo]]:
     """Deploy, register ``roster`` and open a run; return its client and the txs.
 
@@ -502,6 +658,9 @@ def open_run(  # noqa: PLR0913 - deploy's arguments plus the roster
     roster : Mapping[str, bytes]
         Participant address -> its ``Join(run_id, address)`` signature
         (:func:`~seccl_flwr.protocol.eip712.sign_join`), in registration order.
+    committee_size : int | None
+        The committee size ``k`` to open with, overriding ``params.committee_size``
+        (``None``, default: keep it; 0 is full cross-evaluation).
 
     Raises
     ------
@@ -509,6 +668,8 @@ def open_run(  # noqa: PLR0913 - deploy's arguments plus the roster
         If the contract refuses a participant (e.g. ``InvalidJoinSignature``) or
         the parameters at opening (e.g. ``M`` or the quorum above ``n``).
     """
+    if committee_size is not None:
+        params = replace(params, committee_size=committee_size)
     csc, deployed = CandidateSelection.deploy(w3, sender, run_id, params, gas_limit, retry)
     registered = csc.register(list(roster), list(roster.values()))
     return csc, [deployed, *registered, csc.open()]

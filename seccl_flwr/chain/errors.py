@@ -90,3 +90,14 @@ class ContractRevertError(ChainError):
         self.error_args = error_args
         args = ", ".join(f"{k}={v}" for k, v in error_args.items())
         super().__init__(f"{function} reverted with {error_name}({args})")
+
+
+class CommitteeUnavailableError(ChainError):
+    """A round's committees cannot be derived yet (unsealed, or no seal block on the node)."""
+
+
+class CommitteeSeedMismatchError(ChainError):
+    """The contract's committee seed is not the one this node's seal block hash gives.
+
+    The node, or the chain it follows, is not the one the contract ran on.
+    """

@@ -54,6 +54,26 @@ ANCHOR_EVALUATION = (28305.2749, 28098.3649, 0.0)
 BALLOTS = (52348.1751, 2112.3365, 2948.0729, 63459.0446, 3451.8805, 840.3396, 0.0553)
 """Coefficients of :func:`ballot_features` for ``submitBallots``."""
 
+MAX_AUTHORS = 256
+"""The most update authors a round can have (the contract's participant limit)."""
+
+COMMITTEE_DRAW = (60_000.0, 2_200.0)
+"""Coefficients of ``1``, ``m`` bounding the committee draw of a committee run's first
+ballot batch (seed, Fisher-Yates over ``m`` authors, ``ceil(m / 32)`` slot words);
+see :func:`committee_draw_gas`."""
+
+COMMITTEE_BALLOT = 25_000
+"""Gas per ballot a committee ballot may cost above :func:`ballot_batch_gas` (the
+evaluator's seat and slot, the assignment check of each peer)."""
+
+FRESH_SLOT = 22_100
+"""Gas of a storage write from zero (EIP-2929 cold, EIP-2200): a committee ballot's
+points often go to an author with none yet, and a median ballot's words are fresh."""
+
+COMMITTEE_BUDGET = 10_000_000
+"""Gas budget of a committee run's ballot batch: issue 16's target of at most 10 M gas
+per transaction (at n = 100), under :data:`DEFAULT_BUDGET`."""
+
 ELECT_GAS_AT_256 = 8_920_776
 """Measured gas of ``elect`` at n = M = 256, the largest election (not batchable, and
 under the cap): O(n log n) for the ranking plus one storage slot per candidate."""
@@ -109,6 +129,62 @@ def anchor_gas(batch: int, kind: Kind = Kind.UPDATE) -> int:
 def ballot_batch_gas(batch: int, peers: int, num_candidates: int) -> int:
     """Return the modelled gas of ``submitBallots`` with ``batch`` ballots of ``peers`` peers."""
     return _model(BALLOTS, ballot_features(batch, peers, num_candidates))
+
+
+def committee_draw_gas(num_authors: int) -> int:
+    """Return a bound of the gas the first ballot batch of a committee run adds (the draw)."""
+    return _model(COMMITTEE_DRAW, (1.0, float(num_authors)))
+
+
+def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
+    batch: int,
+    peers: int,
+    num_candidates: int,
+    election_rule: int,
+    num_authors: int = MAX_AUTHORS,
+    draw: bool = True,
+) -> int:
+    """Return a bound of the gas of ``submitBallots`` in a committee run.
+
+    :func:`ballot_batch_gas` (with :func:`ballot_model_candidates`), plus per ballot
+    :data:`COMMITTEE_BALLOT`, plus fresh storage writes (:data:`FRESH_SLOT`): Borda
+    points of at most ``min(batch * min(M, k), m)`` authors with none yet, or the
+    ``ceil(k / 8)`` words of each median ballot; plus the draw
+    (:func:`committee_draw_gas`) if ``draw`` (the round's first batch). Checked
+    against measurements in ``tests/test_gas.py``.
+    """
+    m = ballot_model_candidates(peers, num_candidates, election_rule)
+    extra = batch * COMMITTEE_BALLOT
+    if election_rule == 0:
+        extra += FRESH_SLOT * min(batch * min(num_candidates, peers), num_authors)
+    else:
+        extra += FRESH_SLOT * batch * math.ceil(peers / 8)
+    if draw:
+        extra += committee_draw_gas(num_authors)
+    return ballot_batch_gas(batch, peers, m) + extra
+
+
+def committee_ballot_batch_size(
+    peers: int,
+    num_candidates: int,
+    election_rule: int,
+    num_authors: int = MAX_AUTHORS,
+    budget: int = COMMITTEE_BUDGET,
+) -> int:
+    """Return the most ballots of ``peers`` peers one committee-run ``submitBallots`` may take.
+
+    Every batch is sized as if it were the round's first (which pays the draw).
+
+    Raises
+    ------
+    ConfigurationError
+        If a single ballot exceeds the budget.
+    """
+    return _largest(
+        lambda b: committee_ballot_batch_gas(b, peers, num_candidates, election_rule, num_authors),
+        budget,
+        "committee ballot",
+    )
 
 
 def _largest(cost, budget: int, what: str) -> int:

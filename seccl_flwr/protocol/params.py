@@ -50,7 +50,46 @@ ELECTION_RULES = {TRUNCATED_BORDA: "borda", MEDIAN_SCORE: "median"}
 MAX_MEDIAN_PARTICIPANTS = 104
 """The contract opens a run under the median rule only up to this many participants:
 its ``electByMedian`` then stays under 80 % of the 2^24 transaction gas cap (measured
-on anvil: 11.0 M gas at n = 100, 13.5 M at n = 112; ``tests/test_gas.py``)."""
+on anvil: 11.0 M gas at n = 100, 13.5 M at n = 112; ``tests/test_gas.py``).
+With committees (``k >= 1``) the bound is :data:`MAX_MEDIAN_WORDS` instead."""
+
+MAX_MEDIAN_WORDS = 1352
+"""Under the median rule with committee size ``k >= 1``, the contract opens a run only
+if ``n * ceil(k / 8)`` (the storage words its ``electByMedian`` reads) is at most this
+(``104 * 13``, as many as full cross-evaluation at :data:`MAX_MEDIAN_PARTICIPANTS`)."""
+
+
+def median_words(num_participants: int, committee_size: int) -> int:
+    """Return the storage words ``electByMedian`` reads in a committee run: ``n * ceil(k / 8)``."""
+    return num_participants * -(-committee_size // 8)
+
+
+def check_committee_size(committee_size: int, num_participants: int, election_rule: int) -> int:
+    """Return ``committee_size`` if the contract opens a run of ``n`` with it, else raise.
+
+    ``0 <= k <= n - 1``; under the median rule also :func:`median_words` at most
+    :data:`MAX_MEDIAN_WORDS` (for ``k >= 1``).
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the bound ``k`` breaks.
+    """
+    k = committee_size
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ConfigurationError(f"committee_size must be an int >= 0, got {k!r}")
+    if k > max(num_participants - 1, 0):
+        raise ConfigurationError(
+            f"committee_size={k} exceeds the n - 1 = {num_participants - 1} peers of a participant"
+        )
+    words = median_words(num_participants, k)
+    if election_rule == MEDIAN_SCORE and k and words > MAX_MEDIAN_WORDS:
+        raise ConfigurationError(
+            f"the median election rule with committee size {k} and {num_participants} "
+            f"participants reads {words} storage words in its election, above the "
+            f"{MAX_MEDIAN_WORDS} that fit a transaction; use a smaller k or Borda"
+        )
+    return k
 
 
 def describe_rules() -> str:
@@ -90,6 +129,10 @@ class RunParams:
         Whether the share fraction applies to each tensor (else to the whole update).
     election_rule : int
         The election rule: ``TRUNCATED_BORDA`` (0) or ``MEDIAN_SCORE`` (1).
+    committee_size : int
+        ``k``, the evaluators of each update (:mod:`seccl_flwr.protocol.committee`):
+        0 (default) is full cross-evaluation, the paper's protocol; ``1 <= k <= n - 1``
+        draws per round which ``min(k, m - 1)`` peers each author scores.
     """
 
     num_candidates: int
@@ -97,13 +140,14 @@ class RunParams:
     share_fraction_ppm: int
     per_tensor: bool
     election_rule: int = TRUNCATED_BORDA
+    committee_size: int = 0
 
     @property
     def share_fraction(self) -> float:
         """The share fraction as a fraction in ``(0, 1]``."""
         return self.share_fraction_ppm / PPM
 
-    def as_tuple(self) -> tuple[int, int, int, bool, int]:
+    def as_tuple(self) -> tuple[int, int, int, bool, int, int]:
         """Return the ABI tuple of the contract's ``Params`` struct, in field order."""
         return (
             self.num_candidates,
@@ -111,13 +155,21 @@ class RunParams:
             self.share_fraction_ppm,
             self.per_tensor,
             self.election_rule,
+            self.committee_size,
         )
 
     @classmethod
     def from_tuple(cls, values: Sequence[Any]) -> "RunParams":
         """Return the parameters read from the contract's ``params()`` view."""
-        num_candidates, quorum, ppm, per_tensor, rule = values
-        return cls(int(num_candidates), int(quorum), int(ppm), bool(per_tensor), int(rule))
+        num_candidates, quorum, ppm, per_tensor, rule, committee_size = values
+        return cls(
+            int(num_candidates),
+            int(quorum),
+            int(ppm),
+            bool(per_tensor),
+            int(rule),
+            int(committee_size),
+        )
 
 
 def default_quorum(num_participants: int) -> int:
@@ -172,12 +224,15 @@ def run_params(
     per_tensor: bool,
     quorum: int | None = None,
     election_rule: int = TRUNCATED_BORDA,
+    committee_size: int = 0,
 ) -> RunParams:
     """Return the parameters a run of ``n`` participants opens with.
 
     ``M = num_candidates(candidate_fraction, n)``; the quorum defaults to a majority
     (:func:`default_quorum`); the share fraction is stored in ppm; the election rule
-    is one of :data:`ELECTION_RULES` (default truncated Borda, the paper's).
+    is one of :data:`ELECTION_RULES` (default truncated Borda, the paper's); the
+    committee size is checked by :func:`check_committee_size` (default 0, the paper's
+    full cross-evaluation).
 
     Raises
     ------
@@ -188,7 +243,11 @@ def run_params(
         raise ConfigurationError(
             f"election_rule must be one of {describe_rules()}, got {election_rule!r}"
         )
-    if election_rule == MEDIAN_SCORE and num_participants > MAX_MEDIAN_PARTICIPANTS:
+    if (
+        election_rule == MEDIAN_SCORE
+        and not committee_size
+        and num_participants > MAX_MEDIAN_PARTICIPANTS
+    ):
         raise ConfigurationError(
             f"the median election rule supports at most {MAX_MEDIAN_PARTICIPANTS} "
             f"participants (its election must fit a transaction), got {num_participants}"
@@ -199,6 +258,7 @@ def run_params(
         share_fraction_ppm=share_fraction_ppm(share_fraction),
         per_tensor=bool(per_tensor),
         election_rule=election_rule,
+        committee_size=check_committee_size(committee_size, num_participants, election_rule),
     )
 
 
@@ -227,6 +287,7 @@ class MismatchWording:
     share_fraction: str
     per_tensor: str
     election_rule: str
+    committee_size: str = "committee size {actual}, but the pin is {expected}"
 
 
 PINNED_WORDING = MismatchWording(
@@ -248,6 +309,7 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
     least_quorum: int | None = None,
     wording: MismatchWording = PINNED_WORDING,
     election_rule: int | None = None,
+    committee_size: int | None = None,
 ) -> list[str]:
     """Return how the run parameters on chain differ from the pins (empty if they do not).
 
@@ -267,9 +329,13 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
         The pinned λ, share fraction, per-tensor flag and least quorum, or ``None``.
     wording : MismatchWording (default: PINNED_WORDING)
         How each mismatch is worded, in the order ``M``, quorum, share fraction,
-        per-tensor, election rule.
+        per-tensor, election rule, committee size.
     election_rule : int | None
         The pinned election rule, or ``None`` (any rule of :data:`ELECTION_RULES`).
+    committee_size : int | None
+        The pinned committee size ``k`` (0: full cross-evaluation), or ``None`` (not
+        compared). Compared exactly: a larger committee is not "stricter" for a
+        node, it changes which peers it scores.
 
     Raises
     ------
@@ -304,6 +370,10 @@ def param_mismatches(  # noqa: PLR0913 - one optional pin per run parameter
         )
         actual = f"{rule} ({ELECTION_RULES.get(rule, 'unknown')})"
         found.append((wording.election_rule, actual, expected, election_rule))
+    if committee_size is not None and params.committee_size != committee_size:
+        found.append(
+            (wording.committee_size, params.committee_size, committee_size, committee_size)
+        )
     return [
         template.format(actual=actual, expected=expected, pinned=pinned, n=n)
         for template, actual, expected, pinned in found
