@@ -143,3 +143,26 @@ def test_committee_size_for_bounds_the_lifted_colluders():
     assert risk.committee_size_for(20, 11, 0.5) is None  # 10 of 19 others: a majority of all
     # even sizes beat the next odd one under the lower median
     assert risk.expected_lifted(20, 8, 10) < risk.expected_lifted(20, 8, 11)
+
+
+def test_the_collusion_sweep_keeps_committee_runs_apart(monkeypatch, tmp_path):
+    """Committee runs go to committees.csv (collusion.csv's columns plus ``committee``);
+    a finished cell of either file is not run again, and collusion.csv keeps its columns."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "mnist"))
+    import collusion
+
+    full = collusion.Cell("median", "collude", 0.4, 0)
+    small = collusion.Cell("median", "collude", 0.4, 0, committee=5)
+    assert full.key() != small.key() and full.key()[-1] == 0
+    row = dict.fromkeys(collusion.FIELDS, "0")
+    row |= {"rule": "median", "attack": "collude", "epsilon": "0.4", "split": "iid"}
+    row["mode"] = "off-chain"
+    collusion.append_rows(tmp_path / collusion.CSV_NAME, [row])
+    assert collusion.done_keys(tmp_path / collusion.CSV_NAME) == {full.key()}
+    collusion.append_rows(tmp_path / collusion.COMMITTEE_CSV, [{**row, "committee": 5}])
+    assert collusion.done_keys(tmp_path / collusion.CSV_NAME) == {full.key(), small.key()}
+    header = (tmp_path / collusion.CSV_NAME).read_text().splitlines()[0]
+    assert header == ",".join(collusion.FIELDS)
+    grid = collusion.grid("committees")
+    assert len(grid) == 30 and {c.committee for c in grid} == {5, 10}
+    assert not any(c.committee for c in collusion.grid("all"))
