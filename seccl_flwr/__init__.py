@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "AggregationUncheckableError": "errors",
     "BallotMissingError": "errors",
     "WithheldUpdateError": "errors",
+    "CommitteeMismatchError": "errors",
     "UpdateNotAnchoredError": "errors",
     "BallotSignatureError": "errors",
     "EvaluationSignatureError": "errors",

@@ -11,15 +11,25 @@ store (:mod:`seccl_flwr.store`) it fetches the messages. It then re-derives:
   name it is stored under and the digest the chain anchored for its round, kind and
   author; update, ballot and evaluation signatures recover to their author;
 * **elections** - the Python reference (:mod:`seccl_flwr.protocol.borda`) run on the
-  stored ballots elects the contract's candidates with the contract's totals;
+  stored ballots elects the contract's candidates with the contract's totals (in a
+  committee run with the re-derived assignment: Borda standings normalised per
+  received ballot);
 * **global models** - global model ``r`` equals global model ``r - 1`` plus the merge
   (:func:`~seccl_flwr.protocol.sparse.aggregate`) of exactly the elected
   candidates' stored updates, in the contract's order;
 * **the run** - it is open (roster sealed), and its roster and parameters are the
   ones the auditor pins (:class:`AuditPins`; what is not pinned is reported as read);
+* **committees** - in a run with evaluator committees (``committeeSize`` k >= 1), the
+  assignment is re-derived from the chain: the hash of the block that sealed the
+  round's updates, read from the auditor's own node, and the XOR of the anchored
+  update digests give the committee seed
+  (:func:`~seccl_flwr.protocol.committee.committee_seed`), which must be the
+  contract's ``committeeSeedOf``; every ballot must score exactly its evaluator's
+  assigned peers;
 * **withholding** - every election had the quorum of ballots (counted from the
   chain's ``BallotCast`` events, not taken from the contract's word), every ballot
-  scores exactly the round's other anchored authors, no round was left open, and
+  scores exactly the round's other anchored authors (its assigned peers in a
+  committee run), no round was left open, and
   who sent no update or cast no ballot (notices: the audit cannot tell a node
   that dropped out from a server that withheld it).
 
@@ -37,6 +47,7 @@ from eth_utils import to_checksum_address
 from .chain.csc import CandidateSelection
 from .errors import SignatureError, SparseUpdateError
 from .protocol.borda import ElectionError, round_seed
+from .protocol.committee import assignments, committee_seed
 from .protocol.eip712 import Kind
 from .protocol.election import elect
 from .protocol.params import (
@@ -84,6 +95,10 @@ INCOMPLETE_BALLOT = "incomplete-ballot"
 """A ballot does not score exactly the round's anchored update authors but its evaluator."""
 STALLED_ROUND = "stalled-round"
 """A round's updates are anchored but it was never elected, or never got its global model."""
+COMMITTEE_MISMATCH = "committee-mismatch"
+"""Committee run: a ballot's peers are not its evaluator's assignment, the round's ballots
+were cast without a seal, or the contract's committee seed is not the one re-derived from
+the seal block's hash and the anchored update digests."""
 
 MISSING_UPDATE = "missing-update"
 """Notice: a roster member has no anchored update in a round."""
@@ -98,6 +113,7 @@ FINDING_KINDS = (
     DIGEST_MISMATCH,
     BAD_SIGNATURE,
     BELOW_QUORUM,
+    COMMITTEE_MISMATCH,
     INCOMPLETE_BALLOT,
     ELECTION_MISMATCH,
     AGGREGATION_MISMATCH,
@@ -189,6 +205,8 @@ class AuditPins:
         is below the quorum.
     election_rule : int | None
         The election rule the run must fix (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
+    committee_size : int | None
+        The evaluator committee size k the run must fix (0: full cross-evaluation).
     """
 
     roster_digest: bytes | None = None
@@ -198,6 +216,7 @@ class AuditPins:
     per_tensor: bool | None = None
     quorum: int | None = None
     election_rule: int | None = None
+    committee_size: int | None = None
 
 
 def roster_mismatches(
@@ -369,6 +388,8 @@ class _Audit:
         self.anchors = chain_anchors(csc)
         self.verified: dict[Key, SignedMessage] = {}
         self._elected: dict[int, bool] = {}
+        self._committees: dict[int, dict[str, list[str]] | None] = {}
+        self._seeds: dict[int, bytes] = {}
         self._authors: dict[tuple[int, Kind], list[str]] = {}
         for round_, kind, author in self.anchors:
             self._authors.setdefault((round_, kind), []).append(author)
@@ -438,6 +459,31 @@ class _Audit:
     def quorum(self) -> int:
         """Return the least ballots an election needs: the run's, or the stricter pin."""
         return max(self.params.quorum, self.report.pins.quorum or 0)
+
+    @property
+    def committee_size(self) -> int:
+        """The run's committee size on chain (0: full cross-evaluation)."""
+        return self.params.committee_size
+
+    def committee(self, round_: int) -> dict[str, list[str]] | None:
+        """Return the round's committee assignment re-derived from the chain, or ``None``.
+
+        The seed is :func:`~seccl_flwr.protocol.committee.committee_seed` of the seal
+        block's hash, read from the auditor's own node, and the XOR of the round's
+        anchored update digests (from the ``Anchored`` events); the authors are
+        ``updateAuthors`` (anchoring order). ``None`` if the round is not sealed.
+        """
+        if round_ not in self._committees:
+            self._committees[round_] = None
+            seal = self.csc.seal_block(round_)
+            if seal:
+                authors = self.csc.update_authors(round_)
+                digests = [self.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors]
+                block_hash = bytes(self.csc.w3.eth.get_block(seal)["hash"])
+                seed = committee_seed(block_hash, round_seed(digests))
+                self._seeds[round_] = seed
+                self._committees[round_] = assignments(authors, seed, self.committee_size)
+        return self._committees[round_]
 
 
 # ----------------------------------------------------------------- messages
@@ -566,15 +612,38 @@ def _check_run(audit: _Audit) -> None:
         per_tensor=pins.per_tensor,
         least_quorum=pins.quorum,
         election_rule=pins.election_rule,
+        committee_size=pins.committee_size,
     ):
         audit.find(None, "contract", "params", PARAMETER_MISMATCH, problem)
 
 
 # --------------------------------------------------------------- withholding
 def _check_ballots_complete(audit: _Audit, round_: int, ballot: SignedMessage, label: str) -> None:
-    """Check that a ballot scores exactly the round's anchored authors but its evaluator."""
-    expected = set(audit.authors(round_, Kind.UPDATE)) - {ballot.author}
+    """Check that a ballot scores exactly the round's anchored authors but its evaluator.
+
+    In a committee run: exactly its evaluator's assigned peers (re-derived by
+    :meth:`_Audit.committee`), else a :data:`COMMITTEE_MISMATCH`.
+    """
     peers = [to_checksum_address(p) for p in ballot.peers]
+    if audit.committee_size:
+        assigned = audit.committee(round_)
+        if assigned is None:
+            return  # not derivable: _check_committee reports why
+        expected = set(assigned.get(to_checksum_address(ballot.author), ()))
+        missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
+        if missing or extra or len(peers) != len(set(peers)):
+            audit.find(
+                round_,
+                ballot.author,
+                label,
+                COMMITTEE_MISMATCH,
+                f"scores {len(peers)} peers, not the {len(expected)} the round's committee "
+                f"seed assigns its evaluator: missing {missing}, not assigned {extra}"
+                + (", a peer twice" if len(peers) != len(set(peers)) else ""),
+                "ballots",
+            )
+        return
+    expected = set(audit.authors(round_, Kind.UPDATE)) - {ballot.author}
     missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
     if missing or extra or len(peers) != len(set(peers)):
         audit.find(
@@ -585,6 +654,45 @@ def _check_ballots_complete(audit: _Audit, round_: int, ballot: SignedMessage, l
             f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
             f"authors: missing {missing}, unexpected {extra}"
             + (", a peer twice" if len(peers) != len(set(peers)) else ""),
+            "ballots",
+        )
+
+
+def _check_committee(audit: _Audit, round_: int) -> None:
+    """Check a committee run's round: ballots only after the seal, the contract's seed.
+
+    The contract draws the committee seed at the round's first ballot; it must be
+    the one re-derived from the seal block's hash (the auditor's own node) and the
+    anchored update digests.
+    """
+    if not audit.committee_size or not audit.authors(round_, Kind.UPDATE):
+        return
+    cast = audit.authors(round_, Kind.BALLOT)
+    if audit.committee(round_) is None:
+        if cast:
+            audit.find(
+                round_,
+                "contract",
+                "committee",
+                COMMITTEE_MISMATCH,
+                f"{len(cast)} ballot(s) cast, but the round's updates were never sealed: "
+                "no committee was drawn",
+                "ballots",
+            )
+        return
+    on_chain = audit.csc.committee_seed(round_)
+    if on_chain == bytes(32):
+        return  # no ballot yet: the contract draws the seed at the first one
+    expected = audit._seeds[round_]
+    if on_chain != expected:
+        audit.find(
+            round_,
+            "contract",
+            "committee",
+            COMMITTEE_MISMATCH,
+            f"the contract's committee seed 0x{on_chain.hex()} is not the one re-derived "
+            f"from seal block {audit.csc.seal_block(round_)}'s hash and the anchored update "
+            f"digests (0x{expected.hex()})",
             "ballots",
         )
 
@@ -717,9 +825,20 @@ def _check_election(audit: _Audit, round_: int) -> None:
     for evaluator in evaluators:
         ballot = audit.verified[(round_, Kind.BALLOT, evaluator)]
         ballots[evaluator] = dict(zip(ballot.peers, ballot.scores, strict=True))
+    assigned = None
+    if audit.committee_size:
+        assigned = audit.committee(round_)
+        if assigned is None:  # ballots without a seal: _check_committee's finding
+            audit.mark(round_, "election", UNCHECKED)
+            return
     try:  # the quorum is _check_quorum's finding; here, the candidates and totals
         expected, expected_totals = elect(
-            updates, ballots, audit.params.num_candidates, 0, audit.params.election_rule
+            updates,
+            ballots,
+            audit.params.num_candidates,
+            0,
+            audit.params.election_rule,
+            assigned=assigned,
         )
     except ElectionError as exc:
         audit.find(
@@ -817,6 +936,7 @@ def _run_checks(audit: _Audit) -> AuditReport:
     for verdict in audit.report.rounds[1:]:
         _check_participation(audit, verdict.round)
         _check_updates_fit(audit, verdict.round)
+        _check_committee(audit, verdict.round)
         _check_quorum(audit, verdict.round)
         _check_election(audit, verdict.round)
         _check_global(audit, verdict.round)
@@ -929,6 +1049,12 @@ def describe_run(report: AuditReport) -> list[str]:
                     if pins.election_rule is None
                     else f"{pins.election_rule} ({ELECTION_RULES[pins.election_rule]})",
                     pins.election_rule is not None and pins.election_rule != params.election_rule,
+                ),
+                _pinned(
+                    f"committee size = {params.committee_size}",
+                    pins.committee_size,
+                    pins.committee_size is not None
+                    and pins.committee_size != params.committee_size,
                 ),
             ]
         ),

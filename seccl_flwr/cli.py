@@ -10,7 +10,8 @@ run before the embedded chain ends and prints the verdict (exit 1 if it fails).
 ``seccl-flwr audit`` re-verifies a run from its chain and its published messages
 (:mod:`seccl_flwr.audit`), checks the roster and parameters against the ones given
 on the command line (``--roster-digest``/``--roster``, ``--candidate-fraction``,
-``--share-fraction``, ``--per-tensor``, ``--quorum``, ``--election-rule``), prints
+``--share-fraction``, ``--per-tensor``, ``--quorum``, ``--election-rule``,
+``--committee-size``), prints
 the run's roster digest and parameters and a per-round verdict table and exits with 1
 if anything does not match (2 if the chain or the store cannot be read).
 
@@ -56,6 +57,7 @@ from .cli_args import (
     add_audit_command,
     add_simulate_command,
     candidate_fraction,
+    committee_size,
     contract_address,
     election_rule,
     number,
@@ -163,6 +165,11 @@ def check_simulate_inputs(args: argparse.Namespace) -> None:
     ChainUnreachableError
         If no chain node answers at ``--chain``.
     """
+    if args.committee_size > args.participants - 1:
+        raise ConfigurationError(
+            f"argument --committee-size: at most --participants - 1 = "
+            f"{args.participants - 1} peers can score an update, got {args.committee_size}"
+        )
     if args.chain != EMBEDDED:
         _connect(args.chain)
     _make_directory(Path(args.out), "--out")
@@ -186,7 +193,9 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
         "seed": args.seed,
         "lr": args.lr,
         "local-epochs": args.local_epochs,
-        **pinned_run_config(args.candidate_fraction, args.share_fraction),
+        **pinned_run_config(
+            args.candidate_fraction, args.share_fraction, committee_size=args.committee_size
+        ),
         **_attack_config(args),
     }
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
@@ -201,6 +210,7 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
         run_label=run_label,
         store=args.store,
         gas_limit=args.gas_limit,
+        committee_size=args.committee_size,
     )
     started = time.monotonic()
     holder: list[SecCLResult] = []
@@ -259,6 +269,7 @@ def audit_simulation(strategy: SecCL, args: argparse.Namespace) -> "AuditReport"
         share_fraction=args.share_fraction,
         per_tensor=False,
         quorum=default_quorum(args.participants),
+        committee_size=args.committee_size,
     )
     csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
     return audit_run(csc, DirectoryStore(args.store), pins=pins)
@@ -371,6 +382,7 @@ def audit(args: argparse.Namespace) -> int:
         per_tensor=None if args.per_tensor is None else args.per_tensor == "true",
         quorum=args.quorum,
         election_rule=args.election_rule,
+        committee_size=args.committee_size,
     )
     try:
         csc = CandidateSelection.attach(_connect(args.chain), args.contract)
@@ -452,6 +464,7 @@ def open_run(args: argparse.Namespace) -> None:
         args.quorum,
         args.gas_limit,
         args.election_rule,
+        args.committee_size,
     )
     print(f"contract       {opening.contract}")
     print(f"roster digest  0x{opening.roster_digest.hex()}")
@@ -460,7 +473,8 @@ def open_run(args: argparse.Namespace) -> None:
         f"parameters     n={len(opening.participants)} M={opening.params.num_candidates} "
         f"quorum={opening.params.quorum} share fraction={opening.params.share_fraction:g} "
         f"per-tensor={'true' if opening.params.per_tensor else 'false'} "
-        f"election rule={ELECTION_RULES[opening.params.election_rule]}"
+        f"election rule={ELECTION_RULES[opening.params.election_rule]} "
+        f"committee size={opening.params.committee_size}"
     )
     print("node config (each SuperNode, with its own key file):")
     line = node_config_line(
@@ -562,6 +576,14 @@ def _add_deployment_commands(commands) -> None:
         help="borda (0, the paper's truncated Borda; default) or median (1: each "
         "author's median received score; colluders below half of the evaluators "
         "cannot lift each other; at most 104 participants)",
+    )
+    opener.add_argument(
+        "--committee-size",
+        type=committee_size,
+        default=0,
+        help="evaluator committees: each update scored by k <= n - 1 peers, drawn per "
+        "round from the hash of the block sealing the round's updates (default 0: every "
+        "author scores every other, the paper's protocol)",
     )
     opener.add_argument(
         "--gas-limit",

@@ -204,6 +204,15 @@ quorum = number(int, 1, fix="give the least number of ballots an election needs,
 """Argparse ``type`` of a ballot quorum: a positive number of ballots."""
 
 
+committee_size = number(
+    int,
+    0,
+    255,
+    fix="give the evaluators per update k, 0 (every author scores every other) to n - 1, e.g. 5",
+)
+"""Argparse ``type`` of an evaluator committee size k: 0 (full cross-evaluation) to 255."""
+
+
 def election_rule(text: str) -> int:
     """Argparse ``type`` of an election rule: ``borda``/``0`` or ``median``/``1``."""
     try:
@@ -273,6 +282,13 @@ def _add_protocol_arguments(simulate: argparse.ArgumentParser) -> None:
         type=share_fraction_in_range,
         default=0.2,
         help="fraction of its update's entries a client sends, in (0, 1] (default 0.2)",
+    )
+    simulate.add_argument(
+        "--committee-size",
+        type=committee_size,
+        default=0,
+        help="evaluator committees: each update scored by k peers, drawn per round from "
+        "the seal block's hash (default 0: every author scores every other, the paper's)",
     )
     simulate.add_argument("--dataset", choices=["digits"], default="digits")
 
@@ -471,4 +487,11 @@ def _add_audit_pins(audit: argparse.ArgumentParser) -> None:
         type=election_rule,
         default=None,
         help="the election rule the run must fix: borda (0) or median (1)",
+    )
+    pins.add_argument(
+        "--committee-size",
+        type=committee_size,
+        default=None,
+        help="the evaluator committee size k the run must fix (0: full cross-evaluation); "
+        "in a committee run every ballot must score its evaluator's assigned peers",
     )

@@ -10,9 +10,11 @@ app's handlers see it, and everything it sends is signed:
   handler trains; keep the top share-fraction changes (the run's, as fixed on chain)
   and sign (:func:`signed_update`, :func:`train_reply`);
 * cross-evaluation: check that the node's own update is anchored, that the message
-  carries exactly the round's anchored updates, and every update's anchor and
-  signature; score each, sign the score vector (:func:`handle_cross_evaluate`). Any
-  failure raises: no ballot on a partial set;
+  carries exactly the round's anchored updates (with evaluator committees: exactly
+  the peers the committee seed assigns this node, re-derived from its own chain
+  endpoint), and every update's anchor and signature; score each, sign the score
+  vector (:func:`handle_cross_evaluate`). Any failure raises: no ballot on a
+  partial set;
 * evaluate: check the global model's anchor; then, if the node took part in the
   round, that its ballot is on chain and that the model is the previous one plus
   the merge of exactly the elected updates (the next train does this if evaluate
@@ -27,7 +29,7 @@ Message types, record keys and fields are those of :mod:`seccl_flwr.wire`.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +50,7 @@ from .chain.errors import ChainError
 from .client_checks import (
     check_aggregation,
     check_ballot_on_chain,
+    check_committee,
     check_forwarded_authors,
     check_params,
     check_roster,
@@ -428,6 +431,8 @@ def check_train(msg: Message, context: Context) -> VerifiedRound:
         Named after what failed (see :func:`_verified_global`).
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
+    if ctx.round > 1:
+        _take_candidate_updates(msg, context, replace(ctx, round=ctx.round - 1))
     _settle_rounds(ctx, context, before=ctx.round)
     return ctx
 
@@ -577,7 +582,11 @@ def handle_cross_evaluate(
 
     The evaluator first checks that its own update is the one anchored, then that
     the message carries exactly the updates the chain anchored for the round
-    (:func:`~seccl_flwr.client_checks.check_forwarded_authors`), then each update.
+    (:func:`~seccl_flwr.client_checks.check_forwarded_authors`) or, in a run with
+    evaluator committees, exactly the peers assigned to it
+    (:func:`~seccl_flwr.client_checks.check_committee`: the assignment is recomputed
+    from this node's own chain endpoint, the seal block's hash included), then each
+    update.
     Any failure raises its named error: the evaluator never votes on a partial set.
     ``score_fn`` scores each candidate model (global + the peer's update) in [0, 1],
     clipped, higher is better. ``attack`` (experiments only) may replace the honest
@@ -585,8 +594,8 @@ def handle_cross_evaluate(
 
     Raises
     ------
-    UpdateNotAnchoredError, WithheldUpdateError, MalformedMessageError,
-    UpdateSignatureError, UpdateDigestMismatchError
+    UpdateNotAnchoredError, WithheldUpdateError, CommitteeMismatchError,
+    MalformedMessageError, UpdateSignatureError, UpdateDigestMismatchError
         Named after what failed, with round, author and detail.
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg) - 1)
@@ -601,7 +610,11 @@ def handle_cross_evaluate(
     with metered(CHAIN_READ):
         anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)  # one read for all peers
     _check_own_anchor(context, ctx, anchors)
-    check_forwarded_authors(ctx.round, me, anchors, authors)
+    if ctx.params.committee_size:
+        assigned, seal_block = _own_assignment(ctx)
+        check_committee(ctx.round, me, assigned, authors, seal_block)
+    else:
+        check_forwarded_authors(ctx.round, me, anchors, authors)
     base = ctx.layout.flatten(ctx.arrays)
     peers, scores, verified = [], [], {}
     records = msg.content.array_records  # Flower builds this view anew on each access
@@ -611,7 +624,7 @@ def handle_cross_evaluate(
         record = records.get(wire.peer_update_key(author))
         if record is None:
             raise MalformedMessageError(ctx.round, author, "update missing from message")
-        update = verify_peer_update(ctx, author, record, signature, anchors[author])
+        update = verify_peer_update(ctx, author, record, signature, anchors.get(author, bytes(32)))
         candidate = ctx.layout.unflatten(apply_update(base, update), ctx.arrays)
         with metered(SCORE):
             score = float(score_fn(candidate))
@@ -647,8 +660,76 @@ def check_evaluate(msg: Message, context: Context) -> VerifiedRound:
     nothing to check of it.
     """
     ctx = _verified_global(msg, context, model_round=_round_of(msg))
+    _take_candidate_updates(msg, context, ctx)
     _settle_rounds(ctx, context, before=ctx.round + 1)
     return ctx
+
+
+def _own_assignment(ctx: VerifiedRound) -> tuple[list[str] | None, int]:
+    """Return this node's assigned peers of the round and the seal block, from its own node.
+
+    The assignment is :meth:`~seccl_flwr.chain.csc.CandidateSelection.committee_assignment`
+    on the node's OWN chain endpoint: it reads the anchored authors, the round seed
+    and the hash of the block that sealed them there, never from the server.
+    ``None`` peers if this node is no anchored author; seal block 0 if not sealed.
+    """
+    with metered(CHAIN_READ):
+        seal_block = ctx.csc.seal_block(ctx.round)
+        if seal_block == 0:
+            return None, 0
+        assigned = ctx.csc.committee_assignment(ctx.round)
+    return assigned.get(ctx.account.address), seal_block
+
+
+def _take_candidate_updates(msg: Message, context: Context, ctx: VerifiedRound) -> None:
+    """Keep the elected candidates' updates of round ``ctx.round`` that ``msg`` carries.
+
+    With evaluator committees a node verified only its assigned peers' updates in
+    cross-evaluation; to recompute the new global model it needs every elected
+    candidate's. The server sends them with the round's evaluate message, and again
+    with the next round's train message (for a node the evaluate never reached, which
+    settles the round there); each one this node
+    lacks is checked against its anchor and its author's signature (as in
+    cross-evaluation) before it is kept. A candidate the message lacks stays
+    lacking: :func:`_settle_rounds` then says the model is uncheckable. Nothing to do
+    for a node that took no part in the round, or a message without updates. An
+    author never asked to cross-evaluate takes none either: as in a run without
+    committees it then lacks the candidates' updates and reports
+    :class:`~seccl_flwr.errors.AggregationUncheckableError`, so that withholding its
+    vote is never silent.
+
+    Raises
+    ------
+    MalformedMessageError, UpdateSignatureError, UpdateDigestMismatchError
+        If a forwarded candidate's update is not the one anchored and signed.
+    """
+    memo = _memo(context, ctx)
+    if memo is None or int(memo["round"]) != ctx.round or wire.AUTHORS not in ctx.config:
+        return
+    if _BALLOT_DIGEST not in memo:
+        return  # never asked to vote: it says so below (AggregationUncheckableError)
+    me = ctx.account.address
+    authors = wire.typed_list_field(ctx.round, me, ctx.config, wire.AUTHORS, str)
+    signatures = wire.typed_list_field(ctx.round, me, ctx.config, wire.SIGNATURES, bytes)
+    if len(authors) != len(signatures):
+        raise MalformedMessageError(ctx.round, me, "authors and signatures do not match one to one")
+    kept = context.state.array_records
+    lacking = [
+        (a, sig)
+        for a, sig in zip(authors, signatures, strict=True)
+        if a != me and _UPDATE_PREFIX + a not in kept
+    ]
+    if not lacking:
+        return
+    with metered(CHAIN_READ):
+        anchors = ctx.csc.anchors_of(ctx.round, Kind.UPDATE)
+    records = msg.content.array_records
+    for author, signature in lacking:
+        record = records.get(wire.peer_update_key(author))
+        if record is None:
+            continue
+        update = verify_peer_update(ctx, author, record, signature, anchors.get(author, bytes(32)))
+        context.state[_UPDATE_PREFIX + author] = record_of(update.to_arrays())
 
 
 def evaluation_reply(msg: Message, ctx: VerifiedRound, metrics: Mapping[str, float]) -> Message:

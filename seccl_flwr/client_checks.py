@@ -10,7 +10,10 @@ configuration, then call these functions, which raise the named error:
   never with a server message;
 * in cross-evaluation: :func:`check_forwarded_authors`
   (:class:`~seccl_flwr.errors.WithheldUpdateError`): the evaluator votes only on
-  the complete set of the round's anchored updates;
+  the complete set of the round's anchored updates; in a run with evaluator
+  committees, :func:`check_committee`
+  (:class:`~seccl_flwr.errors.CommitteeMismatchError`): exactly the peers the
+  committee seed assigns it, re-derived from its own chain endpoint;
 * at the next contact after train: :func:`check_update_anchored`
   (:class:`~seccl_flwr.errors.UpdateNotAnchoredError`): the author's own update is
   the one anchored for it;
@@ -33,6 +36,7 @@ from .errors import (
     AggregationMismatchError,
     AggregationUncheckableError,
     BallotMissingError,
+    CommitteeMismatchError,
     ConfigurationError,
     ParameterMismatchError,
     RosterMismatchError,
@@ -41,6 +45,7 @@ from .errors import (
 )
 from .identity import (
     CANDIDATE_FRACTION,
+    COMMITTEE_SIZE,
     ELECTION_RULE,
     KEY_FILE,
     KEY_SEED,
@@ -90,6 +95,9 @@ class RunPins:
     election_rule : int
         The election rule the run must fix (``seccl-election-rule``, a number or name
         of :data:`~seccl_flwr.protocol.params.ELECTION_RULES`; default truncated Borda).
+    committee_size : int
+        The evaluator committee size k the run must fix (``seccl-committee-size``;
+        default 0, full cross-evaluation).
     """
 
     roster_digest: bytes | None = None
@@ -99,6 +107,7 @@ class RunPins:
     per_tensor: bool = False
     quorum: int | None = None
     election_rule: int = TRUNCATED_BORDA
+    committee_size: int = 0
 
 
 def _number(key: str, value: str | None, kind: type, default):
@@ -156,7 +165,25 @@ def run_pins(context: Context) -> RunPins:
         per_tensor=flag_setting(context, PER_TENSOR, False),
         quorum=_number(QUORUM, setting(context, QUORUM), int, None),
         election_rule=election_rule_of(setting(context, ELECTION_RULE) or TRUNCATED_BORDA),
+        committee_size=_committee_size(setting(context, COMMITTEE_SIZE)),
     )
+
+
+def _committee_size(value: str | None) -> int:
+    """Return the pinned committee size (unset: 0, full cross-evaluation).
+
+    Raises
+    ------
+    ConfigurationError
+        If it is not an integer of at least 0.
+    """
+    size = _number(COMMITTEE_SIZE, value, int, 0)
+    if size < 0:
+        raise ConfigurationError(
+            f"setting {COMMITTEE_SIZE!r} must be at least 0 (0: every author scores every "
+            f"other), got {value!r}"
+        )
+    return size
 
 
 def pinned_run_config(
@@ -165,6 +192,7 @@ def pinned_run_config(
     per_tensor: bool = False,
     quorum: int | None = None,
     election_rule: int = TRUNCATED_BORDA,
+    committee_size: int = 0,
 ) -> dict[str, Any]:
     """Return the run config with which clients pin these run parameters.
 
@@ -177,6 +205,7 @@ def pinned_run_config(
         SHARE_FRACTION: share_fraction,
         PER_TENSOR: per_tensor,
         ELECTION_RULE: ELECTION_RULES[election_rule_of(election_rule)],
+        COMMITTEE_SIZE: committee_size,
     }
     if quorum is not None:
         config[QUORUM] = quorum
@@ -188,9 +217,9 @@ def run_config_parameters(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
     The inverse of :func:`pinned_run_config`, read by the clients' own parsing
     (:func:`run_pins`): ``candidate-fraction``, ``share-fraction``, ``per-tensor``,
-    ``seccl-quorum`` (0 or unset: a majority) and ``seccl-election-rule``, each with
-    its default when unset. A server built from the run config its clients pin opens
-    the run they accept.
+    ``seccl-quorum`` (0 or unset: a majority), ``seccl-election-rule`` and
+    ``seccl-committee-size``, each with its default when unset. A server built from
+    the run config its clients pin opens the run they accept.
 
     Raises
     ------
@@ -207,6 +236,7 @@ def run_config_parameters(run_config: Mapping[str, Any]) -> dict[str, Any]:
         "per_tensor": pins.per_tensor,
         "quorum": pins.quorum or None,
         "election_rule": pins.election_rule,
+        "committee_size": pins.committee_size,
     }
 
 
@@ -273,6 +303,10 @@ NODE_WORDING = MismatchWording(
         "election rule {actual}, but this node is configured with {expected} "
         f"({ELECTION_RULE!r})"
     ),
+    committee_size=(
+        "committee size {actual}, but this node is configured with {expected} "
+        f"({COMMITTEE_SIZE!r}; 0: every author scores every other)"
+    ),
 )
 """How a node words a run parameter that differs from its configuration."""
 
@@ -290,7 +324,8 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
     ParameterMismatchError
         Naming the first parameter that differs: ``M`` (the client computes
         ``num_candidates(λ, n)`` itself), the quorum (below the pinned minimum or a
-        majority), the share fraction, per-tensor, or the election rule.
+        majority), the share fraction, per-tensor, the election rule, or the
+        evaluator committee size.
     """
     mismatches = param_mismatches(
         params,
@@ -301,6 +336,7 @@ def check_params(pins: RunPins, contract: str, params: RunParams, num_participan
         least_quorum=pins.quorum or default_quorum(num_participants),
         wording=NODE_WORDING,
         election_rule=pins.election_rule,
+        committee_size=pins.committee_size,
     )
     if mismatches:
         raise ParameterMismatchError(f"contract {contract}: {mismatches[0]}")
@@ -336,6 +372,68 @@ def check_forwarded_authors(
             extra[0],
             f"the cross-evaluation sent to {evaluator} carries updates of {extra} that the "
             f"chain did not anchor",
+        )
+
+
+def check_committee(
+    round_: int,
+    evaluator: str,
+    assigned: Sequence[str] | None,
+    forwarded: Sequence[str],
+    seal_block: int,
+) -> None:
+    """Check that a committee run's cross-evaluation forwards exactly the evaluator's peers.
+
+    Parameters
+    ----------
+    round_, evaluator
+        The round and the evaluator checking (named in the error).
+    assigned : Sequence[str] | None
+        The peers the committee seed assigns the evaluator, re-derived from the
+        evaluator's OWN chain endpoint
+        (:meth:`~seccl_flwr.chain.csc.CandidateSelection.committee_assignment`);
+        ``None`` if the evaluator is not among the round's anchored authors.
+    forwarded : Sequence[str]
+        The authors whose updates the server forwarded (the evaluator's own left out).
+    seal_block : int
+        The block that sealed the round's updates (``sealBlockOf``; 0: not sealed).
+
+    Raises
+    ------
+    CommitteeMismatchError
+        If the updates are not sealed (no committee exists yet: the server forwarded
+        before sealing), the evaluator has no assignment, or the forwarded peers are
+        not exactly its assignment; naming the missing and the extra peers.
+    """
+    received = sorted({to_checksum_address(a) for a in forwarded} - {evaluator})
+    if seal_block == 0:
+        raise CommitteeMismatchError(
+            round_,
+            evaluator,
+            f"the round's updates are not sealed on chain, so no committee is drawn yet; "
+            f"the server forwarded {received} before sealing; no ballot",
+            extra=received,
+        )
+    if assigned is None:
+        raise CommitteeMismatchError(
+            round_,
+            evaluator,
+            "this node is no anchored author of the round, so it has no committee "
+            "assignment; no ballot",
+            extra=received,
+        )
+    expected = {to_checksum_address(a) for a in assigned}
+    missing = sorted(expected - set(received))
+    extra = sorted(set(received) - expected)
+    if missing or extra:
+        raise CommitteeMismatchError(
+            round_,
+            evaluator,
+            f"the cross-evaluation forwards {len(received)} peers, not the {len(expected)} "
+            f"the committee seed of seal block {seal_block} assigns this node: missing "
+            f"{missing}, extra {extra}; no ballot",
+            missing=missing,
+            extra=extra,
         )
 
 

@@ -27,6 +27,7 @@ from .errors import ConfigurationError, SignatureError
 from .identity import (
     CANDIDATE_FRACTION,
     CHAIN_URL,
+    COMMITTEE_SIZE,
     CONTRACT,
     ELECTION_RULE,
     KEY_FILE,
@@ -174,7 +175,14 @@ def open_deployment(  # noqa: PLR0913 - the run's agreed settings
         election_rule,
         committee_size,
     )
-    csc, _ = open_run(w3, operator, run_id_of_label(run_label), params, roster, gas_limit=gas_limit)
+    csc, _ = open_run(
+        w3,
+        operator,
+        run_id_of_label(run_label),
+        params,
+        roster,
+        gas_limit=gas_limit,
+    )
     return Opening(
         contract=csc.address,
         roster_digest=csc.roster_digest(),
@@ -195,7 +203,8 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
     """Return the ``--node-config`` value every SuperNode of the run uses (its key file aside).
 
     It pins the chain endpoint, the contract, the roster digest and the parameters
-    (λ, share fraction, per-tensor, quorum, election rule), so that a node checks the
+    (λ, share fraction, per-tensor, quorum, election rule, committee size), so that a
+    node checks the
     run on chain
     against what it agreed to, never against the server's word.
     """
@@ -209,6 +218,7 @@ def node_config_line(  # noqa: PLR0913 - every pin of a node
         PER_TENSOR: "true" if per_tensor else "false",
         QUORUM: str(opening.params.quorum),
         ELECTION_RULE: f'"{ELECTION_RULES[opening.params.election_rule]}"',
+        COMMITTEE_SIZE: str(opening.params.committee_size),
     }
     return " ".join(f"{key}={value}" for key, value in pins.items())
 
@@ -305,7 +315,8 @@ def format_summary(summary: RunSummary) -> str:
         f"parameters     n={len(summary.participants)} M={params.num_candidates} "
         f"quorum={params.quorum} share fraction={params.share_fraction:g} "
         f"per-tensor={'true' if params.per_tensor else 'false'} "
-        f"election rule={params.election_rule}",
+        f"election rule={params.election_rule} "
+        f"committee size={params.committee_size}",
         f"roster ({len(summary.participants)}, registration order):",
         *(f"  {i:3d}  {p}" for i, p in enumerate(summary.participants)),
         f"rounds completed {summary.last_completed}",

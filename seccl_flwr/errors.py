@@ -91,6 +91,25 @@ class WithheldUpdateError(VerificationError):
     """
 
 
+class CommitteeMismatchError(VerificationError):
+    """A committee run's cross-evaluation forwards other peers than the evaluator's assignment.
+
+    In a run with evaluator committees (``committeeSize`` k >= 1) each evaluator
+    scores exactly the peers the committee seed assigns it
+    (:func:`seccl_flwr.protocol.committee.assignments`), which it re-derives from
+    its own chain endpoint (the seal block's hash and the round seed). The server
+    forwarded other peers (it chose the committee itself, withheld some assigned
+    peers, or forwarded before sealing the round's updates); the evaluator casts
+    no ballot. ``node`` is the evaluator; ``missing`` and ``extra`` list the
+    assigned peers not forwarded and the forwarded peers not assigned.
+    """
+
+    def __init__(self, round_: int, node: str, detail: str, missing=(), extra=()) -> None:
+        self.missing = list(missing)
+        self.extra = list(extra)
+        super().__init__(round_, node, detail)
+
+
 class UpdateNotAnchoredError(VerificationError):
     """An author's signed update of the round is not the one anchored for it (censorship)."""
 

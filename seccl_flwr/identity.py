@@ -30,6 +30,11 @@ with them when it first trusts the contract; the server's messages never set the
     it applies per tensor; defaults those of :mod:`seccl_flwr.protocol.params`.
 ``seccl-quorum``
     The least ballot quorum the client accepts (default, or 0: a majority of the roster).
+``seccl-election-rule``
+    The election rule the run must fix (``borda``, the default, or ``median``).
+``seccl-committee-size``
+    The evaluator committee size k the run must fix (default 0: every author scores
+    every other author, the paper's protocol).
 
 How a client builds its update (its own choice; no one else checks it):
 
@@ -62,6 +67,7 @@ PER_TENSOR = "per-tensor"
 QUORUM = "seccl-quorum"
 ERROR_FEEDBACK = "seccl-error-feedback"
 ELECTION_RULE = "seccl-election-rule"
+COMMITTEE_SIZE = "seccl-committee-size"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 

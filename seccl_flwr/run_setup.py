@@ -176,6 +176,8 @@ class RunSettings:
         Gas limit of every transaction (``None``: estimated).
     election_rule : int
         The election rule (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`).
+    committee_size : int
+        The evaluator committee size k (0: every author scores every other).
     """
 
     run_label: str
@@ -186,6 +188,7 @@ class RunSettings:
     contract: str | None = None
     gas_limit: int | None = None
     election_rule: int = 0
+    committee_size: int = 0
 
 
 def open_run_on(  # noqa: PLR0913 - what a run is opened with
@@ -276,6 +279,7 @@ def open_contract(
             settings.per_tensor,
             settings.quorum,
             settings.election_rule,
+            settings.committee_size,
         )
         csc, _ = open_run(
             w3,
@@ -293,7 +297,7 @@ def open_contract(
     log(
         INFO,
         "SecCL: run %s on chain %s, contract %s (from block %d), %d participants, M=%d, "
-        "quorum=%d, share fraction=%g%s, election rule %s",
+        "quorum=%d, share fraction=%g%s, election rule %s, committee size %s",
         settings.run_label,
         csc.binding.chain_id,
         csc.address,
@@ -304,6 +308,7 @@ def open_contract(
         params.share_fraction,
         " per tensor" if params.per_tensor else "",
         ELECTION_RULES.get(params.election_rule, params.election_rule),
+        params.committee_size or "0 (every author scores every other)",
     )
     return csc, participants, resume
 

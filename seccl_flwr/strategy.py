@@ -326,15 +326,24 @@ def _check_settings(
     gas_limit: int | None,
     quorum: int | None,
     election_rule: int | str = 0,
+    committee_size: int = 0,
 ) -> None:
     """Raise ``ConfigurationError`` naming the first setting of :class:`SecCL` out of range.
 
-    The quorum is checked against the roster again once the nodes have registered.
+    The quorum and the committee size are checked against the roster again once the
+    nodes have registered (the contract refuses ``k > n - 1``).
     """
     num_candidates(candidate_fraction, 1)  # λ in (0, 1]
     budget(1, share_fraction)  # share fraction in (0, 1]
     checked_quorum(quorum, MAX_PARTICIPANTS)
     election_rule_of(election_rule)
+    if not isinstance(committee_size, int) or isinstance(committee_size, bool):
+        raise ConfigurationError(f"committee_size must be an int, got {committee_size!r}")
+    if not 0 <= committee_size < MAX_PARTICIPANTS:
+        raise ConfigurationError(
+            f"committee_size must lie in [0, {MAX_PARTICIPANTS - 1}] (0: every author "
+            f"scores every other), got {committee_size}"
+        )
     for name, value in (
         ("fraction_train", fraction_train),
         ("fraction_evaluate", fraction_evaluate),
@@ -385,6 +394,13 @@ def _log_summary(strategy: "SecCL") -> None:
         "a majority of the roster" if strategy.quorum is None else strategy.quorum,
     )
     log(INFO, "\t│\t├── Election rule: %s", ELECTION_RULES[strategy.election_rule])
+    log(
+        INFO,
+        "\t│\t├── Evaluator committees: %s",
+        f"k = {strategy.committee_size} evaluators per update"
+        if strategy.committee_size
+        else "off (every author scores every other)",
+    )
     log(
         INFO,
         "\t│\t└── Chain: %s%s (gas limit: %s)",
@@ -451,6 +467,33 @@ def _messages_to(
     return [
         Message(RecordDict(records), message_type=message_type, dst_node_id=node) for node in nodes
     ]
+
+
+def _attach_candidates(
+    messages: Iterable[Message], updates: Mapping[str, SignedMessage], candidates: Iterable[str]
+) -> None:
+    """Add the elected candidates' signed updates to a committee run's evaluate messages.
+
+    The next round's train messages carry them again, for the nodes the evaluate
+    missed (they check the round at their next train).
+
+    With committees an evaluator verified only its assigned peers' updates, yet
+    checks in evaluate that the new global model is the old one plus the merge of
+    exactly the elected updates: it needs every candidate's update. Each client
+    checks these against their anchors and signatures as in cross-evaluation
+    (:func:`seccl_flwr.client.check_evaluate`). ``M`` sparse updates per client,
+    against ``m - 1`` in a run without committees.
+    """
+    chosen = [c for c in candidates if c in updates]
+    extra: dict[str, ArrayRecord] = {
+        wire.peer_update_key(c): record_of(updates[c].payload) for c in chosen
+    }
+    for message in messages:
+        fields = message.content.config_records[wire.SECCL_KEY]
+        fields[wire.AUTHORS] = chosen
+        fields[wire.SIGNATURES] = [updates[c].signature for c in chosen]
+        for key, record in extra.items():
+            message.content[key] = record
 
 
 def _reply_rules(strategy: "SecCL", server_round: int, layout: ModelLayout) -> ReplyRules:
@@ -546,6 +589,13 @@ class SecCL(Strategy):
         the paper's truncated Borda, or ``1``/``"median"``, each author's median
         received score, which colluders below half of the evaluators cannot lift
         (at most 104 participants). Clients pin it (``seccl-election-rule``).
+    committee_size : int (default: 0)
+        Evaluator committees: each update is scored by ``k = committee_size``
+        evaluators (at most ``m - 1`` of a round's ``m`` updates), each author
+        scores its ``k`` assigned peers, drawn per round from the hash of the block
+        that seals the round's updates (:mod:`seccl_flwr.protocol.committee`). ``0``:
+        every author scores every other (the paper's protocol). Fixed on chain at
+        opening (``k <= n - 1``); clients pin it (``seccl-committee-size``).
     chain : str (default: "embedded")
         ``"embedded"`` for an in-process EVM, or a JSON-RPC URL (anvil, geth, ...).
     chain_url : str | None (default: None)
@@ -599,6 +649,7 @@ class SecCL(Strategy):
         gas_limit: int | None = None,
         quorum: int | None = None,
         election_rule: int | str = 0,
+        committee_size: int = 0,
     ) -> None:
         _check_settings(
             candidate_fraction,
@@ -608,7 +659,9 @@ class SecCL(Strategy):
             gas_limit,
             quorum,
             election_rule,
+            committee_size,
         )
+        self.committee_size = committee_size
         self.quorum = quorum
         self.election_rule = election_rule_of(election_rule)
         self.candidate_fraction = candidate_fraction
@@ -631,6 +684,9 @@ class SecCL(Strategy):
         self.params: RunParams | None = None  # the chain's, once the run is open
         self.participants: dict[int, str] = {}
         self._rpc_server: LoopbackRPCServer | None = None
+        self._last_elected: tuple[dict[str, SignedMessage], list[str]] | None = None
+        """The last aggregated round's updates and candidates (committee runs send the
+        candidates' updates with the next train, for nodes its evaluate missed)."""
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any], **kwargs: Any) -> "SecCL":
@@ -638,7 +694,8 @@ class SecCL(Strategy):
 
         The server reads the very keys its clients pin
         (:func:`~seccl_flwr.client_checks.run_config_parameters`:
-        ``candidate-fraction``, ``share-fraction``, ``per-tensor``, ``seccl-quorum``),
+        ``candidate-fraction``, ``share-fraction``, ``per-tensor``, ``seccl-quorum``,
+        ``seccl-election-rule``, ``seccl-committee-size``),
         so the two cannot disagree; ``seccl-chain`` is a JSON-RPC URL (unset or
         empty: the embedded chain), served for the clients at ``seccl-chain-url``.
         ``kwargs`` are the other arguments (``fraction_train``, ``store``, ...).
@@ -751,6 +808,8 @@ class SecCL(Strategy):
     def _train(self, run: RunContext, state: RoundState) -> None:
         """Send the global model for training; keep the verified, signed updates."""
         messages = list(self.configure_train(state.round, state.sent, run.train_config, run.grid))
+        if self._k and self._last_elected is not None:
+            _attach_candidates(messages, *self._last_elected)  # for nodes evaluate missed
         log(
             INFO,
             "configure_train: Sampled %s nodes (out of %s)",
@@ -783,38 +842,92 @@ class SecCL(Strategy):
             for tx in self.csc.anchor(state.round, Kind.UPDATE, authors, digests):
                 state.record.record_tx("anchor", tx)
             state.record.authors = authors
+        self._seal_updates(state)
         log(
             INFO,
-            "anchor: %s update digests anchored (gas %s)",
+            "anchor: %s update digests anchored%s (gas %s)",
             len(authors),
+            " and sealed" if self._k else "",
             f"{state.record.gas.get('anchor', 0):,}",
         )
 
-    def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
-        """Send every author the others' updates; keep the verified ballots.
+    def _seal_updates(self, state: RoundState) -> None:
+        """Seal the round's updates in a committee run (part of the anchor phase).
 
-        Authors whose ballot is already on chain and authors whose node is not
-        connected are not asked.
+        The seal fixes the update set and, through its block's hash, the committee
+        seed; no update can be anchored afterwards. A resumed round whose updates
+        are already sealed is not sealed again. A run without committees (k = 0)
+        does not seal: its transactions are those of the paper's protocol.
         """
+        if not self._k:
+            return
+        with state.chain_time():
+            if "anchor" in state.done and self.csc.seal_block(state.round) != 0:
+                return
+            state.record.record_tx("anchor", self.csc.seal_updates(state.round))
+
+    def committee_of(self, state: RoundState) -> dict[str, list[str]] | None:
+        """Return the round's committee assignment (evaluator -> peers), ``None`` if k = 0.
+
+        Read through :meth:`~seccl_flwr.chain.csc.CandidateSelection.committee_assignment`
+        (the anchored authors, the round seed and the seal block's hash): the same
+        function the clients and the audit call on their own nodes.
+        """
+        if not self._k:
+            return None
+        with state.chain_time():
+            return self.csc.committee_assignment(state.round)
+
+    def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
+        """Send every author the updates it scores; keep the verified ballots.
+
+        Without committees (k = 0) every author gets every other author's update,
+        in one message content shared by all. With committees each evaluator gets
+        only its assigned peers' updates (:meth:`committee_of`), and its ballot must
+        score exactly those. Authors whose ballot is already on chain and authors
+        whose node is not connected are not asked.
+        """
+        if "anchor" in state.done:  # a resumed round: its seal may still be missing
+            self._seal_updates(state)
         forwarded = self.relay_updates(state.round, state.updates)
-        fields = self._server_fields(
-            state.round,
-            **{
-                wire.AUTHORS: list(forwarded),
-                wire.SIGNATURES: [message.signature for message in forwarded.values()],
-            },
-        )
-        records = wire.cross_evaluation_records(
-            state.sent, {a: record_of(m.payload) for a, m in forwarded.items()}, fields
-        )
+        payloads = {a: record_of(m.payload) for a, m in forwarded.items()}  # once per author
         node_of = {address: node for node, address in self.participants.items()}
-        asked = [node_of[a] for a in state.updates if a not in state.voted and a in node_of]
-        replies = run.send(
-            state, _messages_to(asked, records, wire.MESSAGE_TYPE[wire.CROSS_EVALUATE]), "ballot"
-        )
+        asked = [a for a in state.updates if a not in state.voted and a in node_of]
+        message_type = wire.MESSAGE_TYPE[wire.CROSS_EVALUATE]
+        assigned = self.committee_of(state)
+        if assigned is None:
+            records = self._cross_evaluation_records(state, forwarded, payloads, list(forwarded))
+            messages = _messages_to([node_of[a] for a in asked], records, message_type)
+        else:
+            relayed = self.relay_committee(state.round, assigned)
+            messages = [
+                Message(
+                    RecordDict(
+                        self._cross_evaluation_records(
+                            state, forwarded, payloads, relayed.get(evaluator, [])
+                        )
+                    ),
+                    message_type=message_type,
+                    dst_node_id=node_of[evaluator],
+                )
+                for evaluator in asked
+                if evaluator in relayed
+            ]
+            sizes = sorted({len(peers) for peers in assigned.values()})
+            log(
+                INFO,
+                "cross_evaluate: committees of k = %s (each of %s evaluators scores %s "
+                "assigned peers)",
+                self._k,
+                len(messages),
+                "/".join(map(str, sizes)) or 0,
+            )
+        replies = run.send(state, messages, "ballot")
         state.record.rejections.extend(r.error.reason for r in replies if r.has_error())
         accepted = state.accept(
-            replies, partial(verify_ballot, state.rules, authors=list(state.updates)), "ballot"
+            replies,
+            partial(verify_ballot, state.rules, authors=list(state.updates), assigned=assigned),
+            "ballot",
         )
         state.ballots = [ballot for ballot, _ in accepted.values()]
         log(
@@ -824,6 +937,24 @@ class SecCL(Strategy):
             _dropped(state.record, "ballot"),
         )
         state.require(len(state.ballots) + len(state.voted), "valid ballots", self.min_train_nodes)
+
+    def _cross_evaluation_records(
+        self,
+        state: RoundState,
+        forwarded: Mapping[str, SignedMessage],
+        payloads: Mapping[str, ArrayRecord],
+        peers: Iterable[str],
+    ) -> dict[str, ArrayRecord | ConfigRecord]:
+        """Return the records of a cross-evaluation carrying the updates of ``peers``."""
+        peers = [p for p in peers if p in forwarded]
+        fields = self._server_fields(
+            state.round,
+            **{
+                wire.AUTHORS: peers,
+                wire.SIGNATURES: [forwarded[p].signature for p in peers],
+            },
+        )
+        return wire.cross_evaluation_records(state.sent, {p: payloads[p] for p in peers}, fields)
 
     def _elect(self, run: RunContext, state: RoundState) -> None:
         """Publish and submit the ballots; close the vote if they reach the quorum.
@@ -876,6 +1007,9 @@ class SecCL(Strategy):
         """Evaluate the new model; publish and anchor the verified signed metrics."""
         sent = self.relay_global(state.round, state.arrays)
         messages = list(self.configure_evaluate(state.round, sent, run.evaluate_config, run.grid))
+        if self._k:
+            self._last_elected = (dict(state.updates), list(state.record.candidates))
+            _attach_candidates(messages, *self._last_elected)
         log(
             INFO,
             "configure_evaluate: Sampled %s nodes (out of %s)",
@@ -951,6 +1085,15 @@ class SecCL(Strategy):
         """Return the updates forwarded for cross-evaluation (honest: unchanged)."""
         return dict(updates)
 
+    def relay_committee(
+        self, server_round: int, assigned: Mapping[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """Return whose updates each evaluator is sent in a committee run (honest: its peers).
+
+        An evaluator the returned mapping leaves out is not asked at all.
+        """
+        return dict(assigned)
+
     def relay_ballots(self, server_round: int, ballots: list[SignedMessage]) -> list[SignedMessage]:
         """Return the ballots submitted to the contract (honest: unchanged)."""
         return ballots
@@ -984,12 +1127,18 @@ class SecCL(Strategy):
             self.contract_address,
             self.gas_limit,
             self.election_rule,
+            self.committee_size,
         )
         self.csc, self.participants, resume = open_run_on(
             w3, grid, self.server_key, settings, self.min_available_nodes, timeout, self.store
         )
         self.params = self.csc.params()
         return resume, _new_result(self.csc, self.participants, self.chain, self.store)
+
+    @property
+    def _k(self) -> int:
+        """The open run's committee size on chain (0: full cross-evaluation)."""
+        return self.params.committee_size
 
     def _server_fields(self, server_round: int, **extra) -> ConfigRecord:
         return wire.server_fields(server_round, self.csc.address, **extra)

@@ -14,7 +14,7 @@ on a client (e.g. a bad update signature is an ``UpdateSignatureError`` on both)
 """
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from logging import WARNING
 
@@ -237,13 +237,22 @@ def verify_update(rules: ReplyRules, reply: Message) -> SignedMessage:
     return message
 
 
-def verify_ballot(rules: ReplyRules, reply: Message, authors: Iterable[str]) -> SignedMessage:
+def verify_ballot(
+    rules: ReplyRules,
+    reply: Message,
+    authors: Iterable[str],
+    assigned: Mapping[str, Sequence[str]] | None = None,
+) -> SignedMessage:
     """Return a cross-evaluation reply's ballot once it is complete, in range and signed.
 
     ``authors`` are the round's anchored update authors: a ballot scores exactly
     those other than its evaluator (the contract refuses any other ballot, and with
-    it the whole batch). An honest evaluator never sends an incomplete ballot: it
-    answers with the error that stopped it instead.
+    it the whole batch). In a run with evaluator committees, ``assigned`` is the
+    round's assignment (:func:`seccl_flwr.protocol.committee.assignments`, read
+    through :meth:`~seccl_flwr.chain.csc.CandidateSelection.committee_assignment`):
+    a ballot then scores exactly its evaluator's assigned peers, in any order. An
+    honest evaluator never sends an incomplete ballot: it answers with the error
+    that stopped it instead.
 
     Raises
     ------
@@ -263,14 +272,25 @@ def verify_ballot(rules: ReplyRules, reply: Message, authors: Iterable[str]) -> 
         raise MalformedMessageError(round_, evaluator, "peers and scores do not match")
     if evaluator in peers or not set(peers) <= set(authors):
         raise MalformedMessageError(round_, evaluator, "scores itself or a non-author")
-    missing = set(authors) - {evaluator} - set(peers)
-    if missing:
-        raise MalformedMessageError(
-            round_,
-            evaluator,
-            f"incomplete ballot: {len(missing)} of the round's authors unscored "
-            f"({sorted(missing)})",
-        )
+    if assigned is None:
+        missing = set(authors) - {evaluator} - set(peers)
+        if missing:
+            raise MalformedMessageError(
+                round_,
+                evaluator,
+                f"incomplete ballot: {len(missing)} of the round's authors unscored "
+                f"({sorted(missing)})",
+            )
+    else:
+        expected = set(assigned.get(evaluator, ()))
+        missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
+        if missing or extra:
+            raise MalformedMessageError(
+                round_,
+                evaluator,
+                f"the ballot does not score the evaluator's {len(expected)} assigned peers: "
+                f"missing {missing}, not assigned {extra}",
+            )
     if any(not 0 <= s <= MAX_SCORE for s in scores):
         raise MalformedMessageError(round_, evaluator, f"score out of range [0, {MAX_SCORE}]")
     signature = wire.typed_field(round_, evaluator, fields, wire.SIGNATURE, bytes)

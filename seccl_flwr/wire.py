@@ -29,6 +29,13 @@ phase                  type      server sends                 client replies
                                  fields                       ``SIGNATURE``
 =====================  ========  ===========================  ==============================
 
+In a run with evaluator committees (committee size k >= 1) a ``CROSS_EVALUATE``
+message carries only its evaluator's assigned peers (one message content per
+evaluator), and ``EVALUATE`` messages carry the elected candidates' updates
+(``AUTHORS``, ``SIGNATURES`` and one :func:`peer_update_key` record each), as do the
+next round's ``TRAIN`` messages, so that every participant can recompute the merge
+of updates it did not score.
+
 The server fields (:func:`server_fields`) are ``ROUND`` and ``CONTRACT``. Run
 parameters (share fraction, per-tensor, ...) are not among them: a client reads them
 from the chain, checked against its own configuration.

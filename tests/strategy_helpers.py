@@ -17,6 +17,7 @@ def pins_of(strategy: SecCL) -> dict:
         strategy.per_tensor,
         strategy.quorum,
         strategy.election_rule,
+        strategy.committee_size,
     )
 
 

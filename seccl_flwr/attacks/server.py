@@ -45,6 +45,22 @@ Withholding and choosing the election's inputs (issue 12):
 ``previous-candidates``     aggregates the previous round's candidates: the same
 ==========================  ===========================================================
 
+Evaluator committees (issue 16; a run with ``committee_size`` k >= 1). Every
+evaluator recomputes its assignment from its own chain endpoint (the seal block's
+hash) and casts no ballot when the forwarded peers differ:
+
+======================  =============================================================
+``choose-committee``    the server picks the committees itself (each evaluator's first
+                        assigned peer replaced by an unassigned author): every
+                        evaluator ``CommitteeMismatchError`` (missing and extra peer)
+``partial-committee``   each evaluator is sent only some of its assigned peers (the
+                        last one withheld): every evaluator ``CommitteeMismatchError``
+``unsealed-committee``  the server never seals the round's updates and forwards a
+                        committee it drew itself: every evaluator
+                        ``CommitteeMismatchError`` ("not sealed"); the contract would
+                        refuse any ballot (``UpdatesNotSealed``)
+======================  =============================================================
+
 The lies of omission are told where a real server would tell them: the roster and
 parameters in the run's opening, the withheld updates in the messages the server
 sends (the phases themselves are :class:`~seccl_flwr.strategy.SecCL`'s).
@@ -64,6 +80,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from .. import wire
 from ..chain.connection import EMBEDDED, connect, embedded_web3
 from ..errors import ConfigurationError
+from ..protocol.committee import assignments
 from ..protocol.eip712 import Kind, sign_join
 from ..protocol.signed import SignedMessage
 from ..records import arrays_of, record_of
@@ -89,7 +106,13 @@ SERVER_LIES = (
     "aggregate-weighted",
     "replay-old-model",
     "previous-candidates",
+    "choose-committee",
+    "partial-committee",
+    "unsealed-committee",
 )
+
+COMMITTEE_LIES = ("choose-committee", "partial-committee", "unsealed-committee")
+"""The lies about evaluator committees (they need a run with ``committee_size >= 1``)."""
 
 OPENING_SETTINGS = ("candidate_fraction", "share_fraction", "per_tensor", "quorum")
 """The settings of :class:`~seccl_flwr.strategy.SecCL` that ``wrong-parameters`` may fix
@@ -135,6 +158,8 @@ class LyingServer(SecCL):
     ) -> None:
         if lie not in SERVER_LIES:
             raise ConfigurationError(f"unknown lie {lie!r}; choose from {SERVER_LIES}")
+        if lie in COMMITTEE_LIES and not kwargs.get("committee_size"):
+            raise ConfigurationError(f"the lie {lie!r} needs a run with committee_size >= 1")
         on_chain = dict(on_chain if on_chain is not None else {"candidate_fraction": 1.0})
         unknown = set(on_chain) - set(OPENING_SETTINGS)
         if unknown:
@@ -183,6 +208,34 @@ class LyingServer(SecCL):
         if self._lying(state.round, "censor-update") and state.updates:
             del state.updates[next(iter(state.updates))]
         super()._anchor(run, state)
+
+    def _seal_updates(self, state: RoundState) -> None:
+        """Never seal the round's updates (``unsealed-committee``)."""
+        if self._lying(state.round, "unsealed-committee"):
+            return
+        super()._seal_updates(state)
+
+    def committee_of(self, state: RoundState) -> dict[str, list[str]] | None:
+        """Draw the committees from a seed of the server's choosing (``unsealed-committee``)."""
+        if self._lying(state.round, "unsealed-committee"):
+            seed = keccak(text=f"seccl-server-chosen:{state.round}")
+            return assignments(list(state.updates), seed, self.committee_size)
+        return super().committee_of(state)
+
+    def relay_committee(
+        self, server_round: int, assigned: Mapping[str, list[str]]
+    ) -> dict[str, list[str]]:
+        """Send evaluators committees of the server's choosing, or only some assigned peers."""
+        relayed = {evaluator: list(peers) for evaluator, peers in assigned.items()}
+        if self._lying(server_round, "choose-committee"):
+            for evaluator, peers in relayed.items():
+                others = [a for a in assigned if a != evaluator and a not in peers]
+                if peers and others:
+                    peers[0] = others[0]
+        if self._lying(server_round, "partial-committee"):
+            for peers in relayed.values():
+                del peers[-1:]
+        return relayed
 
     def _cross_evaluate(self, run: RunContext, state: RoundState) -> None:
         """Withhold updates from evaluators, skip cross-evaluation, or forge partial ballots."""

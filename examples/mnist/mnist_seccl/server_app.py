@@ -4,7 +4,8 @@ Run config keys (defaults in ``pyproject.toml``): ``num-server-rounds``,
 ``candidate-fraction`` (λ), ``share-fraction``, ``min-nodes``, ``seccl-quorum``
 (least ballots per election, fixed on chain; 0: a majority of the nodes),
 ``seccl-election-rule`` (``borda`` or ``median``, fixed on chain; the ClientApps pin
-the same key), ``seed``,
+the same key), ``seccl-committee-size`` (evaluators per update k, fixed on chain and
+pinned by the ClientApps; 0: every node scores every other), ``seed``,
 ``seccl-chain-url`` (the loopback URL the embedded chain is served on; the
 ClientApps read it from the same key) or ``seccl-chain`` (a JSON-RPC URL of a real
 node instead of the embedded chain), ``seccl-contract`` (attach to this deployed
@@ -73,6 +74,7 @@ def main(grid: Grid, context: Context) -> SecCLResult:
         min_available_nodes=int(cfg.get("min-nodes", 2)),
         quorum=int(cfg.get("seccl-quorum", 0)) or None,
         election_rule=str(cfg.get("seccl-election-rule", "borda")),
+        committee_size=int(cfg.get("seccl-committee-size", 0)),
         chain=chain,
         chain_url=str(cfg["seccl-chain-url"]) if chain == EMBEDDED else None,
         contract=str(cfg.get("seccl-contract", "")) or None,
