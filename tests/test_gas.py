@@ -253,3 +253,29 @@ def test_committee_rounds_at_256_and_at_the_median_bound_fit_the_capped_node(cap
             f"n={n} k={k} rule={rule}: elect {result.elect:,}, max tx {max(result.all_gas()):,}"
         )
     print("\nanvil --enable-tx-gas-limit, committees:\n" + "\n".join(lines))
+
+
+def test_committee_batches_cost_each_batch_with_its_exact_fresh_points():
+    """At n = 256, k = 10, M = 52: ballots that give points to the same few authors make
+    larger batches than the worst case, every batch within the budget, in order."""
+    authors = [f"a{i}" for i in range(256)]
+    same = [authors[:10]] * 256  # every ballot gives points to the same ten
+    spread = [authors[(10 * i) % 256 :][:10] for i in range(256)]
+    worst = gas.committee_ballot_batch_size(10, 52, TRUNCATED_BORDA)
+    for points_to in (same, spread):
+        sizes = gas.committee_batch_sizes(points_to, 10, 52, TRUNCATED_BORDA, 256)
+        assert sum(sizes) == 256 and min(sizes) >= 1
+        assert sizes[0] >= worst  # never smaller than the worst case
+        have, start = set(), 0
+        for i, size in enumerate(sizes):
+            fresh = set().union(*points_to[start : start + size]) - have
+            cost = gas.committee_ballot_batch_gas(size, 10, 52, 0, 256, i == 0, len(fresh))
+            assert cost <= gas.COMMITTEE_BUDGET
+            have, start = have | fresh, start + size
+    # the first batch gives points to all the spread ballots' authors, to ten of same's
+    assert (
+        gas.committee_batch_sizes(same, 10, 52, 0, 256)[0]
+        > gas.committee_batch_sizes(spread, 10, 52, 0, 256)[0]
+    )
+    median = gas.committee_batch_sizes([[]] * 256, 10, 52, MEDIAN_SCORE, 256, draw=False)
+    assert median[0] >= gas.committee_ballot_batch_size(10, 52, MEDIAN_SCORE)

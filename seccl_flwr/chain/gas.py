@@ -36,7 +36,7 @@ contract bounds (``MAX_MEDIAN_WORDS``, :data:`~seccl_flwr.protocol.params.MAX_ME
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TypeVar
 
 from ..errors import ConfigurationError
@@ -153,6 +153,7 @@ def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
     election_rule: int,
     num_authors: int = MAX_AUTHORS,
     draw: bool = True,
+    fresh: int | None = None,
 ) -> int:
     """Return a bound of the gas of ``submitBallots`` in a committee run.
 
@@ -163,13 +164,16 @@ def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
     model, fitted on rounds whose first ballot writes fresh points), or the
     ``ceil(k / 8)`` words of each median ballot; plus the draw
     (:func:`committee_draw_gas`) if ``draw`` (the round's first batch). Checked
-    against measurements in ``tests/test_gas.py``.
+    against measurements in ``tests/test_gas.py``. ``fresh``: the number of authors
+    the batch gives their first points, if known (:func:`committee_batch_sizes`);
+    ``None`` assumes the most, ``min(batch * top, m)``.
     """
     m = ballot_model_candidates(peers, num_candidates, election_rule)
     extra = batch * (COMMITTEE_BALLOT[0] + COMMITTEE_BALLOT[1] * peers)
     if election_rule == 0:  # the model's first-ballot terms cover one ballot's top writes
         top = min(num_candidates, peers)
-        extra += FRESH_SLOT * max(0, min(batch * top, num_authors) - top)
+        most = min(batch * top, num_authors)
+        extra += FRESH_SLOT * max(0, (most if fresh is None else min(fresh, most)) - top)
     else:
         extra += FRESH_SLOT * batch * math.ceil(peers / 8)
     if draw:
@@ -198,6 +202,70 @@ def committee_ballot_batch_size(
         budget,
         "committee ballot",
     )
+
+
+def committee_batch_sizes(  # noqa: PLR0913 - the ballots and the run
+    points_to: Sequence[Collection[str]],
+    peers: int,
+    num_candidates: int,
+    election_rule: int,
+    num_authors: int = MAX_AUTHORS,
+    with_points: Collection[str] = (),
+    draw: bool = True,
+    budget: int = COMMITTEE_BUDGET,
+) -> list[int]:
+    """Return the sizes of consecutive committee ballot batches, each within ``budget``.
+
+    Tighter than :func:`committee_ballot_batch_size`, which assumes every point a
+    fresh write in every batch: here each batch is costed with the exact number of
+    authors it gives their first points (``fresh`` of :func:`committee_ballot_batch_gas`),
+    and only the first batch pays the draw (if ``draw``).
+
+    Parameters
+    ----------
+    points_to : Sequence[Collection[str]]
+        Per ballot, in submission order, the peers it gives Borda points
+        (:func:`seccl_flwr.protocol.borda.ballot_points`); empty under the median rule.
+    peers : int
+        The most peers of a ballot.
+    with_points : Collection[str]
+        The authors that have points already (earlier batches of the round).
+
+    Raises
+    ------
+    ConfigurationError
+        If a single ballot exceeds the budget.
+    """
+    have = set(with_points)
+    sizes: list[int] = []
+    start = 0
+    while start < len(points_to):
+        fresh: set[str] = set()
+        size = 0
+        while start + size < len(points_to):
+            new = set(points_to[start + size]) - have - fresh
+            cost = committee_ballot_batch_gas(
+                size + 1,
+                peers,
+                num_candidates,
+                election_rule,
+                num_authors,
+                draw=draw,
+                fresh=len(fresh) + len(new),
+            )
+            if cost > budget:
+                if size == 0:
+                    raise ConfigurationError(
+                        f"one committee ballot needs about {cost:,} gas, above {budget:,}"
+                    )
+                break
+            fresh |= new
+            size += 1
+        sizes.append(size)
+        have |= fresh
+        start += size
+        draw = False
+    return sizes
 
 
 def _largest(cost, budget: int, what: str) -> int:
