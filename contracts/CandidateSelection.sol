@@ -117,8 +117,8 @@ contract CandidateSelection {
     /// @dev Under the median rule with committees (`k >= 1`), the most storage words
     /// `electByMedian` may read, `n * ceil(k / 8)`: as many as a full cross-evaluation
     /// at `MAX_MEDIAN_PARTICIPANTS` reads (104 * 13). Measured on anvil
-    /// (tests/test_gas.py): 9.0 M gas at n = 169, k = 64 (1352 words), 10.1 M at
-    /// n = 256, k = 40 (1280 words), 7.5 M at n = 100, k = 99.
+    /// (tests/test_gas.py, benchmarks/scale_gas.py): 9.4 M gas at n = 169, k = 64
+    /// (1352 words), 10.5 M at n = 256, k = 40 (1280 words), 7.9 M at n = 100, k = 99.
     uint256 private constant MAX_MEDIAN_WORDS = 1352;
     /// @dev Scores packed per storage word under the median rule (32 bits each).
     uint256 private constant SCORES_PER_WORD = 8;
