@@ -35,6 +35,7 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 from seccl_flwr.chain import gas
 from seccl_flwr.chain.anvil import AnvilNode
+from seccl_flwr.protocol import borda
 from seccl_flwr.protocol.eip712 import Kind
 from seccl_flwr.protocol.params import (
     ELECTION_RULES,
@@ -85,11 +86,31 @@ def play(w3: Web3, n: int, k: int, rule: int) -> RoundGas:
     """Open a run of ``n`` and play one round with library-sized batches."""
     m = math.ceil(0.2 * n)
     peers = n - 1 if k == 0 else min(k, n - 1)
-    if k:  # as CandidateSelection.submit_ballots sizes them
-        batch = gas.committee_ballot_batch_size(peers, m, rule)
+    bounds: list[int] = []
+
+    def committee_sizes(table: dict, seed: bytes) -> list[int]:
+        """Batch sizes as ``CandidateSelection.submit_ballots`` cuts them; keeps the bounds."""
+        points_to = [
+            list(borda.ballot_points(row, m, seed)) if rule == TRUNCATED_BORDA else []
+            for row in table.values()
+        ]
+        sizes = gas.committee_batch_sizes(points_to, peers, m, rule, n)
+        have: set[str] = set()
+        start = 0
+        for i, size in enumerate(sizes):
+            fresh = set().union(*points_to[start : start + size]) - have
+            bounds.append(
+                gas.committee_ballot_batch_gas(size, peers, m, rule, n, i == 0, len(fresh))
+            )
+            have |= fresh
+            start += size
+        return sizes
+
+    if k:
+        batch = committee_sizes
     else:
         batch = gas.ballot_batch_size(peers, gas.ballot_model_candidates(peers, m, rule))
-    return measure_round(
+    result = measure_round(
         w3,
         w3.eth.accounts[0],
         n,
@@ -100,6 +121,8 @@ def play(w3: Web3, n: int, k: int, rule: int) -> RoundGas:
         election_rule=rule,
         committee_size=k,
     )
+    result.bounds = bounds  # the committee batches' gas bounds, in order
+    return result
 
 
 def round_gas(r: RoundGas) -> int:
@@ -172,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                         "elect": r.elect,
                         "seconds": time.monotonic() - start,
                     }
+                    over = [
+                        f"{used:,} > {bound:,}"
+                        for (*_, used), bound in zip(r.ballots, r.bounds, strict=False)
+                        if used > bound
+                    ]
+                    if over:
+                        lines.append(f"     ballot batches above their gas bound: {over}")
                     rows.append(row)
                     lines.append(
                         f"{n:>4} {k:>4} {name:<7} round {row['gas_per_round']:>12,}  "
@@ -188,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     missed = []
     for row in rows:
-        if row["n"] <= 100 and row["max_tx_gas"] > TARGET_AT_100:
+        if row["k"] and row["n"] <= 100 and row["max_tx_gas"] > TARGET_AT_100:
             missed.append(f"n={row['n']} k={row['k']} {row['rule']}: {row['max_tx_gas']:,} > 10 M")
         if row["max_tx_gas"] >= CAP:
             missed.append(f"n={row['n']} k={row['k']} {row['rule']}: {row['max_tx_gas']:,} >= 2^24")
@@ -209,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *projection,
             "",
-            "targets: every tx <= 10 M gas at n <= 100, < 2^24 at n = 256: "
-            + ("met" if not missed else "MISSED: " + "; ".join(missed)),
+            "targets: every tx <= 10 M gas at n <= 100 with committees (k >= 1; k = 0 rows, "
+            "the paper's protocol, size their ballot batches to 80 % of 2^24 as before), "
+            "< 2^24 at n = 256: " + ("met" if not missed else "MISSED: " + "; ".join(missed)),
         ]
     )
     print("\n" + "\n".join(projection))
@@ -239,8 +270,9 @@ def project(rows: list[dict]) -> list[str]:
         total = PROJECT_N * anchor_per + ballots + elect_per * PROJECT_N * math.log2(PROJECT_N)
         out.append(
             f"  n = {PROJECT_N}, k = {k:>3}: {total / 1e6:,.0f} M gas per round "
-            f"(ballots {ballots / 1e6:,.0f} M, {math.ceil(ballots / gas.DEFAULT_BUDGET)} "
-            f"transactions of at most {gas.DEFAULT_BUDGET / 1e6:.1f} M)"
+            f"(ballots {ballots / 1e6:,.0f} M, at least "
+            f"{math.ceil(ballots / gas.COMMITTEE_BUDGET)} transactions of at most "
+            f"{gas.COMMITTEE_BUDGET / 1e6:.0f} M)"
         )
     return out
 

@@ -11,27 +11,36 @@ pragma solidity 0.8.28;
 ///
 /// Opening a run (nothing of it can change afterwards):
 /// 1. `constructor(runId, params)` — `Params`: the number `M` of candidates, the ballot
-///    quorum of `elect`, the share fraction (ppm), per-tensor sharing and the election
-///    rule (0 = truncated Borda, 1 = median score); `openingBlock()` is this block.
+///    quorum of `elect`, the share fraction (ppm), per-tensor sharing, the election
+///    rule (0 = truncated Borda, 1 = median score) and the committee size `k` (0 =
+///    full cross-evaluation, the SecCL paper's); `openingBlock()` is this block.
 /// 2. `register(accounts, joinSignatures)` — in one or more owner batches; each account
 ///    signs the EIP-712 `Join(runId, participant)` under the domain ("SecCL", "1",
 ///    chainId) *without* `verifyingContract`, so it can sign before the contract exists.
-/// 3. `open()` — checks `1 <= M <= n`, `1 <= quorum <= n` and, for the median rule,
-///    `n <= MAX_MEDIAN_PARTICIPANTS`, stores `rosterDigest() =
+/// 3. `open()` — checks `1 <= M <= n`, `1 <= quorum <= n`, `k <= n - 1` and, for the
+///    median rule, `n <= MAX_MEDIAN_PARTICIPANTS` (k = 0) or `n * ceil(k / 8) <=
+///    MAX_MEDIAN_WORDS` (k >= 1), stores `rosterDigest() =
 ///    keccak256(abi.encodePacked(participants))` (each address as a 32-byte word) and
 ///    emits `RunOpened`. `register` reverts from here on, every round function before.
 ///
 /// Round life cycle (`r = currentRound() = lastCompletedRound() + 1`):
 /// 1. `anchor(r, UPDATE, authors, digests)` — digests of the round's model updates
 ///    (one or more batches); `roundSeed(r)` is the XOR of these digests;
-/// 2. `submitBallots(r, ballots)` — one EIP-712 signed ballot per evaluator, possibly in
-///    several transactions (batches); updates of `r` are sealed from the first ballot on,
-///    which fixes the seed; a ballot scores exactly the round's update authors other
-///    than its evaluator;
-/// 3. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rule, the
+/// 2. `sealUpdates(r)` — no more updates of `r`; its block `B = sealBlockOf(r)`
+///    seeds the round's committees. Required with committees (`k >= 1`), optional with
+///    k = 0, where the first ballot seals the updates as well; either way the seal
+///    fixes `roundSeed(r)`;
+/// 3. `submitBallots(r, ballots)` — one EIP-712 signed ballot per evaluator, possibly in
+///    several transactions (batches). k = 0: a ballot scores exactly the round's
+///    update authors other than its evaluator. k >= 1: the first ballot (in a block
+///    after `B`, within 256 blocks) draws the committees from `keccak256(abi.encode(
+///    blockhash(B), roundSeed(r)))` (`committeeSeedOf`, `committeeSlotsOf`); only
+///    update authors vote, each scoring exactly its `k_eff = min(k, m - 1)` assigned
+///    peers (`seccl_flwr.protocol.committee`, see `submitBallots`);
+/// 4. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rule, the
 ///    medians verified on chain) — over at least `quorum` ballots, result stored and
 ///    emitted;
-/// 4. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
+/// 5. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
 ///    this completes round `r`. Round 0's GLOBAL_MODEL is the initial model.
 /// `anchor(r', EVALUATION, ...)` records federated-evaluation replies of completed rounds.
 ///
@@ -42,7 +51,9 @@ pragma solidity 0.8.28;
 ///   choose the order (short of withholding updates, which clients detect).
 /// * Rule 0, truncated Borda (the SecCL paper): per ballot the peers are ranked by
 ///   score, highest first, ties in the tie order; the top `min(M, k)` of the ballot's
-///   `k` peers get `M, M-1, ...` points. An author's standing is its total.
+///   `k` peers get `M, M-1, ...` points. An author's standing is its total; with
+///   committees (`k >= 1` in `Params`) it is normalised for partial ballots:
+///   `floor(points * 1e6 / received)`, `received` the ballots that scored it (0 if none).
 /// * Rule 1, median score: an author's standing is the lower median of the scores it
 ///   received (the `ceil(k/2)`-th smallest of its `k` scores; 0 if none). Colluders
 ///   below half of the ballots scoring an author cannot lift it above, nor push it
@@ -53,6 +64,12 @@ pragma solidity 0.8.28;
 /// position): it differs from the full 256-bit order only if two of at most 256 hashes
 /// share their first 216 bits, a keccak near-collision nobody can produce.
 ///
+/// Why the server cannot choose the committees: the updates (hence `roundSeed`) are
+/// fixed by the seal before block `B` exists, `blockhash(B)` is unknown until `B` is
+/// published, and neither the seal nor a round's updates can be redone. A server that
+/// also produces the chain's blocks could withhold `B` and retry: the trust model
+/// needs a chain the server does not produce.
+///
 /// Gas: a ballot with `k <= n-1` peers costs O(k) for validation. Borda: plus hashing
 /// and O(k + M log k) memory operations for the partial heapsort of its top `M` peers,
 /// O(M) storage writes (points); `elect` is O(#authors log #authors). Median: the
@@ -60,7 +77,10 @@ pragma solidity 0.8.28;
 /// `electByMedian` reads every ballot's words and verifies each author's claimed
 /// median in O(#ballots) memory operations, O(#ballots * #authors) in all, which
 /// bounds the rule to `MAX_MEDIAN_PARTICIPANTS` (104) participants: 11.0 M gas at
-/// n = 100 on anvil, 13.5 M at n = 112, within 80 % of the cap up to 104. Every batch
+/// n = 100 on anvil, 13.5 M at n = 112, within 80 % of the cap up to 104. With
+/// committees a ballot stores ceil(k_eff / 8) words by its evaluator's slot and
+/// `electByMedian` reads `#authors * ceil(k_eff / 8)` words, O(#authors * k_eff) in
+/// all, bounded by `MAX_MEDIAN_WORDS` (1352) words: chain cost O(n * k). Every batch
 /// function can be split into transactions of any size; `seccl_flwr.chain.gas` sizes
 /// them from measured costs so that each transaction stays under the 2^24
 /// per-transaction cap of EIP-7825 for every n <= 256.
@@ -96,7 +116,9 @@ contract CandidateSelection {
     uint256 private constant MAX_MEDIAN_PARTICIPANTS = 104;
     /// @dev Under the median rule with committees (`k >= 1`), the most storage words
     /// `electByMedian` may read, `n * ceil(k / 8)`: as many as a full cross-evaluation
-    /// at `MAX_MEDIAN_PARTICIPANTS` reads (104 * 13), measured in tests/test_gas.py.
+    /// at `MAX_MEDIAN_PARTICIPANTS` reads (104 * 13). Measured on anvil
+    /// (tests/test_gas.py, benchmarks/scale_gas.py): 9.4 M gas at n = 169, k = 64
+    /// (1352 words), 10.5 M at n = 256, k = 40 (1280 words), 7.9 M at n = 100, k = 99.
     uint256 private constant MAX_MEDIAN_WORDS = 1352;
     /// @dev Scores packed per storage word under the median rule (32 bits each).
     uint256 private constant SCORES_PER_WORD = 8;
@@ -265,7 +287,7 @@ contract CandidateSelection {
     /// @notice The round's updates were sealed: no update can be anchored any more.
     /// @param round The sealed round.
     /// @param sealBlock The block of the seal, whose hash seeds the round's committees.
-    event RoundSealed(uint32 indexed round, uint256 sealBlock);
+    event RoundSealed(uint32 indexed round, uint256 indexed sealBlock);
     /// @notice A committee run drew the round's committees (at its first ballot).
     /// @param round The round.
     /// @param committeeSeed `keccak256(abi.encode(blockhash(sealBlock), roundSeed(round)))`.
@@ -625,13 +647,19 @@ contract CandidateSelection {
         bytes32 domain = domainSeparator();
         Params memory runParams = _params;
         uint256 m = runParams.electionRule == RULE_MEDIAN_SCORE ? 0 : runParams.numCandidates;
-        Committee memory committee; // authors == 0: full cross-evaluation
-        if (runParams.committeeSize != 0) {
-            committee = _drawnCommittee(round, rs, runParams.committeeSize);
-        }
+        Committee memory committee = _ballotCommittee(round, rs, runParams.committeeSize);
         for (uint256 b = 0; b < ballots.length; ++b) {
             _castBallot(round, rs, ballots[b], domain, m, committee);
         }
+    }
+
+    /// @dev The committee ballots are checked against: none (`authors == 0`) for
+    /// committee size 0, else the round's drawn committee (`_drawnCommittee`).
+    function _ballotCommittee(uint32 round, RoundState storage rs, uint256 k)
+        private
+        returns (Committee memory c)
+    {
+        if (k != 0) c = _drawnCommittee(round, rs, k);
     }
 
     /// @dev The round's committee of a committee run of size `k`, drawn and stored at
@@ -680,6 +708,9 @@ contract CandidateSelection {
             order[i] = i;
         }
         for (uint256 i = a - 1; i > 0; --i) {
+            // Not a weak PRNG: `seed` hashes blockhash(sealBlock), a block after the
+            // updates were fixed (see the contract NatSpec); the modulo bias is < 2^-247.
+            // slither-disable-next-line weak-prng
             uint256 j = uint256(keccak256(abi.encode(seed, i))) % (i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
@@ -881,7 +912,7 @@ contract CandidateSelection {
         // received[u]: voted slots among u-1, ..., u-k_eff (mod a)
         uint256[] memory received = new uint256[](a);
         uint256 count = 0;
-        for (uint256 j = 1; j <= c.size; ++j) {
+        for (uint256 j = 1; j < c.size + 1; ++j) {
             count += (voted >> (a - j)) & 1;
         }
         received[0] = count;
@@ -1006,8 +1037,7 @@ contract CandidateSelection {
     /// received from the evaluators at slots `u - j`, `1 <= j <= k_eff`, each stored in
     /// entry `j - 1` of that evaluator's words (0 if it received none). The loop runs
     /// `#authors * k_eff` times per election: its arithmetic is unchecked (every value
-    /// is below 2^32) and its reads skip the bounds check (`t < a` and `j - 1 < k_eff`,
-    /// so every index is below `words.length = a * perBallot`).
+    /// is below 2^32, every index below `words.length = #authors * perBallot`).
     function _isCommitteeLowerMedian(
         uint256[] memory words,
         uint256 perBallot,
@@ -1022,17 +1052,12 @@ contract CandidateSelection {
             uint256 t = u;
             for (uint256 e = 0; e < c.size; ++e) {
                 t = t == 0 ? c.authors - 1 : t - 1; // the evaluator at slot u - (e + 1)
-                uint256 value;
                 // entry `e` of ballot `t`: bits 32 * (e % 8) of word t * perBallot + e / 8
-                // solhint-disable-next-line no-inline-assembly
-                assembly ("memory-safe") {
-                    let word := mload(add(add(words, 0x20), shl(5, add(mul(t, perBallot), shr(3, e)))))
-                    value := and(shr(shl(5, and(e, 7)), word), 0xffffffff)
-                }
+                uint256 value = (words[t * perBallot + (e >> 3)] >> ((e & 7) << 5)) & 0xffffffff;
                 if (value != 0) {
                     ++k;
-                    if (value <= claimed) ++below;
-                    if (value <= claimed + 1) ++atMost;
+                    if (value < claimed + 1) ++below;
+                    if (value < claimed + 2) ++atMost;
                 }
             }
         }

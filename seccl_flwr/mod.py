@@ -17,7 +17,9 @@ Per SecCL phase (:func:`seccl_flwr.wire.phase_of`):
   (:func:`seccl_flwr.client.signed_update`) and reply in SecCL's wire format, with
   the handler's metrics;
 * registration: answered by the mod (address and Join signature);
-* cross-evaluation: check the round's anchored updates, then score each peer's
+* cross-evaluation: check the round's anchored updates (in a run with evaluator
+  committees: that they are exactly this node's assigned peers, re-derived from its
+  own chain endpoint), then score each peer's
   candidate model (global + its update) through the app's own evaluate handler, by
   the metric the node or run config names under ``seccl-score-metric`` (default
   ``eval_acc``, quickstart-pytorch's accuracy; a number in [0, 1], higher is

@@ -6,7 +6,7 @@ fresh measurements). Every function returns what it measured, nothing is asserte
 """
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,7 @@ def measure_round(
     *,
     register_batch: int,
     anchor_batch: int,
-    ballot_batches: Sequence[int] | int,
+    ballot_batches: Sequence[int] | int | Callable[[dict, bytes], Sequence[int]],
     voters: int | None = None,
     seed: int = 0,
     gas: int | None = None,
@@ -103,7 +103,9 @@ def measure_round(
     register_batch, anchor_batch
         Batch sizes of ``register`` and of the UPDATE/EVALUATION anchors.
     ballot_batches
-        Ballots per ``submitBallots``: one size, or the sizes in order (the last repeats).
+        Ballots per ``submitBallots``: one size, or the sizes in order (the last repeats),
+        or a function of the ballots (evaluator -> peer -> score, in submission order)
+        and the round seed that returns the sizes.
     voters
         How many participants vote (all by default).
     seed
@@ -153,6 +155,8 @@ def measure_round(
         scores = [rng.randrange(3) for _ in peers]
         table[voter.address] = dict(zip(peers, scores, strict=True))
         ballots.append(signed_ballot(binding, 1, voter, peers, scores))
+    if callable(ballot_batches):
+        ballot_batches = ballot_batches(table, csc.functions.roundSeed(1).call())
     for chunk in _chunks(ballots, ballot_batches):
         receipt = send(csc.functions.submitBallots(1, list(chunk)), owner, **tx)
         result.ballots.append((len(chunk), len(chunk[0][1]), m, receipt.gasUsed))

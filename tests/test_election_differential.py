@@ -1,19 +1,22 @@
 """Differential test: the contract's election equals the Python oracle.
 
 Both election rules: truncated Borda (``borda.elect``) and the median score
-(``election.elect`` with rule 1). Scores are drawn from tiny ranges most of the time,
-so ballots, medians and totals tie often and the seed's tie order decides;
-incomplete ballots and rounds below the quorum must be refused by both, with the
-matching error.
+(``election.elect`` with rule 1), with full cross-evaluation and with evaluator
+committees (``assigned=``: normalised Borda, medians of the received scores).
+Scores are drawn from tiny ranges most of the time, so ballots, medians and totals
+tie often and the seed's tie order decides; incomplete ballots (and, in committee
+runs, ballots of unassigned peers or of non-authors) and rounds below the quorum
+must be refused by both, with the matching error.
 """
 
 import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_case
 from hypothesis import strategies as st
 from web3 import EthereumTesterProvider, Web3
 
-from seccl_flwr.protocol import borda, election
+from seccl_flwr.protocol import borda, committee, election
 from seccl_flwr.protocol.eip712 import MAX_SCORE, Kind
 from seccl_flwr.protocol.params import MEDIAN_SCORE, TRUNCATED_BORDA
 from tests.conftest_contract import (
@@ -150,3 +153,135 @@ def test_contract_election_equals_python_oracle(chain, case):
     assert csc.functions.candidatesOf(1).call() == expected
     assert csc.functions.ballotCount(1).call() == len(ballots)
     assert csc.functions.totalsOf(1).call()[1] == [totals[a] for a in author_addrs]
+
+
+# ------------------------------------------------------------------ committees
+COMMITTEE_ERRORS = {
+    "drop": "IncompleteBallot",  # a ballot misses one of its assigned peers
+    "swap": "NotAssigned",  # a ballot scores an author not assigned to it
+    "outsider": "NotAnAuthor",  # a participant without an update casts a ballot
+}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_committee_election_equals_python_oracle(chain, data):
+    """Committee runs of both rules: random k, missing ballots, ties, bad ballots.
+
+    The assignment comes from the seal block's hash (not drawn by hypothesis); the
+    ballots are drawn against it, then the contract and ``election.elect(...,
+    assigned=)`` must agree on every standing, the candidates and every refusal.
+    """
+    w3, owner = chain
+    n = data.draw(st.integers(2, 16), label="n")
+    k = data.draw(st.integers(1, n - 1), label="k")
+    m = data.draw(st.integers(1, n), label="M")
+    rule = data.draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE]), label="rule")
+    authors = data.draw(
+        st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True), label="authors"
+    )
+    voters = data.draw(
+        st.lists(st.sampled_from([ADDR[a] for a in authors]), min_size=1, unique=True)
+    )
+    # mostly reachable (some ballots missing), now and then one above the ballots cast
+    above = data.draw(st.integers(0, 5)) == 5
+    quorum = min(n, len(voters) + 1) if above else data.draw(st.integers(1, len(voters)))
+    csc = deploy(
+        w3,
+        owner,
+        keccak(text="diff-committee"),
+        KEYS[:n],
+        m,
+        quorum=quorum,
+        election_rule=rule,
+        committee_size=k,
+    )
+    binding = binding_of(w3, csc)
+    author_addrs = [ADDR[a] for a in authors]
+    digests = [keccak(text=f"committee/{a}/{data.draw(st.integers(0, 3))}") for a in authors]
+    send(csc.functions.anchor(1, Kind.UPDATE, author_addrs, digests), owner)
+    send(csc.functions.sealUpdates(1), owner)
+    w3.provider.make_request("evm_mine", [])  # calls run in the latest block
+    block = w3.eth.get_block(csc.functions.sealBlockOf(1).call())
+    seed = committee.committee_seed(bytes(block["hash"]), borda.round_seed(digests))
+    assigned = committee.assignments(author_addrs, seed, k)
+
+    score = data.draw(
+        st.sampled_from(
+            [st.just(0), st.integers(0, 1), st.integers(0, 3), st.integers(0, MAX_SCORE)]
+        )
+    )
+    table = {
+        v: {p: data.draw(score) for p in data.draw(st.permutations(assigned[v]))} for v in voters
+    }
+    fault = data.draw(st.sampled_from([*COMMITTEE_ERRORS, None, None]), label="fault")
+    outsiders = [a for a in ADDR[:n] if a not in assigned]
+    if fault == "drop" and any(table.values()):
+        v = next(v for v in voters if table[v])
+        table[v].pop(next(iter(table[v])))
+    elif fault == "swap" and voters and len(author_addrs) > 2 and table[voters[0]]:
+        v = voters[0]
+        spare = [a for a in author_addrs if a != v and a not in table[v]]
+        if spare:
+            peer = next(iter(table[v]))
+            table[v] = {(spare[0] if p == peer else p): s for p, s in table[v].items()}
+        else:
+            fault = None
+    elif fault == "outsider" and outsiders:
+        table[outsiders[0]] = {p: 0 for p in author_addrs[:1]}
+    else:
+        fault = None
+
+    signed = [
+        signed_ballot(binding, 1, KEYS[ADDR.index(v)], list(row), list(row.values()))
+        for v, row in table.items()
+    ]
+    updates = dict(zip(author_addrs, digests, strict=True))
+    try:
+        expected, standings = election.elect(updates, table, m, quorum, rule, assigned)
+        refusal = None
+    except borda.ElectionError as exc:
+        refusal = exc
+    chunk = data.draw(st.integers(1, max(1, len(signed))), label="chunk")
+    errors = [
+        _reverted(csc.functions.submitBallots(1, signed[i : i + chunk]), owner)
+        for i in range(0, len(signed), chunk)
+    ]
+    note_case(f"fault: {fault}; rule {rule}")
+    if fault is not None:
+        assert isinstance(refusal, borda.ElectionError)
+        assert isinstance(refusal, borda.IncompleteBallotError) == (fault == "drop")
+        assert [e[0] for e in errors if e] == [COMMITTEE_ERRORS[fault]]
+        return
+    assert errors == [None] * len(errors)
+    if refusal is not None:
+        assert isinstance(refusal, borda.QuorumNotReachedError)
+        note_case("below the quorum")
+        elect = (
+            csc.functions.elect(1)
+            if rule == TRUNCATED_BORDA
+            else csc.functions.electByMedian(1, [0] * len(author_addrs))
+        )
+        assert _reverted(elect, owner) == (
+            "QuorumNotReached",
+            {"round": 1, "ballots": len(table), "quorum": quorum},
+        )
+        return
+    note_case(
+        f"elected, {len(table)} of {len(author_addrs)} authors voted"
+        if len(table) < len(author_addrs)
+        else "elected, every author voted"
+    )
+    if rule == TRUNCATED_BORDA:
+        receipt = send(csc.functions.elect(1), owner, gas=GAS)
+    else:
+        medians = [standings[a] for a in author_addrs]
+        receipt = send(csc.functions.electByMedian(1, medians), owner, gas=GAS)
+    (event,) = csc.events.Elected().process_receipt(receipt)
+    assert event.args.candidates == expected
+    assert event.args.totals == [standings[c] for c in expected]
+    assert csc.functions.totalsOf(1).call()[1] == [standings[a] for a in author_addrs]

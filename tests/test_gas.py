@@ -5,7 +5,7 @@ cap enforced, on anvil at n = 256."""
 import math
 
 import pytest
-from web3 import HTTPProvider, Web3
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 from seccl_flwr.chain import gas
 from seccl_flwr.chain.anvil import AnvilNode, anvil_command
@@ -159,3 +159,123 @@ def test_median_rule_rounds_fit_the_capped_node_up_to_its_limit(capped_anvil):
         )
     print("\nanvil --enable-tx-gas-limit (updates, ballots, elect, global model):")
     print("\n".join(lines))
+
+
+# ------------------------------------------------------------------ committees
+def test_committee_batches_stay_under_the_ten_million_budget_for_every_run():
+    assert gas.COMMITTEE_BUDGET == 10_000_000 < gas.DEFAULT_BUDGET
+    for n in (2, 20, 50, 100, 180, 256):
+        for k in sorted({1, 5, 10, n // 2, n - 1} - {0}):
+            for m in sorted({1, math.ceil(0.2 * n), n}):
+                for rule in (TRUNCATED_BORDA, MEDIAN_SCORE):
+                    size = gas.committee_ballot_batch_size(k, m, rule)
+                    cost = gas.committee_ballot_batch_gas(size, k, m, rule)
+                    assert 1 <= size <= 256 and cost <= gas.COMMITTEE_BUDGET
+                    assert (
+                        size == 256
+                        or gas.committee_ballot_batch_gas(size + 1, k, m, rule)
+                        > gas.COMMITTEE_BUDGET
+                    )
+                    # the bound covers the draw and the fresh writes of any run size
+                    assert cost >= gas.ballot_batch_gas(
+                        size, k, gas.ballot_model_candidates(k, m, rule)
+                    ) + gas.committee_draw_gas(gas.MAX_AUTHORS)
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "rule", "fraction"),
+    [
+        (30, 3, TRUNCATED_BORDA, 0.2),
+        (30, 3, MEDIAN_SCORE, 0.2),
+        (30, 29, TRUNCATED_BORDA, 0.2),
+        (30, 12, TRUNCATED_BORDA, 1.0),  # M = n: every point a fresh write
+        (40, 10, MEDIAN_SCORE, 0.2),
+    ],
+)
+def test_committee_rounds_stay_under_their_gas_bound(n, k, rule, fraction):
+    """Measured on eth-tester: every committee ballot batch (the first, which draws the
+    committees, included) under its bound, every transaction under 10 M gas."""
+    w3 = Web3(EthereumTesterProvider())
+    m = math.ceil(fraction * n)
+    size = gas.committee_ballot_batch_size(k, m, rule)
+    result = measure_round(
+        w3,
+        w3.eth.accounts[0],
+        n,
+        m,
+        register_batch=gas.register_batch_size(),
+        anchor_batch=gas.anchor_batch_size(Kind.UPDATE),
+        ballot_batches=[size, 1, 2],  # the draw in the largest batch, then small ones
+        election_rule=rule,
+        committee_size=k,
+        gas=29_000_000,  # skip estimation: py-evm is slow at it
+    )
+    assert len(result.contract.functions.candidatesOf(1).call()) == m
+    for i, (b, peers, _, used) in enumerate(result.ballots):
+        assert peers == k
+        assert used <= gas.committee_ballot_batch_gas(b, k, m, rule, n, draw=i == 0)
+    assert result.seal < 100_000
+    assert max(result.all_gas()) <= gas.COMMITTEE_BUDGET
+
+
+@pytest.mark.anvil
+@pytest.mark.slow
+def test_committee_rounds_at_256_and_at_the_median_bound_fit_the_capped_node(capped_anvil):
+    """n = 256 with k = 10 (both rules) and k = 255 (Borda), and the median rule at its
+    word bound (n * ceil(k / 8) = 1352 at n = 169, k = 64; 1280 at n = 256, k = 40):
+    every transaction under 80 % of the cap on anvil with the cap enforced."""
+    w3 = capped_anvil
+    lines = []
+    for n, k, rule in [
+        (256, 10, TRUNCATED_BORDA),
+        (256, 10, MEDIAN_SCORE),
+        (256, 255, TRUNCATED_BORDA),
+        (169, 64, MEDIAN_SCORE),
+        (256, 40, MEDIAN_SCORE),
+    ]:
+        m = math.ceil(0.2 * n)
+        result = measure_round(
+            w3,
+            w3.eth.accounts[0],
+            n,
+            m,
+            register_batch=gas.register_batch_size(),
+            anchor_batch=gas.anchor_batch_size(Kind.UPDATE),
+            ballot_batches=gas.committee_ballot_batch_size(k, m, rule),
+            election_rule=rule,
+            committee_size=k,
+        )
+        assert len(result.contract.functions.candidatesOf(1).call()) == m
+        assert max(result.all_gas()) < gas.DEFAULT_BUDGET
+        for i, (b, peers, _, used) in enumerate(result.ballots):
+            assert used <= gas.committee_ballot_batch_gas(b, peers, m, rule, n, draw=i == 0)
+        lines.append(
+            f"n={n} k={k} rule={rule}: elect {result.elect:,}, max tx {max(result.all_gas()):,}"
+        )
+    print("\nanvil --enable-tx-gas-limit, committees:\n" + "\n".join(lines))
+
+
+def test_committee_batches_cost_each_batch_with_its_exact_fresh_points():
+    """At n = 256, k = 10, M = 52: ballots that give points to the same few authors make
+    larger batches than the worst case, every batch within the budget, in order."""
+    authors = [f"a{i}" for i in range(256)]
+    same = [authors[:10]] * 256  # every ballot gives points to the same ten
+    spread = [authors[(10 * i) % 256 :][:10] for i in range(256)]
+    worst = gas.committee_ballot_batch_size(10, 52, TRUNCATED_BORDA)
+    for points_to in (same, spread):
+        sizes = gas.committee_batch_sizes(points_to, 10, 52, TRUNCATED_BORDA, 256)
+        assert sum(sizes) == 256 and min(sizes) >= 1
+        assert sizes[0] >= worst  # never smaller than the worst case
+        have, start = set(), 0
+        for i, size in enumerate(sizes):
+            fresh = set().union(*points_to[start : start + size]) - have
+            cost = gas.committee_ballot_batch_gas(size, 10, 52, 0, 256, i == 0, len(fresh))
+            assert cost <= gas.COMMITTEE_BUDGET
+            have, start = have | fresh, start + size
+    # the first batch gives points to all the spread ballots' authors, to ten of same's
+    assert (
+        gas.committee_batch_sizes(same, 10, 52, 0, 256)[0]
+        > gas.committee_batch_sizes(spread, 10, 52, 0, 256)[0]
+    )
+    median = gas.committee_batch_sizes([[]] * 256, 10, 52, MEDIAN_SCORE, 256, draw=False)
+    assert median[0] >= gas.committee_ballot_batch_size(10, 52, MEDIAN_SCORE)

@@ -8,6 +8,7 @@ from seccl_flwr.protocol.params import (
     RunParams,
     checked_quorum,
     default_quorum,
+    param_mismatches,
     run_params,
     share_fraction_ppm,
 )
@@ -47,3 +48,20 @@ def test_run_params_fix_every_parameter_of_a_run():
     assert run_params(10, 0.4, 0.25, False, quorum=2).quorum == 2
     with pytest.raises(ConfigurationError, match="candidate_fraction"):
         run_params(10, 0.0, 0.25, False)
+
+
+def test_committee_size_is_the_last_params_field_and_pinned_exactly():
+    params = RunParams(4, 11, 100_000, False, 0, 5)
+    assert params.as_tuple() == (4, 11, 100_000, False, 0, 5)
+    assert RunParams.from_tuple(params.as_tuple()) == params
+    assert RunParams(4, 11, 100_000, False).committee_size == 0  # full cross-evaluation
+    assert param_mismatches(params, 20, committee_size=5) == []
+    assert param_mismatches(params, 20) == []  # unpinned: not compared
+    assert param_mismatches(params, 20, committee_size=0) == ["committee size 5, but the pin is 0"]
+    assert param_mismatches(RunParams(4, 11, 100_000, False), 20, committee_size=6) == [
+        "committee size 0, but the pin is 6"
+    ]
+    assert run_params(20, 0.2, 0.1, False, committee_size=19).committee_size == 19
+    for bad in (-1, 20, True, 2.0):
+        with pytest.raises(ConfigurationError, match="committee_size"):
+            run_params(20, 0.2, 0.1, False, committee_size=bad)

@@ -55,6 +55,21 @@ def test_accuracy_rises(honest_run):
     assert f1[-1] > f1[0]
 
 
+def test_a_run_without_committees_is_the_papers_protocol(honest_run):
+    """Committee size 0: no seal, no committee seed, every ballot scores every other
+    author (issue 16 leaves such runs as they were)."""
+    result, strategy, _ = honest_run
+    csc = strategy.csc
+    assert csc.params().committee_size == 0
+    for record in result.rounds:
+        assert len(record.transactions["anchor"]) == 1  # the anchors only, no seal
+        assert csc.seal_block(record.round) == 0
+        assert csc.committee_seed(record.round) == bytes(32)
+        authors = set(record.authors)
+        for evaluator, scored in csc.ballots_of(record.round).items():
+            assert set(scored) == authors - {evaluator}
+
+
 def test_aggregated_exactly_the_elected_candidates(honest_run):
     result, strategy, _ = honest_run
     csc = strategy.csc

@@ -17,6 +17,15 @@ FedMedian, FedTrimmedAvg) run through ``flwr.serverapp.strategy`` as in
 ``baselines.py``; their attackers only poison (there is no vote), so ``adaptive``
 equals ``collude`` for them and is not run. Splits: ``iid``, ``dirichlet-0.5``.
 
+Committees (issue 16, ``--grid committees`` and ``committees-borda``): the same
+colluders against SecCL with evaluator committees of size k ∈ {5, 10} (each update
+scored by k evaluators drawn by :mod:`seccl_flwr.protocol.committee`, see
+:mod:`mnist_seccl.offchain`), ε ∈ {0.1, 0.2, 0.3, 0.4}, 3 seeds. Their rows go to
+``committees.csv`` (the columns of ``collusion.csv`` plus ``committee``, the k);
+full cross-evaluation (k = n - 1) is the ``collusion.csv`` rows of the same cells.
+``committees.md``/``committees.png`` set them side by side with the probability
+that colluders hold a committee's majority (:mod:`seccl_flwr.protocol.committee_risk`).
+
 Every finished run is appended to ``collusion.csv`` at once (one row per round), and
 a run already in the CSV is not run again: an interrupted sweep resumes where it
 stopped. ``--report-only`` redraws ``collusion.png`` and ``collusion.md``.
@@ -25,6 +34,7 @@ Usage::
 
     python examples/mnist/collusion.py --grid compare --jobs 2   # 4 rules, ε 0.2/0.4
     python examples/mnist/collusion.py --grid all --jobs 2       # everything, by priority
+    python examples/mnist/collusion.py --grid committees --jobs 2  # k = 5, 10 (median)
     python examples/mnist/collusion.py --report-only
 """
 
@@ -44,8 +54,16 @@ import torch
 from mnist_seccl import experiments as ex
 from mnist_seccl.offchain import run_offchain
 
+from seccl_flwr.attacks import attacker_partitions
+from seccl_flwr.protocol import committee_risk as risk
+from seccl_flwr.protocol.committee import effective_size
+from seccl_flwr.protocol.params import num_candidates
+
 RESULTS = ex.RESULTS
 CSV_NAME = "collusion.csv"
+COMMITTEE_CSV = "committees.csv"
+COMMITTEES = (5, 10)
+COMMITTEE_EPSILONS = (0.1, 0.2, 0.3, 0.4)
 N, LAMBDA, ROUNDS, START = 20, 0.2, 10, 5
 EPSILONS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.45)
 SEEDS = (0, 1, 2)
@@ -68,6 +86,7 @@ FIELDS = (
     "seconds",
     "note",
 )
+COMMITTEE_FIELDS = (*FIELDS, "committee")
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,7 @@ class Cell:
     seed: int
     split: str = "iid"
     onchain: bool = False  # SecCL on the embedded chain (spot checks of the fast mode)
+    committee: int = 0  # committee size k (0: full cross-evaluation, k = n - 1)
 
     @property
     def seccl(self) -> bool:
@@ -88,7 +108,8 @@ class Cell:
 
     def key(self) -> tuple:
         """What identifies the run in the CSV."""
-        return (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split, self.mode)
+        key = (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split, self.mode)
+        return (*key, self.committee)
 
     @property
     def mode(self) -> str:
@@ -134,7 +155,9 @@ def grid(name: str) -> list[Cell]:
     seed of the other attacks and of the non-IID split; ``all``: all of these in
     this order. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
-    SecCL strategy), to check the fast mode.
+    SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
+    (not in ``all``): the median rule and Borda with committees of size
+    :data:`COMMITTEES` at :data:`COMMITTEE_EPSILONS`, 3 seeds, then at ε = 0.
     """
     target = ("median", "FedMedian", "MultiKrum", "borda")
     groups = {
@@ -164,6 +187,26 @@ def grid(name: str) -> list[Cell]:
             for r in (*RULES, *ex.FLOWER)
         ],
         "onchain": [Cell(r, "collude", 0.4, 0, onchain=True) for r in RULES],
+        # seed by seed, so that a stopped sweep leaves whole seeds
+        # ε = 0 last: what committees cost without attackers
+        "committees": [
+            *(
+                Cell("median", "collude", e, s, committee=k)
+                for s in SEEDS
+                for e in COMMITTEE_EPSILONS
+                for k in COMMITTEES
+            ),
+            *(Cell("median", "collude", 0.0, s, committee=k) for s in SEEDS for k in COMMITTEES),
+        ],
+        "committees-borda": [
+            *(
+                Cell("borda", "collude", e, s, committee=k)
+                for s in SEEDS
+                for e in COMMITTEE_EPSILONS
+                for k in COMMITTEES
+            ),
+            *(Cell("borda", "collude", 0.0, s, committee=k) for s in SEEDS for k in COMMITTEES),
+        ],
         "noniid": [
             Cell(r, "collude", e, s, "dirichlet-0.5")
             for s in SEEDS
@@ -172,7 +215,8 @@ def grid(name: str) -> list[Cell]:
         ],
     }
     if name == "all":
-        return list(dict.fromkeys(c for k, g in groups.items() if k != "onchain" for c in g))
+        apart = ("onchain", "committees", "committees-borda")
+        return list(dict.fromkeys(c for k, g in groups.items() if k not in apart for c in g))
     return groups[name]
 
 
@@ -185,6 +229,8 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
     started = time.monotonic()
     common = {**asdict(cell), "attackers": setting.attackers}
     del common["onchain"]
+    if not cell.committee:
+        del common["committee"]
     if not cell.seccl or cell.onchain:
         rows = ex.run_setting(setting, base, progress=lambda _: None)
         return [
@@ -203,7 +249,7 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
     config = ex.run_config_of(setting, base)
     config["seccl-key-seed"] = cell.seed
     style = "adaptive" if cell.attack == "adaptive" else "collude"
-    result = run_offchain(config, N, ROUNDS, LAMBDA, cell.rule, style)
+    result = run_offchain(config, N, ROUNDS, LAMBDA, cell.rule, style, None, cell.committee)
     seconds = round(time.monotonic() - started, 1)
     return [
         {
@@ -221,20 +267,24 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
 
 
 def done_keys(path: Path) -> set[tuple]:
-    """Return the keys of the cells the CSV already holds."""
-    if not path.is_file():
-        return set()
-    return {
-        (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"], r["mode"])
-        for r in ex.read_csv(path)
-    }
+    """Return the keys of the cells the CSV (and its committee twin) already holds."""
+    keys = set()
+    for name in (path, path.parent / COMMITTEE_CSV):
+        if name.is_file():
+            keys |= {
+                (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"])
+                + (r["mode"], int(r.get("committee") or 0))
+                for r in ex.read_csv(name)
+            }
+    return keys
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Append one run's rows to the CSV (header first if the file is new)."""
     new = not path.is_file()
+    fields = COMMITTEE_FIELDS if path.name == COMMITTEE_CSV else FIELDS
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fields)
         if new:
             writer.writeheader()
         writer.writerows(rows)
@@ -250,12 +300,13 @@ def sweep(cells: list[Cell], out: Path, data_dir: str, jobs: int) -> None:
     tasks = [(c, data_dir) for c in todo]
     with multiprocessing.get_context("spawn").Pool(max(jobs, 1)) as pool:
         for i, rows in enumerate(pool.imap_unordered(run_cell, tasks), 1):
-            append_rows(path, rows)
+            append_rows(out / (COMMITTEE_CSV if rows[0].get("committee") else CSV_NAME), rows)
             last = rows[-1]
             print(
                 f"[{time.monotonic() - started:6.0f}s] {i}/{len(todo)} {last['rule']} "
                 f"{last['attack']} ε={last['epsilon']} seed={last['seed']} "
-                f"{last['split']}: final accuracy {ex.fmt(last['accuracy'])}",
+                + (f"k={last['committee']} " if last.get("committee") else "")
+                + f"{last['split']}: final accuracy {ex.fmt(last['accuracy'])}",
                 flush=True,
             )
 
@@ -450,6 +501,222 @@ def report(out: Path, data_note: str) -> None:
     print(f"wrote {out / 'collusion.md'}, collusion.png")
 
 
+# --------------------------------------------------------------------- committees
+RISK_CSV = "committee_risk.csv"
+RISK_SIZES = (20, 50, 100)
+RISK_EPSILONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
+RISK_FIELDS = (
+    "n",
+    "k",
+    "k_eff",
+    "epsilon",
+    "f",
+    "p_lift_update",
+    "p_push_update",
+    "expected_lifted",
+    "p_round_lift",
+    "p_round_any",
+    "mc_trials",
+    "mc_lift_update",
+    "mc_push_update",
+    "mc_round_lift",
+    "mc_round_any",
+    "mc_lifted",
+    "mc_seats",
+)
+
+
+def committee_risk_rows(trials: int = 2000) -> list[dict[str, Any]]:
+    """Return the capture probabilities of :mod:`seccl_flwr.protocol.committee_risk`.
+
+    For n ∈ :data:`RISK_SIZES`, ε ∈ :data:`RISK_EPSILONS` (f = round(ε·n) colluders,
+    as in the experiments) and k ∈ {5, 10, n - 1}: per update and per round
+    (analytic), and a Monte Carlo of ``trials`` rounds over the real assignment
+    (``mc_seats``: the mean of min(M, lifted colluders), M = ⌈λ·n⌉).
+    """
+    rows = []
+    for n in RISK_SIZES:
+        colluders = [len(attacker_partitions(n, e)) for e in RISK_EPSILONS]
+        m = num_candidates(LAMBDA, n)
+        for k in (*COMMITTEES, n - 1):
+            lift = risk.round_capture_all(n, k, colluders, ("lift",))
+            capture = risk.round_capture_all(n, k, colluders)
+            simulated = risk.simulate(n, k, colluders, trials, seed=n * 1000 + k)
+            for e, f, sim in zip(RISK_EPSILONS, colluders, simulated, strict=True):
+                rows.append(
+                    {
+                        "n": n,
+                        "k": k,
+                        "k_eff": effective_size(k, n),
+                        "epsilon": e,
+                        "f": f,
+                        "p_lift_update": risk.update_capture(n, f, k, "lift"),
+                        "p_push_update": risk.update_capture(n, f, k, "push"),
+                        "expected_lifted": risk.expected_lifted(n, f, k),
+                        "p_round_lift": lift[f],
+                        "p_round_any": capture[f],
+                        "mc_trials": trials,
+                        "mc_lift_update": sim.lift_update,
+                        "mc_push_update": sim.push_update,
+                        "mc_round_lift": sim.round_lift,
+                        "mc_round_any": sim.round_any,
+                        "mc_lifted": sim.lifted,
+                        "mc_seats": sim.seats(m),
+                    }
+                )
+            print(f"capture probabilities: n = {n}, k = {k}", flush=True)
+    return rows
+
+
+def committee_finals(out: Path) -> dict[tuple, list[tuple[float, int]]]:
+    """Return (final accuracy, attacker seats in rounds START..ROUNDS) per seed.
+
+    Keyed by (rule, k, ε): the committee runs of ``committees.csv`` and, as k = n - 1,
+    the full cross-evaluation runs of ``collusion.csv`` (collude, IID, off-chain).
+    """
+    rows = []
+    if (out / COMMITTEE_CSV).is_file():
+        rows += ex.read_csv(out / COMMITTEE_CSV)
+    full = [
+        {**r, "committee": N - 1}
+        for r in ex.read_csv(out / CSV_NAME)
+        if r["mode"] == "off-chain" and r["attack"] == "collude" and r["split"] == "iid"
+    ]
+    rules = {r["rule"] for r in rows} or set(RULES)
+    rows += [r for r in full if r["rule"] in rules]
+    table: dict[tuple, list[tuple[float, int]]] = {}
+    runs = ex.by_run(rows, "rule", "committee", "epsilon", "seed")
+    for (rule, k, eps, _), run in sorted(runs.items(), key=lambda i: int(i[0][3])):
+        last = max(run, key=lambda r: int(r["round"]))
+        won = sum(int(r["attackers_elected"]) for r in run if int(r["round"]) >= START)
+        table.setdefault((rule, int(k), float(eps)), []).append((float(last["accuracy"]), won))
+    return table
+
+
+def committee_report(out: Path, data_note: str) -> None:
+    """Write committees.md and committees.png (accuracy and capture vs ε, by k)."""
+    risk_path = out / RISK_CSV
+    if not risk_path.is_file():
+        with risk_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=RISK_FIELDS)
+            writer.writeheader()
+            writer.writerows(committee_risk_rows())
+    risks = ex.read_csv(risk_path)
+    table = committee_finals(out)
+    sizes = (*COMMITTEES, N - 1)
+    eps = sorted({e for (_, k, e) in table if k != N - 1} | {0.0}) or list(COMMITTEE_EPSILONS)
+    seats_per_run = num_candidates(LAMBDA, N) * (ROUNDS - START + 1)
+    lines = []
+    for rule in [r for r in RULES if any(key[0] == r for key in table)]:
+        for k in sizes:
+            cells = []
+            for e in eps:
+                runs = table.get((rule, k, e), [])
+                acc = mean_spread([a for a, _ in runs]) if runs else "-"
+                seats = f"{sum(w for _, w in runs)}/{seats_per_run * len(runs)}" if runs else ""
+                cells.append(f"{acc}, seats {seats}" if runs else "-")
+            label = f"k = {k}" if k != N - 1 else f"full (k = {N - 1})"
+            lines.append([rule, label, *cells])
+    measured = ex.markdown_table(["rule", "committee", *(f"ε={e}" for e in eps)], lines)
+    predicted = []
+    for r in risks:
+        if int(r["n"]) == N and float(r["epsilon"]) in eps:
+            runs = table.get(("median", int(r["k"]), float(r["epsilon"])), [])
+            got = sum(w for _, w in runs) / (len(runs) * (ROUNDS - START + 1)) if runs else None
+            predicted.append(
+                [
+                    r["k"],
+                    r["epsilon"],
+                    r["f"],
+                    f"{float(r['p_lift_update']):.4f}",
+                    f"{float(r['p_round_lift']):.4f}",
+                    f"{float(r['mc_seats']):.3f}",
+                    f"{got:.3f} ({len(runs)} seeds)" if got is not None else "-",
+                ]
+            )
+    seat_table = ex.markdown_table(
+        [
+            "k",
+            "ε",
+            "f",
+            "P(a colluder lifted)",
+            "P(≥ 1 lifted in a round)",
+            "predicted seats per round",
+            "measured seats per round, median rule",
+        ],
+        predicted,
+    )
+    capture = ex.markdown_table(
+        ["n", "k", "ε", "f", "lift (update)", "push (update)", "≥ 1 lift (round)", "any (round)"]
+        + ["MC lift (update)", "MC any (round)"],
+        [
+            [r["n"], r["k"], r["epsilon"], r["f"]]
+            + [f"{float(r[c]):.4f}" for c in ("p_lift_update", "p_push_update")]
+            + [f"{float(r[c]):.4f}" for c in ("p_round_lift", "p_round_any")]
+            + [f"{float(r[c]):.4f}" for c in ("mc_lift_update", "mc_round_any")]
+            for r in risks
+        ],
+    )
+    body = (
+        f"n = {N}, λ = {LAMBDA} (M = {num_candidates(LAMBDA, N)}), {ROUNDS} rounds, label "
+        f"flippers from round {START} who give each other the top score and everyone "
+        "else 0; SecCL in the off-chain fast mode with committees of k evaluators per "
+        f"update (full: k = n - 1 = {N - 1}, the rows of {CSV_NAME}). Final test "
+        "accuracy, mean ± sd over seeds (number in brackets), and the candidate seats "
+        f"colluders won in rounds {START}-{ROUNDS} summed over the seeds.\n\n"
+        + measured
+        + "\n\n## Seats: predicted by the capture probability, measured\n\n"
+        "Predicted: the Monte Carlo mean of min(M, colluders lifted) per round; measured: "
+        "attacker seats per attacked round of the median-rule runs.\n\n"
+        + seat_table
+        + "\n\n## Capture probabilities (median rule)\n\n"
+        "f = round(ε·n) colluders; an update's committee is a uniformly random "
+        "k-subset of the other n - 1 authors. lift: a colluding update with more than "
+        "half of its k scores colluding; push: an honest update with at least half; "
+        "round: at least one such update in the round (exact). MC: "
+        f"{risks[0]['mc_trials'] if risks else 0} rounds of protocol.committee.assignments "
+        f"with random seeds ({RISK_CSV}).\n\n" + capture
+    )
+    ex.write_markdown(out / "committees.md", "Committees: the security price", data_note, body)
+    fig, (acc_ax, risk_ax) = ex.figure(2, width=6.0)
+    for rule, dash in (("median", "-"), ("borda", "--")):
+        for i, k in enumerate(sizes):
+            points = [
+                (e, statistics.mean(a for a, _ in runs), statistics.pstdev(a for a, _ in runs))
+                for e in eps
+                if (runs := table.get((rule, k, e)))
+            ]
+            if not points:
+                continue
+            x, y, spread = zip(*points, strict=True)
+            label = f"{rule}, k = {k}" if k != N - 1 else f"{rule}, full (k = {N - 1})"
+            acc_ax.errorbar(
+                x, y, yerr=spread, fmt="o" + dash, ms=3, capsize=2, color=f"C{i}", label=label
+            )
+    acc_ax.set_xlabel("ε (fraction of colluders)")
+    acc_ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd, 3 seeds)")
+    acc_ax.set_title(f"n = {N}, λ = {LAMBDA}: median (solid), Borda (dashed)")
+    acc_ax.set_ylim(0, 1)
+    for n, dash in zip(RISK_SIZES, ("-", "--", ":"), strict=True):
+        for i, k in enumerate((*COMMITTEES, n - 1)):
+            points = [
+                (float(r["epsilon"]), float(r["p_round_lift"]))
+                for r in risks
+                if int(r["n"]) == n and int(r["k"]) == k
+            ]
+            x, y = zip(*points, strict=True)
+            label = f"n = {n}, " + (f"k = {k}" if k != n - 1 else "full")
+            risk_ax.plot(x, y, dash, marker=".", color=f"C{i}", label=label)
+    risk_ax.set_xlabel("ε (fraction of colluders)")
+    risk_ax.set_ylabel("P(≥ 1 colluder lifted in a round)")
+    risk_ax.set_title("median rule: colluders hold > half of a colluder's committee")
+    for ax in (acc_ax, risk_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    ex.save_figure(fig, out / "committees.png", "Committees: what the sampling costs", data_note)
+    print(f"wrote {out / 'committees.md'}, committees.png, {RISK_CSV}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run a grid (or only report)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -467,6 +734,8 @@ def main(argv: list[str] | None = None) -> None:
             "free-ride",
             "noniid",
             "onchain",
+            "committees",
+            "committees-borda",
         ),
     )
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -479,6 +748,8 @@ def main(argv: list[str] | None = None) -> None:
         sweep(grid(args.grid), args.out, args.data_dir, args.jobs)
     note = ex.data_note({**ex.BASE_CONFIG, "data-dir": args.data_dir})
     report(args.out, note)
+    if (args.out / COMMITTEE_CSV).is_file():
+        committee_report(args.out, note)
 
 
 if __name__ == "__main__":

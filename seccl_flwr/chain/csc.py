@@ -37,9 +37,10 @@ from web3 import Web3
 
 from ..errors import ConfigurationError
 from ..protocol import committee
+from ..protocol.borda import ballot_points
 from ..protocol.eip712 import Kind, RunBinding
 from ..protocol.election import median_standings
-from ..protocol.params import MEDIAN_SCORE, RunParams
+from ..protocol.params import MEDIAN_SCORE, TRUNCATED_BORDA, RunParams
 from ..protocol.signed import SignedMessage
 from . import gas
 from .abi import contract_abi, hex_bytes, to_checksum_address
@@ -317,15 +318,13 @@ class CandidateSelection:
         params = self.params()
         if params.committee_size:
             self._await_block_after_seal(round_)
-            size = gas.committee_ballot_batch_size(
-                peers, params.num_candidates, params.election_rule
-            )
+            parts = self._committee_batches(round_, list(ballots), peers)
         else:
             m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
-            size = gas.ballot_batch_size(peers, m)
+            parts = gas.batches(list(ballots), gas.ballot_batch_size(peers, m))
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
-            for part in gas.batches(list(ballots), size)
+            for part in parts
         ]
 
     def elect(self, round_: int) -> TxInfo:
@@ -591,6 +590,49 @@ class CandidateSelection:
         return bytes(ballot), candidates
 
     # --------------------------------------------------------------- internals
+    def _committee_batches(
+        self, round_: int, ballots: list[SignedMessage], peers: int
+    ) -> list[list[SignedMessage]]:
+        """Cut a committee run's ballots into gas-sized batches (``gas.committee_batch_sizes``).
+
+        Each batch is costed with the authors it gives their first Borda points
+        (computed here, as the contract tallies, from the chain's round seed and the
+        standings so far) and only a round's first batch with the committee draw.
+        """
+        params = self.params()
+        authors, seed, (_, points), drawn = self._node.calls(
+            self.address,
+            (
+                ("updateAuthors", (round_,)),
+                ("roundSeed", (round_,)),
+                ("totalsOf", (round_,)),
+                ("committeeSeedOf", (round_,)),
+            ),
+        )
+        points_to: list[list[str]] = [[] for _ in ballots]
+        if params.election_rule == TRUNCATED_BORDA:
+            points_to = [
+                list(
+                    ballot_points(
+                        dict(zip((to_checksum_address(p) for p in b.peers), b.scores, strict=True)),
+                        params.num_candidates,
+                        bytes(seed),
+                    )
+                )
+                for b in ballots
+            ]
+        sizes = gas.committee_batch_sizes(
+            points_to,
+            peers,
+            params.num_candidates,
+            params.election_rule,
+            len(authors),
+            with_points=[a for a, p in zip(authors, points, strict=True) if p],
+            draw=not any(bytes(drawn)),
+        )
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return [ballots[s : s + size] for s, size in zip(starts, sizes, strict=True)]
+
     def _await_block_after_seal(self, round_: int) -> None:
         """Return once the chain has a block after the round's seal block.
 

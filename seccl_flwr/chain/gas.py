@@ -24,10 +24,19 @@ Batch sizes keep the model's gas under ``budget``, by default ``SAFETY`` (80 %) 
 the cap: room for gas estimates above the gas used, and for gas-schedule differences
 between nodes. ``elect`` cannot be split; it is at most ``ELECT_GAS_AT_256``. All
 functions are pure.
+
+Committee runs (``Params.committeeSize >= 1``) size their ballot batches by
+:func:`committee_ballot_batch_gas`: the model above plus what a committee ballot adds
+(the first batch's committee draw, fresh storage writes, each peer's assignment check),
+a bound that ``tests/test_gas.py`` checks against batches measured on eth-tester and,
+at n = 256 and at the median rule's word bound, on anvil with the cap enforced. Their
+budget is :data:`COMMITTEE_BUDGET` (10 M gas, issue 16's target per transaction).
+``electByMedian`` of a committee run reads ``n * ceil(k / 8)`` storage words, which the
+contract bounds (``MAX_MEDIAN_WORDS``, :data:`~seccl_flwr.protocol.params.MAX_MEDIAN_WORDS`).
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TypeVar
 
 from ..errors import ConfigurationError
@@ -62,9 +71,10 @@ COMMITTEE_DRAW = (60_000.0, 2_200.0)
 ballot batch (seed, Fisher-Yates over ``m`` authors, ``ceil(m / 32)`` slot words);
 see :func:`committee_draw_gas`."""
 
-COMMITTEE_BALLOT = 25_000
-"""Gas per ballot a committee ballot may cost above :func:`ballot_batch_gas` (the
-evaluator's seat and slot, the assignment check of each peer)."""
+COMMITTEE_BALLOT = (25_000, 400)
+"""Gas per ballot (``1``, ``k``) a committee ballot may cost above
+:func:`ballot_batch_gas`: the evaluator's seat and slot, each peer's assignment check
+(measured: about 60 k gas above the model for one ballot of 255 peers on anvil)."""
 
 FRESH_SLOT = 22_100
 """Gas of a storage write from zero (EIP-2929 cold, EIP-2200): a committee ballot's
@@ -143,20 +153,27 @@ def committee_ballot_batch_gas(  # noqa: PLR0913 - the batch and the run
     election_rule: int,
     num_authors: int = MAX_AUTHORS,
     draw: bool = True,
+    fresh: int | None = None,
 ) -> int:
     """Return a bound of the gas of ``submitBallots`` in a committee run.
 
     :func:`ballot_batch_gas` (with :func:`ballot_model_candidates`), plus per ballot
-    :data:`COMMITTEE_BALLOT`, plus fresh storage writes (:data:`FRESH_SLOT`): Borda
-    points of at most ``min(batch * min(M, k), m)`` authors with none yet, or the
+    :data:`COMMITTEE_BALLOT` (a constant and a term per peer), plus fresh storage
+    writes (:data:`FRESH_SLOT`): Borda points of at most ``min(batch * top, m)``
+    authors with none yet, ``top = min(M, k)`` (the first ballot's ``top`` are in the
+    model, fitted on rounds whose first ballot writes fresh points), or the
     ``ceil(k / 8)`` words of each median ballot; plus the draw
     (:func:`committee_draw_gas`) if ``draw`` (the round's first batch). Checked
-    against measurements in ``tests/test_gas.py``.
+    against measurements in ``tests/test_gas.py``. ``fresh``: the number of authors
+    the batch gives their first points, if known (:func:`committee_batch_sizes`);
+    ``None`` assumes the most, ``min(batch * top, m)``.
     """
     m = ballot_model_candidates(peers, num_candidates, election_rule)
-    extra = batch * COMMITTEE_BALLOT
-    if election_rule == 0:
-        extra += FRESH_SLOT * min(batch * min(num_candidates, peers), num_authors)
+    extra = batch * (COMMITTEE_BALLOT[0] + COMMITTEE_BALLOT[1] * peers)
+    if election_rule == 0:  # the model's first-ballot terms cover one ballot's top writes
+        top = min(num_candidates, peers)
+        most = min(batch * top, num_authors)
+        extra += FRESH_SLOT * max(0, (most if fresh is None else min(fresh, most)) - top)
     else:
         extra += FRESH_SLOT * batch * math.ceil(peers / 8)
     if draw:
@@ -185,6 +202,70 @@ def committee_ballot_batch_size(
         budget,
         "committee ballot",
     )
+
+
+def committee_batch_sizes(  # noqa: PLR0913 - the ballots and the run
+    points_to: Sequence[Collection[str]],
+    peers: int,
+    num_candidates: int,
+    election_rule: int,
+    num_authors: int = MAX_AUTHORS,
+    with_points: Collection[str] = (),
+    draw: bool = True,
+    budget: int = COMMITTEE_BUDGET,
+) -> list[int]:
+    """Return the sizes of consecutive committee ballot batches, each within ``budget``.
+
+    Tighter than :func:`committee_ballot_batch_size`, which assumes every point a
+    fresh write in every batch: here each batch is costed with the exact number of
+    authors it gives their first points (``fresh`` of :func:`committee_ballot_batch_gas`),
+    and only the first batch pays the draw (if ``draw``).
+
+    Parameters
+    ----------
+    points_to : Sequence[Collection[str]]
+        Per ballot, in submission order, the peers it gives Borda points
+        (:func:`seccl_flwr.protocol.borda.ballot_points`); empty under the median rule.
+    peers : int
+        The most peers of a ballot.
+    with_points : Collection[str]
+        The authors that have points already (earlier batches of the round).
+
+    Raises
+    ------
+    ConfigurationError
+        If a single ballot exceeds the budget.
+    """
+    have = set(with_points)
+    sizes: list[int] = []
+    start = 0
+    while start < len(points_to):
+        fresh: set[str] = set()
+        size = 0
+        while start + size < len(points_to):
+            new = set(points_to[start + size]) - have - fresh
+            cost = committee_ballot_batch_gas(
+                size + 1,
+                peers,
+                num_candidates,
+                election_rule,
+                num_authors,
+                draw=draw,
+                fresh=len(fresh) + len(new),
+            )
+            if cost > budget:
+                if size == 0:
+                    raise ConfigurationError(
+                        f"one committee ballot needs about {cost:,} gas, above {budget:,}"
+                    )
+                break
+            fresh |= new
+            size += 1
+        sizes.append(size)
+        have |= fresh
+        start += size
+        draw = False
+    return sizes
 
 
 def _largest(cost, budget: int, what: str) -> int:

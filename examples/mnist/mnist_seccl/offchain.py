@@ -4,7 +4,7 @@ A round here is SecCL's round with the chain, the signatures and Flower's messag
 left out: every participant trains with the very ClientApp functions of
 :mod:`mnist_seccl.client_app` (same data, model, SGD, attacks), shares the top
 ``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`),
-scores every peer's update on its validation split (macro F1, the metric the
+scores its peers' updates on its validation split (macro F1, the metric the
 app's evaluate handler returns and ``seccl_mod`` scores by, here for all evaluators
 from one batched prediction per update: :func:`macro_f1` equals scikit-learn's
 ``f1_score(average="macro", zero_division=0)``, checked in
@@ -13,6 +13,18 @@ from one batched prediction per update: :func:`macro_f1` equals scikit-learn's
 differential-tested against (``tests/test_election_differential.py``) - instead of
 the contract. The new global model is :func:`seccl_flwr.protocol.sparse.aggregate`
 of the candidates, as in :meth:`seccl_flwr.strategy.SecCL._aggregate`.
+
+Committees (issue 16): with ``committee_size`` k >= 1 each participant scores only
+the ``k`` peers :func:`seccl_flwr.protocol.committee.assignments` assigns it, and
+the election runs with ``assigned=`` (Borda normalised per received ballot, the
+median over the received scores), as the contract does. The assignment's seed
+stands in for the chain's: on chain it is ``committee_seed(blockhash(seal block),
+roundSeed)``; here the seal block's hash is replaced by ``keccak(seed, round)``
+(the run seed and the round number, 32 bytes each, big-endian), so
+``committee_seed(keccak(seed, round), round_seed(update digests))``. Like a block
+hash it is fixed before and independent of the updates (the digests then enter
+through ``round_seed``), and nobody in the experiment chooses it. Only the
+assigned peers are predicted, so a committee round is cheaper too.
 
 What is left out cannot change the model: signatures and anchors only let nodes
 detect a lying server, and the server here is honest. It makes a round about 5x
@@ -31,6 +43,8 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from seccl_flwr.attacks import ClientAttack, attack_from_config
 from seccl_flwr.errors import ConfigurationError
 from seccl_flwr.identity import ERROR_FEEDBACK, simulation_key
+from seccl_flwr.protocol.borda import round_seed
+from seccl_flwr.protocol.committee import assignments, committee_seed, evaluators_of
 from seccl_flwr.protocol.eip712 import MAX_SCORE
 from seccl_flwr.protocol.election import elect
 from seccl_flwr.protocol.params import default_quorum, num_candidates
@@ -71,26 +85,49 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> f
 
 
 def cross_scores(
-    candidates: dict[str, dict[str, np.ndarray]], validation: list[tuple[str, torch.Tensor, Any]]
+    candidates: dict[str, dict[str, np.ndarray]],
+    validation: list[tuple[str, torch.Tensor, Any]],
+    assigned: dict[str, list[str]] | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Return evaluator -> peer -> ballot score of every candidate model.
+    """Return evaluator -> peer -> ballot score of the candidate models.
 
     ``validation`` holds ``(evaluator, val_x, val_y)``; each candidate is predicted
-    once on all validation splits, then scored per evaluator (never by its author).
+    once on the validation splits of its evaluators, then scored per evaluator
+    (never by its author). ``assigned`` (evaluator -> peers, from
+    :func:`~seccl_flwr.protocol.committee.assignments`) limits each evaluator to its
+    peers; ``None``: every evaluator scores every other author.
     """
     model = MnistNet()
-    x = torch.cat([vx for _, vx, _ in validation])
-    bounds = np.cumsum([0, *(len(vy) for _, _, vy in validation)])
-    labels = [np.asarray(vy) for _, _, vy in validation]
+    scorers = evaluators_of(assigned) if assigned is not None else None
     table: dict[str, dict[str, int]] = {e: {} for e, _, _ in validation}
     for author, arrays in candidates.items():
-        load_arrays(model, arrays)
-        pred = predict(model, x).argmax(1).numpy()
-        for i, (evaluator, _, _) in enumerate(validation):
+        # full cross-evaluation predicts on every split at once (the author's is skipped)
+        mine = validation if scorers is None else [v for v in validation if v[0] in scorers[author]]
+        x = torch.cat([vx for _, vx, _ in mine])
+        bounds = np.cumsum([0, *(len(vy) for _, _, vy in mine)])
+        load_arrays(model, arrays, "cpu")
+        pred = predict(model, x, "cpu").argmax(1).numpy()
+        for i, (evaluator, _, vy) in enumerate(mine):
             if evaluator != author:
-                f1 = macro_f1(labels[i], pred[bounds[i] : bounds[i + 1]])
+                f1 = macro_f1(np.asarray(vy), pred[bounds[i] : bounds[i + 1]])
                 table[evaluator][author] = score_of(f1)
     return table
+
+
+def round_assignment(
+    seed: int, rnd: int, digests: dict[str, bytes], committee_size: int
+) -> dict[str, list[str]] | None:
+    """Return the round's committee assignment (``None`` for full cross-evaluation).
+
+    The seal block's hash is stood in for by ``keccak(seed, round)`` (module
+    docstring); the rest is :func:`~seccl_flwr.protocol.committee.assignments`
+    over the authors in anchoring order.
+    """
+    if not committee_size:
+        return None
+    stand_in = keccak(seed.to_bytes(32, "big") + rnd.to_bytes(32, "big"))
+    chain_seed = committee_seed(stand_in, round_seed(digests.values()))
+    return assignments(list(digests), chain_seed, committee_size)
 
 
 def attack_ballot(
@@ -124,12 +161,14 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     rule: int | str,
     ballot_style: str = "collude",
     on_round: Callable[[int, dict, list[str], int], None] | None = None,
+    committee_size: int = 0,
 ) -> list[tuple[int, dict, int]]:
     """Run SecCL off chain; return ``(round, test metrics, attackers elected)`` per round.
 
     ``config`` is the ClientApps' run config (data, training and attack keys,
     ``seccl-key-seed``); round 0 is the initial model. ``on_round(round, metrics,
-    candidates, attackers elected)`` is called after each round.
+    candidates, attackers elected)`` is called after each round. ``committee_size``
+    is the run's ``k`` (0: everyone scores everyone else, the paper's protocol).
     """
     if str(config.get(ERROR_FEEDBACK, False)).lower() in ("true", "1"):
         raise ConfigurationError(
@@ -165,7 +204,9 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
         candidates_arrays = {
             a: layout.unflatten(apply_update(base, u), arrays) for a, u in updates.items()
         }
-        table = cross_scores(candidates_arrays, validation)
+        digests = {a: keccak(u.indices.tobytes() + u.values.tobytes()) for a, u in updates.items()}
+        assigned = round_assignment(seed, rnd, digests, committee_size)
+        table = cross_scores(candidates_arrays, validation, assigned)
         ballots = {}
         for p in range(n):
             me = address[p]
@@ -173,8 +214,7 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
             scores = [table[me][a] for a in peers]
             scores = attack_ballot(attacks[p], ballot_style, me, peers, scores, rnd)
             ballots[me] = dict(zip(peers, scores, strict=True))
-        digests = {a: keccak(u.indices.tobytes() + u.values.tobytes()) for a, u in updates.items()}
-        candidates, _ = elect(digests, ballots, m, default_quorum(n), rule)
+        candidates, _ = elect(digests, ballots, m, default_quorum(n), rule, assigned=assigned)
         arrays = aggregate(layout, arrays, [updates[c] for c in candidates])
         metrics = dict(evaluate(rnd, record_of(arrays)))
         won = sum(c in attackers for c in candidates)

@@ -446,3 +446,39 @@ def test_candidates_updates_never_sent_leave_every_node_that_lacks_one_saying_so
     caught = watched.of(EVALUATE)
     assert lacking and set(caught) == lacking
     assert {type(e) for e in caught.values()} == {AggregationUncheckableError}
+
+
+@pytest.mark.anvil
+def test_a_committee_run_on_anvil_with_a_fixed_gas_limit_audits_clean(anvil_url, tmp_path):
+    """On a real node the ballots' preflight ``eth_call`` must not run in the seal's own
+    block (its hash is not available there); with a fixed gas limit every transaction
+    is preflighted. Two rounds, then the audit pinning k."""
+    strategy = SecCL(
+        chain=anvil_url,
+        candidate_fraction=0.34,
+        committee_size=K,
+        gas_limit=20_000_000,
+        store=tmp_path / "messages",
+    )
+    result = committee_run(strategy, num_rounds=2, **{"seccl-chain-url": anvil_url})
+    assert [r.ballots for r in result.rounds] == [NODES, NODES]
+    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
+    report = audit_run(csc, DirectoryStore(tmp_path / "messages"), pins=AuditPins(committee_size=K))
+    assert report.ok, [str(f) for f in report.findings]
+
+
+def test_a_median_committee_run_audits_clean(tmp_path):
+    """The median rule over partial ballots: each author's median of its k received
+    scores, verified on chain and re-derived by the audit with the assignment."""
+    strategy = SecCL(
+        chain_url=free_loopback_url(),
+        candidate_fraction=0.34,
+        committee_size=K,
+        election_rule="median",
+        store=tmp_path / "messages",
+    )
+    result = committee_run(strategy, num_rounds=1)
+    assert result.rounds[0].ballots == NODES and len(result.rounds[0].candidates) == 3
+    csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
+    report = audit_run(csc, DirectoryStore(tmp_path / "messages"), pins=AuditPins(committee_size=K))
+    assert report.ok, [str(f) for f in report.findings]
