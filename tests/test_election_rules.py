@@ -5,9 +5,7 @@ here the Python reference is called directly, as Flower's tests call multikrum.p
 """
 
 import random
-from pathlib import Path
 
-import numpy as np
 import pytest
 from eth_utils import keccak
 
@@ -138,22 +136,6 @@ def test_a_pinned_rule_other_than_the_chains_is_a_mismatch():
     assert problem == "election rule 1 (median), but the pin is 0 (borda)"
     (unknown,) = param_mismatches(RunParams(4, 11, 100_000, False, 9), 20)
     assert "election rule 9 (unknown)" in unknown
-
-
-def test_the_fast_harness_macro_f1_equals_scikit_learns(monkeypatch):
-    """The off-chain harness scores with its own macro F1; it must be sklearn's."""
-    from sklearn.metrics import f1_score
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "mnist"))
-    from mnist_seccl.offchain import macro_f1
-
-    rng = np.random.default_rng(0)
-    for _ in range(500):
-        size = int(rng.integers(1, 60))
-        y_true = rng.integers(0, int(rng.integers(1, 11)), size)
-        y_pred = rng.integers(0, int(rng.integers(1, 11)), size)
-        expected = f1_score(y_true, y_pred, average="macro", zero_division=0)
-        assert macro_f1(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
 
 
 def test_the_typed_client_elects_a_median_run_from_the_ballots_on_chain():

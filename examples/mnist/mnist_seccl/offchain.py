@@ -6,9 +6,8 @@ left out: every participant trains with the very ClientApp functions of
 ``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`),
 scores its peers' updates on its validation split (macro F1, the metric the
 app's evaluate handler returns and ``seccl_mod`` scores by, here for all evaluators
-from one batched prediction per update: :func:`macro_f1` equals scikit-learn's
-``f1_score(average="macro", zero_division=0)``, checked in
-``tests/test_election_rules.py``), and the candidates come from
+from one batched prediction per update, with the library's
+:func:`seccl_flwr.torch_task.macro_f1`, which equals scikit-learn's), and the candidates come from
 :func:`seccl_flwr.protocol.election.elect` - the Python reference the contract is
 differential-tested against (``tests/test_election_differential.py``) - instead of
 the contract. The new global model is :func:`seccl_flwr.protocol.sparse.aggregate`
@@ -50,7 +49,7 @@ from seccl_flwr.protocol.election import elect
 from seccl_flwr.protocol.params import default_quorum, num_candidates
 from seccl_flwr.protocol.sparse import ModelLayout, aggregate, apply_update, sparsify
 from seccl_flwr.records import record_of
-from seccl_flwr.torch_task import load_arrays, model_arrays, predict
+from seccl_flwr.torch_task import load_arrays, macro_f1, model_arrays, predict
 from seccl_flwr.wire import SERVER_ROUND
 
 from .client_app import DATA_KEYS, _partition, client_functions
@@ -65,23 +64,6 @@ score they really measured (inconspicuous, and aimed at rules that drop extremes
 def score_of(f1: float) -> int:
     """Return the ballot score of a macro F1: ``round(clip(f1, 0, 1) * MAX_SCORE)``."""
     return int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE))
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> float:
-    """Return the macro F1 over the labels in ``y_true`` or ``y_pred`` (0 for none).
-
-    Equal to ``sklearn.metrics.f1_score(y_true, y_pred, average="macro",
-    zero_division=0)``, at a fraction of its per-call cost.
-    """
-    labels = np.union1d(y_true, y_pred)
-    if not len(labels):
-        return 0.0
-    tp = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
-    support = np.bincount(y_true, minlength=num_classes) + np.bincount(
-        y_pred, minlength=num_classes
-    )
-    f1 = np.divide(2.0 * tp, support, out=np.zeros(num_classes), where=support > 0)
-    return float(f1[labels].mean())
 
 
 def cross_scores(
