@@ -321,6 +321,22 @@ def test_ensure_funded_without_unlocked_accounts_raises(embedded, monkeypatch):
         ensure_funded(w3, account)
 
 
+def test_ensure_funded_falls_back_to_an_unlocked_account_that_can_pay():
+    """A long-lived dev node's first account runs dry; the next one pays."""
+    w3 = connect("embedded")
+    first, second = w3.eth.accounts[:2]
+    burn = Account.create().address
+    w3.eth.send_transaction({"from": first, "to": burn, "value": w3.eth.get_balance(first) // 2})
+    amount = w3.eth.get_balance(first)  # more than the first one now holds
+    account = Account.create()
+    before = w3.eth.get_balance(second)
+    ensure_funded(w3, account, amount_wei=amount)
+    assert w3.eth.get_balance(account.address) == amount
+    assert w3.eth.get_balance(second) < before - amount + 1
+    with pytest.raises(InsufficientFundsError, match="none of the node's"):
+        ensure_funded(w3, Account.create(), amount_wei=10 * before)
+
+
 # ------------------------------------------------------------------- full flow
 def test_full_round_through_the_typed_client(embedded):
     w3, owner = embedded

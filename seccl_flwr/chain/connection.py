@@ -17,6 +17,9 @@ EMBEDDED = "embedded"
 DEFAULT_FUNDING_WEI = 10**21
 """What a fresh transaction-sending account gets on a dev chain (1000 ETH)."""
 
+_GAS_MARGIN_WEI = 10**18
+"""What a paying dev account keeps beyond the funding, for the funding's own gas."""
+
 
 class EmbeddedProvider(EthereumTesterProvider):
     """eth-tester provider that reports reverts as a real node does.
@@ -139,7 +142,7 @@ def ensure_funded(w3: Web3, account: LocalAccount, amount_wei: int = DEFAULT_FUN
     """Make sure ``account`` can pay for gas, funding it on a development chain.
 
     On the embedded chain and on dev nodes such as anvil, the node's first unlocked
-    account sends ``amount_wei`` when the balance is below half of it. On other
+    account that can pay sends ``amount_wei`` when the balance is below half of it. On other
     chains the account must already hold funds.
 
     Raises
@@ -153,14 +156,16 @@ def ensure_funded(w3: Web3, account: LocalAccount, amount_wei: int = DEFAULT_FUN
         unlocked = w3.eth.accounts
     except Exception:  # noqa: BLE001 - nodes that do not serve eth_accounts
         unlocked = []
-    if not unlocked:
+    # the first unlocked account that can pay (anvil's first one runs dry after ten
+    # fundings of 1000 ETH on one long-lived node; it has nine more)
+    needed = amount_wei + _GAS_MARGIN_WEI
+    payer = next((a for a in unlocked if w3.eth.get_balance(a) > needed), None)
+    if payer is None:
         raise InsufficientFundsError(
-            f"account {account.address} has no funds and the node has no unlocked "
-            "account to fund it; send it some ETH first"
+            f"account {account.address} has no funds and none of the node's "
+            f"{len(unlocked)} unlocked accounts can fund it; send it some ETH first"
         )
-    tx_hash = w3.eth.send_transaction(
-        {"from": unlocked[0], "to": account.address, "value": amount_wei}
-    )
+    tx_hash = w3.eth.send_transaction({"from": payer, "to": account.address, "value": amount_wei})
     w3.eth.wait_for_transaction_receipt(tx_hash)
 
 
