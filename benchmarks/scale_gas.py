@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
+from benchmarks.scale import HEADER  # the columns of scale.csv, one list for both benchmarks
 from seccl_flwr.chain import gas
 from seccl_flwr.chain.anvil import AnvilNode
 from seccl_flwr.protocol import borda
@@ -50,19 +51,6 @@ from tests.gas_measure import RoundGas, measure_round
 RESULTS = Path(__file__).parent / "results"
 CSV_PATH = RESULTS / "scale.csv"
 TXT_PATH = RESULTS / "scale_gas.txt"
-HEADER = [
-    "n",
-    "k",
-    "rule",
-    "ratio",
-    "seccl_s_per_round",
-    "fedavg_s_per_round",
-    "peak_rss_mb",
-    "max_tx_gas",
-    "gas_per_round",
-    "source",
-]
-"""The columns of scale.csv, shared with the time benchmark (which fills ``ratio``)."""
 CAP = gas.TX_GAS_CAP
 TARGET_AT_100 = 10_000_000
 PROJECT_N = 1_000

@@ -630,29 +630,26 @@ def _check_ballots_complete(audit: _Audit, round_: int, ballot: SignedMessage, l
         if assigned is None:
             return  # not derivable: _check_committee reports why
         expected = set(assigned.get(to_checksum_address(ballot.author), ()))
-        missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
-        if missing or extra or len(peers) != len(set(peers)):
-            audit.find(
-                round_,
-                ballot.author,
-                label,
-                COMMITTEE_MISMATCH,
-                f"scores {len(peers)} peers, not the {len(expected)} the round's committee "
-                f"seed assigns its evaluator: missing {missing}, not assigned {extra}"
-                + (", a peer twice" if len(peers) != len(set(peers)) else ""),
-                "ballots",
-            )
-        return
-    expected = set(audit.authors(round_, Kind.UPDATE)) - {ballot.author}
+        finding, whom, other = (
+            COMMITTEE_MISMATCH,
+            f"the {len(expected)} the round's committee seed assigns its evaluator",
+            "not assigned",
+        )
+    else:
+        expected = set(audit.authors(round_, Kind.UPDATE)) - {ballot.author}
+        finding, whom, other = (
+            INCOMPLETE_BALLOT,
+            f"the round's {len(expected)} other anchored authors",
+            "unexpected",
+        )
     missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
     if missing or extra or len(peers) != len(set(peers)):
         audit.find(
             round_,
             ballot.author,
             label,
-            INCOMPLETE_BALLOT,
-            f"scores {len(peers)} peers, not the round's {len(expected)} other anchored "
-            f"authors: missing {missing}, unexpected {extra}"
+            finding,
+            f"scores {len(peers)} peers, not {whom}: missing {missing}, {other} {extra}"
             + (", a peer twice" if len(peers) != len(set(peers)) else ""),
             "ballots",
         )
