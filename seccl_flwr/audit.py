@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from eth_utils import to_checksum_address
 
 from .chain.csc import CandidateSelection
+from .chain.errors import CommitteeUnavailableError
 from .errors import SignatureError, SparseUpdateError
 from .protocol.borda import ElectionError, round_seed
 from .protocol.committee import assignments, committee_seed
@@ -477,9 +478,14 @@ class _Audit:
             self._committees[round_] = None
             seal = self.csc.seal_block(round_)
             if seal:
+                block_hash = self.csc.block_hash(seal)
+                if block_hash is None:
+                    raise CommitteeUnavailableError(
+                        f"the auditor's node does not return block {seal}, which sealed "
+                        f"round {round_}"
+                    )
                 authors = self.csc.update_authors(round_)
                 digests = [self.anchors.get((round_, Kind.UPDATE, a), bytes(32)) for a in authors]
-                block_hash = bytes(self.csc.w3.eth.get_block(seal)["hash"])
                 seed = committee_seed(block_hash, round_seed(digests))
                 self._seeds[round_] = seed
                 self._committees[round_] = assignments(authors, seed, self.committee_size)

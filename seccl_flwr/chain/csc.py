@@ -441,6 +441,15 @@ class CandidateSelection:
         """Return the block of the round's :meth:`seal_updates` (0: not sealed that way)."""
         return int(self._view("sealBlockOf", round_))
 
+    def block_hash(self, number: int) -> bytes | None:
+        """Return the hash of block ``number`` as the connected node reports it.
+
+        ``None`` if the node does not return the block. Used for the seal block of a
+        committee run, whose hash seeds the round's committees.
+        """
+        block = self._node.result("eth_getBlockByNumber", [hex(number), False])
+        return hex_bytes(block["hash"]) if block and block.get("hash") else None
+
     def committee_seed(self, round_: int) -> bytes:
         """Return the committee seed the contract drew at the round's first ballot.
 
@@ -502,16 +511,16 @@ class CandidateSelection:
             raise CommitteeUnavailableError(
                 f"round {round_}'s updates are not sealed: its committees are not drawn yet"
             )
-        block = self._node.result("eth_getBlockByNumber", [hex(int(seal_block)), False])
-        if not block or not block.get("hash"):
+        block_hash = self.block_hash(int(seal_block))
+        if block_hash is None:
             raise CommitteeUnavailableError(
                 f"the node does not return block {int(seal_block)}, which sealed round {round_}"
             )
-        seed = committee.committee_seed(hex_bytes(block["hash"]), bytes(round_seed))
+        seed = committee.committee_seed(block_hash, bytes(round_seed))
         if any(drawn) and bytes(drawn) != seed:
             raise CommitteeSeedMismatchError(
                 f"round {round_}: the contract drew committee seed 0x{bytes(drawn).hex()}, "
-                f"but block {int(seal_block)}'s hash 0x{hex_bytes(block['hash']).hex()} from "
+                f"but block {int(seal_block)}'s hash 0x{block_hash.hex()} from "
                 f"this node gives 0x{seed.hex()}"
             )
         return committee.assignments(authors, seed, size)
