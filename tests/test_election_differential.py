@@ -83,6 +83,20 @@ def _reverted(fn, owner):
     return None
 
 
+def _assert_quorum_refused(csc, owner, rule, authors, ballots, quorum, refusal):  # noqa: PLR0913
+    """The oracle refused for the quorum, and the contract's election reverts the same."""
+    assert isinstance(refusal, borda.QuorumNotReachedError)
+    elect = (
+        csc.functions.elect(1)
+        if rule == TRUNCATED_BORDA
+        else csc.functions.electByMedian(1, [0] * authors)
+    )
+    assert _reverted(elect, owner) == (
+        "QuorumNotReached",
+        {"round": 1, "ballots": ballots, "quorum": quorum},
+    )
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -125,16 +139,7 @@ def test_contract_election_equals_python_oracle(chain, case):
     got_authors, got_points = csc.functions.totalsOf(1).call()
     assert got_authors == author_addrs
     if refusal is not None:
-        assert isinstance(refusal, borda.QuorumNotReachedError)
-        elect = (
-            csc.functions.elect(1)
-            if rule == TRUNCATED_BORDA
-            else csc.functions.electByMedian(1, [0] * len(author_addrs))
-        )
-        assert _reverted(elect, owner) == (
-            "QuorumNotReached",
-            {"round": 1, "ballots": len(ballots), "quorum": quorum},
-        )
+        _assert_quorum_refused(csc, owner, rule, len(author_addrs), len(ballots), quorum, refusal)
         return
     if rule == TRUNCATED_BORDA:  # Borda tallies as ballots come; medians need them all
         assert got_points == [totals[a] for a in author_addrs]
@@ -259,17 +264,8 @@ def test_committee_election_equals_python_oracle(chain, data):
         return
     assert errors == [None] * len(errors)
     if refusal is not None:
-        assert isinstance(refusal, borda.QuorumNotReachedError)
         note_case("below the quorum")
-        elect = (
-            csc.functions.elect(1)
-            if rule == TRUNCATED_BORDA
-            else csc.functions.electByMedian(1, [0] * len(author_addrs))
-        )
-        assert _reverted(elect, owner) == (
-            "QuorumNotReached",
-            {"round": 1, "ballots": len(table), "quorum": quorum},
-        )
+        _assert_quorum_refused(csc, owner, rule, len(author_addrs), len(table), quorum, refusal)
         return
     note_case(
         f"elected, {len(table)} of {len(author_addrs)} authors voted"
