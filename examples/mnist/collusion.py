@@ -26,6 +26,11 @@ full cross-evaluation (k = n - 1) is the ``collusion.csv`` rows of the same cell
 ``committees.md``/``committees.png`` set them side by side with the probability
 that colluders hold a committee's majority (:mod:`seccl_flwr.protocol.committee_risk`).
 
+SecCL's clients send plain top-k updates, as in the paper, except in the cells of
+``--grid error-feedback``: the median rule with error feedback (each client adds
+what its last update left out, the library's default), named ``median + error
+feedback`` in the tables and dashed in the figure.
+
 Every finished run is appended to ``collusion.csv`` at once (one row per round), and
 a run already in the CSV is not run again: an interrupted sweep resumes where it
 stopped. ``--report-only`` redraws ``collusion.png`` and ``collusion.md``.
@@ -35,6 +40,7 @@ Usage::
     python examples/mnist/collusion.py --grid compare --jobs 2   # 4 rules, ε 0.2/0.4
     python examples/mnist/collusion.py --grid all --jobs 2       # everything, by priority
     python examples/mnist/collusion.py --grid committees --jobs 2  # k = 5, 10 (median)
+    python examples/mnist/collusion.py --grid error-feedback --jobs 2  # the default client
     python examples/mnist/collusion.py --report-only
 """
 
@@ -79,6 +85,7 @@ FIELDS = (
     "round",
     "accuracy",
     "split",
+    "error_feedback",
     "macro_f1",
     "attackers",
     "attackers_elected",
@@ -87,6 +94,8 @@ FIELDS = (
     "note",
 )
 COMMITTEE_FIELDS = (*FIELDS, "committee")
+FEEDBACK = " + error feedback"
+"""How a SecCL rule run with error feedback is named in the tables and the figure."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,9 @@ class Cell:
     split: str = "iid"
     onchain: bool = False  # SecCL on the embedded chain (spot checks of the fast mode)
     committee: int = 0  # committee size k (0: full cross-evaluation, k = n - 1)
+    # SecCL clients add what their last update left out (the library's default;
+    # off, as in the paper, unless a cell says so)
+    error_feedback: bool = False
 
     @property
     def seccl(self) -> bool:
@@ -109,7 +121,7 @@ class Cell:
     def key(self) -> tuple:
         """What identifies the run in the CSV."""
         key = (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split, self.mode)
-        return (*key, self.committee)
+        return (*key, self.committee, self.error_feedback)
 
     @property
     def mode(self) -> str:
@@ -132,6 +144,7 @@ class Cell:
             poison_scale=0.0 if free else 10.0,
             collude=not free,
             election_rule=self.rule if self.seccl else "borda",
+            error_feedback=self.error_feedback,
         )
 
     def base(self, data_dir: str) -> dict[str, Any]:
@@ -152,8 +165,10 @@ def grid(name: str) -> list[Cell]:
     target; Borda's seeds 1 and 2 are ``borda-seeds``); ``extras``: seed 0 of the
     other attacks and of the non-IID split at ε ∈ {0.2, 0.4}; ``baselines``: the
     other Flower strategies; ``adaptive``, ``free-ride``, ``noniid``: every ε and
-    seed of the other attacks and of the non-IID split; ``all``: all of these in
-    this order. ``onchain`` (not in
+    seed of the other attacks and of the non-IID split; ``error-feedback``: the
+    median rule with error feedback (the library's default, off in the paper and in
+    every other cell) against colluders (IID and non-IID) and free riders, every ε
+    and seed; ``all``: all of these in this order. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
@@ -213,6 +228,18 @@ def grid(name: str) -> list[Cell]:
             for e in EPSILONS
             for r in target
         ],
+        # the median rule as the library runs it by default: colluders (IID, then
+        # non-IID), then free riders
+        "error-feedback": [
+            Cell("median", attack, e, s, split, error_feedback=True)
+            for attack, split in (
+                ("collude", "iid"),
+                ("collude", "dirichlet-0.5"),
+                ("free-ride", "iid"),
+            )
+            for s in SEEDS
+            for e in EPSILONS
+        ],
     }
     if name == "all":
         apart = ("onchain", "committees", "committees-borda")
@@ -231,6 +258,8 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
     del common["onchain"]
     if not cell.committee:
         del common["committee"]
+    if not cell.seccl:
+        common["error_feedback"] = ""  # dense updates: nothing is left out
     if not cell.seccl or cell.onchain:
         rows = ex.run_setting(setting, base, progress=lambda _: None)
         return [
@@ -266,6 +295,11 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
     ]
 
 
+def with_feedback(row: dict[str, Any]) -> bool:
+    """Whether a row's SecCL run used error feedback (a CSV without the column: no)."""
+    return str(row.get("error_feedback") or "").lower() in ("true", "1")
+
+
 def done_keys(path: Path) -> set[tuple]:
     """Return the keys of the cells the CSV (and its committee twin) already holds."""
     keys = set()
@@ -273,16 +307,35 @@ def done_keys(path: Path) -> set[tuple]:
         if name.is_file():
             keys |= {
                 (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"])
-                + (r["mode"], int(r.get("committee") or 0))
+                + (r["mode"], int(r.get("committee") or 0), with_feedback(r))
                 for r in ex.read_csv(name)
             }
     return keys
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append one run's rows to the CSV (header first if the file is new)."""
-    new = not path.is_file()
+    """Append one run's rows to the CSV (header first if the file is new).
+
+    A CSV written before a column was added (``error_feedback``) is first rewritten
+    with the current columns, its rows' new cells empty, through a temporary file
+    that replaces it whole, so an interrupted rewrite loses nothing.
+    """
     fields = COMMITTEE_FIELDS if path.name == COMMITTEE_CSV else FIELDS
+    if path.is_file():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header and tuple(header) != fields:
+            old = ex.read_csv(path)
+            unknown = set(header) - set(fields)
+            if unknown:
+                raise ValueError(f"{path} has columns this sweep does not write: {sorted(unknown)}")
+            staged = path.with_name(path.name + ".tmp")
+            with staged.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+                writer.writeheader()
+                writer.writerows(old)
+            staged.replace(path)
+    new = not path.is_file()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         if new:
@@ -312,10 +365,18 @@ def sweep(cells: list[Cell], out: Path, data_dir: str, jobs: int) -> None:
 
 
 # ------------------------------------------------------------------------ report
+def labelled_rows(path: Path) -> list[dict[str, str]]:
+    """Return the CSV's rows, a SecCL rule run with error feedback named
+    ``rule`` + :data:`FEEDBACK` (its own line in every table)."""
+    return [
+        {**r, "rule": r["rule"] + FEEDBACK} if with_feedback(r) else r for r in ex.read_csv(path)
+    ]
+
+
 def finals(path: Path) -> dict[tuple, list[float]]:
     """Return final accuracies by (rule, attack, split, ε), one per seed in seed order
     (nan: n/a)."""
-    by_run = ex.by_run(ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed")
+    by_run = ex.by_run(labelled_rows(path), "rule", "attack", "split", "epsilon", "seed")
     out: dict[tuple, list[float]] = {}
     for (rule, attack, split, eps, _), rows in sorted(by_run.items(), key=lambda i: int(i[0][4])):
         last = max(rows, key=lambda r: int(r["round"]))
@@ -340,7 +401,7 @@ def seats_table(path: Path) -> str:
     """
     seats: dict[tuple, list[int]] = {}
     for (rule, attack, split, eps, _), rows in ex.by_run(
-        ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed"
+        labelled_rows(path), "rule", "attack", "split", "epsilon", "seed"
     ).items():
         if rows[0]["mode"] != "off-chain":
             continue
@@ -356,60 +417,68 @@ def seats_table(path: Path) -> str:
     return ex.markdown_table(["rule", "attack", "split", *(f"ε={e}" for e in eps)], rows)
 
 
-def target_check(table: dict[tuple, list[float]]) -> list[str]:
+def target_check(table: dict[tuple, list[float]], rule: str = "median") -> list[str]:
     """Return the issue's target, checked on the IID collusion rows (3 seeds wanted).
 
-    Median rule: mean final accuracy at ε = 0.4 within 2 points of ε = 0, and at
-    least FedMedian's and MultiKrum's mean at every ε (where they ran).
+    ``rule`` (the median rule, or it with error feedback, ``"median" + FEEDBACK``):
+    mean final accuracy at ε = 0.4 within 2 points of ε = 0, and at least FedMedian's
+    and MultiKrum's mean at every ε (where they ran).
     """
 
-    def mean(rule: str, e: float) -> float | None:
-        values = [v for v in table.get((rule, "collude", "iid", e), []) if not math.isnan(v)]
+    def mean(name: str, e: float) -> float | None:
+        values = [v for v in table.get((name, "collude", "iid", e), []) if not math.isnan(v)]
         return statistics.mean(values) if values else None
 
-    def seeds(rule: str, e: float) -> int:
-        return len(table.get((rule, "collude", "iid", e), []))
+    def seeds(name: str, e: float) -> int:
+        return len(table.get((name, "collude", "iid", e), []))
 
     lines = []
-    base, attacked = mean("median", 0.0), mean("median", 0.4)
+    base, attacked = mean(rule, 0.0), mean(rule, 0.4)
     if base is None or attacked is None:
         lines.append("- ε = 0.4 vs ε = 0: not measured yet.")
     else:
         gap = (base - attacked) * 100
         lines.append(
-            f"- ε = 0.4 vs ε = 0: {attacked:.4f} ({seeds('median', 0.4)} seeds) against "
-            f"{base:.4f} ({seeds('median', 0.0)} seeds), {gap:+.2f} points lower: target "
+            f"- ε = 0.4 vs ε = 0: {attacked:.4f} ({seeds(rule, 0.4)} seeds) against "
+            f"{base:.4f} ({seeds(rule, 0.0)} seeds), {gap:+.2f} points lower: target "
             f"(at most 2 points) {'met' if gap <= 2 else 'NOT met'}."
         )
     for other in ("FedMedian", "MultiKrum"):
         worse = []
         for e in EPSILONS:
-            ours, theirs = mean("median", e), mean(other, e)
+            ours, theirs = mean(rule, e), mean(other, e)
             if ours is None or theirs is None:
                 continue
             if ours < theirs:
                 worse.append(f"ε = {e}: {ours:.4f} < {theirs:.4f}")
-        compared = [
-            e for e in EPSILONS if mean("median", e) is not None and mean(other, e) is not None
-        ]
+        compared = [e for e in EPSILONS if mean(rule, e) is not None and mean(other, e) is not None]
         verdict = "met" if not worse else "NOT met at " + "; ".join(worse)
         lines.append(
             f"- at least as good as {other} at every ε (compared at ε ∈ {compared}): {verdict}."
         )
         paired = []
         for e in compared:  # the same seed is the same data, model and attackers
-            ours = table.get(("median", "collude", "iid", e), [])
+            ours = table.get((rule, "collude", "iid", e), [])
             theirs = table.get((other, "collude", "iid", e), [])
             diffs = [(a - b) * 100 for a, b in zip(ours, theirs, strict=False)]
             paired.append(f"ε = {e}: {', '.join(f'{d:+.2f}' for d in diffs)}")
-        lines.append(f"  - median minus {other} per seed, in points: " + "; ".join(paired) + ".")
+        lines.append(f"  - {rule} minus {other} per seed, in points: " + "; ".join(paired) + ".")
     return lines
 
 
 def missing_cells(path: Path) -> dict[str, int]:
     """Return how many cells of each grid group of ``all`` the CSV does not hold yet."""
     done = done_keys(path)
-    names = ("target", "extras", "borda-seeds", "baselines", "adaptive", "free-ride", "noniid")
+    names = (
+        "target",
+        "extras",
+        "borda-seeds",
+        "baselines",
+        "adaptive",
+        "free-ride",
+        "noniid",
+        "error-feedback",
+    )
     counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
     return {name: count for name, count in counts.items() if count}
 
@@ -437,7 +506,8 @@ def report(out: Path, data_note: str) -> None:
     path = out / CSV_NAME
     table = finals(path)
     rules = list(dict.fromkeys(k[0] for k in table))
-    order = [r for r in (*COMPARED, *ex.FLOWER) if r in rules]
+    named = (*COMPARED, *(r + FEEDBACK for r in RULES), *ex.FLOWER)
+    order = [r for r in named if r in rules]
     combos = list(dict.fromkeys((k[1], k[2]) for k in table))
     eps = sorted({k[3] for k in table})
     sections, panels = [], []
@@ -458,6 +528,12 @@ def report(out: Path, data_note: str) -> None:
         "run that many attackers; '-': not run.\n\n"
         + "## Target (median rule, collude, IID)\n\n"
         + "\n".join(target_check(table))
+        + (
+            f"\n\n## Target (median rule{FEEDBACK}, collude, IID)\n\n"
+            + "\n".join(target_check(table, "median" + FEEDBACK))
+            if any(k[0] == "median" + FEEDBACK for k in table)
+            else ""
+        )
         + "\n\n## Fast mode against the chain\n\n"
         + onchain_table(out, table)
         + "\n\n## Candidate seats won by attackers (rounds "
@@ -485,10 +561,13 @@ def report(out: Path, data_note: str) -> None:
             ]
             if not points:
                 continue
-            style = {"lw": 2.5} if rule in COMPARED else {"lw": 1, "alpha": 0.8}
-            style["color"] = f"C{(*COMPARED, *ex.FLOWER).index(rule) % 10}"  # one per rule
+            base = rule.removesuffix(FEEDBACK)
+            style = {"lw": 2.5} if base in COMPARED else {"lw": 1, "alpha": 0.8}
+            # one colour per rule; its error-feedback runs dashed in the same colour
+            style["color"] = f"C{(*COMPARED, *ex.FLOWER).index(base) % 10}"
+            style["ls"] = "--" if rule != base else "-"
             x, y, spread = zip(*points, strict=True)
-            ax.errorbar(x, y, yerr=spread, fmt="o-", ms=3, capsize=2, label=rule, **style)
+            ax.errorbar(x, y, yerr=spread, fmt="o", ms=3, capsize=2, label=rule, **style)
         ax.set_title(f"{attack}, {split}")
         ax.set_xlabel("ε (fraction of attackers)")
         ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd over seeds)")
@@ -580,7 +659,10 @@ def committee_finals(out: Path) -> dict[tuple, list[tuple[float, int]]]:
     full = [
         {**r, "committee": N - 1}
         for r in ex.read_csv(out / CSV_NAME)
-        if r["mode"] == "off-chain" and r["attack"] == "collude" and r["split"] == "iid"
+        if r["mode"] == "off-chain"
+        and r["attack"] == "collude"
+        and r["split"] == "iid"
+        and not with_feedback(r)
     ]
     rules = {r["rule"] for r in rows} or set(RULES)
     rows += [r for r in full if r["rule"] in rules]
@@ -733,6 +815,7 @@ def main(argv: list[str] | None = None) -> None:
             "adaptive",
             "free-ride",
             "noniid",
+            "error-feedback",
             "onchain",
             "committees",
             "committees-borda",

@@ -3,7 +3,8 @@
 A round here is SecCL's round with the chain, the signatures and Flower's messages
 left out: every participant trains with the very ClientApp functions of
 :mod:`mnist_seccl.client_app` (same data, model, SGD, attacks), shares the top
-``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`),
+``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`, or
+with error feedback :func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`),
 scores its peers' updates on its validation split (macro F1, the metric the
 app's evaluate handler returns and ``seccl_mod`` scores by, here for all evaluators
 from one batched prediction per update, with the library's
@@ -40,14 +41,19 @@ from eth_utils import keccak
 from flwr.app import ConfigRecord, Context, RecordDict
 
 from seccl_flwr.attacks import ClientAttack, attack_from_config
-from seccl_flwr.errors import ConfigurationError
 from seccl_flwr.identity import ERROR_FEEDBACK, simulation_key
 from seccl_flwr.protocol.borda import round_seed
 from seccl_flwr.protocol.committee import assignments, committee_seed, evaluators_of
 from seccl_flwr.protocol.eip712 import MAX_SCORE
 from seccl_flwr.protocol.election import elect
 from seccl_flwr.protocol.params import default_quorum, num_candidates
-from seccl_flwr.protocol.sparse import ModelLayout, aggregate, apply_update, sparsify
+from seccl_flwr.protocol.sparse import (
+    ModelLayout,
+    aggregate,
+    apply_update,
+    sparsify,
+    sparsify_with_feedback,
+)
 from seccl_flwr.records import record_of
 from seccl_flwr.torch_task import load_arrays, macro_f1, model_arrays, predict
 from seccl_flwr.wire import SERVER_ROUND
@@ -151,12 +157,14 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     ``seccl-key-seed``); round 0 is the initial model. ``on_round(round, metrics,
     candidates, attackers elected)`` is called after each round. ``committee_size``
     is the run's ``k`` (0: everyone scores everyone else, the paper's protocol).
+    With ``seccl-error-feedback`` true each node adds what its last update left out
+    to its change before sparsifying, and keeps what this one leaves out
+    (:func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`, as
+    :func:`seccl_flwr.client.sparse_update` does); false (the default here): plain
+    top-k, as in the paper.
     """
-    if str(config.get(ERROR_FEEDBACK, False)).lower() in ("true", "1"):
-        raise ConfigurationError(
-            f"the off-chain harness sends plain top-k updates; run with {ERROR_FEEDBACK}=false"
-        )
     n = participants
+    feedback = str(config.get(ERROR_FEEDBACK, False)).lower() in ("true", "1")
     seed = int(config.get("seed", 0))
     data = data_from_config(config)
     evaluate = server_evaluate_fn(data)
@@ -172,6 +180,7 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     share = float(config.get("share-fraction", 0.1))
     arrays = model_arrays(initial_model(seed))
     layout = ModelLayout.of(arrays)
+    residuals: list[np.ndarray | None] = [None] * n  # error feedback: what was left out
     out = [(0, dict(evaluate(0, record_of(arrays))), 0)]
     for rnd in range(1, rounds + 1):
         base = layout.flatten(arrays)
@@ -182,7 +191,12 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
             delta = layout.flatten(trained) - base
             if attacks[p] is not None:
                 delta = attacks[p].update(delta, rnd)
-            updates[address[p]] = sparsify(delta, share, layout)
+            if feedback:
+                updates[address[p]], residuals[p] = sparsify_with_feedback(
+                    delta, residuals[p], share, layout
+                )
+            else:
+                updates[address[p]] = sparsify(delta, share, layout)
         candidates_arrays = {
             a: layout.unflatten(apply_update(base, u), arrays) for a, u in updates.items()
         }
