@@ -57,12 +57,29 @@ def test_poison_arrays_keeps_layout_and_moves_only_floats():
     assert sent["w"].dtype == np.float32 and sent["n"] == 3
 
 
+def test_a_stealthy_flipper_flips_only_its_share_of_each_batch():
+    """flip_fraction p flips the first round(p · b) labels of a batch (a shuffling
+    loader puts a random sample there), leaves the caller's labels alone, and is
+    read from the run config."""
+    attack = ClientAttack("label-flip", start_round=2, flip_fraction=0.4)
+    y = torch.arange(10)
+    assert torch.equal(attack.labels(y, 1), y)
+    assert torch.equal(attack.labels(y, 2), torch.tensor([9, 8, 7, 6, 4, 5, 6, 7, 8, 9]))
+    assert torch.equal(y, torch.arange(10))
+    assert np.array_equal(attack.labels(np.array([0, 1, 2]), 2), np.array([9, 1, 2]))
+    config = {"attack-poison": "label-flip", "attack-fraction": 0.5, "attack-flip-fraction": 0.25}
+    assert attack_from_config(config, 0, 4).flip_fraction == 0.25
+    assert attack_from_config({**config, "attack-flip-fraction": 1}, 0, 4).labels(y, 1)[0] == 9
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"poison": "flip"}, "unknown poison"),
         ({"start_round": 0}, "start_round"),
         ({"noise": -1.0}, "noise"),
+        ({"flip_fraction": 0.0}, "flip_fraction"),
+        ({"flip_fraction": 1.5}, "flip_fraction"),
     ],
 )
 def test_bad_attack_settings_are_named(kwargs, message):

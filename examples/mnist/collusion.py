@@ -6,7 +6,10 @@ n = 20 participants, λ = 0.2 (M = 4), 10 rounds, attackers from round 5. Attack
                everyone else 0 (Figure 5's attack);
 ``adaptive``   the same flippers, voting for a rule that drops extreme scores: each
                other MAX_SCORE, honest peers half of their true score;
-``free-ride``  free riders: an all-zero update, honest ballots.
+``free-ride``  free riders: an all-zero update, honest ballots;
+``stealthy``   colluders whose poison honest evaluators score nearly as well as an
+               honest update: they flip only a share (``STEALTH_FLIP``) of each
+               batch's labels, and vote as in ``collude``.
 
 SecCL runs in the off-chain fast mode (:mod:`mnist_seccl.offchain`: the same clients,
 the election through the Python reference of the rule that the contract is
@@ -76,7 +79,9 @@ SEEDS = (0, 1, 2)
 RULES = ("median", "borda")
 COMPARED = ("median", "trimmed-mean", "copeland", "borda")
 SPLITS = {"iid": 0.0, "dirichlet-0.5": 0.5}
-ATTACKS = ("collude", "adaptive", "free-ride")
+ATTACKS = ("collude", "adaptive", "free-ride", "stealthy")
+STEALTH_FLIP = 0.4
+"""Share of each batch's labels a ``stealthy`` attacker flips."""
 FIELDS = (
     "rule",
     "attack",
@@ -133,6 +138,7 @@ class Cell:
     def setting(self) -> ex.Setting:
         """The harness setting (strategy, attack) of this run."""
         free = self.attack == "free-ride"
+        stealthy = self.attack == "stealthy"
         return ex.Setting(
             "SecCL" if self.seccl else self.rule,
             N,
@@ -145,6 +151,7 @@ class Cell:
             collude=not free,
             election_rule=self.rule if self.seccl else "borda",
             error_feedback=self.error_feedback,
+            flip_fraction=STEALTH_FLIP if stealthy else 1.0,
         )
 
     def base(self, data_dir: str) -> dict[str, Any]:
@@ -168,7 +175,9 @@ def grid(name: str) -> list[Cell]:
     seed of the other attacks and of the non-IID split; ``error-feedback``: the
     median rule with error feedback (the library's default, off in the paper and in
     every other cell) against colluders (IID and non-IID) and free riders, every ε
-    and seed; ``all``: all of these in this order. ``onchain`` (not in
+    and seed; ``stealthy``: the stealthy colluders against the median rule,
+    MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``all``: all of these in
+    this order. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
@@ -227,6 +236,13 @@ def grid(name: str) -> list[Cell]:
             for s in SEEDS
             for e in EPSILONS
             for r in target
+        ],
+        # ε = 0 has no attacker: the collude cells' runs
+        "stealthy": [
+            Cell(r, "stealthy", e, s)
+            for s in SEEDS
+            for e in EPSILONS[1:]
+            for r in ("median", "MultiKrum", "FedMedian", "borda")
         ],
         # the median rule as the library runs it by default: colluders (IID, then
         # non-IID), then free riders
@@ -478,6 +494,7 @@ def missing_cells(path: Path) -> dict[str, int]:
         "free-ride",
         "noniid",
         "error-feedback",
+        "stealthy",
     )
     counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
     return {name: count for name, count in counts.items() if count}
@@ -816,6 +833,7 @@ def main(argv: list[str] | None = None) -> None:
             "free-ride",
             "noniid",
             "error-feedback",
+            "stealthy",
             "onchain",
             "committees",
             "committees-borda",

@@ -9,7 +9,9 @@ two comparable:
 
 ``label-flip``
     Train on labels ``c - 1 - y`` (:meth:`ClientAttack.labels`, applied per batch by
-    :func:`seccl_flwr.torch_task.sgd_train`).
+    :func:`seccl_flwr.torch_task.sgd_train`). With ``flip_fraction`` below 1 only that
+    share of each batch is flipped: a stealthier poison, whose update honest
+    evaluators score nearly as well as an honest one.
 ``scale``
     Send ``scale`` times the honest change (:meth:`ClientAttack.update`).
 ``random``
@@ -60,6 +62,10 @@ class ClientAttack:
         RMS of the ``random`` poison, as a multiple of the honest change's RMS.
     seed : int (default: 0)
         Seed of the ``random`` poison (mixed with the round, so rounds differ).
+    flip_fraction : float (default: 1.0)
+        Share of each batch's labels the ``label-flip`` poison flips, in (0, 1]: the
+        first ``round(flip_fraction · batch size)`` positions of the batch. A
+        shuffling loader puts a fresh random sample there in every batch.
     """
 
     poison: str = "label-flip"
@@ -69,6 +75,7 @@ class ClientAttack:
     scale: float = 10.0
     noise: float = 1.0
     seed: int = 0
+    flip_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.poison not in POISONS:
@@ -79,6 +86,8 @@ class ClientAttack:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         if self.noise < 0:
             raise ValueError(f"noise must be non-negative, got {self.noise}")
+        if not 0.0 < self.flip_fraction <= 1.0:
+            raise ValueError(f"flip_fraction must lie in (0, 1], got {self.flip_fraction}")
         object.__setattr__(self, "colluders", frozenset(self.colluders))
 
     def active(self, server_round: int) -> bool:
@@ -86,10 +95,20 @@ class ClientAttack:
         return server_round >= self.start_round
 
     def labels(self, labels: Labels, server_round: int) -> Labels:
-        """Return the labels to train on: flipped (``c - 1 - y``) when label flipping."""
-        if self.poison == "label-flip" and self.active(server_round):
-            return (self.num_classes - 1) - labels
-        return labels
+        """Return the labels to train on: flipped (``c - 1 - y``) when label flipping.
+
+        Only the first ``round(flip_fraction · len(labels))`` are flipped; ``labels``
+        (a torch tensor or a numpy array) is never changed in place.
+        """
+        if self.poison != "label-flip" or not self.active(server_round):
+            return labels
+        flipped = (self.num_classes - 1) - labels
+        if self.flip_fraction >= 1.0:
+            return flipped
+        count = int(round(self.flip_fraction * len(labels)))
+        mixed = labels.clone() if hasattr(labels, "clone") else labels.copy()
+        mixed[:count] = flipped[:count]
+        return mixed
 
     def update(self, delta: np.ndarray, server_round: int) -> np.ndarray:
         """Return the (flat) change to send in place of the honest ``delta``."""
@@ -147,6 +166,7 @@ ATTACK_KEYS = {
     "attack-collude": "whether the attackers rank each other first, everyone else last",
     "attack-scale": "factor of the 'scale' poison",
     "attack-noise": "RMS multiple of the 'random' poison",
+    "attack-flip-fraction": "share of each batch's labels the 'label-flip' poison flips",
 }
 """Run-config keys read by :func:`attack_from_config` (simulations and experiments)."""
 
@@ -202,4 +222,5 @@ def attack_from_config(
         scale=float(run_config.get("attack-scale", 10.0)),
         noise=float(run_config.get("attack-noise", 1.0)),
         seed=int(partition_id),
+        flip_fraction=float(run_config.get("attack-flip-fraction", 1.0)),
     )

@@ -99,6 +99,9 @@ class Setting:
         or ``"scale"`` with ``poison_scale = 0`` for a free rider (an all-zero update).
     poison_scale : float
         Factor of the ``"scale"`` poison.
+    flip_fraction : float
+        Share of each batch's labels the ``"label-flip"`` poison flips (1: all; less:
+        a stealthier poison).
     collude : bool
         Whether SecCL's attackers rank each other first and everyone else last.
     election_rule : str
@@ -114,6 +117,7 @@ class Setting:
     error_feedback: bool = False
     poison: str = "label-flip"
     poison_scale: float = 10.0
+    flip_fraction: float = 1.0
     collude: bool = True
     election_rule: str = "borda"
 
@@ -154,6 +158,7 @@ def run_config_of(setting: Setting, base: dict[str, Any]) -> dict[str, Any]:
             {
                 "attack-poison": setting.poison,
                 "attack-scale": setting.poison_scale,
+                "attack-flip-fraction": setting.flip_fraction,
                 "attack-fraction": setting.attack_fraction,
                 "attack-start": setting.attack_start,
                 # colluding in the ranking only means something in SecCL's election
