@@ -104,9 +104,70 @@ def test_rule_zero_is_truncated_borda():
     assert election.elect(UPDATES, ballots, 4, 1, "borda") == borda.elect(UPDATES, ballots, 4, 1)
 
 
+def test_ballot_ranks_share_ties_and_span_the_score_range():
+    assert election.ballot_ranks({"a": 5, "b": 9, "c": 1}) == {"a": 500_000, "b": MAX_SCORE, "c": 0}
+    # a and b tie for the two lowest places: both get rank 0.5 of 0..2
+    assert election.ballot_ranks({"a": 3, "b": 3, "c": 8}) == {
+        "a": 250_000,
+        "b": 250_000,
+        "c": MAX_SCORE,
+    }
+    assert election.ballot_ranks({"a": 7}) == {"a": MAX_SCORE // 2}
+    assert election.ballot_ranks({}) == {}
+
+
+def stealthy_ballots(colluders: int, rng: random.Random) -> dict:
+    """A round of stealthy colluders: honest evaluators score a colluder's update 4
+    points below an honest one, plus an offset of their own data of up to 30 points
+    (what separates two honest evaluators' scores most); colluders vote as above."""
+    bad = set(ADDR[:colluders])
+    ballots = {}
+    for evaluator in ADDR:
+        offset = rng.randrange(0, 300_000)
+        row = {}
+        for peer in (p for p in ADDR if p != evaluator):
+            if evaluator in bad:
+                row[peer] = MAX_SCORE if peer in bad else 0
+            else:
+                quality = 560_000 if peer in bad else 600_000
+                row[peer] = quality + offset + rng.randrange(0, 20_000)
+        ballots[evaluator] = row
+    return ballots
+
+
+@pytest.mark.parametrize("colluders", [4, 8, 9])
+def test_ranks_within_a_ballot_keep_stealthy_colluders_out_where_raw_medians_do_not(colluders):
+    """The evaluator's own offset spreads an update's raw scores wider than the gap
+    between a stealthy and an honest update, so colluders that score every honest
+    peer 0 push honest medians down and lift theirs; within each ballot the honest
+    evaluators still rank every honest update above every colluder's."""
+    ballots = stealthy_ballots(colluders, random.Random(colluders))
+    bad = set(ADDR[:colluders])
+    raw, _ = election.elect(UPDATES, ballots, 4, N // 2 + 1, MEDIAN_SCORE)
+    ranked, _ = election.elect(UPDATES, ballots, 4, N // 2 + 1, "rank-median")
+    assert not set(ranked) & bad
+    if colluders >= 8:
+        assert set(raw) & bad  # what the stealthy poison exploits
+
+
+def test_rank_median_ignores_each_evaluators_scale():
+    """Shifting one evaluator's scores (its data's offset) leaves every standing."""
+    ballots = stealthy_ballots(5, random.Random(5))
+    shifted = {}
+    for i, (e, row) in enumerate(ballots.items()):
+        shift = MAX_SCORE - max(row.values()) if i % 2 else -min(row.values())
+        shifted[e] = {p: v + shift for p, v in row.items()}
+    assert election.standings(UPDATES, shifted, 4, MEDIAN_SCORE) != election.standings(
+        UPDATES, ballots, 4, MEDIAN_SCORE
+    )
+    assert election.standings(UPDATES, shifted, 4, "rank-median") == election.standings(
+        UPDATES, ballots, 4, "rank-median"
+    )
+
+
 def test_the_python_only_rules_check_ballots_too():
     ballots = {ADDR[0]: {ADDR[0]: 1}}
-    for rule in ("trimmed-mean", "copeland", MEDIAN_SCORE):
+    for rule in ("trimmed-mean", "copeland", "rank-median", MEDIAN_SCORE):
         with pytest.raises(borda.ElectionError, match="scores itself"):
             election.standings(UPDATES, ballots, 4, rule)
 

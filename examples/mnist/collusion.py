@@ -15,7 +15,8 @@ SecCL runs in the off-chain fast mode (:mod:`mnist_seccl.offchain`: the same cli
 the election through the Python reference of the rule that the contract is
 differential-tested against) under the rules ``borda`` (truncated Borda, the paper's),
 ``median`` (rule 1, on chain) and, for the first comparison only, ``trimmed-mean``
-and ``copeland`` (Python only). Flower's strategies (FedAvg, Krum, MultiKrum, Bulyan,
+and ``copeland`` (Python only); ``rank-median`` and ``copeland`` again against the
+stealthy colluders (``--grid ranked``). Flower's strategies (FedAvg, Krum, MultiKrum, Bulyan,
 FedMedian, FedTrimmedAvg) run through ``flwr.serverapp.strategy`` as in
 ``baselines.py``; their attackers only poison (there is no vote), so ``adaptive``
 equals ``collude`` for them and is not run. Splits: ``iid``, ``dirichlet-0.5``.
@@ -77,7 +78,9 @@ N, LAMBDA, ROUNDS, START = 20, 0.2, 10, 5
 EPSILONS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.45)
 SEEDS = (0, 1, 2)
 RULES = ("median", "borda")
-COMPARED = ("median", "trimmed-mean", "copeland", "borda")
+COMPARED = ("median", "trimmed-mean", "copeland", "borda", "rank-median")
+RANKED = ("rank-median", "copeland")
+"""Python-only rules that compare scores within each ballot (``--grid ranked``)."""
 SPLITS = {"iid": 0.0, "dirichlet-0.5": 0.5}
 ATTACKS = ("collude", "adaptive", "free-ride", "stealthy")
 STEALTH_FLIP = 0.4
@@ -176,7 +179,9 @@ def grid(name: str) -> list[Cell]:
     median rule with error feedback (the library's default, off in the paper and in
     every other cell) against colluders (IID and non-IID) and free riders, every ε
     and seed; ``stealthy``: the stealthy colluders against the median rule,
-    MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``all``: all of these in
+    MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``ranked``: the
+    Python-only rules of :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and
+    against the plain colluders at 0.4 and without attackers; ``all``: all of these in
     this order. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
@@ -243,6 +248,12 @@ def grid(name: str) -> list[Cell]:
             for s in SEEDS
             for e in EPSILONS[1:]
             for r in ("median", "MultiKrum", "FedMedian", "borda")
+        ],
+        # rules that compare within a ballot: the stealthy colluders, then the plain
+        # ones, then no attacker
+        "ranked": [
+            *(Cell(r, "stealthy", e, s) for s in SEEDS for e in (0.4, 0.3, 0.45) for r in RANKED),
+            *(Cell(r, "collude", e, s) for s in SEEDS for e in (0.4, 0.0) for r in RANKED),
         ],
         # the median rule as the library runs it by default: colluders (IID, then
         # non-IID), then free riders
@@ -495,6 +506,7 @@ def missing_cells(path: Path) -> dict[str, int]:
         "noniid",
         "error-feedback",
         "stealthy",
+        "ranked",
     )
     counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
     return {name: count for name, count in counts.items() if count}
@@ -581,7 +593,8 @@ def report(out: Path, data_note: str) -> None:
             base = rule.removesuffix(FEEDBACK)
             style = {"lw": 2.5} if base in COMPARED else {"lw": 1, "alpha": 0.8}
             # one colour per rule; its error-feedback runs dashed in the same colour
-            style["color"] = f"C{(*COMPARED, *ex.FLOWER).index(base) % 10}"
+            index = (*COMPARED, *ex.FLOWER).index(base)
+            style["color"] = f"C{index}" if index < 10 else "black"
             style["ls"] = "--" if rule != base else "-"
             x, y, spread = zip(*points, strict=True)
             ax.errorbar(x, y, yerr=spread, fmt="o", ms=3, capsize=2, label=rule, **style)
@@ -834,6 +847,7 @@ def main(argv: list[str] | None = None) -> None:
             "noniid",
             "error-feedback",
             "stealthy",
+            "ranked",
             "onchain",
             "committees",
             "committees-borda",

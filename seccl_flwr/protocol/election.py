@@ -21,9 +21,13 @@ Rules the contract runs (the run fixes one on chain, ``Params.electionRule``):
     therefore moves no standing outside the range of the honest scores.
 
 Rules measured in Python only (the comparison of ``examples/mnist/collusion.py``):
-:func:`trimmed_mean_standings` and :func:`copeland_standings`.
+:func:`trimmed_mean_standings`, :func:`copeland_standings` and
+:func:`rank_median_standings`. The last two compare scores only within a ballot,
+which removes what most separates two honest evaluators' scores of one update: how
+easy their own validation data is.
 """
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 
 from .borda import (
@@ -35,6 +39,7 @@ from .borda import (
     rank_standings,
     round_seed,
 )
+from .eip712 import MAX_SCORE
 from .params import TRUNCATED_BORDA, election_rule_of
 
 Ballots = Mapping[str, Mapping[str, int]]
@@ -100,11 +105,40 @@ def copeland_standings(updates: Mapping[str, bytes], ballots: Ballots) -> dict[s
     return out
 
 
+def ballot_ranks(scores: Mapping[str, int]) -> dict[str, int]:
+    """Return each peer's rank within one ballot, scaled to ``[0, MAX_SCORE]``.
+
+    The rank of a peer is the number of peers scored lower plus half of the others
+    scored equal (so ties share their mean rank); the lowest scored peer gets 0,
+    the highest ``MAX_SCORE``, floored. A ballot of one peer ranks it in the middle.
+    """
+    values = sorted(scores.values())
+    span = 2 * (len(values) - 1)
+    out = {}
+    for peer, score in scores.items():
+        lower, equal = bisect_left(values, score), bisect_right(values, score)
+        doubled = 2 * lower + (equal - lower - 1)  # twice the mean rank of the tie
+        out[peer] = doubled * MAX_SCORE // span if span else MAX_SCORE // 2
+    return out
+
+
+def rank_median_standings(updates: Mapping[str, bytes], ballots: Ballots) -> dict[str, int]:
+    """Return each author's lower median rank among the ballots that scored it.
+
+    :func:`median_standings` over :func:`ballot_ranks` (Python only): what counts is
+    where an evaluator places an update among the others it scored, not its raw
+    score, so an evaluator whose data makes every model look better or worse moves
+    no standing.
+    """
+    return median_standings(updates, {e: ballot_ranks(s) for e, s in ballots.items()})
+
+
 StandingFn = Callable[[Mapping[str, bytes], Ballots], dict[str, int]]
 
 PYTHON_ONLY_RULES: dict[str, StandingFn] = {
     "trimmed-mean": trimmed_mean_standings,
     "copeland": copeland_standings,
+    "rank-median": rank_median_standings,
 }
 """Rules compared in Python (the fast experiment harness) but not run by the contract."""
 
