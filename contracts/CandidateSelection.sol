@@ -12,13 +12,14 @@ pragma solidity 0.8.28;
 /// Opening a run (nothing of it can change afterwards):
 /// 1. `constructor(runId, params)` — `Params`: the number `M` of candidates, the ballot
 ///    quorum of `elect`, the share fraction (ppm), per-tensor sharing, the election
-///    rule (0 = truncated Borda, 1 = median score) and the committee size `k` (0 =
+///    rule (0 = truncated Borda, 1 = median score, 2 = median rank) and the committee
+///    size `k` (0 =
 ///    full cross-evaluation, the SecCL paper's); `openingBlock()` is this block.
 /// 2. `register(accounts, joinSignatures)` — in one or more owner batches; each account
 ///    signs the EIP-712 `Join(runId, participant)` under the domain ("SecCL", "1",
 ///    chainId) *without* `verifyingContract`, so it can sign before the contract exists.
 /// 3. `open()` — checks `1 <= M <= n`, `1 <= quorum <= n`, `k <= n - 1` and, for the
-///    median rule, `n <= MAX_MEDIAN_PARTICIPANTS` (k = 0) or `n * ceil(k / 8) <=
+///    median rules (1 and 2), `n <= MAX_MEDIAN_PARTICIPANTS` (k = 0) or `n * ceil(k / 8) <=
 ///    MAX_MEDIAN_WORDS` (k >= 1), stores `rosterDigest() =
 ///    keccak256(abi.encodePacked(participants))` (each address as a 32-byte word) and
 ///    emits `RunOpened`. `register` reverts from here on, every round function before.
@@ -37,7 +38,7 @@ pragma solidity 0.8.28;
 ///    blockhash(B), roundSeed(r)))` (`committeeSeedOf`, `committeeSlotsOf`); only
 ///    update authors vote, each scoring exactly its `k_eff = min(k, m - 1)` assigned
 ///    peers (`seccl_flwr.protocol.committee`, see `submitBallots`);
-/// 4. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rule, the
+/// 4. `elect(r)` (truncated Borda) or `electByMedian(r, medians)` (median rules, the
 ///    medians verified on chain) — over at least `quorum` ballots, result stored and
 ///    emitted;
 /// 5. `anchor(r, GLOBAL_MODEL, [owner], [digest])` — digest of the new global model;
@@ -58,6 +59,13 @@ pragma solidity 0.8.28;
 ///   received (the `ceil(k/2)`-th smallest of its `k` scores; 0 if none). Colluders
 ///   below half of the ballots scoring an author cannot lift it above, nor push it
 ///   below, the range of the scores the other evaluators gave it.
+/// * Rule 2, median rank: rule 1 over ranks instead of scores. A ballot's scores are
+///   replaced by their ranks within the ballot, scaled to `[0, MAX_SCORE]`: over the
+///   ballot's `k` scores, `floor((2 * #lower + #equal - 1) * 1e6 / (2 * (k - 1)))`
+///   (ties share their mean rank; `MAX_SCORE / 2` if `k = 1`). An evaluator whose
+///   validation data makes every model look better or worse then moves no standing,
+///   which denies stealthy colluders the spread of an update's raw scores to hide a
+///   slightly worse, poisoned update in.
 /// * The round's update authors are ranked by standing, highest first, ties in the
 ///   tie order. The first `min(M, #authors)` are elected.
 /// The contract compares the top 216 bits of the tie hashes (then the anchoring
@@ -111,6 +119,9 @@ contract CandidateSelection {
     uint8 private constant RULE_TRUNCATED_BORDA = 0;
     /// @dev Election rule 1: lower median of each author's received scores.
     uint8 private constant RULE_MEDIAN_SCORE = 1;
+    /// @dev Election rule 2: lower median of each author's received ranks (rule 1 over
+    /// every ballot's scores replaced by their scaled ranks within the ballot).
+    uint8 private constant RULE_MEDIAN_RANK = 2;
     /// @dev The most participants of a run under the median rule: its `elect` then
     /// stays under the 2^24 transaction gas cap (EIP-7825), measured in tests/test_gas.py.
     uint256 private constant MAX_MEDIAN_PARTICIPANTS = 104;
@@ -156,7 +167,8 @@ contract CandidateSelection {
     /// parts per million, `1..1_000_000` (enforced by the clients, recorded here).
     /// @param perTensor Whether the share fraction applies per tensor (else to the
     /// whole flattened update); enforced by the clients, recorded here.
-    /// @param electionRule The election rule: 0 = truncated Borda, 1 = median score.
+    /// @param electionRule The election rule: 0 = truncated Borda, 1 = median score,
+    /// 2 = median rank.
     /// @param committeeSize The committee size `k`: 0 = full cross-evaluation (every
     /// author scores every other author, the SecCL paper); `1 <= k <= n - 1`: every
     /// author scores `k_eff = min(k, m - 1)` peers drawn per round (`m` authors).
@@ -320,7 +332,7 @@ contract CandidateSelection {
     /// @notice The election rule is not one this contract implements.
     error UnsupportedElectionRule(uint8 electionRule);
     /// @notice The run's election rule elects with the other function (`elect` for
-    /// truncated Borda, `electByMedian` for the median rule).
+    /// truncated Borda, `electByMedian` for the median rules).
     error WrongElectionRule(uint8 electionRule, uint8 expected);
     /// @notice A claimed median is not the lower median of the author's received scores.
     error WrongMedian(uint32 round, address author, uint32 claimed);
@@ -407,13 +419,13 @@ contract CandidateSelection {
 
     /// @notice Create a run with fixed parameters; participants follow with `register`.
     /// @dev Checks what does not depend on the roster: `1 <= M <= 256`,
-    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0 or 1,
+    /// `1 <= quorum <= 256`, `1 <= shareFractionPpm <= 1e6`, election rule 0, 1 or 2,
     /// committee size at most 255; `open()` checks `M <= n`, `quorum <= n`, `k <= n - 1`
     /// and the rule's size limit.
     /// @param runId_ 32-byte identifier of the run (signed by every participant's join).
     /// @param params_ The run's parameters.
     constructor(bytes32 runId_, Params memory params_) {
-        if (params_.electionRule != RULE_TRUNCATED_BORDA && params_.electionRule != RULE_MEDIAN_SCORE) {
+        if (params_.electionRule > RULE_MEDIAN_RANK) {
             revert UnsupportedElectionRule(params_.electionRule);
         }
         if (params_.numCandidates == 0 || params_.numCandidates > MAX_PARTICIPANTS) {
@@ -484,7 +496,7 @@ contract CandidateSelection {
         if (runParams.quorum > n) revert InvalidQuorum(runParams.quorum, n);
         uint256 k = runParams.committeeSize;
         if (k > n - 1) revert InvalidCommitteeSize(k, n);
-        if (runParams.electionRule == RULE_MEDIAN_SCORE) {
+        if (runParams.electionRule != RULE_TRUNCATED_BORDA) {
             if (k == 0 && n > MAX_MEDIAN_PARTICIPANTS) {
                 revert TooManyParticipantsForRule(runParams.electionRule, n, MAX_MEDIAN_PARTICIPANTS);
             }
@@ -646,7 +658,7 @@ contract CandidateSelection {
 
         bytes32 domain = domainSeparator();
         Params memory runParams = _params;
-        uint256 m = runParams.electionRule == RULE_MEDIAN_SCORE ? 0 : runParams.numCandidates;
+        uint256 m = runParams.electionRule == RULE_TRUNCATED_BORDA ? runParams.numCandidates : 0;
         Committee memory committee = _ballotCommittee(round, rs, runParams.committeeSize);
         for (uint256 b = 0; b < ballots.length; ++b) {
             _castBallot(round, rs, ballots[b], domain, m, committee);
@@ -726,7 +738,7 @@ contract CandidateSelection {
     }
 
     /// @dev Validate, verify and record one ballot: tally its Borda points (`m` = M), or
-    /// under the median rule (`m` = 0) store its scores packed.
+    /// under a median rule (`m` = 0) store its scores (rule 1) or ranks (rule 2) packed.
     function _castBallot(
         uint32 round,
         RoundState storage rs,
@@ -756,7 +768,8 @@ contract CandidateSelection {
             _storeScores(
                 rs,
                 keysOrWords,
-                committee.authors == 0 ? ballotIndex : _slot(committee.slotOf, rs.info[evaluator].position)
+                committee.authors == 0 ? ballotIndex : _slot(committee.slotOf, rs.info[evaluator].position),
+                ballot.peers.length
             );
         } else {
             _tally(rs, ballot.peers, keysOrWords, m);
@@ -860,11 +873,55 @@ contract CandidateSelection {
         words[position / SCORES_PER_WORD] |= (uint256(score) + 1) << (32 * (position % SCORES_PER_WORD));
     }
 
-    /// @dev Store the packed words of ballot number `ballotIndex` (median rule).
-    function _storeScores(RoundState storage rs, uint256[] memory words, uint256 ballotIndex) private {
+    /// @dev Store the packed words of ballot number `ballotIndex` (median rules): its
+    /// `k` scores (rule 1), or their ranks (rule 2, `_rankPacked`).
+    function _storeScores(RoundState storage rs, uint256[] memory words, uint256 ballotIndex, uint256 k)
+        private
+    {
+        if (_params.electionRule == RULE_MEDIAN_RANK) _rankPacked(words, k);
         uint256 first = ballotIndex * words.length;
         for (uint256 w = 0; w < words.length; ++w) {
             if (words[w] != 0) rs.packedScores[first + w] = words[w];
+        }
+    }
+
+    /// @dev Rule 2: replace the `k` scores of a packed ballot by their ranks within it,
+    /// scaled to `[0, MAX_SCORE]` (`k` = the ballot's peers, as many as its non-empty
+    /// lanes): `floor((2 * #lower + #equal - 1) * MAX_SCORE / (2 * (k - 1)))`,
+    /// `MAX_SCORE / 2` for a ballot of one
+    /// (`seccl_flwr.protocol.election.ballot_ranks`). A heapsort of `score << 8 | lane`,
+    /// then one pass over the runs of equal scores: O(k log k).
+    function _rankPacked(uint256[] memory words, uint256 k) private pure {
+        uint256[] memory keys = new uint256[](k);
+        uint256 next = 0;
+        for (uint256 w = 0; w < words.length; ++w) {
+            uint256 word = words[w];
+            words[w] = 0;
+            for (uint256 lane = 0; word != 0; ++lane) {
+                uint256 value = word & 0xffffffff;
+                if (value != 0) {
+                    keys[next] = (value << 8) | (w * SCORES_PER_WORD + lane); // lane < 256
+                    ++next;
+                }
+                word >>= 32;
+            }
+        }
+        if (k < 2) {
+            if (k == 1) _pack(words, keys[0] & 0xff, MAX_SCORE / 2);
+            return;
+        }
+        _selectTop(keys, k); // a full heapsort: ascending
+        uint256 span = 2 * (k - 1);
+        uint256 lower = 0;
+        while (lower < k) {
+            uint256 value = keys[lower] >> 8;
+            uint256 upper = lower + 1;
+            while (upper < k && keys[upper] >> 8 == value) ++upper;
+            uint32 rank = uint32(((lower + upper - 1) * MAX_SCORE) / span);
+            for (uint256 j = lower; j < upper; ++j) {
+                _pack(words, keys[j] & 0xff, rank);
+            }
+            lower = upper;
         }
     }
 
@@ -927,8 +984,9 @@ contract CandidateSelection {
         }
     }
 
-    /// @notice Elect the candidates of the current round under the median rule, given
-    /// every author's median received score, which the contract verifies.
+    /// @notice Elect the candidates of the current round under a median rule, given
+    /// every author's median received score (rule 1) or rank (rule 2, the scaled ranks
+    /// `submitBallots` stored in place of the scores), which the contract verifies.
     /// @dev `medians[i]` must be the lower median of the scores `updateAuthors(round)[i]`
     /// received (the `ceil(k/2)`-th smallest of its `k` scores, 0 if none): with
     /// `t = (k-1)/2`, fewer than `t + 1` scores below it and more than `t` at or below
@@ -943,7 +1001,8 @@ contract CandidateSelection {
     /// @param round The current round.
     /// @param medians The median received score of each update author, in anchoring order.
     function electByMedian(uint32 round, uint32[] calldata medians) external onlyOwner whenOpen {
-        (RoundState storage rs, Params memory runParams) = _electable(round, RULE_MEDIAN_SCORE);
+        uint8 rule = _params.electionRule == RULE_MEDIAN_RANK ? RULE_MEDIAN_RANK : RULE_MEDIAN_SCORE;
+        (RoundState storage rs, Params memory runParams) = _electable(round, rule);
         uint256 a = rs.authors.length;
         if (medians.length != a) revert LengthMismatch(medians.length, a);
         if (runParams.committeeSize != 0) {

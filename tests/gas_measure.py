@@ -15,8 +15,8 @@ from web3 import Web3
 
 from seccl_flwr.protocol import committee as committees
 from seccl_flwr.protocol.eip712 import Kind
-from seccl_flwr.protocol.election import median_standings
-from seccl_flwr.protocol.params import MEDIAN_SCORE, RunParams
+from seccl_flwr.protocol.election import MEDIAN_RULES
+from seccl_flwr.protocol.params import TRUNCATED_BORDA, RunParams
 from tests.conftest_contract import (
     binding_of,
     create,
@@ -160,8 +160,8 @@ def measure_round(
     for chunk in _chunks(ballots, ballot_batches):
         receipt = send(csc.functions.submitBallots(1, list(chunk)), owner, **tx)
         result.ballots.append((len(chunk), len(chunk[0][1]), m, receipt.gasUsed))
-    if election_rule == MEDIAN_SCORE:
-        medians = median_standings(dict.fromkeys(addresses, b""), table)
+    if election_rule != TRUNCATED_BORDA:
+        medians = MEDIAN_RULES[election_rule](dict.fromkeys(addresses, b""), table)
         elect = csc.functions.electByMedian(1, [medians[a] for a in addresses])
     else:
         elect = csc.functions.elect(1)

@@ -881,24 +881,28 @@ def test_one_roster_pin_at_a_time(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_median_run_audits_clean_and_a_node_pinned_to_borda_refuses_it(tmp_path):
+@pytest.mark.parametrize(("name", "number"), [("median", 1), ("rank-median", 2)])
+def test_a_median_run_audits_clean_and_a_node_pinned_to_borda_refuses_it(tmp_path, name, number):
     """The audit re-derives a median-rule election; a node pinned to Borda will not vote."""
-    store_dir = tmp_path / "median"
-    strategy = run_with_store(store_dir, election_rule="median")
-    report = audit(strategy, store_dir, pins=AuditPins(election_rule=1))
+    store_dir = tmp_path / name
+    strategy = run_with_store(store_dir, election_rule=name)
+    report = audit(strategy, store_dir, pins=AuditPins(election_rule=number))
     assert report.ok, format_report(report)
     assert all(v.election == OK for v in report.rounds[1:])
-    assert report.params.election_rule == 1
-    assert "election rule = 1 (median) (pinned 1 (median): matches)" in format_report(report)
+    assert report.params.election_rule == number
+    pinned = f"election rule = {number} ({name}) (pinned {number} ({name}): matches)"
+    assert pinned in format_report(report)
     wrong = audit(strategy, store_dir, pins=AuditPins(election_rule=0))
     assert PARAMETER_MISMATCH in wrong.finding_kinds()
 
     url = free_loopback_url()
-    server = SecCL(chain_url=url, candidate_fraction=0.4, election_rule="median")
+    server = SecCL(chain_url=url, candidate_fraction=0.4, election_rule=name)
     config = {"seccl-key-seed": KEY_SEED, "seccl-chain-url": url, "seed": 0, "lr": 0.1}
     config.update(pins_of(server))
     config["seccl-election-rule"] = "borda"  # what every node agreed to
     grid = InProcessGrid(digits.app, NUM_NODES, run_config=config)
     with pytest.raises(NotEnoughNodesError) as info:
         server.start(grid, ArrayRecord(digits.initial_model().state_dict()), num_rounds=1)
-    assert "election rule 1 (median), but this node is configured with 0 (borda)" in str(info.value)
+    assert f"election rule {number} ({name}), but this node is configured with 0 (borda)" in str(
+        info.value
+    )

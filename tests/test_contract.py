@@ -175,7 +175,7 @@ def test_runtime_code_is_the_artifact_for_every_run(w3, owner, keys):
         ((1, 257, 1, False, 0), "InvalidQuorum", {"quorum": 257}),
         ((1, 1, 0, False, 0), "InvalidShareFraction", {"shareFractionPpm": 0}),
         ((1, 1, 1_000_001, False, 0), "InvalidShareFraction", {"shareFractionPpm": 1_000_001}),
-        ((1, 1, 1, False, 2), "UnsupportedElectionRule", {"electionRule": 2}),  # 1: median
+        ((1, 1, 1, False, 3), "UnsupportedElectionRule", {"electionRule": 3}),  # 2: rank-median
         ((1, 1, 1, True, 255), "UnsupportedElectionRule", {"electionRule": 255}),
     ],
 )

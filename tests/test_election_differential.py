@@ -1,7 +1,8 @@
 """Differential test: the contract's election equals the Python oracle.
 
-Both election rules: truncated Borda (``borda.elect``) and the median score
-(``election.elect`` with rule 1), with full cross-evaluation and with evaluator
+Every election rule: truncated Borda (``borda.elect``), the median score and the
+median rank (``election.elect`` with rule 1 or 2: ranks tie as often as scores),
+with full cross-evaluation and with evaluator
 committees (``assigned=``: normalised Borda, medians of the received scores).
 Scores are drawn from tiny ranges most of the time, so ballots, medians and totals
 tie often and the seed's tie order decides; incomplete ballots (and, in committee
@@ -18,7 +19,7 @@ from web3 import EthereumTesterProvider, Web3
 
 from seccl_flwr.protocol import borda, committee, election
 from seccl_flwr.protocol.eip712 import MAX_SCORE, Kind
-from seccl_flwr.protocol.params import MEDIAN_SCORE, TRUNCATED_BORDA
+from seccl_flwr.protocol.params import MEDIAN_RANK, MEDIAN_SCORE, TRUNCATED_BORDA
 from tests.conftest_contract import (
     binding_of,
     decode_revert,
@@ -69,7 +70,7 @@ def rounds(draw):
             peers, incomplete = peers[1:], False
         ballots[ev] = {p: draw(score) for p in peers}
     chunk = draw(st.integers(1, max(1, len(evaluators))))
-    rule = draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE]))
+    rule = draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE, MEDIAN_RANK]))
     return n, m, quorum, dict(zip(authors, digests, strict=True)), ballots, chunk, rule
 
 
@@ -185,7 +186,7 @@ def test_committee_election_equals_python_oracle(chain, data):
     n = data.draw(st.integers(2, 16), label="n")
     k = data.draw(st.integers(1, n - 1), label="k")
     m = data.draw(st.integers(1, n), label="M")
-    rule = data.draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE]), label="rule")
+    rule = data.draw(st.sampled_from([TRUNCATED_BORDA, MEDIAN_SCORE, MEDIAN_RANK]), label="rule")
     authors = data.draw(
         st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True), label="authors"
     )

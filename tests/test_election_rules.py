@@ -14,6 +14,7 @@ from seccl_flwr.protocol import borda, election
 from seccl_flwr.protocol.eip712 import MAX_SCORE
 from seccl_flwr.protocol.params import (
     MAX_MEDIAN_PARTICIPANTS,
+    MEDIAN_RANK,
     MEDIAN_SCORE,
     TRUNCATED_BORDA,
     RunParams,
@@ -174,6 +175,7 @@ def test_the_python_only_rules_check_ballots_too():
 
 def test_rules_by_name_or_number_and_unknown_ones_refused():
     assert election_rule_of("median") == election_rule_of(1) == MEDIAN_SCORE
+    assert election_rule_of("rank-median") == election_rule_of(2) == MEDIAN_RANK
     assert election_rule_of(" Borda ") == election_rule_of("0") == TRUNCATED_BORDA
     with pytest.raises(ConfigurationError, match="unknown election rule 'copeland'"):
         election_rule_of("copeland")
@@ -185,8 +187,11 @@ def test_run_params_carry_the_rule_within_its_participant_limit():
     assert run_params(20, 0.2, 0.1, False, election_rule=MEDIAN_SCORE).election_rule == 1
     with pytest.raises(ConfigurationError, match="at most 104 participants"):
         run_params(MAX_MEDIAN_PARTICIPANTS + 1, 0.2, 0.1, False, election_rule=MEDIAN_SCORE)
+    assert run_params(20, 0.2, 0.1, False, election_rule=MEDIAN_RANK).election_rule == 2
+    with pytest.raises(ConfigurationError, match="rank-median election rule supports at most 104"):
+        run_params(MAX_MEDIAN_PARTICIPANTS + 1, 0.2, 0.1, False, election_rule=MEDIAN_RANK)
     with pytest.raises(ConfigurationError, match="election_rule must be one of"):
-        run_params(20, 0.2, 0.1, False, election_rule=2)
+        run_params(20, 0.2, 0.1, False, election_rule=3)
 
 
 def test_a_pinned_rule_other_than_the_chains_is_a_mismatch():
@@ -199,8 +204,10 @@ def test_a_pinned_rule_other_than_the_chains_is_a_mismatch():
     assert "election rule 9 (unknown)" in unknown
 
 
-def test_the_typed_client_elects_a_median_run_from_the_ballots_on_chain():
-    """csc.elect reads the accepted ballots back and hands the contract their medians."""
+@pytest.mark.parametrize("rule", [MEDIAN_SCORE, MEDIAN_RANK])
+def test_the_typed_client_elects_a_median_run_from_the_ballots_on_chain(rule):
+    """csc.elect reads the accepted ballots back and hands the contract their medians
+    (of the scores, or of the ranks the contract stored in their place)."""
     from eth_account import Account
 
     from seccl_flwr.chain.connection import connect, ensure_funded
@@ -215,9 +222,9 @@ def test_the_typed_client_elects_a_median_run_from_the_ballots_on_chain():
     ensure_funded(w3, owner)
     people = [Account.create() for _ in range(5)]
     run_id = keccak(text="median-run")
-    params = RunParams(2, 3, 100_000, False, MEDIAN_SCORE)
+    params = RunParams(2, 3, 100_000, False, rule)
     csc, _ = open_run(w3, owner, run_id, params, roster_of(run_id, w3.eth.chain_id, people))
-    assert csc.params().election_rule == MEDIAN_SCORE
+    assert csc.params().election_rule == rule
     digests = {p.address: keccak(text=f"u/{p.address}") for p in people[:4]}  # 4 authors
     csc.anchor(1, Kind.UPDATE, list(digests), list(digests.values()))
     rng = random.Random(5)
@@ -240,6 +247,6 @@ def test_the_typed_client_elects_a_median_run_from_the_ballots_on_chain():
         csc._transact("elect", 1)
     assert info.value.error_name == "WrongElectionRule"
     csc.elect(1)
-    expected, medians = election.elect(digests, table, 2, 3, MEDIAN_SCORE)
+    expected, medians = election.elect(digests, table, 2, 3, rule)
     assert csc.candidates_of(1) == expected
     assert csc.totals_of(1) == medians

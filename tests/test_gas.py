@@ -11,7 +11,12 @@ from seccl_flwr.chain import gas
 from seccl_flwr.chain.anvil import AnvilNode, anvil_command
 from seccl_flwr.errors import ConfigurationError
 from seccl_flwr.protocol.eip712 import Kind
-from seccl_flwr.protocol.params import MAX_MEDIAN_PARTICIPANTS, MEDIAN_SCORE, TRUNCATED_BORDA
+from seccl_flwr.protocol.params import (
+    MAX_MEDIAN_PARTICIPANTS,
+    MEDIAN_RANK,
+    MEDIAN_SCORE,
+    TRUNCATED_BORDA,
+)
 from tests.conftest import skip_or_fail
 from tests.gas_measure import measure_round
 
@@ -125,16 +130,17 @@ def test_the_capped_node_refuses_a_transaction_above_the_cap(capped_anvil):
 @pytest.mark.anvil
 @pytest.mark.slow
 def test_median_rule_rounds_fit_the_capped_node_up_to_its_limit(capped_anvil):
-    """Gas per round of the median rule at n = 20, 50, 100 and its limit, beside Borda."""
+    """Gas per round of the median rules (scores, ranks) at n = 20, 50, 100 and their
+    limit, beside Borda."""
     w3 = capped_anvil
     owner = w3.eth.accounts[0]
     lines = []
     for n in (20, 50, 100, MAX_MEDIAN_PARTICIPANTS):
         m = math.ceil(0.2 * n)
         per_rule = {}
-        for rule in (TRUNCATED_BORDA, MEDIAN_SCORE):
+        for rule in (TRUNCATED_BORDA, MEDIAN_SCORE, MEDIAN_RANK):
             model_m = gas.ballot_model_candidates(n - 1, m, rule)
-            batch = gas.ballot_batch_size(n - 1, model_m)
+            batch = gas.ballot_batch_size(n - 1, model_m, election_rule=rule)
             result = measure_round(
                 w3,
                 owner,
@@ -148,14 +154,15 @@ def test_median_rule_rounds_fit_the_capped_node_up_to_its_limit(capped_anvil):
             assert len(result.contract.functions.candidatesOf(1).call()) == m
             assert max(result.all_gas()) < CAP
             for b, k, _, used in result.ballots:  # the model bounds the median ballots too
-                assert used <= gas.ballot_batch_gas(b, k, model_m)
+                assert used <= gas.ballot_batch_gas(b, k, model_m, rule)
             round_gas = sum(g for *_, g in result.ballots) + result.elect
             round_gas += sum(g for _, g in result.anchor) + result.global_model
             per_rule[rule] = (round_gas, result.elect, max(g for *_, g in result.ballots))
         lines.append(
-            f"n={n} M={m}: round gas Borda {per_rule[0][0]:,} / median {per_rule[1][0]:,}; "
-            f"elect {per_rule[0][1]:,} / {per_rule[1][1]:,}; largest ballot batch "
-            f"{per_rule[0][2]:,} / {per_rule[1][2]:,}"
+            f"n={n} M={m}: round gas Borda {per_rule[0][0]:,} / median {per_rule[1][0]:,} / "
+            f"rank-median {per_rule[2][0]:,}; elect {per_rule[0][1]:,} / {per_rule[1][1]:,} / "
+            f"{per_rule[2][1]:,}; largest ballot batch {per_rule[0][2]:,} / "
+            f"{per_rule[1][2]:,} / {per_rule[2][2]:,}"
         )
     print("\nanvil --enable-tx-gas-limit (updates, ballots, elect, global model):")
     print("\n".join(lines))
@@ -167,7 +174,7 @@ def test_committee_batches_stay_under_the_ten_million_budget_for_every_run():
     for n in (2, 20, 50, 100, 180, 256):
         for k in sorted({1, 5, 10, n // 2, n - 1} - {0}):
             for m in sorted({1, math.ceil(0.2 * n), n}):
-                for rule in (TRUNCATED_BORDA, MEDIAN_SCORE):
+                for rule in (TRUNCATED_BORDA, MEDIAN_SCORE, MEDIAN_RANK):
                     size = gas.committee_ballot_batch_size(k, m, rule)
                     cost = gas.committee_ballot_batch_gas(size, k, m, rule)
                     assert 1 <= size <= 256 and cost <= gas.COMMITTEE_BUDGET
@@ -178,7 +185,7 @@ def test_committee_batches_stay_under_the_ten_million_budget_for_every_run():
                     )
                     # the bound covers the draw and the fresh writes of any run size
                     assert cost >= gas.ballot_batch_gas(
-                        size, k, gas.ballot_model_candidates(k, m, rule)
+                        size, k, gas.ballot_model_candidates(k, m, rule), rule
                     ) + gas.committee_draw_gas(gas.MAX_AUTHORS)
 
 
@@ -190,6 +197,7 @@ def test_committee_batches_stay_under_the_ten_million_budget_for_every_run():
         (30, 29, TRUNCATED_BORDA, 0.2),
         (30, 12, TRUNCATED_BORDA, 1.0),  # M = n: every point a fresh write
         (40, 10, MEDIAN_SCORE, 0.2),
+        (40, 39, MEDIAN_RANK, 0.2),  # the largest sort of a committee ballot
     ],
 )
 def test_committee_rounds_stay_under_their_gas_bound(n, k, rule, fraction):

@@ -39,8 +39,8 @@ from ..errors import ConfigurationError
 from ..protocol import committee
 from ..protocol.borda import ballot_points
 from ..protocol.eip712 import Kind, RunBinding
-from ..protocol.election import median_standings
-from ..protocol.params import MEDIAN_SCORE, TRUNCATED_BORDA, RunParams
+from ..protocol.election import MEDIAN_RULES
+from ..protocol.params import TRUNCATED_BORDA, RunParams
 from ..protocol.signed import SignedMessage
 from . import gas
 from .abi import contract_abi, hex_bytes, to_checksum_address
@@ -321,7 +321,8 @@ class CandidateSelection:
             parts = self._committee_batches(round_, list(ballots), peers)
         else:
             m = gas.ballot_model_candidates(peers, params.num_candidates, params.election_rule)
-            parts = gas.batches(list(ballots), gas.ballot_batch_size(peers, m))
+            size = gas.ballot_batch_size(peers, m, election_rule=params.election_rule)
+            parts = gas.batches(list(ballots), size)
         return [
             self._transact("submitBallots", round_, [b.as_tuple() for b in part])[1]
             for part in parts
@@ -330,14 +331,15 @@ class CandidateSelection:
     def elect(self, round_: int) -> TxInfo:
         """Close the round's vote and store its candidates, under the run's election rule.
 
-        Under the median rule the contract verifies the medians it is given; they are
-        computed here (:func:`~seccl_flwr.protocol.election.median_standings`) from
-        the ballots the chain accepted (:meth:`ballots_of`).
+        Under a median rule the contract verifies the medians it is given; they are
+        computed here (:data:`~seccl_flwr.protocol.election.MEDIAN_RULES`: the scores'
+        or the ranks' medians) from the ballots the chain accepted (:meth:`ballots_of`).
         """
-        if self.params().election_rule != MEDIAN_SCORE:
+        rule = self.params().election_rule
+        if rule == TRUNCATED_BORDA:
             return self._transact("elect", round_)[1]
         authors = self.update_authors(round_)
-        medians = median_standings(dict.fromkeys(authors, b""), self.ballots_of(round_))
+        medians = MEDIAN_RULES[rule](dict.fromkeys(authors, b""), self.ballots_of(round_))
         return self._transact("electByMedian", round_, [medians[a] for a in authors])[1]
 
     def ballots_of(self, round_: int) -> dict[str, dict[str, int]]:

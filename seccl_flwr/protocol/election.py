@@ -18,13 +18,18 @@ Rules the contract runs (the run fixes one on chain, ``Params.electionRule``):
     colluder above what the honest evaluators give it, more than half of the ballots
     scoring it must be colluding; to push an honest author below the lowest honest
     score it received, at least half must. A coalition below half of the evaluators
-    therefore moves no standing outside the range of the honest scores.
+    therefore moves no standing outside the range of the honest scores. That range is
+    wide, though: most of what separates two honest evaluators' scores of one update
+    is how easy their own validation data is, and stealthy colluders (a poison scored
+    a little below honest updates) win seats by zeroing honest peers, which moves
+    honest medians to the low end of that range and theirs to the high end.
+``MEDIAN_RANK`` (2)
+    :func:`rank_median_standings`: rule 1 over each ballot's ranks instead of its
+    scores (:func:`ballot_ranks`), so an evaluator's own offset moves nothing and
+    the range an author's standing can be moved in is that of its honest *ranks*.
 
 Rules measured in Python only (the comparison of ``examples/mnist/collusion.py``):
-:func:`trimmed_mean_standings`, :func:`copeland_standings` and
-:func:`rank_median_standings`. The last two compare scores only within a ballot,
-which removes what most separates two honest evaluators' scores of one update: how
-easy their own validation data is.
+:func:`trimmed_mean_standings` and :func:`copeland_standings`.
 """
 
 from bisect import bisect_left, bisect_right
@@ -40,7 +45,7 @@ from .borda import (
     round_seed,
 )
 from .eip712 import MAX_SCORE
-from .params import TRUNCATED_BORDA, election_rule_of
+from .params import MEDIAN_RANK, MEDIAN_SCORE, TRUNCATED_BORDA, election_rule_of
 
 Ballots = Mapping[str, Mapping[str, int]]
 Assigned = Mapping[str, Sequence[str]]
@@ -123,9 +128,9 @@ def ballot_ranks(scores: Mapping[str, int]) -> dict[str, int]:
 
 
 def rank_median_standings(updates: Mapping[str, bytes], ballots: Ballots) -> dict[str, int]:
-    """Return each author's lower median rank among the ballots that scored it.
+    """Return each author's lower median rank among the ballots that scored it (rule 2).
 
-    :func:`median_standings` over :func:`ballot_ranks` (Python only): what counts is
+    :func:`median_standings` over :func:`ballot_ranks`: what counts is
     where an evaluator places an update among the others it scored, not its raw
     score, so an evaluator whose data makes every model look better or worse moves
     no standing.
@@ -135,10 +140,15 @@ def rank_median_standings(updates: Mapping[str, bytes], ballots: Ballots) -> dic
 
 StandingFn = Callable[[Mapping[str, bytes], Ballots], dict[str, int]]
 
+MEDIAN_RULES: dict[int, StandingFn] = {
+    MEDIAN_SCORE: median_standings,
+    MEDIAN_RANK: rank_median_standings,
+}
+"""The contract's rules that elect by verified medians (``electByMedian``), by number."""
+
 PYTHON_ONLY_RULES: dict[str, StandingFn] = {
     "trimmed-mean": trimmed_mean_standings,
     "copeland": copeland_standings,
-    "rank-median": rank_median_standings,
 }
 """Rules compared in Python (the fast experiment harness) but not run by the contract."""
 
@@ -184,9 +194,10 @@ def standings(
     """
     if rule in PYTHON_ONLY_RULES:
         return PYTHON_ONLY_RULES[rule](*checked(updates, ballots, assigned))
-    if election_rule_of(rule) == TRUNCATED_BORDA:
+    number = election_rule_of(rule)
+    if number == TRUNCATED_BORDA:
         return borda_totals(updates, ballots, num_candidates, assigned)
-    return median_standings(*checked(updates, ballots, assigned))
+    return MEDIAN_RULES[number](*checked(updates, ballots, assigned))
 
 
 def elect(  # noqa: PLR0913 - the contract's election inputs

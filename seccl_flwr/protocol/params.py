@@ -44,7 +44,12 @@ MEDIAN_SCORE = 1
 (``seccl_flwr.protocol.election``); colluders below half of the evaluators cannot
 lift each other."""
 
-ELECTION_RULES = {TRUNCATED_BORDA: "borda", MEDIAN_SCORE: "median"}
+MEDIAN_RANK = 2
+"""Election rule 2: lower median of each author's ranks within the ballots that scored
+it (:func:`seccl_flwr.protocol.election.rank_median_standings`): the median rule,
+blind to how generous each evaluator's own data makes its scores."""
+
+ELECTION_RULES = {TRUNCATED_BORDA: "borda", MEDIAN_SCORE: "median", MEDIAN_RANK: "rank-median"}
 """The contract's election rules by number, with the name a run config or CLI uses."""
 
 MAX_MEDIAN_PARTICIPANTS = 104
@@ -69,7 +74,7 @@ def median_words(num_participants: int, committee_size: int) -> int:
 def check_committee_size(committee_size: int, num_participants: int, election_rule: int) -> int:
     """Return ``committee_size`` if the contract opens a run of ``n`` with it, else raise.
 
-    ``0 <= k <= n - 1``; under the median rule also :func:`median_words` at most
+    ``0 <= k <= n - 1``; under a median rule (1 or 2) also :func:`median_words` at most
     :data:`MAX_MEDIAN_WORDS` (for ``k >= 1``).
 
     Raises
@@ -85,17 +90,18 @@ def check_committee_size(committee_size: int, num_participants: int, election_ru
             f"committee_size={k} exceeds the n - 1 = {num_participants - 1} peers of a participant"
         )
     words = median_words(num_participants, k)
-    if election_rule == MEDIAN_SCORE and k and words > MAX_MEDIAN_WORDS:
+    if election_rule != TRUNCATED_BORDA and k and words > MAX_MEDIAN_WORDS:
         raise ConfigurationError(
-            f"the median election rule with committee size {k} and {num_participants} "
-            f"participants reads {words} storage words in its election, above the "
-            f"{MAX_MEDIAN_WORDS} that fit a transaction; use a smaller k or Borda"
+            f"the {ELECTION_RULES[election_rule]} election rule with committee size {k} "
+            f"and {num_participants} participants reads {words} storage words in its "
+            f"election, above the {MAX_MEDIAN_WORDS} that fit a transaction; use a "
+            "smaller k or Borda"
         )
     return k
 
 
 def describe_rules() -> str:
-    """Return the election rules as ``0 (borda), 1 (median)``."""
+    """Return the election rules as ``0 (borda), 1 (median), 2 (rank-median)``."""
     return ", ".join(f"{number} ({name})" for number, name in ELECTION_RULES.items())
 
 
@@ -130,7 +136,8 @@ class RunParams:
     per_tensor : bool
         Whether the share fraction applies to each tensor (else to the whole update).
     election_rule : int
-        The election rule: ``TRUNCATED_BORDA`` (0) or ``MEDIAN_SCORE`` (1).
+        The election rule: ``TRUNCATED_BORDA`` (0), ``MEDIAN_SCORE`` (1) or
+        ``MEDIAN_RANK`` (2).
     committee_size : int
         ``k``, the evaluators of each update (:mod:`seccl_flwr.protocol.committee`):
         0 (default) is full cross-evaluation, the paper's protocol; ``1 <= k <= n - 1``
@@ -246,13 +253,14 @@ def run_params(
             f"election_rule must be one of {describe_rules()}, got {election_rule!r}"
         )
     if (
-        election_rule == MEDIAN_SCORE
+        election_rule != TRUNCATED_BORDA
         and not committee_size
         and num_participants > MAX_MEDIAN_PARTICIPANTS
     ):
         raise ConfigurationError(
-            f"the median election rule supports at most {MAX_MEDIAN_PARTICIPANTS} "
-            f"participants (its election must fit a transaction), got {num_participants}"
+            f"the {ELECTION_RULES[election_rule]} election rule supports at most "
+            f"{MAX_MEDIAN_PARTICIPANTS} participants (its election must fit a "
+            f"transaction), got {num_participants}"
         )
     return RunParams(
         num_candidates=num_candidates(candidate_fraction, num_participants),
