@@ -573,9 +573,11 @@ def _add_deployment_commands(commands) -> None:
         "--election-rule",
         type=election_rule,
         default=0,
-        help="borda (0, the paper's truncated Borda; default) or median (1: each "
+        help="borda (0, the paper's truncated Borda; default), median (1: each "
         "author's median received score; colluders below half of the evaluators "
-        "cannot lift each other; at most 104 participants)",
+        "cannot lift each other) or rank-median (2: the median of the ranks each "
+        "ballot gives the author; also holds far better against stealthy colluders; "
+        "costlier ballots); the median rules take at most 104 participants",
     )
     opener.add_argument(
         "--committee-size",

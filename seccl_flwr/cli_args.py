@@ -486,7 +486,7 @@ def _add_audit_pins(audit: argparse.ArgumentParser) -> None:
         "--election-rule",
         type=election_rule,
         default=None,
-        help="the election rule the run must fix: borda (0) or median (1)",
+        help="the election rule the run must fix: borda (0), median (1) or rank-median (2)",
     )
     pins.add_argument(
         "--committee-size",

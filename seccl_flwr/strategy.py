@@ -586,9 +586,12 @@ class SecCL(Strategy):
     election_rule : int | str (default: 0)
         The election rule fixed on chain, by number or name
         (:data:`~seccl_flwr.protocol.params.ELECTION_RULES`): ``0``/``"borda"``,
-        the paper's truncated Borda, or ``1``/``"median"``, each author's median
-        received score, which colluders below half of the evaluators cannot lift
-        (at most 104 participants). Clients pin it (``seccl-election-rule``).
+        the paper's truncated Borda; ``1``/``"median"``, each author's median
+        received score, which colluders below half of the evaluators cannot lift;
+        or ``2``/``"rank-median"``, the median of the ranks each ballot gives the
+        author, which also holds against stealthy colluders far better (its
+        ballots cost more gas). Both median rules take at most 104 participants.
+        Clients pin it (``seccl-election-rule``).
     committee_size : int (default: 0)
         Evaluator committees: each update is scored by ``k = committee_size``
         evaluators (at most ``m - 1`` of a round's ``m`` updates), each author

@@ -105,7 +105,8 @@ class Setting:
     collude : bool
         Whether SecCL's attackers rank each other first and everyone else last.
     election_rule : str
-        SecCL's election rule: ``"borda"`` (the paper's) or ``"median"``.
+        SecCL's election rule: ``"borda"`` (the paper's), ``"median"`` or
+        ``"rank-median"``, or a Python-only rule of the off-chain harness.
     """
 
     strategy: str = "SecCL"
