@@ -316,6 +316,7 @@ def _attack_config(args: argparse.Namespace) -> dict:
         "attack-poison": "" if args.attack == "none" else args.attack,
         "attack-fraction": args.attackers,
         "attack-start": args.attack_start,
+        "attack-flip-fraction": args.flip_fraction,
         "attack-collude": args.collude,
     }
 

@@ -336,7 +336,7 @@ def _add_execution_arguments(simulate: argparse.ArgumentParser) -> None:
 
 
 def _add_attack_arguments(simulate: argparse.ArgumentParser) -> None:
-    """Add the simulated attack: poison, attackers' fraction, first round, collusion."""
+    """Add the simulated attack: poison, attackers, first round, flipped share, collusion."""
     simulate.add_argument(
         "--attack",
         choices=["none", *(p for p in POISONS if p != "none")],
@@ -361,6 +361,19 @@ def _add_attack_arguments(simulate: argparse.ArgumentParser) -> None:
         type=number(int, 1, fix="rounds count from 1"),
         default=1,
         help="first round of the attack (default 1)",
+    )
+    simulate.add_argument(
+        "--flip-fraction",
+        type=number(
+            float,
+            0,
+            1,
+            open_low=True,
+            fix="the share of each batch's labels a label flipper flips, e.g. 0.4",
+        ),
+        default=1.0,
+        help="share of each batch's labels the label-flip poison flips, in (0, 1]; below 1 "
+        "a stealthier poison (default 1)",
     )
     simulate.add_argument(
         "--collude",

@@ -42,6 +42,8 @@ def error_line(capsys) -> str:
         ("--rounds", "0", "must be at least 1, got 0"),
         ("--attackers", "1.0", "must lie in [0, 1), got 1.0"),
         ("--attack-start", "0", "must be at least 1, got 0"),
+        ("--flip-fraction", "0", "must lie in (0, 1], got 0"),
+        ("--flip-fraction", "1.2", "must lie in (0, 1], got 1.2"),
         ("--gas-limit", "0", "must be at least 1, got 0"),
         ("--seed", "-1", "must be at least 0, got -1"),
         ("--lr", "nan", "must be greater than 0, got nan"),

@@ -35,6 +35,22 @@ def test_simulate_names_bad_options(extra, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_stealthy_flip_reaches_the_attackers_run_config():
+    """``--flip-fraction`` becomes the run config's ``attack-flip-fraction``, which
+    :func:`seccl_flwr.attacks.attack_from_config` reads."""
+    from argparse import Namespace
+
+    from seccl_flwr.attacks import attack_from_config
+    from seccl_flwr.cli import _attack_config
+
+    args = Namespace(
+        attack="label-flip", attackers=0.4, attack_start=2, flip_fraction=0.4, collude=True
+    )
+    config = _attack_config(args)
+    assert config["attack-flip-fraction"] == 0.4
+    assert attack_from_config(config, 0, 5).flip_fraction == 0.4
+
+
 def test_simulate_rejects_an_unknown_attack(capsys):
     assert main(["simulate", "--attack", "flip"]) == 2
     assert "invalid choice: 'flip'" in capsys.readouterr().err
