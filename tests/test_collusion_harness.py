@@ -45,7 +45,8 @@ def test_an_error_feedback_cell_is_its_own_run(collusion, tmp_path):
     assert table[("median", "collude", "iid", 0.4)] == [0.5]
     assert table[("median" + collusion.FEEDBACK, "collude", "iid", 0.4)] == [0.9]
     grid = collusion.grid("error-feedback")
-    assert len(grid) == 63 and all(c.error_feedback and c.rule == "median" for c in grid)
+    assert len(grid) == 78 and all(c.error_feedback for c in grid)
+    assert {c.rule for c in grid} == {"median", "rank-median"}
     assert set(grid) <= set(collusion.grid("all"))
     assert not any(c.error_feedback for c in collusion.grid("target"))
 

@@ -176,16 +176,19 @@ def grid(name: str) -> list[Cell]:
     target; Borda's seeds 1 and 2 are ``borda-seeds``); ``extras``: seed 0 of the
     other attacks and of the non-IID split at ε ∈ {0.2, 0.4}; ``baselines``: the
     other Flower strategies; ``adaptive``, ``free-ride``, ``noniid``: every ε and
-    seed of the other attacks and of the non-IID split; ``error-feedback``: the
-    median rule with error feedback (the library's default, off in the paper and in
-    every other cell) against colluders (IID and non-IID) and free riders, every ε
-    and seed; ``stealthy``: the stealthy colluders against the median rule,
+    seed of the other attacks and of the non-IID split (free riders: ε = 0 only for
+    seed 0, as it has no attacker); ``error-feedback``: the median and rank-median
+    rules with error feedback (the library's default, off in the paper and in every
+    other cell) against plain and stealthy colluders, every ε and seed;
+    ``error-feedback-extras``: the median rule with it on the non-IID split and
+    against free riders; ``stealthy``: the stealthy colluders against the median rule,
     MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``ranked``: the rules of
     :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and against the plain
     colluders at 0.4 and without attackers, then rank-median (rule 2, on chain)
     against both at every ε; ``all``: all of these, in the order ``compare``,
     ``target``, ``extras``, ``borda-seeds``, ``baselines``, ``adaptive``, ``noniid``,
-    ``stealthy``, ``ranked``, ``free-ride``, ``error-feedback``. ``onchain`` (not in
+    ``stealthy``, ``ranked``, ``error-feedback``, ``free-ride``,
+    ``error-feedback-extras``. ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
@@ -268,21 +271,31 @@ def grid(name: str) -> list[Cell]:
                 ]
             )
         ),
+        # the median rules as the library runs them by default: plain and stealthy
+        # colluders (IID)
+        "error-feedback": [
+            Cell(r, attack, e, s, error_feedback=True)
+            for r, attack in (
+                ("median", "collude"),
+                ("rank-median", "collude"),
+                ("rank-median", "stealthy"),
+                ("median", "stealthy"),
+            )
+            for s in SEEDS
+            for e in (EPSILONS[1:] if attack == "stealthy" else EPSILONS)
+        ],
+        # seed 0 ran at every ε; ε = 0 has no attacker (the collude cells' runs)
         "free-ride": [
             Cell(r, "free-ride", e, s)
             for s in SEEDS
-            for e in EPSILONS
+            for e in (EPSILONS if s == 0 else EPSILONS[1:])
             for r in (*RULES, *ex.FLOWER)
         ],
-        # the median rule as the library runs it by default: colluders (IID, then
-        # non-IID), then free riders
-        "error-feedback": [
+        # then the median rule with error feedback on the non-IID split and against
+        # free riders
+        "error-feedback-extras": [
             Cell("median", attack, e, s, split, error_feedback=True)
-            for attack, split in (
-                ("collude", "iid"),
-                ("collude", "dirichlet-0.5"),
-                ("free-ride", "iid"),
-            )
+            for attack, split in (("collude", "dirichlet-0.5"), ("free-ride", "iid"))
             for s in SEEDS
             for e in EPSILONS
         ],
@@ -524,9 +537,10 @@ def missing_cells(path: Path) -> dict[str, int]:
         "adaptive",
         "free-ride",
         "noniid",
-        "error-feedback",
         "stealthy",
         "ranked",
+        "error-feedback",
+        "error-feedback-extras",
     )
     counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
     return {name: count for name, count in counts.items() if count}
@@ -555,7 +569,7 @@ def report(out: Path, data_note: str) -> None:
     path = out / CSV_NAME
     table = finals(path)
     rules = list(dict.fromkeys(k[0] for k in table))
-    named = (*COMPARED, *(r + FEEDBACK for r in RULES), *ex.FLOWER)
+    named = (*COMPARED, *(r + FEEDBACK for r in ("median", "rank-median")), *ex.FLOWER)
     order = [r for r in named if r in rules]
     combos = list(dict.fromkeys((k[1], k[2]) for k in table))
     eps = sorted({k[3] for k in table})
@@ -863,6 +877,7 @@ def main(argv: list[str] | None = None) -> None:
             "free-ride",
             "noniid",
             "error-feedback",
+            "error-feedback-extras",
             "stealthy",
             "ranked",
             "onchain",
