@@ -111,3 +111,29 @@ def test_the_fast_harness_carries_each_clients_residual(monkeypatch):
     calls.clear()
     offchain.run_offchain({**config, ERROR_FEEDBACK: False}, n, 1, 0.4, "median")
     assert calls == []
+
+
+def test_the_ballot_spread_diagnostic_separates_an_evaluators_offset(monkeypatch):
+    """ballot_spread.py: scores that are an evaluator's offset plus the update's quality
+    spread across evaluators only by the offsets, which centring removes; the median
+    rule seats colluders that zero honest peers where ranks and the honest mean do not."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    import ballot_spread
+
+    authors = [f"0x{i:040x}" for i in range(1, 11)]
+    colluders = set(authors[:4])
+    ballots = {}
+    for i, e in enumerate(authors):
+        offset = 100_000 * (i % 3)  # evaluators 0, 100k or 200k F1 x 1e6 more generous
+        ballots[e] = {
+            a: (1_000_000 if a in colluders else 0)
+            if e in colluders
+            else offset + (560_000 if a in colluders else 600_000) + 1_000 * authors.index(a)
+            for a in authors
+            if a != e
+        }
+    honest = set(authors) - colluders
+    raw, centred = ballot_spread.spread(ballots, honest)
+    assert raw > 5 and centred < 2  # F1 points: the offsets are most of the spread
+    won = ballot_spread.seats(ballots, honest, colluders, 3)
+    assert won["median"] >= 1 and won["rank-median"] == 0 and won["honest mean"] == 0

@@ -150,6 +150,7 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     ballot_style: str = "collude",
     on_round: Callable[[int, dict, list[str], int], None] | None = None,
     committee_size: int = 0,
+    on_ballots: Callable[[int, dict[str, dict[str, int]]], None] | None = None,
 ) -> list[tuple[int, dict, int]]:
     """Run SecCL off chain; return ``(round, test metrics, attackers elected)`` per round.
 
@@ -157,8 +158,10 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     ``seccl-key-seed``); round 0 is the initial model. ``on_round(round, metrics,
     candidates, attackers elected)`` is called after each round. ``committee_size``
     is the run's ``k`` (0: everyone scores everyone else, the paper's protocol).
-    With ``seccl-error-feedback`` true each node adds what its last update left out
-    to its change before sparsifying, and keeps what this one leaves out
+    ``on_ballots(round, ballots)`` sees every round's ballots (evaluator -> peer ->
+    score, as signed: colluders' included) before the election. With
+    ``seccl-error-feedback`` true each node adds what its last update left out to
+    its change before sparsifying, and keeps what this one leaves out
     (:func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`, as
     :func:`seccl_flwr.client.sparse_update` does); false (the default here): plain
     top-k, as in the paper.
@@ -210,6 +213,8 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
             scores = [table[me][a] for a in peers]
             scores = attack_ballot(attacks[p], ballot_style, me, peers, scores, rnd)
             ballots[me] = dict(zip(peers, scores, strict=True))
+        if on_ballots is not None:
+            on_ballots(rnd, ballots)
         candidates, _ = elect(digests, ballots, m, default_quorum(n), rule, assigned=assigned)
         arrays = aggregate(layout, arrays, [updates[c] for c in candidates])
         metrics = dict(evaluate(rnd, record_of(arrays)))
