@@ -3,8 +3,8 @@
 Run config keys (defaults in ``pyproject.toml``): ``num-server-rounds``,
 ``candidate-fraction`` (λ), ``share-fraction``, ``min-nodes``, ``seccl-quorum``
 (least ballots per election, fixed on chain; 0: a majority of the nodes),
-``seccl-election-rule`` (``borda`` or ``median``, fixed on chain; the ClientApps pin
-the same key), ``seccl-committee-size`` (evaluators per update k, fixed on chain and
+``seccl-election-rule`` (``borda``, ``median`` or ``rank-median``, fixed on chain; the
+ClientApps pin the same key), ``seccl-committee-size`` (evaluators per update k, fixed on chain and
 pinned by the ClientApps; 0: every node scores every other), ``seed``,
 ``seccl-chain-url`` (the loopback URL the embedded chain is served on; the
 ClientApps read it from the same key) or ``seccl-chain`` (a JSON-RPC URL of a real
