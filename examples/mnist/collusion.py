@@ -103,6 +103,23 @@ FIELDS = (
     "note",
 )
 COMMITTEE_FIELDS = (*FIELDS, "committee")
+GRIDS = (
+    "compare",
+    "target",
+    "extras",
+    "borda-seeds",
+    "baselines",
+    "adaptive",
+    "noniid",
+    "stealthy",
+    "ranked",
+    "error-feedback",
+    "free-ride",
+    "error-feedback-extras",
+)
+"""The grids ``--grid all`` runs, in this order (most important first)."""
+APART = ("onchain", "committees", "committees-borda")
+"""Grids ``all`` leaves out: spot checks on chain and the committee runs."""
 FEEDBACK = " + error feedback"
 """How a SecCL rule run with error feedback is named in the tables and the figure."""
 
@@ -185,10 +202,8 @@ def grid(name: str) -> list[Cell]:
     MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``ranked``: the rules of
     :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and against the plain
     colluders at 0.4 and without attackers, then rank-median (rule 2, on chain)
-    against both at every ε; ``all``: all of these, in the order ``compare``,
-    ``target``, ``extras``, ``borda-seeds``, ``baselines``, ``adaptive``, ``noniid``,
-    ``stealthy``, ``ranked``, ``error-feedback``, ``free-ride``,
-    ``error-feedback-extras``. ``onchain`` (not in
+    against both at every ε; ``all``: all of these, in the order of :data:`GRIDS`.
+    ``onchain`` (not in
     ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
     SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
@@ -301,8 +316,7 @@ def grid(name: str) -> list[Cell]:
         ],
     }
     if name == "all":
-        apart = ("onchain", "committees", "committees-borda")
-        return list(dict.fromkeys(c for k, g in groups.items() if k not in apart for c in g))
+        return list(dict.fromkeys(c for k in GRIDS for c in groups[k]))
     return groups[name]
 
 
@@ -529,20 +543,7 @@ def target_check(table: dict[tuple, list[float]], rule: str = "median") -> list[
 def missing_cells(path: Path) -> dict[str, int]:
     """Return how many cells of each grid group of ``all`` the CSV does not hold yet."""
     done = done_keys(path)
-    names = (
-        "target",
-        "extras",
-        "borda-seeds",
-        "baselines",
-        "adaptive",
-        "free-ride",
-        "noniid",
-        "stealthy",
-        "ranked",
-        "error-feedback",
-        "error-feedback-extras",
-    )
-    counts = {name: sum(c.key() not in done for c in grid(name)) for name in names}
+    counts = {name: sum(c.key() not in done for c in grid(name)) for name in GRIDS}
     return {name: count for name, count in counts.items() if count}
 
 
@@ -866,24 +867,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--grid",
         default="all",
-        choices=(
-            "all",
-            "compare",
-            "target",
-            "extras",
-            "borda-seeds",
-            "baselines",
-            "adaptive",
-            "free-ride",
-            "noniid",
-            "error-feedback",
-            "error-feedback-extras",
-            "stealthy",
-            "ranked",
-            "onchain",
-            "committees",
-            "committees-borda",
-        ),
+        choices=("all", *GRIDS, *APART),
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--data-dir", default="")
