@@ -199,7 +199,8 @@ def grid(name: str) -> list[Cell]:
     other cell) against plain and stealthy colluders, every ε and seed;
     ``error-feedback-extras``: the median rule with it on the non-IID split and
     against free riders; ``stealthy``: the stealthy colluders against the median rule,
-    MultiKrum, FedMedian and Borda, every ε > 0 and seed; ``ranked``: the rules of
+    MultiKrum, FedMedian and Borda, then FedAvg, Krum, Bulyan and FedTrimmedAvg,
+    every ε > 0 and seed; ``ranked``: the rules of
     :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and against the plain
     colluders at 0.4 and without attackers, then rank-median (rule 2, on chain)
     against both at every ε; ``all``: all of these, in the order of :data:`GRIDS`.
@@ -259,10 +260,18 @@ def grid(name: str) -> list[Cell]:
         ],
         # ε = 0 has no attacker: the collude cells' runs
         "stealthy": [
-            Cell(r, "stealthy", e, s)
-            for s in SEEDS
-            for e in EPSILONS[1:]
-            for r in ("median", "MultiKrum", "FedMedian", "borda")
+            *(
+                Cell(r, "stealthy", e, s)
+                for s in SEEDS
+                for e in EPSILONS[1:]
+                for r in ("median", "MultiKrum", "FedMedian", "borda")
+            ),
+            *(
+                Cell(r, "stealthy", e, s)
+                for s in SEEDS
+                for e in EPSILONS[1:]
+                for r in ("FedAvg", "Krum", "Bulyan", "FedTrimmedAvg")
+            ),
         ],
         # rules that compare within a ballot: the stealthy colluders, then the plain
         # ones, then no attacker
