@@ -222,7 +222,7 @@ def elect(  # noqa: PLR0913 - the contract's election inputs
     -------
     tuple[list[str], dict[str, int]]
         The candidates, best first, and every author's standing (Borda points, or
-        normalised points, or median score), addresses checksummed.
+        normalised points, or median score or rank), addresses checksummed.
 
     Raises
     ------
