@@ -459,7 +459,7 @@ def test_9_a_runs_batches_are_the_ones_the_gas_model_sizes(monkeypatch):
     ``tests/test_gas.py::test_full_round_at_256_participants_fits_the_capped_node``.)"""
     monkeypatch.setattr(gas, "register_batch_size", lambda budget=gas.DEFAULT_BUDGET: 1)
     monkeypatch.setattr(gas, "anchor_batch_size", lambda kind=Kind.UPDATE, budget=0: 1)
-    monkeypatch.setattr(gas, "ballot_batch_size", lambda peers, m, budget=0: 1)
+    monkeypatch.setattr(gas, "ballot_batch_size", lambda peers, m, budget=0, election_rule=0: 1)
     strategy = SecCL(chain_url=free_loopback_url(), candidate_fraction=0.4)
     watched = WatchedApp()
     result = run(strategy, watched, num_rounds=1)
