@@ -65,6 +65,7 @@ from mnist_seccl import experiments as ex
 from mnist_seccl.offchain import run_offchain
 
 from seccl_flwr.attacks import attacker_partitions
+from seccl_flwr.identity import parse_flag
 from seccl_flwr.protocol import committee_risk as risk
 from seccl_flwr.protocol.committee import effective_size
 from seccl_flwr.protocol.params import num_candidates
@@ -120,6 +121,8 @@ GRIDS = (
 """The grids ``--grid all`` runs, in this order (most important first)."""
 APART = ("onchain", "committees", "committees-borda")
 """Grids ``all`` leaves out: spot checks on chain and the committee runs."""
+MEDIAN_RULE_NAMES = ("median", "rank-median")
+"""The contract's median rules (1 and 2), whose target the report checks."""
 FEEDBACK = " + error feedback"
 """How a SecCL rule run with error feedback is named in the tables and the figure."""
 
@@ -260,18 +263,14 @@ def grid(name: str) -> list[Cell]:
         ],
         # ε = 0 has no attacker: the collude cells' runs
         "stealthy": [
-            *(
-                Cell(r, "stealthy", e, s)
-                for s in SEEDS
-                for e in EPSILONS[1:]
-                for r in ("median", "MultiKrum", "FedMedian", "borda")
-            ),
-            *(
-                Cell(r, "stealthy", e, s)
-                for s in SEEDS
-                for e in EPSILONS[1:]
-                for r in ("FedAvg", "Krum", "Bulyan", "FedTrimmedAvg")
-            ),
+            Cell(r, "stealthy", e, s)
+            for rules in (
+                ("median", "MultiKrum", "FedMedian", "borda"),
+                ("FedAvg", "Krum", "Bulyan", "FedTrimmedAvg"),
+            )
+            for s in SEEDS
+            for e in EPSILONS[1:]
+            for r in rules
         ],
         # rules that compare within a ballot: the stealthy colluders, then the plain
         # ones, then no attacker
@@ -379,7 +378,7 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
 
 def with_feedback(row: dict[str, Any]) -> bool:
     """Whether a row's SecCL run used error feedback (a CSV without the column: no)."""
-    return str(row.get("error_feedback") or "").lower() in ("true", "1")
+    return parse_flag("error_feedback", row.get("error_feedback") or "false")
 
 
 def done_keys(path: Path) -> set[tuple]:
@@ -502,8 +501,8 @@ def seats_table(path: Path) -> str:
 def target_check(table: dict[tuple, list[float]], rule: str = "median") -> list[str]:
     """Return the issue's target, checked on the IID collusion rows (3 seeds wanted).
 
-    ``rule``: the median rule, the rank-median rule or the median rule with error
-    feedback (``"median" + FEEDBACK``):
+    ``rule``: one of :data:`MEDIAN_RULE_NAMES`, alone or with error feedback
+    (``rule + FEEDBACK``):
     mean final accuracy at ε = 0.4 within 2 points of ε = 0, and at least FedMedian's
     and MultiKrum's mean at every ε (where they ran).
     """
@@ -579,7 +578,7 @@ def report(out: Path, data_note: str) -> None:
     path = out / CSV_NAME
     table = finals(path)
     rules = list(dict.fromkeys(k[0] for k in table))
-    named = (*COMPARED, *(r + FEEDBACK for r in ("median", "rank-median")), *ex.FLOWER)
+    named = (*COMPARED, *(r + FEEDBACK for r in MEDIAN_RULE_NAMES), *ex.FLOWER)
     order = [r for r in named if r in rules]
     combos = list(dict.fromkeys((k[1], k[2]) for k in table))
     eps = sorted({k[3] for k in table})
@@ -601,7 +600,7 @@ def report(out: Path, data_note: str) -> None:
         "run that many attackers; '-': not run.\n\n"
         + "\n\n".join(
             f"## Target ({rule}, collude, IID)\n\n" + "\n".join(target_check(table, rule))
-            for rule in ("median", "rank-median", "median" + FEEDBACK)
+            for rule in (*MEDIAN_RULE_NAMES, *(r + FEEDBACK for r in MEDIAN_RULE_NAMES))
             if rule == "median" or any(k[0] == rule for k in table)
         )
         + "\n\n## Fast mode against the chain\n\n"

@@ -41,7 +41,7 @@ from eth_utils import keccak
 from flwr.app import ConfigRecord, Context, RecordDict
 
 from seccl_flwr.attacks import ClientAttack, attack_from_config
-from seccl_flwr.identity import ERROR_FEEDBACK, simulation_key
+from seccl_flwr.identity import ERROR_FEEDBACK, parse_flag, simulation_key
 from seccl_flwr.protocol.borda import round_seed
 from seccl_flwr.protocol.committee import assignments, committee_seed, evaluators_of
 from seccl_flwr.protocol.eip712 import MAX_SCORE
@@ -167,7 +167,7 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     top-k, as in the paper.
     """
     n = participants
-    feedback = str(config.get(ERROR_FEEDBACK, False)).lower() in ("true", "1")
+    feedback = parse_flag(ERROR_FEEDBACK, config.get(ERROR_FEEDBACK, False))
     seed = int(config.get("seed", 0))
     data = data_from_config(config)
     evaluate = server_evaluate_fn(data)
