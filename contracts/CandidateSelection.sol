@@ -13,14 +13,14 @@ pragma solidity 0.8.28;
 /// 1. `constructor(runId, params)` — `Params`: the number `M` of candidates, the ballot
 ///    quorum of `elect`, the share fraction (ppm), per-tensor sharing, the election
 ///    rule (0 = truncated Borda, 1 = median score, 2 = median rank) and the committee
-///    size `k` (0 =
-///    full cross-evaluation, the SecCL paper's); `openingBlock()` is this block.
+///    size `k` (0 = full cross-evaluation, the SecCL paper's); `openingBlock()` is this
+///    block.
 /// 2. `register(accounts, joinSignatures)` — in one or more owner batches; each account
 ///    signs the EIP-712 `Join(runId, participant)` under the domain ("SecCL", "1",
 ///    chainId) *without* `verifyingContract`, so it can sign before the contract exists.
 /// 3. `open()` — checks `1 <= M <= n`, `1 <= quorum <= n`, `k <= n - 1` and, for the
-///    median rules (1 and 2), `n <= MAX_MEDIAN_PARTICIPANTS` (k = 0) or `n * ceil(k / 8) <=
-///    MAX_MEDIAN_WORDS` (k >= 1), stores `rosterDigest() =
+///    median rules (1 and 2), `n <= MAX_MEDIAN_PARTICIPANTS` (k = 0) or
+///    `n * ceil(k / 8) <= MAX_MEDIAN_WORDS` (k >= 1), stores `rosterDigest() =
 ///    keccak256(abi.encodePacked(participants))` (each address as a 32-byte word) and
 ///    emits `RunOpened`. `register` reverts from here on, every round function before.
 ///
