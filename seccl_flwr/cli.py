@@ -69,6 +69,7 @@ from .cli_args import (
 from .client_checks import pinned_run_config
 from .errors import ConfigurationError, NotEnoughNodesError, SecCLError
 from .identity import KEY_SEED
+from .mod import SCORE_METRIC
 from .protocol.params import ELECTION_RULES
 from .strategy import RoundRecord, SecCL, SecCLResult
 
@@ -194,8 +195,12 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
         "lr": args.lr,
         "local-epochs": args.local_epochs,
         **pinned_run_config(
-            args.candidate_fraction, args.share_fraction, committee_size=args.committee_size
+            args.candidate_fraction,
+            args.share_fraction,
+            election_rule=args.election_rule,
+            committee_size=args.committee_size,
         ),
+        SCORE_METRIC: args.score_metric,
         **_attack_config(args),
     }
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
@@ -210,6 +215,7 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
         run_label=run_label,
         store=args.store,
         gas_limit=args.gas_limit,
+        election_rule=args.election_rule,
         committee_size=args.committee_size,
     )
     started = time.monotonic()
@@ -254,8 +260,8 @@ def audit_simulation(strategy: SecCL, args: argparse.Namespace) -> "AuditReport"
 
     The contract is attached afresh (its code checked) on the run's chain: the
     embedded one still lives in this process. The pins are the simulation's own:
-    its roster (the simulation keys of ``--seed``), λ, share fraction and a
-    majority quorum.
+    its roster (the simulation keys of ``--seed``), λ, share fraction, election
+    rule, committee size and a majority quorum.
     """
     from .audit import AuditPins, audit_run
     from .chain.csc import CandidateSelection
@@ -269,6 +275,7 @@ def audit_simulation(strategy: SecCL, args: argparse.Namespace) -> "AuditReport"
         share_fraction=args.share_fraction,
         per_tensor=False,
         quorum=default_quorum(args.participants),
+        election_rule=args.election_rule,
         committee_size=args.committee_size,
     )
     csc = CandidateSelection.attach(strategy.csc.w3, strategy.csc.address)
@@ -342,6 +349,10 @@ def _report(result: SecCLResult, args: argparse.Namespace) -> None:
     rows = round_rows(result, attackers)
     print()
     print(f"SecCL on chain {result.chain_id}, contract {result.contract}")
+    print(
+        f"Election rule: {ELECTION_RULES[args.election_rule]}; peers scored by "
+        f"{args.score_metric} on each client's validation split"
+    )
     print(f"Data: {DATA_NOTE}; accuracy/F1 on the held-out test set")
     print(format_table(rows))
     out = Path(args.out)

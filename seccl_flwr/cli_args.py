@@ -214,11 +214,22 @@ committee_size = number(
 
 
 def election_rule(text: str) -> int:
-    """Argparse ``type`` of an election rule: ``borda``/``0`` or ``median``/``1``."""
+    """Argparse ``type`` of an election rule: ``borda``, ``median``, ``rank-median`` (or 0-2)."""
     try:
         return election_rule_of(text)
     except ConfigurationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def score_metric(text: str) -> str:
+    """Argparse ``type`` of the metric clients score peers by (``--score-metric``)."""
+    from .torch_task import SCORE_METRICS  # torch: only for the commands that train
+
+    if text not in SCORE_METRICS:
+        raise argparse.ArgumentTypeError(
+            f"unknown score metric {text!r}; choose from {', '.join(SCORE_METRICS)}"
+        )
+    return text
 
 
 def share_fraction(text: str) -> float:
@@ -289,6 +300,21 @@ def _add_protocol_arguments(simulate: argparse.ArgumentParser) -> None:
         default=0,
         help="evaluator committees: each update scored by k peers, drawn per round from "
         "the seal block's hash (default 0: every author scores every other, the paper's)",
+    )
+    simulate.add_argument(
+        "--election-rule",
+        type=election_rule,
+        default="borda",
+        help="the rule that elects candidates from the ballots: borda (the paper's, "
+        "default), median or rank-median (colluders below half cannot lift each other)",
+    )
+    simulate.add_argument(
+        "--score-metric",
+        type=score_metric,
+        default="macro-f1",
+        help="what clients score peers by on their validation split: macro-f1 (the "
+        "paper's, default), accuracy, or brier (also sees how sure an update is of the "
+        "right label, which stealthy poison shows)",
     )
     simulate.add_argument("--dataset", choices=["digits"], default="digits")
 

@@ -52,6 +52,8 @@ def error_line(capsys) -> str:
         ("--chain", "127.0.0.1:8545", "is neither 'embedded' nor a JSON-RPC URL"),
         ("--chain", "http://127.0.0.1:99999", "is neither 'embedded' nor a JSON-RPC URL"),
         ("--attack", "flip", "invalid choice: 'flip'"),
+        ("--score-metric", "loss", "unknown score metric 'loss'; choose from macro-f1,"),
+        ("--election-rule", "copeland", "copeland"),
     ],
 )
 def test_a_bad_simulate_argument_is_one_line_naming_it_and_nothing_starts(

@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from seccl_flwr.cli import main
+from seccl_flwr.inprocess import InProcessGrid
 
 
 @pytest.mark.slow
@@ -56,14 +57,31 @@ def test_simulate_rejects_an_unknown_attack(capsys):
     assert "invalid choice: 'flip'" in capsys.readouterr().err
 
 
-def test_simulate_audit_audits_the_run_before_the_embedded_chain_ends(tmp_path, capsys):
+def test_simulate_audit_audits_the_run_before_the_embedded_chain_ends(
+    tmp_path, capsys, monkeypatch
+):
+    # a median-rank run whose clients score by the Brier score: both reach the run
+    configs = []
+    grid_init = InProcessGrid.__init__
+
+    def spy(self, client_app, num_nodes, run_config=None, **kwargs):
+        configs.append(run_config)
+        grid_init(self, client_app, num_nodes, run_config, **kwargs)
+
+    monkeypatch.setattr(InProcessGrid, "__init__", spy)
     argv = ["simulate", "--engine", "inprocess", "--participants", "3", "--rounds", "2"]
+    argv += ["--election-rule", "rank-median", "--score-metric", "brier"]
     assert main([*argv, "--audit", "--out", str(tmp_path), "--no-plot"]) == 0
+    # what the clients read: the metric the mod scores by, the rule they pin
+    assert configs[0]["seccl-score-metric"] == "brier"
+    assert configs[0]["seccl-election-rule"] == "rank-median"
     printed = capsys.readouterr().out
     contract = next(line for line in printed.splitlines() if line.startswith("SecCL on chain"))
     address = contract.rsplit(" ", 1)[1]
     assert f"audit of contract {address}" in printed
     # the simulation's own roster and parameters are pinned, and they match
+    assert "Election rule: rank-median; peers scored by brier" in printed
+    assert "election rule = 2 (rank-median) (pinned 2 (rank-median): matches)" in printed
     assert "(pinned 3 members: matches)" in printed
     assert "(pinned λ 0.4 -> M = 2: matches)" in printed
     assert "audit passed: the run, every message, election and global model check out" in printed

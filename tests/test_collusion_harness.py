@@ -1,4 +1,4 @@
-"""examples/mnist's collusion sweep: error-feedback cells and the CSV they share.
+"""examples/mnist's collusion sweep: error-feedback and Brier cells and their CSV.
 
 The sweep's SecCL runs send plain top-k updates, as in the paper, unless a cell asks
 for error feedback (the library's default client); these tests hold that such a
@@ -27,7 +27,7 @@ def collusion(monkeypatch):
 def _row(collusion, **values) -> dict:
     row = dict.fromkeys(collusion.FIELDS, "0")
     row |= {"rule": "median", "attack": "collude", "epsilon": "0.4", "split": "iid"}
-    row |= {"mode": "off-chain", "round": "10", "accuracy": "0.5"}
+    row |= {"mode": "off-chain", "round": "10", "accuracy": "0.5", "score_metric": ""}
     return row | values
 
 
@@ -137,3 +137,48 @@ def test_the_ballot_spread_diagnostic_separates_an_evaluators_offset(monkeypatch
     assert raw > 5 and centred < 2  # F1 points: the offsets are most of the spread
     won = ballot_spread.seats(ballots, honest, colluders, 3)
     assert won["median"] >= 1 and won["rank-median"] == 0 and won["honest mean"] == 0
+
+
+def test_a_brier_cell_is_its_own_run_named_in_the_tables(collusion, tmp_path):
+    plain = collusion.Cell("median", "stealthy", 0.4, 0, error_feedback=True)
+    brier = collusion.Cell("median", "stealthy", 0.4, 0, error_feedback=True, score_metric="brier")
+    assert plain.key() != brier.key() and brier.setting().score_metric == "brier"
+    path = tmp_path / collusion.CSV_NAME
+    rows = [  # "": a row from before the column, macro F1
+        _row(collusion, attack="stealthy", error_feedback="True", score_metric=metric, accuracy=acc)
+        for metric, acc in (("", "0.5"), ("brier", "0.9"))
+    ]
+    collusion.append_rows(path, rows)
+    assert collusion.done_keys(path) == {plain.key(), brier.key()}
+    table = collusion.finals(path)
+    name = "median" + collusion.FEEDBACK
+    assert table[(name, "stealthy", "iid", 0.4)] == [0.5]
+    assert table[(name + collusion.BRIER, "stealthy", "iid", 0.4)] == [0.9]
+    assert collusion.base_rule(name + collusion.BRIER) == "median"
+    grid = collusion.grid("brier")
+    assert len(grid) == 78 and all(c.score_metric == "brier" and c.error_feedback for c in grid)
+    assert set(grid) <= set(collusion.grid("all"))
+    assert all(c.score_metric == "macro-f1" for c in collusion.grid("stealthy"))
+
+
+def test_the_fast_harness_scores_by_the_metric_the_run_config_names(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from mnist_seccl import experiments as ex
+    from mnist_seccl import offchain
+
+    real = offchain.score_logits
+    metrics: list[str] = []
+
+    def spy(metric, *args):
+        metrics.append(metric)
+        return real(metric, *args)
+
+    monkeypatch.setattr(offchain, "score_logits", spy)
+    config = {**ex.BASE_CONFIG, **ex.QUICK_CONFIG, "local-epochs": 1}
+    offchain.run_offchain({**config, "seccl-score-metric": "brier"}, 3, 1, 0.4, "median")
+    assert metrics == ["brier"] * 6  # 3 updates, each scored by the 2 other nodes
+    metrics.clear()
+    offchain.run_offchain(config, 3, 1, 0.4, "median")
+    assert metrics == ["macro-f1"] * 6  # the paper's without the key
+    with pytest.raises(ValueError, match="seccl-score-metric 'loss' is none of"):
+        offchain.run_offchain({**config, "seccl-score-metric": "loss"}, 3, 1, 0.4, "median")

@@ -96,6 +96,7 @@ FIELDS = (
     "accuracy",
     "split",
     "error_feedback",
+    "score_metric",
     "macro_f1",
     "attackers",
     "attackers_elected",
@@ -117,6 +118,8 @@ GRIDS = (
     "error-feedback",
     "free-ride",
     "error-feedback-extras",
+    "brier",
+    "brier-extras",
 )
 """The grids ``--grid all`` runs, in this order (most important first)."""
 APART = ("onchain", "committees", "committees-borda")
@@ -125,6 +128,13 @@ MEDIAN_RULE_NAMES = ("median", "rank-median")
 """The contract's median rules (1 and 2), whose target the report checks."""
 FEEDBACK = " + error feedback"
 """How a SecCL rule run with error feedback is named in the tables and the figure."""
+BRIER = " + Brier"
+"""How a SecCL rule run whose clients score by the Brier score is named (after
+:data:`FEEDBACK`)."""
+METRIC_DEFAULT = "macro-f1"
+"""What SecCL's clients score peers by unless a cell says otherwise (the paper's)."""
+VARIANTS = ("", FEEDBACK, FEEDBACK + BRIER)
+"""Suffixes of the median rules' names whose target the report checks."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class Cell:
     # SecCL clients add what their last update left out (the library's default;
     # off, as in the paper, unless a cell says so)
     error_feedback: bool = False
+    score_metric: str = METRIC_DEFAULT  # what SecCL's clients score peers by
 
     @property
     def seccl(self) -> bool:
@@ -150,7 +161,7 @@ class Cell:
     def key(self) -> tuple:
         """What identifies the run in the CSV."""
         key = (self.rule, self.attack, float(self.epsilon), int(self.seed), self.split, self.mode)
-        return (*key, self.committee, self.error_feedback)
+        return (*key, self.committee, self.error_feedback, self.score_metric)
 
     @property
     def mode(self) -> str:
@@ -176,6 +187,7 @@ class Cell:
             election_rule=self.rule if self.seccl else "borda",
             error_feedback=self.error_feedback,
             flip_fraction=STEALTH_FLIP if stealthy else 1.0,
+            score_metric=self.score_metric,
         )
 
     def base(self, data_dir: str) -> dict[str, Any]:
@@ -201,9 +213,12 @@ def grid(name: str) -> list[Cell]:
     rules with error feedback (the library's default, off in the paper and in every
     other cell) against plain and stealthy colluders, every ε and seed;
     ``error-feedback-extras``: the median rule with it on the non-IID split and
-    against free riders; ``stealthy``: the stealthy colluders against the median rule,
-    MultiKrum, FedMedian and Borda, then FedAvg, Krum, Bulyan and FedTrimmedAvg,
-    every ε > 0 and seed; ``ranked``: the rules of
+    against free riders; ``brier``: the median rules with error feedback and clients
+    scoring by the Brier score (``score_metric="brier"``) against the stealthy and the
+    plain colluders, every ε and seed; ``brier-extras``: the median rule so against
+    free riders and on the non-IID split (ε > 0); ``stealthy``: the stealthy
+    colluders against the median rule, MultiKrum, FedMedian and Borda, then FedAvg,
+    Krum, Bulyan and FedTrimmedAvg, every ε > 0 and seed; ``ranked``: the rules of
     :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and against the plain
     colluders at 0.4 and without attackers, then rank-median (rule 2, on chain)
     against both at every ε; ``all``: all of these, in the order of :data:`GRIDS`.
@@ -322,6 +337,22 @@ def grid(name: str) -> list[Cell]:
             for s in SEEDS
             for e in EPSILONS
         ],
+        # the median rules with error feedback, clients scoring by the Brier score:
+        # the stealthy colluders and the plain ones, seed by seed
+        "brier": [
+            Cell(r, attack, e, s, error_feedback=True, score_metric="brier")
+            for s in SEEDS
+            for attack in ("stealthy", "collude")
+            for e in (EPSILONS[1:] if attack == "stealthy" else EPSILONS)
+            for r in MEDIAN_RULE_NAMES
+        ],
+        # then the median rule so on the non-IID split and against free riders
+        "brier-extras": [
+            Cell("median", attack, e, s, split, error_feedback=True, score_metric="brier")
+            for attack, split in (("free-ride", "iid"), ("collude", "dirichlet-0.5"))
+            for s in SEEDS
+            for e in EPSILONS[1:]
+        ],
     }
     if name == "all":
         return list(dict.fromkeys(c for k in GRIDS for c in groups[k]))
@@ -341,6 +372,7 @@ def run_cell(args: tuple[Cell, str]) -> list[dict[str, Any]]:
         del common["committee"]
     if not cell.seccl:
         common["error_feedback"] = ""  # dense updates: nothing is left out
+        common["score_metric"] = ""  # nobody scores
     if not cell.seccl or cell.onchain:
         rows = ex.run_setting(setting, base, progress=lambda _: None)
         return [
@@ -381,6 +413,23 @@ def with_feedback(row: dict[str, Any]) -> bool:
     return parse_flag("error_feedback", row.get("error_feedback") or "false")
 
 
+def metric_of(row: dict[str, Any]) -> str:
+    """Return the metric a row's SecCL clients scored by (a CSV without the column: F1)."""
+    return row.get("score_metric") or METRIC_DEFAULT
+
+
+def variant_name(row: dict[str, Any]) -> str:
+    """Return a row's rule as the tables name it: ``rule`` + :data:`FEEDBACK` with
+    error feedback, + :data:`BRIER` when its clients scored by the Brier score."""
+    name = row["rule"] + (FEEDBACK if with_feedback(row) else "")
+    return name + (BRIER if metric_of(row) == "brier" else "")
+
+
+def base_rule(name: str) -> str:
+    """Return the rule or strategy of a table's row name (its suffixes removed)."""
+    return name.removesuffix(BRIER).removesuffix(FEEDBACK)
+
+
 def done_keys(path: Path) -> set[tuple]:
     """Return the keys of the cells the CSV (and its committee twin) already holds."""
     keys = set()
@@ -388,7 +437,7 @@ def done_keys(path: Path) -> set[tuple]:
         if name.is_file():
             keys |= {
                 (r["rule"], r["attack"], float(r["epsilon"]), int(r["seed"]), r["split"])
-                + (r["mode"], int(r.get("committee") or 0), with_feedback(r))
+                + (r["mode"], int(r.get("committee") or 0), with_feedback(r), metric_of(r))
                 for r in ex.read_csv(name)
             }
     return keys
@@ -447,11 +496,9 @@ def sweep(cells: list[Cell], out: Path, data_dir: str, jobs: int) -> None:
 
 # ------------------------------------------------------------------------ report
 def labelled_rows(path: Path) -> list[dict[str, str]]:
-    """Return the CSV's rows, a SecCL rule run with error feedback named
-    ``rule`` + :data:`FEEDBACK` (its own line in every table)."""
-    return [
-        {**r, "rule": r["rule"] + FEEDBACK} if with_feedback(r) else r for r in ex.read_csv(path)
-    ]
+    """Return the CSV's rows, each SecCL variant named by :func:`variant_name` (its
+    own line in every table)."""
+    return [{**r, "rule": variant_name(r)} for r in ex.read_csv(path)]
 
 
 def finals(path: Path) -> dict[tuple, list[float]]:
@@ -498,21 +545,26 @@ def seats_table(path: Path) -> str:
     return ex.markdown_table(["rule", "attack", "split", *(f"ε={e}" for e in eps)], rows)
 
 
-def target_check(table: dict[tuple, list[float]], rule: str = "median") -> list[str]:
-    """Return the issue's target, checked on the IID collusion rows (3 seeds wanted).
+def target_check(
+    table: dict[tuple, list[float]], rule: str = "median", attack: str = "collude"
+) -> list[str]:
+    """Return the issue's target, checked on the IID rows of ``attack`` (3 seeds wanted).
 
-    ``rule``: one of :data:`MEDIAN_RULE_NAMES`, alone or with error feedback
-    (``rule + FEEDBACK``):
+    ``rule``: one of :data:`MEDIAN_RULE_NAMES` with a suffix of :data:`VARIANTS`:
     mean final accuracy at ε = 0.4 within 2 points of ε = 0, and at least FedMedian's
-    and MultiKrum's mean at every ε (where they ran).
+    and MultiKrum's mean at every ε (where they ran). ε = 0 has no attacker: its
+    runs are the ``collude`` cells', whatever ``attack``.
     """
 
+    def runs(name: str, e: float) -> list[float]:
+        return table.get((name, "collude" if e == 0 else attack, "iid", e), [])
+
     def mean(name: str, e: float) -> float | None:
-        values = [v for v in table.get((name, "collude", "iid", e), []) if not math.isnan(v)]
+        values = [v for v in runs(name, e) if not math.isnan(v)]
         return statistics.mean(values) if values else None
 
     def seeds(name: str, e: float) -> int:
-        return len(table.get((name, "collude", "iid", e), []))
+        return len(runs(name, e))
 
     lines = []
     base, attacked = mean(rule, 0.0), mean(rule, 0.4)
@@ -540,8 +592,7 @@ def target_check(table: dict[tuple, list[float]], rule: str = "median") -> list[
         )
         paired = []
         for e in compared:  # the same seed is the same data, model and attackers
-            ours = table.get((rule, "collude", "iid", e), [])
-            theirs = table.get((other, "collude", "iid", e), [])
+            ours, theirs = runs(rule, e), runs(other, e)
             diffs = [(a - b) * 100 for a, b in zip(ours, theirs, strict=False)]
             paired.append(f"ε = {e}: {', '.join(f'{d:+.2f}' for d in diffs)}")
         lines.append(f"  - {rule} minus {other} per seed, in points: " + "; ".join(paired) + ".")
@@ -578,7 +629,7 @@ def report(out: Path, data_note: str) -> None:
     path = out / CSV_NAME
     table = finals(path)
     rules = list(dict.fromkeys(k[0] for k in table))
-    named = (*COMPARED, *(r + FEEDBACK for r in MEDIAN_RULE_NAMES), *ex.FLOWER)
+    named = (*COMPARED, *(r + v for v in VARIANTS[1:] for r in MEDIAN_RULE_NAMES), *ex.FLOWER)
     order = [r for r in named if r in rules]
     combos = list(dict.fromkeys((k[1], k[2]) for k in table))
     eps = sorted({k[3] for k in table})
@@ -599,9 +650,11 @@ def report(out: Path, data_note: str) -> None:
         "Flower strategies through flwr.serverapp.strategy. n/a: the strategy cannot "
         "run that many attackers; '-': not run.\n\n"
         + "\n\n".join(
-            f"## Target ({rule}, collude, IID)\n\n" + "\n".join(target_check(table, rule))
-            for rule in (*MEDIAN_RULE_NAMES, *(r + FEEDBACK for r in MEDIAN_RULE_NAMES))
-            if rule == "median" or any(k[0] == rule for k in table)
+            f"## Target ({rule}, {attack}, IID)\n\n" + "\n".join(target_check(table, rule, attack))
+            for attack in ("collude", "stealthy")
+            for rule in (r + v for v in VARIANTS for r in MEDIAN_RULE_NAMES)
+            if (rule, attack) == ("median", "collude")
+            or any(k[:2] == (rule, attack) for k in table)
         )
         + "\n\n## Fast mode against the chain\n\n"
         + onchain_table(out, table)
@@ -630,12 +683,13 @@ def report(out: Path, data_note: str) -> None:
             ]
             if not points:
                 continue
-            base = rule.removesuffix(FEEDBACK)
+            base = base_rule(rule)
             style = {"lw": 2.5} if base in COMPARED else {"lw": 1, "alpha": 0.8}
-            # one colour per rule; its error-feedback runs dashed in the same colour
+            # one colour per rule; its error-feedback runs dashed in the same colour,
+            # with Brier scores dotted
             index = (*COMPARED, *ex.FLOWER).index(base)
             style["color"] = f"C{index}" if index < 10 else "black"
-            style["ls"] = "--" if rule != base else "-"
+            style["ls"] = ":" if rule.endswith(BRIER) else "--" if rule != base else "-"
             x, y, spread = zip(*points, strict=True)
             ax.errorbar(x, y, yerr=spread, fmt="o", ms=3, capsize=2, label=rule, **style)
         ax.set_title(f"{attack}, {split}")

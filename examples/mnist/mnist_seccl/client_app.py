@@ -2,7 +2,8 @@
 
 Both run the very same ``train`` and ``evaluate`` handlers (:func:`client_functions`:
 one partition, one model, one SGD loop); SecCL's has :data:`seccl_flwr.mod.seccl_mod`
-around them, scoring peers by the handler's ``macro-f1`` as the SecCL paper does, so
+around them, scoring peers by the handler's ``macro-f1`` as the SecCL paper does
+(or by the metric ``seccl-score-metric`` names, e.g. ``brier``), so
 SecCL and FedAvg/Krum/... differ only in the protocol.
 Run config keys: ``device`` (``"cpu"``, ``"cuda"``, ...; default ``"cpu"``), ``seed``,
 ``lr``, ``batch-size``, ``local-epochs``,
@@ -16,7 +17,7 @@ Run config keys: ``device`` (``"cpu"``, ``"cuda"``, ...; default ``"cpu"``), ``s
 per call): ``"loop"`` scores one peer after the other without a Flower message per
 peer, ``"vmap"`` all of a call at once (slower on a CPU for this CNN:
 ``benchmarks/cross_eval_cost.py``); ``"off"`` (the default): each peer through the
-evaluate handler. Scores are the handler's ``macro-f1`` either way (up to the float
+evaluate handler. Scores are the handler's metric either way (up to the float
 rounding of channels-last logits).
 """
 
@@ -32,7 +33,8 @@ from seccl_flwr.apps.handlers import EvaluateFn, TrainFn, flower_client_app
 from seccl_flwr.attacks import attack_from_config, node_attack
 from seccl_flwr.client import BatchScoreFn
 from seccl_flwr.datasets import Partition
-from seccl_flwr.mod import make_seccl_mod
+from seccl_flwr.identity import setting
+from seccl_flwr.mod import SCORE_METRIC, make_seccl_mod
 from seccl_flwr.torch_task import (
     sgd_train,
     torch_batch_score_fn,
@@ -55,6 +57,8 @@ DATA_KEYS = (
 """Run config keys that decide a node's data partition."""
 SCORE_BATCH = ("off", "loop", "vmap")
 """Values of the run config key ``score-batch`` (see the module's docstring)."""
+SCORE_METRIC_DEFAULT = "macro-f1"
+"""What the app scores peers by without ``seccl-score-metric``: the paper's macro F1."""
 
 
 @cache
@@ -106,7 +110,7 @@ def _functions(
 
 @cache
 def _batch_scorer(
-    settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int
+    settings: tuple[tuple[str, Any], ...], partition_id: int, num_partitions: int, metric: str
 ) -> BatchScoreFn | None:
     cfg = dict(settings)
     mode = str(cfg.get("score-batch", "off"))
@@ -122,18 +126,24 @@ def _batch_scorer(
         part.val_x,
         part.val_y,
         str(cfg.get("device", "cpu")),
+        metric=metric,
         vectorize=mode == "vmap",
         channels_last=True,
     )
 
 
 def batch_scorer(context: Context) -> BatchScoreFn | None:
-    """Return this node's batched scorer if the run config's ``score-batch`` asks for one."""
+    """Return this node's batched scorer if the run config's ``score-batch`` asks for one.
+
+    It scores by the metric the mod scores by: ``seccl-score-metric`` of the node or
+    run config, ``macro-f1`` without it.
+    """
     settings = tuple(sorted((k, v) for k, v in context.run_config.items()))
     return _batch_scorer(
         settings,
         int(context.node_config["partition-id"]),
         int(context.node_config["num-partitions"]),
+        str(setting(context, SCORE_METRIC) or SCORE_METRIC_DEFAULT),
     )
 
 
@@ -150,7 +160,11 @@ def client_functions(context: Context) -> tuple[TrainFn, EvaluateFn]:
 def make_client_app(seccl: bool = True) -> ClientApp:
     """Return the MNIST ClientApp: with the SecCL mod, or plain Flower (FedAvg, Krum, ...)."""
     mods = (
-        [make_seccl_mod(score_metric="macro-f1", attack=node_attack, batch_scorer=batch_scorer)]
+        [
+            make_seccl_mod(
+                score_metric=SCORE_METRIC_DEFAULT, attack=node_attack, batch_scorer=batch_scorer
+            )
+        ]
         if seccl
         else []
     )

@@ -29,6 +29,7 @@ from seccl_flwr.chain.rpc_server import free_loopback_url
 from seccl_flwr.client_checks import pinned_run_config
 from seccl_flwr.identity import ERROR_FEEDBACK
 from seccl_flwr.inprocess import InProcessGrid
+from seccl_flwr.mod import SCORE_METRIC
 from seccl_flwr.strategy import RoundRecord, SecCL
 from seccl_flwr.torch_task import sgd_train
 
@@ -107,6 +108,10 @@ class Setting:
     election_rule : str
         SecCL's election rule: ``"borda"`` (the paper's), ``"median"`` or
         ``"rank-median"``, or a Python-only rule of the off-chain harness.
+    score_metric : str
+        The metric SecCL's clients score peers by (``seccl-score-metric``):
+        ``"macro-f1"`` (the paper's) or ``"brier"`` (it also sees how sure an update
+        is of the right label, :func:`seccl_flwr.torch_task.brier_score`).
     """
 
     strategy: str = "SecCL"
@@ -121,6 +126,7 @@ class Setting:
     flip_fraction: float = 1.0
     collude: bool = True
     election_rule: str = "borda"
+    score_metric: str = "macro-f1"
 
     @property
     def attackers(self) -> int:
@@ -133,7 +139,8 @@ class Setting:
             return f"{CENTRALIZED} (data of n={self.participants})"
         return (
             f"{self.strategy} n={self.participants} λ={self.candidate_fraction} "
-            f"ε={self.attack_fraction} error-feedback={self.error_feedback}"
+            f"ε={self.attack_fraction} error-feedback={self.error_feedback} "
+            f"score={self.score_metric}"
             if self.strategy == "SecCL"
             else f"{self.strategy} n={self.participants} ε={self.attack_fraction}"
         )
@@ -154,6 +161,7 @@ def run_config_of(setting: Setting, base: dict[str, Any]) -> dict[str, Any]:
     config = dict(base)
     if setting.strategy == "SecCL":
         config[ERROR_FEEDBACK] = setting.error_feedback
+        config[SCORE_METRIC] = setting.score_metric
     if setting.attack_fraction > 0:
         config.update(
             {

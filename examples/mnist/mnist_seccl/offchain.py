@@ -5,10 +5,11 @@ left out: every participant trains with the very ClientApp functions of
 :mod:`mnist_seccl.client_app` (same data, model, SGD, attacks), shares the top
 ``share_fraction`` of its change (:func:`seccl_flwr.protocol.sparse.sparsify`, or
 with error feedback :func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`),
-scores its peers' updates on its validation split (macro F1, the metric the
-app's evaluate handler returns and ``seccl_mod`` scores by, here for all evaluators
-from one batched prediction per update, with the library's
-:func:`seccl_flwr.torch_task.macro_f1`, which equals scikit-learn's), and the candidates come from
+scores its peers' updates on its validation split (by the metric the run config's
+``seccl-score-metric`` names, macro F1 unless told otherwise: what the app's evaluate
+handler returns and ``seccl_mod`` scores by, here for all evaluators from one
+batched prediction per update, with the library's
+:func:`seccl_flwr.torch_task.score_logits`), and the candidates come from
 :func:`seccl_flwr.protocol.election.elect` - the Python reference the contract is
 differential-tested against (``tests/test_election_differential.py``) - instead of
 the contract. The new global model is :func:`seccl_flwr.protocol.sparse.aggregate`
@@ -42,6 +43,7 @@ from flwr.app import ConfigRecord, Context, RecordDict
 
 from seccl_flwr.attacks import ClientAttack, attack_from_config
 from seccl_flwr.identity import ERROR_FEEDBACK, parse_flag, simulation_key
+from seccl_flwr.mod import SCORE_METRIC
 from seccl_flwr.protocol.borda import round_seed
 from seccl_flwr.protocol.committee import assignments, committee_seed, evaluators_of
 from seccl_flwr.protocol.eip712 import MAX_SCORE
@@ -55,10 +57,16 @@ from seccl_flwr.protocol.sparse import (
     sparsify_with_feedback,
 )
 from seccl_flwr.records import record_of
-from seccl_flwr.torch_task import load_arrays, macro_f1, model_arrays, predict
+from seccl_flwr.torch_task import (
+    SCORE_METRICS,
+    load_arrays,
+    model_arrays,
+    predict,
+    score_logits,
+)
 from seccl_flwr.wire import SERVER_ROUND
 
-from .client_app import DATA_KEYS, _partition, client_functions
+from .client_app import DATA_KEYS, SCORE_METRIC_DEFAULT, _partition, client_functions
 from .task import MnistNet, data_from_config, initial_model, server_evaluate_fn
 
 BALLOTS = ("collude", "adaptive")
@@ -67,17 +75,18 @@ paper's attack); ``adaptive`` - colluders ``MAX_SCORE``, honest peers half of th
 score they really measured (inconspicuous, and aimed at rules that drop extremes)."""
 
 
-def score_of(f1: float) -> int:
-    """Return the ballot score of a macro F1: ``round(clip(f1, 0, 1) * MAX_SCORE)``."""
-    return int(round(min(max(f1, 0.0), 1.0) * MAX_SCORE))
+def score_of(value: float) -> int:
+    """Return the ballot score of a metric in [0, 1]: ``round(clip(value, 0, 1) * MAX_SCORE)``."""
+    return int(round(min(max(value, 0.0), 1.0) * MAX_SCORE))
 
 
 def cross_scores(
     candidates: dict[str, dict[str, np.ndarray]],
     validation: list[tuple[str, torch.Tensor, Any]],
     assigned: dict[str, list[str]] | None = None,
+    metric: str = "macro-f1",
 ) -> dict[str, dict[str, int]]:
-    """Return evaluator -> peer -> ballot score of the candidate models.
+    """Return evaluator -> peer -> ballot score (by ``metric``) of the candidate models.
 
     ``validation`` holds ``(evaluator, val_x, val_y)``; each candidate is predicted
     once on the validation splits of its evaluators, then scored per evaluator
@@ -94,11 +103,11 @@ def cross_scores(
         x = torch.cat([vx for _, vx, _ in mine])
         bounds = np.cumsum([0, *(len(vy) for _, _, vy in mine)])
         load_arrays(model, arrays, "cpu")
-        pred = predict(model, x, "cpu").argmax(1).numpy()
+        logits = predict(model, x, "cpu")
         for i, (evaluator, _, vy) in enumerate(mine):
             if evaluator != author:
-                f1 = macro_f1(np.asarray(vy), pred[bounds[i] : bounds[i + 1]])
-                table[evaluator][author] = score_of(f1)
+                value = score_logits(metric, np.asarray(vy), logits[bounds[i] : bounds[i + 1]])
+                table[evaluator][author] = score_of(value)
     return table
 
 
@@ -164,10 +173,15 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
     its change before sparsifying, and keeps what this one leaves out
     (:func:`~seccl_flwr.protocol.sparse.sparsify_with_feedback`, as
     :func:`seccl_flwr.client.sparse_update` does); false (the default here): plain
-    top-k, as in the paper.
+    top-k, as in the paper. ``seccl-score-metric`` names the metric peers are
+    scored by (one of :data:`seccl_flwr.torch_task.SCORE_METRICS`; macro F1, the
+    paper's, without it).
     """
     n = participants
     feedback = parse_flag(ERROR_FEEDBACK, config.get(ERROR_FEEDBACK, False))
+    metric = str(config.get(SCORE_METRIC, SCORE_METRIC_DEFAULT))
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"{SCORE_METRIC} {metric!r} is none of {SCORE_METRICS}")
     seed = int(config.get("seed", 0))
     data = data_from_config(config)
     evaluate = server_evaluate_fn(data)
@@ -205,7 +219,7 @@ def run_offchain(  # noqa: PLR0913 - one experiment's knobs
         }
         digests = {a: keccak(u.indices.tobytes() + u.values.tobytes()) for a, u in updates.items()}
         assigned = round_assignment(seed, rnd, digests, committee_size)
-        table = cross_scores(candidates_arrays, validation, assigned)
+        table = cross_scores(candidates_arrays, validation, assigned, metric)
         ballots = {}
         for p in range(n):
             me = address[p]
