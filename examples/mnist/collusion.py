@@ -9,7 +9,10 @@ n = 20 participants, λ = 0.2 (M = 4), 10 rounds, attackers from round 5. Attack
 ``free-ride``  free riders: an all-zero update, honest ballots;
 ``stealthy``   colluders whose poison honest evaluators score nearly as well as an
                honest update: they flip only a share (``STEALTH_FLIP``) of each
-               batch's labels, and vote as in ``collude``.
+               batch's labels, and vote as in ``collude``;
+``stealthy-0.2``, ``stealthy-0.3``  the same with 20 % or 30 % flipped: the attacker
+               who knows that clients score by the Brier score (``--grid
+               brier-adaptive``).
 
 SecCL runs in the off-chain fast mode (:mod:`mnist_seccl.offchain`: the same clients,
 the election through the Python reference of the rule that the contract is
@@ -33,7 +36,11 @@ that colluders hold a committee's majority (:mod:`seccl_flwr.protocol.committee_
 SecCL's clients send plain top-k updates, as in the paper, except in the cells of
 ``--grid error-feedback``: the median rule with error feedback (each client adds
 what its last update left out, the library's default), named ``median + error
-feedback`` in the tables and dashed in the figure.
+feedback`` in the tables and dashed in the figure. They score peers by macro F1, as in
+the paper, except in the cells of ``--grid brier``, ``brier-extras`` and
+``brier-adaptive``: the Brier score (:func:`seccl_flwr.torch_task.brier_score`, which
+also sees how sure an update is of the right label), named ``… + Brier`` and
+dash-dotted in the figure (dotted with error feedback).
 
 Every finished run is appended to ``collusion.csv`` at once (one row per round), and
 a run already in the CSV is not run again: an interrupted sweep resumes where it
@@ -84,9 +91,11 @@ RANKED = ("rank-median", "copeland")
 """Rules that compare scores within each ballot (``--grid ranked``): rank-median
 (rule 2, on chain) and Copeland (Python only)."""
 SPLITS = {"iid": 0.0, "dirichlet-0.5": 0.5}
-ATTACKS = ("collude", "adaptive", "free-ride", "stealthy")
 STEALTH_FLIP = 0.4
 """Share of each batch's labels a ``stealthy`` attacker flips."""
+STEALTH_FLIPS = {"stealthy": STEALTH_FLIP, "stealthy-0.2": 0.2, "stealthy-0.3": 0.3}
+"""Share of each batch's labels each stealthy attack flips."""
+ATTACKS = ("collude", "adaptive", "free-ride", *STEALTH_FLIPS)
 FIELDS = (
     "rule",
     "attack",
@@ -120,6 +129,9 @@ GRIDS = (
     "error-feedback-extras",
     "brier",
     "brier-extras",
+    "brier-adaptive",
+    "brier-noniid",
+    "brier-plain",
 )
 """The grids ``--grid all`` runs, in this order (most important first)."""
 APART = ("onchain", "committees", "committees-borda")
@@ -133,8 +145,10 @@ BRIER = " + Brier"
 :data:`FEEDBACK`)."""
 METRIC_DEFAULT = "macro-f1"
 """What SecCL's clients score peers by unless a cell says otherwise (the paper's)."""
-VARIANTS = ("", FEEDBACK, FEEDBACK + BRIER)
+VARIANTS = ("", FEEDBACK, BRIER, FEEDBACK + BRIER)
 """Suffixes of the median rules' names whose target the report checks."""
+LINE_STYLES = dict(zip(VARIANTS, ("-", "--", "-.", ":"), strict=True))
+"""How the figure draws each variant of a rule."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,6 @@ class Cell:
     def setting(self) -> ex.Setting:
         """The harness setting (strategy, attack) of this run."""
         free = self.attack == "free-ride"
-        stealthy = self.attack == "stealthy"
         return ex.Setting(
             "SecCL" if self.seccl else self.rule,
             N,
@@ -186,7 +199,7 @@ class Cell:
             collude=not free,
             election_rule=self.rule if self.seccl else "borda",
             error_feedback=self.error_feedback,
-            flip_fraction=STEALTH_FLIP if stealthy else 1.0,
+            flip_fraction=STEALTH_FLIPS.get(self.attack, 1.0),
             score_metric=self.score_metric,
         )
 
@@ -216,15 +229,22 @@ def grid(name: str) -> list[Cell]:
     against free riders; ``brier``: the median rules with error feedback and clients
     scoring by the Brier score (``score_metric="brier"``) against the stealthy and the
     plain colluders, every ε and seed; ``brier-extras``: the median rule so against
-    free riders and on the non-IID split (ε > 0); ``stealthy``: the stealthy
+    free riders and on the non-IID split, then rank-median against free riders
+    (ε > 0); ``brier-adaptive``: the median rules so, MultiKrum and FedMedian against
+    colluders who flip 20 % or 30 % (ε = 0.4);
+    ``brier-noniid``: both median rules with error feedback, scoring by macro F1 and
+    by the Brier score, on the non-IID split at ε ∈ {0, 0.2, 0.4}; ``brier-plain``:
+    rank-median with Brier scores and plain top-k, IID and non-IID, ε ∈ {0, 0.4};
+    ``stealthy``: the stealthy
     colluders against the median rule, MultiKrum, FedMedian and Borda, then FedAvg,
     Krum, Bulyan and FedTrimmedAvg, every ε > 0 and seed; ``ranked``: the rules of
     :data:`RANKED` against them at ε ∈ {0.3, 0.4, 0.45}, and against the plain
     colluders at 0.4 and without attackers, then rank-median (rule 2, on chain)
     against both at every ε; ``all``: all of these, in the order of :data:`GRIDS`.
     ``onchain`` (not in
-    ``all``): Borda and median at ε = 0.4, seed 0, on the embedded chain (the full
-    SecCL strategy), to check the fast mode. ``committees`` and ``committees-borda``
+    ``all``): Borda and median at ε = 0.4, seed 0, and rank-median with error feedback
+    and Brier scores against the stealthy colluders, on the embedded chain (the full
+    SecCL strategy, mod and app), to check the fast mode. ``committees`` and ``committees-borda``
     (not in ``all``): the median rule and Borda with committees of size
     :data:`COMMITTEES` at :data:`COMMITTEE_EPSILONS`, 3 seeds, then at ε = 0.
     """
@@ -249,7 +269,19 @@ def grid(name: str) -> list[Cell]:
             for r in ("FedAvg", "Krum", "FedTrimmedAvg", "Bulyan")
         ],
         "adaptive": [Cell(r, "adaptive", e, s) for s in SEEDS for e in EPSILONS for r in RULES],
-        "onchain": [Cell(r, "collude", 0.4, 0, onchain=True) for r in RULES],
+        "onchain": [
+            *(Cell(r, "collude", 0.4, 0, onchain=True) for r in RULES),
+            # the full client (mod, app, run config) scoring by the Brier score
+            Cell(
+                "rank-median",
+                "stealthy",
+                0.4,
+                0,
+                onchain=True,
+                error_feedback=True,
+                score_metric="brier",
+            ),
+        ],
         # seed by seed, so that a stopped sweep leaves whole seeds
         # ε = 0 last: what committees cost without attackers
         "committees": [
@@ -348,10 +380,51 @@ def grid(name: str) -> list[Cell]:
         ],
         # then the median rule so on the non-IID split and against free riders
         "brier-extras": [
-            Cell("median", attack, e, s, split, error_feedback=True, score_metric="brier")
-            for attack, split in (("free-ride", "iid"), ("collude", "dirichlet-0.5"))
+            *(
+                Cell("median", attack, e, s, split, error_feedback=True, score_metric="brier")
+                for attack, split in (("free-ride", "iid"), ("collude", "dirichlet-0.5"))
+                for s in SEEDS
+                for e in EPSILONS[1:]
+            ),
+            *(
+                Cell("rank-median", "free-ride", e, s, error_feedback=True, score_metric="brier")
+                for s in SEEDS
+                for e in EPSILONS[1:]
+            ),
+        ],
+        # the non-IID split: both median rules with error feedback, by F1 and by Brier
+        "brier-noniid": [
+            Cell(r, "collude", e, s, "dirichlet-0.5", error_feedback=True, score_metric=m)
             for s in SEEDS
-            for e in EPSILONS[1:]
+            for e in (0.0, 0.2, 0.4)
+            for m in ("brier", METRIC_DEFAULT)
+            for r in MEDIAN_RULE_NAMES
+        ],
+        # rank-median with Brier scores and plain top-k (no error feedback), IID and not
+        "brier-plain": [
+            Cell("rank-median", attack, e, s, split, score_metric="brier")
+            for s in SEEDS
+            for attack, split, e in (
+                ("collude", "iid", 0.0),
+                ("collude", "iid", 0.4),
+                ("stealthy", "iid", 0.4),
+                ("collude", "dirichlet-0.5", 0.0),
+                ("collude", "dirichlet-0.5", 0.4),
+            )
+        ],
+        # stealthier colluders against Brier scores: 20 % and 30 % flipped, at ε = 0.4
+        "brier-adaptive": [
+            Cell(r, attack, 0.4, s, **extra)
+            for s in SEEDS
+            for attack in ("stealthy-0.2", "stealthy-0.3")
+            for r, extra in (
+                *(
+                    (r, {"error_feedback": True, "score_metric": "brier"})
+                    for r in MEDIAN_RULE_NAMES
+                ),
+                ("MultiKrum", {}),
+                ("FedMedian", {}),
+            )
         ],
     }
     if name == "all":
@@ -612,11 +685,11 @@ def onchain_table(out: Path, table: dict[tuple, list[float]]) -> str:
     if not path.is_file():
         return "(no on-chain spot check in this directory)"
     rows = []
+    fast = ex.by_run(labelled_rows(out / CSV_NAME), "rule", "attack", "split", "epsilon", "seed")
     for (rule, attack, split, eps, seed), runs in ex.by_run(
-        ex.read_csv(path), "rule", "attack", "split", "epsilon", "seed"
+        labelled_rows(path), "rule", "attack", "split", "epsilon", "seed"
     ).items():
         last = max(runs, key=lambda r: int(r["round"]))
-        fast = ex.by_run(ex.read_csv(out / CSV_NAME), "rule", "attack", "split", "epsilon", "seed")
         twin = fast.get((rule, attack, split, eps, seed))
         twin_final = max(twin, key=lambda r: int(r["round"]))["accuracy"] if twin else "-"
         rows.append([rule, attack, eps, seed, ex.fmt(last["accuracy"]), ex.fmt(twin_final)])
@@ -632,6 +705,7 @@ def report(out: Path, data_note: str) -> None:
     named = (*COMPARED, *(r + v for v in VARIANTS[1:] for r in MEDIAN_RULE_NAMES), *ex.FLOWER)
     order = [r for r in named if r in rules]
     combos = list(dict.fromkeys((k[1], k[2]) for k in table))
+    onchain = all(r["mode"] != "off-chain" for r in ex.read_csv(path))
     eps = sorted({k[3] for k in table})
     sections, panels = [], []
     for attack, split in combos:
@@ -642,29 +716,38 @@ def report(out: Path, data_note: str) -> None:
                 rows.append([rule, *(mean_spread(c) if c else "-" for c in cells)])
         header = ["rule / strategy", *(f"ε={e}" for e in eps)]
         sections.append(f"### {attack}, {split}\n\n" + ex.markdown_table(header, rows))
-        panels.append((attack, split))
+        if len({k[3] for k in table if k[1:3] == (attack, split)}) > 1:
+            panels.append((attack, split))  # a curve over ε (not a single ε's probe)
     body = (
         f"Final test accuracy (round {ROUNDS}), mean ± standard deviation over seeds "
         f"(number of seeds in brackets); n = {N}, λ = {LAMBDA}, attack from round {START}. "
-        "SecCL rules ran in the off-chain fast mode (election by the Python reference); "
-        "Flower strategies through flwr.serverapp.strategy. n/a: the strategy cannot "
+        + (
+            "SecCL ran on the embedded chain (the full strategy, mod and app); "
+            if onchain
+            else "SecCL rules ran in the off-chain fast mode (election by the Python reference); "
+        )
+        + "Flower strategies through flwr.serverapp.strategy. n/a: the strategy cannot "
         "run that many attackers; '-': not run.\n\n"
         + "\n\n".join(
             f"## Target ({rule}, {attack}, IID)\n\n" + "\n".join(target_check(table, rule, attack))
             for attack in ("collude", "stealthy")
             for rule in (r + v for v in VARIANTS for r in MEDIAN_RULE_NAMES)
-            if (rule, attack) == ("median", "collude")
-            or any(k[:2] == (rule, attack) for k in table)
+            # a sweep over ε, not a single ε's probe
+            if len({k[3] for k in table if k[:2] == (rule, attack)}) > 1
         )
-        + "\n\n## Fast mode against the chain\n\n"
-        + onchain_table(out, table)
-        + "\n\n## Candidate seats won by attackers (rounds "
-        + f"{START}-{ROUNDS}, all seeds)\n\n"
-        + seats_table(path)
+        + (
+            ""  # the spot checks themselves: no fast-mode seats, no grid to complete
+            if onchain
+            else "\n\n## Fast mode against the chain\n\n"
+            + onchain_table(out, table)
+            + "\n\n## Candidate seats won by attackers (rounds "
+            + f"{START}-{ROUNDS}, all seeds)\n\n"
+            + seats_table(path)
+        )
         + "\n\n## Final accuracy\n\n"
         + "\n\n".join(sections)
     )
-    missing = missing_cells(path)
+    missing = {} if onchain else missing_cells(path)
     if missing:
         body += (
             "\n\n## Not run yet\n\nCells of `--grid all` missing from the CSV: "
@@ -673,25 +756,13 @@ def report(out: Path, data_note: str) -> None:
             "(it skips the cells the CSV already holds)."
         )
     ex.write_markdown(out / "collusion.md", "Colluding clients", data_note, body)
+    panels = panels or combos  # only single-ε probes (the on-chain spot checks): draw those
     fig, axes = ex.figure(len(panels), width=5.2)
     for ax, (attack, split) in zip(axes, panels, strict=True):
         for rule in order:
-            points = [
-                (e, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-                for e in eps
-                if (v := [x for x in table.get((rule, attack, split, e), []) if not math.isnan(x)])
-            ]
-            if not points:
-                continue
-            base = base_rule(rule)
-            style = {"lw": 2.5} if base in COMPARED else {"lw": 1, "alpha": 0.8}
-            # one colour per rule; its error-feedback runs dashed in the same colour,
-            # with Brier scores dotted
-            index = (*COMPARED, *ex.FLOWER).index(base)
-            style["color"] = f"C{index}" if index < 10 else "black"
-            style["ls"] = ":" if rule.endswith(BRIER) else "--" if rule != base else "-"
-            x, y, spread = zip(*points, strict=True)
-            ax.errorbar(x, y, yerr=spread, fmt="o", ms=3, capsize=2, label=rule, **style)
+            points = points_of({e: table.get((rule, attack, split, e)) for e in eps})
+            if points:
+                plot_rule(ax, rule, points)
         ax.set_title(f"{attack}, {split}")
         ax.set_xlabel("ε (fraction of attackers)")
         ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd over seeds)")
@@ -702,6 +773,73 @@ def report(out: Path, data_note: str) -> None:
         fig, out / "collusion.png", "Colluding clients: election rules vs Flower", data_note
     )
     print(f"wrote {out / 'collusion.md'}, collusion.png")
+    if any(k[0].endswith(BRIER) and k[1] == "stealthy" for k in table):
+        brier_figure(table, out, data_note)
+
+
+def points_of(runs: dict[float, list[float] | None]) -> list[tuple[float, float, float]]:
+    """Return ``(x, mean, sd)`` of the final accuracies at each x that has any (nan: n/a,
+    left out)."""
+    points = []
+    for x, values in runs.items():
+        kept = [v for v in values or [] if not math.isnan(v)]
+        if kept:
+            points.append(
+                (x, statistics.mean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0)
+            )
+    return points
+
+
+def plot_rule(ax, rule: str, points: list[tuple[float, float, float]]) -> None:
+    """Draw one rule's (x, mean, sd) points: one colour per rule or strategy, its
+    variants (:data:`VARIANTS`) in :data:`LINE_STYLES`."""
+    base = base_rule(rule)
+    style = {"lw": 2.5} if base in COMPARED else {"lw": 1, "alpha": 0.8}
+    index = (*COMPARED, *ex.FLOWER).index(base)
+    style["color"] = f"C{index}" if index < 10 else "black"
+    style["ls"] = LINE_STYLES[rule.removeprefix(base)]
+    x, y, spread = zip(*points, strict=True)
+    ax.errorbar(x, y, yerr=spread, fmt="o", ms=3, capsize=2, label=rule, **style)
+
+
+BRIER_FIGURE_RULES = (
+    "median",
+    "rank-median",
+    "median" + FEEDBACK + BRIER,
+    "rank-median" + FEEDBACK + BRIER,
+    "MultiKrum",
+    "FedMedian",
+)
+"""What ``collusion_brier.png`` compares: the median rules by macro F1 (plain top-k) and
+by Brier scores (with error feedback), and Flower's two best strategies here."""
+
+
+def brier_figure(table: dict[tuple, list[float]], out: Path, data_note: str) -> None:
+    """Write ``collusion_brier.png``: the stealthy colluders (IID) by ε, and at ε = 0.4
+    by the share of labels they flip, zoomed to where the rules differ."""
+    fig, (by_eps, by_flip) = ex.figure(2, width=6.0)
+    flips = sorted(STEALTH_FLIPS.items(), key=lambda item: item[1])
+    for rule in BRIER_FIGURE_RULES:
+        over_eps = points_of(
+            {e: table.get((rule, "collude" if e == 0 else "stealthy", "iid", e)) for e in EPSILONS}
+        )
+        over_flip = points_of({share: table.get((rule, a, "iid", 0.4)) for a, share in flips})
+        for ax, points in ((by_eps, over_eps), (by_flip, over_flip)):
+            if points:
+                plot_rule(ax, rule, points)
+    by_eps.set_title("stealthy colluders (40 % of labels flipped), IID")
+    by_eps.set_xlabel("ε (fraction of colluders; ε = 0: no attacker)")
+    by_flip.set_title("ε = 0.4, IID: the colluders flip less to stay hidden")
+    by_flip.set_xlabel("share of each batch's labels the colluders flip")
+    for ax in (by_eps, by_flip):
+        ax.set_ylabel(f"test accuracy after round {ROUNDS} (mean ± sd, 3 seeds)")
+        ax.set_ylim(0.65, 0.92)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    ex.save_figure(
+        fig, out / "collusion_brier.png", "Brier scores against stealthy colluders", data_note
+    )
+    print(f"wrote {out / 'collusion_brier.png'}")
 
 
 # --------------------------------------------------------------------- committees
