@@ -59,6 +59,17 @@ DEFAULT_SCORE_METRIC = "eval_acc"
 """The score metric without ``seccl-score-metric``: quickstart-pytorch's accuracy."""
 
 
+def score_metric_of(context: Context, default: str = DEFAULT_SCORE_METRIC) -> str:
+    """Return the metric a node scores peers by (``seccl-score-metric`` or ``default``).
+
+    The node config's ``seccl-score-metric`` wins over the run config's; without
+    either, ``default`` (the app's, given to :func:`make_seccl_mod`). A batched
+    scorer (``make_seccl_mod(batch_scorer=...)``) must score by this same metric: an
+    app's factory calls this with the default it gives the mod.
+    """
+    return setting(context, SCORE_METRIC) or default
+
+
 def make_seccl_mod(
     score_metric: str = DEFAULT_SCORE_METRIC,
     attack: Callable[[Context], object] | None = None,
@@ -112,7 +123,7 @@ def make_seccl_mod(
         batched = batch_scorer(context) if batch_scorer is not None else None
         if batched is not None:
             return client.handle_cross_evaluate(msg, context, batched, ballot_attack, batch_size)
-        metric = setting(context, SCORE_METRIC) or score_metric
+        metric = score_metric_of(context, score_metric)
         return client.handle_cross_evaluate(
             msg, context, _scorer(msg, context, call_next, metric), ballot_attack
         )

@@ -33,8 +33,7 @@ from seccl_flwr.apps.handlers import EvaluateFn, TrainFn, flower_client_app
 from seccl_flwr.attacks import attack_from_config, node_attack
 from seccl_flwr.client import BatchScoreFn
 from seccl_flwr.datasets import Partition
-from seccl_flwr.identity import setting
-from seccl_flwr.mod import SCORE_METRIC, make_seccl_mod
+from seccl_flwr.mod import make_seccl_mod, score_metric_of
 from seccl_flwr.torch_task import (
     sgd_train,
     torch_batch_score_fn,
@@ -143,7 +142,7 @@ def batch_scorer(context: Context) -> BatchScoreFn | None:
         settings,
         int(context.node_config["partition-id"]),
         int(context.node_config["num-partitions"]),
-        str(setting(context, SCORE_METRIC) or SCORE_METRIC_DEFAULT),
+        score_metric_of(context, SCORE_METRIC_DEFAULT),
     )
 
 
