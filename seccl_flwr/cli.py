@@ -200,7 +200,7 @@ def simulate(args: argparse.Namespace) -> tuple[SecCLResult, "AuditReport | None
             election_rule=args.election_rule,
             committee_size=args.committee_size,
         ),
-        SCORE_METRIC: args.score_metric,
+        **({SCORE_METRIC: args.score_metric} if args.score_metric else {}),
         **_attack_config(args),
     }
     run_label = f"seccl-simulate-{args.seed}-{time.time_ns()}"
@@ -343,6 +343,7 @@ def _simulate_and_report(args: argparse.Namespace) -> int:
 
 def _report(result: SecCLResult, args: argparse.Namespace) -> None:
     from .apps.digits import DATA_NOTE
+    from .apps.digits import SCORE_METRIC as APP_SCORE_METRIC
     from .report import format_table, plot_rounds, round_rows, write_csv
 
     attackers = attacker_addresses({**_attack_config(args), KEY_SEED: args.seed}, args.participants)
@@ -351,7 +352,7 @@ def _report(result: SecCLResult, args: argparse.Namespace) -> None:
     print(f"SecCL on chain {result.chain_id}, contract {result.contract}")
     print(
         f"Election rule: {ELECTION_RULES[args.election_rule]}; peers scored by "
-        f"{args.score_metric} on each client's validation split"
+        f"{args.score_metric or APP_SCORE_METRIC} on each client's validation split"
     )
     print(f"Data: {DATA_NOTE}; accuracy/F1 on the held-out test set")
     print(format_table(rows))

@@ -223,12 +223,12 @@ def election_rule(text: str) -> int:
 
 def score_metric(text: str) -> str:
     """Argparse ``type`` of the metric clients score peers by (``--score-metric``)."""
-    from .torch_task import SCORE_METRICS  # torch: only for the commands that train
+    from .torch_task import check_score_metric  # torch: only for the commands that train
 
-    if text not in SCORE_METRICS:
-        raise argparse.ArgumentTypeError(
-            f"unknown score metric {text!r}; choose from {', '.join(SCORE_METRICS)}"
-        )
+    try:
+        check_score_metric(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -311,10 +311,10 @@ def _add_protocol_arguments(simulate: argparse.ArgumentParser) -> None:
     simulate.add_argument(
         "--score-metric",
         type=score_metric,
-        default="macro-f1",
+        default=None,
         help="what clients score peers by on their validation split: macro-f1 (the "
-        "paper's, default), accuracy, or brier (also sees how sure an update is of the "
-        "right label, which stealthy poison shows)",
+        "paper's and the digits app's default), accuracy, or brier (also sees how sure an "
+        "update is of the right label, which stealthy poison shows)",
     )
     simulate.add_argument("--dataset", choices=["digits"], default="digits")
 

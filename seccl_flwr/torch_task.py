@@ -138,12 +138,17 @@ def score_logits(metric: str, labels: np.ndarray, logits: torch.Tensor) -> float
     """
     if metric == "brier":
         return brier_score(labels, torch.softmax(logits.float(), -1).cpu().numpy())
+    check_score_metric(metric)
     pred = logits.argmax(-1).cpu().numpy()
     if metric == "accuracy":
         return float((pred == labels).mean())
-    if metric == "macro-f1":
-        return macro_f1(labels, pred)
-    raise ValueError(f"unknown score metric {metric!r}; choose from {SCORE_METRICS}")
+    return macro_f1(labels, pred)
+
+
+def check_score_metric(metric: str) -> None:
+    """Raise ``ValueError`` naming ``metric`` unless it is one of :data:`SCORE_METRICS`."""
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"unknown score metric {metric!r}; choose from {', '.join(SCORE_METRICS)}")
 
 
 def brier_score(y_true: np.ndarray, probs: np.ndarray) -> float:
@@ -242,8 +247,7 @@ def torch_batch_score_fn(
     ValueError
         If ``metric`` is not one of :data:`SCORE_METRICS`.
     """
-    if metric not in SCORE_METRICS:
-        raise ValueError(f"unknown score metric {metric!r}; choose from {SCORE_METRICS}")
+    check_score_metric(metric)
     model = model.to(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     inputs = [

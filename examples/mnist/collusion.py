@@ -69,6 +69,7 @@ from typing import Any
 
 import torch
 from mnist_seccl import experiments as ex
+from mnist_seccl.client_app import SCORE_METRIC_DEFAULT
 from mnist_seccl.offchain import run_offchain
 
 from seccl_flwr.attacks import attacker_partitions
@@ -143,8 +144,6 @@ FEEDBACK = " + error feedback"
 BRIER = " + Brier"
 """How a SecCL rule run whose clients score by the Brier score is named (after
 :data:`FEEDBACK`)."""
-METRIC_DEFAULT = "macro-f1"
-"""What SecCL's clients score peers by unless a cell says otherwise (the paper's)."""
 VARIANTS = ("", FEEDBACK, BRIER, FEEDBACK + BRIER)
 """Suffixes of the median rules' names whose target the report checks."""
 LINE_STYLES = dict(zip(VARIANTS, ("-", "--", "-.", ":"), strict=True))
@@ -165,7 +164,7 @@ class Cell:
     # SecCL clients add what their last update left out (the library's default;
     # off, as in the paper, unless a cell says so)
     error_feedback: bool = False
-    score_metric: str = METRIC_DEFAULT  # what SecCL's clients score peers by
+    score_metric: str = SCORE_METRIC_DEFAULT  # what SecCL's clients score peers by
 
     @property
     def seccl(self) -> bool:
@@ -397,7 +396,7 @@ def grid(name: str) -> list[Cell]:
             Cell(r, "collude", e, s, "dirichlet-0.5", error_feedback=True, score_metric=m)
             for s in SEEDS
             for e in (0.0, 0.2, 0.4)
-            for m in ("brier", METRIC_DEFAULT)
+            for m in ("brier", SCORE_METRIC_DEFAULT)
             for r in MEDIAN_RULE_NAMES
         ],
         # rank-median with Brier scores and plain top-k (no error feedback), IID and not
@@ -488,7 +487,7 @@ def with_feedback(row: dict[str, Any]) -> bool:
 
 def metric_of(row: dict[str, Any]) -> str:
     """Return the metric a row's SecCL clients scored by (a CSV without the column: F1)."""
-    return row.get("score_metric") or METRIC_DEFAULT
+    return row.get("score_metric") or SCORE_METRIC_DEFAULT
 
 
 def variant_name(row: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ from seccl_flwr.mod import SCORE_METRIC
 from seccl_flwr.strategy import RoundRecord, SecCL
 from seccl_flwr.torch_task import sgd_train
 
-from .client_app import DATA_KEYS, _partition, make_client_app
+from .client_app import DATA_KEYS, SCORE_METRIC_DEFAULT, _partition, make_client_app
 from .task import data_from_config, initial_model, server_evaluate_fn
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -126,7 +126,7 @@ class Setting:
     flip_fraction: float = 1.0
     collude: bool = True
     election_rule: str = "borda"
-    score_metric: str = "macro-f1"
+    score_metric: str = SCORE_METRIC_DEFAULT
 
     @property
     def attackers(self) -> int:

@@ -84,7 +84,7 @@ def cross_scores(
     candidates: dict[str, dict[str, np.ndarray]],
     validation: list[tuple[str, torch.Tensor, Any]],
     assigned: dict[str, list[str]] | None = None,
-    metric: str = "macro-f1",
+    metric: str = SCORE_METRIC_DEFAULT,
 ) -> dict[str, dict[str, int]]:
     """Return evaluator -> peer -> ballot score (by ``metric``) of the candidate models.
 
